@@ -1,0 +1,294 @@
+//! Typed run configuration: TOML with every default written down once, unknown keys rejected.
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The whole configuration of a run. Every field has its default in the `Default` impls below.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where model artefacts live and which manifest names them.
+    pub models: ModelsConfig,
+    /// Frame ingest from GStreamer.
+    pub ingest: IngestConfig,
+    /// Face detection and tracking.
+    pub face: FaceConfig,
+    /// Alignment to the canonical crop and its stabilisation.
+    pub align: AlignConfig,
+}
+
+/// Model artefact locations.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Cache folder for fetched artefacts; empty = `$AULLM_CACHE_DIR` or the user's cache dir.
+    pub cache_dir: String,
+    /// Manifest file; empty = the manifest built into the binary (models/manifest.toml).
+    pub manifest: String,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: String::new(),
+            manifest: String::new(),
+        }
+    }
+}
+
+/// How frames are pulled from GStreamer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Frames buffered between the GStreamer thread and the face thread.
+    pub queue_frames: usize,
+    /// Treat the source as live (drop oldest when full): "auto" asks GStreamer, "yes" or "no" forces it.
+    pub live: String,
+    /// Significant bits of GRAY16 cameras (e.g. 10, 12, 16): pixels are scaled to 8 bits from this depth.
+    pub gray16_bits: u32,
+    /// Folder of extra pipeline templates (`NAME.pipeline`); the built-in ones are always available.
+    pub pipelines_dir: String,
+    /// Seconds to keep draining decoded frames after a GStreamer error before reporting it.
+    pub error_drain_s: f64,
+    /// A gap in presentation time longer than this many frame periods counts the missing frames as drops.
+    pub gap_tolerance: f64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            queue_frames: 64,
+            live: "auto".into(),
+            gray16_bits: 16,
+            pipelines_dir: String::new(),
+            error_drain_s: 2.0,
+            gap_tolerance: 1.5,
+        }
+    }
+}
+
+/// Face detection (BlazeFace) and multi-face tracking.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FaceConfig {
+    /// "front" (128 px input, faces filling much of the frame) or "back" (256 px, smaller faces).
+    pub detector: String,
+    /// Minimum detection score (after sigmoid).
+    pub score_threshold: f32,
+    /// IoU above which detections are merged by weighted NMS.
+    pub nms_iou: f32,
+    /// Run the detector every N frames while all tracks are held (1 = every frame).
+    pub detect_every: u32,
+    /// Maximum number of faces tracked at once.
+    pub max_faces: usize,
+    /// ONNX Runtime intra-op threads for the detector (one was fastest on this model).
+    pub intra_threads: usize,
+    /// Minimum IoU between a detection and a track's box to continue that track.
+    pub match_iou: f32,
+    /// A track is dropped after this many consecutive detector runs without a match.
+    pub lost_after: u32,
+}
+
+impl Default for FaceConfig {
+    fn default() -> Self {
+        Self {
+            detector: "front".into(),
+            score_threshold: 0.5,
+            nms_iou: 0.3,
+            detect_every: 10,
+            max_faces: 1,
+            intra_threads: 1,
+            match_iou: 0.3,
+            lost_after: 3,
+        }
+    }
+}
+
+/// Alignment of each tracked face to a canonical gray crop.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlignConfig {
+    /// Side of the square aligned crop in pixels.
+    pub size: u32,
+    /// Canonical eye centres (right eye, left eye in image order) as fractions of `size`.
+    pub eye_right: [f32; 2],
+    /// See `eye_right`.
+    pub eye_left: [f32; 2],
+    /// Canonical mouth centre as a fraction of `size`.
+    pub mouth: [f32; 2],
+    /// Register every crop to the track's reference crop (sub-pixel stabilisation).
+    pub stabilise: bool,
+    /// Crop region registered to the reference, `[x0, y0, x1, y1]` as fractions (rigid mid-face).
+    pub register_region: [f32; 4],
+    /// Gauss-Newton iterations of the registration per frame.
+    pub refine_iters: u32,
+    /// Frames averaged into a new track's reference crop (fewer noisy pixels in the template).
+    pub reference_frames: u32,
+    /// Keypoint disagreement (crop pixels, RMS over eyes and mouth) that re-anchors the track on the detector.
+    pub reanchor_px: f32,
+    /// Registration residual (normalised RMS) above which the track asks the detector for help.
+    pub lost_residual: f32,
+}
+
+impl Default for AlignConfig {
+    fn default() -> Self {
+        Self {
+            size: 128,
+            eye_right: [0.34, 0.40],
+            eye_left: [0.66, 0.40],
+            mouth: [0.50, 0.76],
+            stabilise: true,
+            register_region: [0.18, 0.22, 0.82, 0.70],
+            refine_iters: 3,
+            reference_frames: 4,
+            reanchor_px: 4.0,
+            lost_residual: 0.6,
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path` (if given) over the defaults, then applies `key=value` overrides
+    /// (e.g. `face.max_faces=2`); unknown keys are errors naming the key and the file.
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Config> {
+        let (mut table, origin) = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read config file {}", p.display()))?;
+                let table: toml::Table = toml::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {}", p.display(), e.message()))
+                    .with_context(|| format!("invalid TOML in config file {}", p.display()))?;
+                (table, p.display().to_string())
+            }
+            None => (toml::Table::new(), "the defaults".to_string()),
+        };
+        for ov in overrides {
+            apply_override(&mut table, ov)?;
+        }
+        let cfg: Config = Config::deserialize(toml::Value::Table(table)).map_err(|e| {
+            anyhow::anyhow!("config {origin} (with overrides {overrides:?}): {}", e.message())
+        })?;
+        cfg.validate()
+            .with_context(|| format!("config {origin} is not valid"))?;
+        Ok(cfg)
+    }
+
+    /// Checks values serde cannot (ranges, enumerations).
+    pub fn validate(&self) -> Result<()> {
+        match self.face.detector.as_str() {
+            "front" | "back" => {}
+            other => bail!("face.detector = {other:?}: expected \"front\" or \"back\""),
+        }
+        match self.ingest.live.as_str() {
+            "auto" | "yes" | "no" => {}
+            other => bail!("ingest.live = {other:?}: expected \"auto\", \"yes\" or \"no\""),
+        }
+        if !(8..=16).contains(&self.ingest.gray16_bits) {
+            bail!(
+                "ingest.gray16_bits = {}: expected 8..=16",
+                self.ingest.gray16_bits
+            );
+        }
+        if self.ingest.queue_frames == 0 {
+            bail!("ingest.queue_frames must be at least 1");
+        }
+        if self.face.detect_every == 0 {
+            bail!("face.detect_every must be at least 1");
+        }
+        if self.face.max_faces == 0 {
+            bail!("face.max_faces must be at least 1");
+        }
+        let r = self.align.register_region;
+        if !(r[0] >= 0.02 && r[1] >= 0.02 && r[2] <= 0.98 && r[3] <= 0.98 && r[0] < r[2] && r[1] < r[3]) {
+            bail!("align.register_region = {r:?}: expected 0.02 <= x0 < x1 <= 0.98 and the same for y");
+        }
+        if self.align.size < 32 {
+            bail!("align.size = {}: expected at least 32", self.align.size);
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print config: {e}"))
+    }
+
+    /// The model cache folder this configuration selects.
+    pub fn cache_dir(&self) -> PathBuf {
+        if self.models.cache_dir.is_empty() {
+            crate::models::ModelCache::default_root()
+        } else {
+            PathBuf::from(&self.models.cache_dir)
+        }
+    }
+}
+
+/// Sets `a.b.c = value` inside `table`; the value is parsed as TOML, falling back to a plain string.
+fn apply_override(table: &mut toml::Table, ov: &str) -> Result<()> {
+    let (key, raw) = ov
+        .split_once('=')
+        .with_context(|| format!("override {ov:?}: expected KEY=VALUE, e.g. face.max_faces=2"))?;
+    let key = key.trim();
+    let raw = raw.trim();
+    let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let parts: Vec<&str> = key.split('.').collect();
+    let (last, path) = parts
+        .split_last()
+        .with_context(|| format!("override {ov:?}: empty key"))?;
+    let mut cur = table;
+    for p in path {
+        let entry = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry
+            .as_table_mut()
+            .with_context(|| format!("override {ov:?}: {p} is not a section"))?;
+    }
+    cur.insert(last.to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let cfg = Config::default();
+        let text = cfg.to_toml();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back, cfg);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("run.toml");
+        std::fs::write(&p, "[face]\nmax_faces = 2\ndetect_evry = 5\n").unwrap();
+        let err = format!("{:#}", Config::load(Some(&p), &[]).unwrap_err());
+        assert!(err.contains("detect_evry"), "{err}");
+        assert!(err.contains("run.toml"), "{err}");
+    }
+
+    #[test]
+    fn overrides_beat_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("run.toml");
+        std::fs::write(&p, "[face]\nmax_faces = 2\n").unwrap();
+        let cfg = Config::load(Some(&p), &["face.max_faces=3".into()]).unwrap();
+        assert_eq!(cfg.face.max_faces, 3);
+        assert_eq!(cfg.face.detect_every, FaceConfig::default().detect_every);
+        let err = Config::load(None, &["face.nope=1".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("nope"));
+    }
+
+    #[test]
+    fn bad_enumeration_is_rejected() {
+        let err = Config::load(None, &["face.detector=side".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("face.detector"));
+    }
+}

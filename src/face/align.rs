@@ -1,0 +1,188 @@
+//! Similarity transforms between frame and canonical crop, and the warp that makes the crop.
+
+use anyhow::{Context, Result};
+
+/// A 2D similarity `x' = a·x − b·y + tx, y' = b·x + a·y + ty` (rotation, uniform scale, shift).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Similarity {
+    /// scale·cos θ
+    pub a: f64,
+    /// scale·sin θ
+    pub b: f64,
+    /// x shift
+    pub tx: f64,
+    /// y shift
+    pub ty: f64,
+}
+
+impl Similarity {
+    /// The identity transform.
+    pub const IDENTITY: Similarity = Similarity {
+        a: 1.0,
+        b: 0.0,
+        tx: 0.0,
+        ty: 0.0,
+    };
+
+    /// Maps a point.
+    pub fn apply(&self, p: [f64; 2]) -> [f64; 2] {
+        [
+            self.a * p[0] - self.b * p[1] + self.tx,
+            self.b * p[0] + self.a * p[1] + self.ty,
+        ]
+    }
+
+    /// The inverse transform (a similarity with non-zero scale is always invertible).
+    pub fn inverse(&self) -> Similarity {
+        let d = self.a * self.a + self.b * self.b;
+        let (a, b) = (self.a / d, -self.b / d);
+        Similarity {
+            a,
+            b,
+            tx: -(a * self.tx - b * self.ty),
+            ty: -(b * self.tx + a * self.ty),
+        }
+    }
+
+    /// `self ∘ other`: first `other`, then `self`.
+    pub fn compose(&self, other: &Similarity) -> Similarity {
+        Similarity {
+            a: self.a * other.a - self.b * other.b,
+            b: self.b * other.a + self.a * other.b,
+            tx: self.a * other.tx - self.b * other.ty + self.tx,
+            ty: self.b * other.tx + self.a * other.ty + self.ty,
+        }
+    }
+
+    /// Uniform scale factor.
+    pub fn scale(&self) -> f64 {
+        (self.a * self.a + self.b * self.b).sqrt()
+    }
+
+    /// Least-squares similarity taking `src[i]` to `dst[i]` (Umeyama without reflection).
+    pub fn fit(src: &[[f64; 2]], dst: &[[f64; 2]]) -> Option<Similarity> {
+        let n = src.len().min(dst.len());
+        if n < 2 {
+            return None;
+        }
+        let mean = |pts: &[[f64; 2]]| {
+            let s = pts[..n]
+                .iter()
+                .fold([0.0, 0.0], |acc, p| [acc[0] + p[0], acc[1] + p[1]]);
+            [s[0] / n as f64, s[1] / n as f64]
+        };
+        let (ms, md) = (mean(src), mean(dst));
+        let (mut num_a, mut num_b, mut den) = (0.0, 0.0, 0.0);
+        for i in 0..n {
+            let (px, py) = (src[i][0] - ms[0], src[i][1] - ms[1]);
+            let (qx, qy) = (dst[i][0] - md[0], dst[i][1] - md[1]);
+            num_a += px * qx + py * qy;
+            num_b += px * qy - py * qx;
+            den += px * px + py * py;
+        }
+        if den <= 1e-12 {
+            return None;
+        }
+        let (a, b) = (num_a / den, num_b / den);
+        Some(Similarity {
+            a,
+            b,
+            tx: md[0] - (a * ms[0] - b * ms[1]),
+            ty: md[1] - (b * ms[0] + a * ms[1]),
+        })
+    }
+
+    /// As a row-major 2x3 affine matrix.
+    pub fn to_affine(&self) -> [f64; 6] {
+        [self.a, -self.b, self.tx, self.b, self.a, self.ty]
+    }
+}
+
+/// Canonical crop geometry: where the eyes and mouth land in the crop.
+#[derive(Debug, Clone, Copy)]
+pub struct CropTemplate {
+    /// Crop side in pixels.
+    pub size: u32,
+    /// Right eye, left eye, mouth in crop pixels.
+    pub points: [[f64; 2]; 3],
+}
+
+impl CropTemplate {
+    /// Builds the template from the alignment configuration (fractions of the crop size).
+    pub fn from_config(cfg: &crate::config::AlignConfig) -> Self {
+        let s = cfg.size as f64;
+        let p = |f: [f32; 2]| [f[0] as f64 * s, f[1] as f64 * s];
+        Self {
+            size: cfg.size,
+            points: [p(cfg.eye_right), p(cfg.eye_left), p(cfg.mouth)],
+        }
+    }
+
+    /// The crop→frame transform that puts detected right eye, left eye and mouth on the template.
+    pub fn crop_to_frame(&self, keypoints: &[[f32; 2]; 6]) -> Option<Similarity> {
+        let kp = |i: usize| [keypoints[i][0] as f64, keypoints[i][1] as f64];
+        let frame_pts = [kp(0), kp(1), kp(3)];
+        Similarity::fit(&self.points, &frame_pts)
+    }
+}
+
+/// Warps the gray frame into a `size`×`size` crop with `crop_to_frame` (bilinear, border replicated).
+pub fn warp_crop(
+    frame: &[u8],
+    width: usize,
+    height: usize,
+    crop_to_frame: &Similarity,
+    size: u32,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    use opencv::core::{BORDER_REPLICATE, Mat, Scalar, Size};
+    let src = Mat::new_rows_cols_with_data(height as i32, width as i32, &frame[..width * height])
+        .context("wrapping the frame for alignment")?;
+    let m = crop_to_frame.to_affine();
+    let m = Mat::from_slice_2d(&[[m[0], m[1], m[2]], [m[3], m[4], m[5]]]).context("affine matrix")?;
+    let n = (size * size) as usize;
+    out.resize(n, 0);
+    // SAFETY: `out` holds exactly size*size bytes and outlives `dst`, which only borrows it here.
+    let mut dst = unsafe {
+        Mat::new_rows_cols_with_data_unsafe_def(
+            size as i32,
+            size as i32,
+            opencv::core::CV_8UC1,
+            out.as_mut_ptr().cast(),
+        )
+    }
+    .context("wrapping the crop buffer")?;
+    opencv::imgproc::warp_affine(
+        &src,
+        &mut dst,
+        &m,
+        Size::new(size as i32, size as i32),
+        opencv::imgproc::INTER_LINEAR | opencv::imgproc::WARP_INVERSE_MAP,
+        BORDER_REPLICATE,
+        Scalar::all(0.0),
+    )
+    .context("warpAffine to the aligned crop")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fit_recovers_a_known_similarity() {
+        let t = Similarity {
+            a: 1.2 * 0.3f64.cos(),
+            b: 1.2 * 0.3f64.sin(),
+            tx: 5.0,
+            ty: -3.0,
+        };
+        let src = [[0.0, 0.0], [10.0, 0.0], [3.0, 8.0]];
+        let dst: Vec<[f64; 2]> = src.iter().map(|p| t.apply(*p)).collect();
+        let f = Similarity::fit(&src, &dst).unwrap();
+        assert!((f.a - t.a).abs() < 1e-9 && (f.b - t.b).abs() < 1e-9);
+        assert!((f.tx - t.tx).abs() < 1e-9 && (f.ty - t.ty).abs() < 1e-9);
+        let id = f.compose(&f.inverse());
+        assert!((id.a - 1.0).abs() < 1e-12 && id.b.abs() < 1e-12 && id.tx.abs() < 1e-9);
+    }
+}

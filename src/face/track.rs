@@ -1,0 +1,301 @@
+//! Multi-face tracking: detect every N frames (or when a track is lost), follow faces in between by
+//! registration, keep stable ids, and emit a stabilised aligned crop per face per frame.
+
+use super::align::{CropTemplate, Similarity, warp_crop};
+use super::detect::{Detection, FaceDetector, iou};
+use super::stabilise::Registration;
+use crate::config::{AlignConfig, FaceConfig};
+use anyhow::Result;
+
+/// One tracked face in one frame.
+#[derive(Debug, Clone)]
+pub struct FaceObservation {
+    /// Stable track id (1, 2, ... in order of appearance).
+    pub track_id: u32,
+    /// Box in frame pixels `[l, t, r, b]`, following the registered crop between detections.
+    pub bbox: [f32; 4],
+    /// The six BlazeFace keypoints in frame pixels (carried by the crop transform between detections).
+    pub keypoints: [[f32; 2]; 6],
+    /// Score of the track's latest detection.
+    pub confidence: f32,
+    /// True when the detector ran and matched this face on this frame.
+    pub detected: bool,
+    /// Aligned gray crop, `size`×`size`.
+    pub crop: Vec<u8>,
+    /// Crop→frame similarity transform.
+    pub crop_to_frame: Similarity,
+    /// Registration residual (normalised; 0 without stabilisation).
+    pub residual: f32,
+}
+
+/// Per-track state.
+struct Track {
+    id: u32,
+    crop_to_frame: Similarity,
+    /// Keypoints in crop coordinates at the last anchor: carried through the transform each frame.
+    keypoints_crop: [[f64; 2]; 6],
+    bbox_crop: [f64; 4],
+    confidence: f32,
+    misses: u32,
+    registration: Option<Registration>,
+    needs_detection: bool,
+}
+
+/// Counters of what the tracker did.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct TrackerStats {
+    /// Frames processed.
+    pub frames: u64,
+    /// Detector runs.
+    pub detector_runs: u64,
+    /// Tracks started.
+    pub tracks_started: u64,
+    /// Tracks re-anchored on the detector because registration drifted or failed.
+    pub reanchors: u64,
+    /// Tracks dropped after missing detections.
+    pub tracks_lost: u64,
+}
+
+/// The face stage: detector + tracks + alignment.
+pub struct FaceTracker {
+    detector: FaceDetector,
+    face: FaceConfig,
+    align: AlignConfig,
+    template: CropTemplate,
+    tracks: Vec<Track>,
+    next_id: u32,
+    frame_index: u64,
+    stats: TrackerStats,
+}
+
+impl FaceTracker {
+    /// A tracker around a loaded detector.
+    pub fn new(detector: FaceDetector, face: FaceConfig, align: AlignConfig) -> Self {
+        Self {
+            template: CropTemplate::from_config(&align),
+            detector,
+            face,
+            align,
+            tracks: Vec::new(),
+            next_id: 1,
+            frame_index: 0,
+            stats: TrackerStats::default(),
+        }
+    }
+
+    /// What the tracker has done so far.
+    pub fn stats(&self) -> TrackerStats {
+        self.stats
+    }
+
+    /// The detector (for benchmarks of the detector alone).
+    pub fn detector_mut(&mut self) -> &mut FaceDetector {
+        &mut self.detector
+    }
+
+    /// Processes one gray frame and returns every tracked face on it.
+    pub fn process(&mut self, gray: &[u8], width: usize, height: usize) -> Result<Vec<FaceObservation>> {
+        self.stats.frames += 1;
+        let size = self.align.size;
+        let mut out: Vec<FaceObservation> = Vec::with_capacity(self.tracks.len());
+
+        // 1. Follow existing tracks by registration (or keep their transform without stabilisation).
+        for t in &mut self.tracks {
+            let mut crop = Vec::new();
+            let mut residual = 0.0;
+            match t.registration.as_mut() {
+                Some(reg) => {
+                    let r = reg.register(
+                        gray,
+                        width,
+                        height,
+                        &mut t.crop_to_frame,
+                        &mut crop,
+                        self.align.refine_iters,
+                    )?;
+                    residual = r.residual;
+                    if !r.residual.is_finite() || r.residual > self.align.lost_residual {
+                        t.needs_detection = true;
+                    }
+                }
+                None => warp_crop(gray, width, height, &t.crop_to_frame, size, &mut crop)?,
+            }
+            out.push(observation(t, crop, residual, false));
+        }
+
+        // 2. Detect on schedule, when a track asks for it, or every frame while nobody is tracked.
+        let scheduled = self.frame_index % self.face.detect_every as u64 == 0;
+        let needed = self.tracks.is_empty() || self.tracks.iter().any(|t| t.needs_detection);
+        if scheduled || needed {
+            self.stats.detector_runs += 1;
+            let dets = self.detector.detect(gray, width, height)?;
+            self.associate(dets, gray, width, height, &mut out)?;
+        }
+        self.frame_index += 1;
+        Ok(out)
+    }
+
+    /// Matches detections to tracks by IoU, re-anchors drifted tracks, starts new ones, drops lost ones.
+    fn associate(
+        &mut self,
+        dets: Vec<Detection>,
+        gray: &[u8],
+        width: usize,
+        height: usize,
+        out: &mut Vec<FaceObservation>,
+    ) -> Result<()> {
+        let mut used = vec![false; dets.len()];
+        let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
+        for (ti, o) in out.iter().enumerate() {
+            for (di, d) in dets.iter().enumerate() {
+                let v = iou(&o.bbox, &d.bbox);
+                if v >= self.face.match_iou {
+                    pairs.push((v, ti, di));
+                }
+            }
+        }
+        pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut matched = vec![false; self.tracks.len()];
+        for (_, ti, di) in pairs {
+            if matched[ti] || used[di] {
+                continue;
+            }
+            matched[ti] = true;
+            used[di] = true;
+            let d = &dets[di];
+            let t = &mut self.tracks[ti];
+            t.misses = 0;
+            t.confidence = d.score;
+            // Disagreement between the detector and the followed transform, in crop pixels.
+            let inv = t.crop_to_frame.inverse();
+            let mut sq = 0.0;
+            for k in [0usize, 1, 3] {
+                let p = inv.apply([d.keypoints[k][0] as f64, d.keypoints[k][1] as f64]);
+                let q = t.keypoints_crop[k];
+                sq += (p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2);
+            }
+            let disagreement = (sq / 3.0).sqrt() as f32;
+            let lost = t.needs_detection || disagreement > self.align.reanchor_px;
+            if lost || t.registration.is_none() {
+                if let Some(a) = self.template.crop_to_frame(&d.keypoints) {
+                    if lost {
+                        self.stats.reanchors += 1;
+                    }
+                    let stabilise = self.align.stabilise;
+                    anchor(t, d, a, &self.align, gray, width, height, stabilise, &mut out[ti].crop)?;
+                }
+            }
+            t.needs_detection = false;
+            let crop = std::mem::take(&mut out[ti].crop);
+            let residual = out[ti].residual;
+            out[ti] = observation(t, crop, residual, true);
+        }
+        // Unmatched tracks age; lost ones go.
+        let mut keep = Vec::with_capacity(self.tracks.len());
+        for (ti, t) in self.tracks.iter_mut().enumerate() {
+            if !matched[ti] {
+                t.misses += 1;
+            }
+            keep.push(t.misses < self.face.lost_after);
+        }
+        let mut i = 0;
+        self.tracks.retain(|_| {
+            let k = keep[i];
+            i += 1;
+            k
+        });
+        let mut i = 0;
+        out.retain(|_| {
+            let k = keep[i];
+            i += 1;
+            k
+        });
+        self.stats.tracks_lost += keep.iter().filter(|k| !**k).count() as u64;
+
+        // New faces, best first, up to the limit.
+        for (di, d) in dets.iter().enumerate() {
+            if used[di] || self.tracks.len() >= self.face.max_faces {
+                continue;
+            }
+            // A detection overlapping an existing track is the same face, not a new one.
+            if out.iter().any(|o| iou(&o.bbox, &d.bbox) > 0.1) {
+                continue;
+            }
+            let Some(a) = self.template.crop_to_frame(&d.keypoints) else {
+                continue;
+            };
+            let mut t = Track {
+                id: self.next_id,
+                crop_to_frame: a,
+                keypoints_crop: [[0.0; 2]; 6],
+                bbox_crop: [0.0; 4],
+                confidence: d.score,
+                misses: 0,
+                registration: None,
+                needs_detection: false,
+            };
+            self.next_id += 1;
+            self.stats.tracks_started += 1;
+            let mut crop = Vec::new();
+            anchor(&mut t, d, a, &self.align, gray, width, height, self.align.stabilise, &mut crop)?;
+            out.push(observation(&t, crop, 0.0, true));
+            self.tracks.push(t);
+        }
+        Ok(())
+    }
+}
+
+/// (Re)starts a track on a detection: transform from keypoints, fresh reference crop.
+#[allow(clippy::too_many_arguments)]
+fn anchor(
+    t: &mut Track,
+    d: &Detection,
+    crop_to_frame: Similarity,
+    align: &AlignConfig,
+    gray: &[u8],
+    width: usize,
+    height: usize,
+    stabilise: bool,
+    crop: &mut Vec<u8>,
+) -> Result<()> {
+    t.crop_to_frame = crop_to_frame;
+    let inv = crop_to_frame.inverse();
+    for k in 0..6 {
+        t.keypoints_crop[k] = inv.apply([d.keypoints[k][0] as f64, d.keypoints[k][1] as f64]);
+    }
+    let tl = inv.apply([d.bbox[0] as f64, d.bbox[1] as f64]);
+    let br = inv.apply([d.bbox[2] as f64, d.bbox[3] as f64]);
+    t.bbox_crop = [tl[0], tl[1], br[0], br[1]];
+    warp_crop(gray, width, height, &crop_to_frame, align.size, crop)?;
+    t.registration = stabilise.then(|| {
+        Registration::new(crop, align.size, align.register_region, align.reference_frames)
+    });
+    Ok(())
+}
+
+/// The observation a track makes with its current transform.
+fn observation(t: &Track, crop: Vec<u8>, residual: f32, detected: bool) -> FaceObservation {
+    let a = &t.crop_to_frame;
+    let mut keypoints = [[0f32; 2]; 6];
+    for k in 0..6 {
+        let p = a.apply(t.keypoints_crop[k]);
+        keypoints[k] = [p[0] as f32, p[1] as f32];
+    }
+    // The box follows the transform: map the crop-space box corners and take their extent.
+    let b = t.bbox_crop;
+    let corners = [[b[0], b[1]], [b[2], b[1]], [b[0], b[3]], [b[2], b[3]]].map(|c| a.apply(c));
+    let xs = corners.map(|c| c[0]);
+    let ys = corners.map(|c| c[1]);
+    let min = |v: [f64; 4]| v.iter().cloned().fold(f64::INFINITY, f64::min) as f32;
+    let max = |v: [f64; 4]| v.iter().cloned().fold(f64::NEG_INFINITY, f64::max) as f32;
+    FaceObservation {
+        track_id: t.id,
+        bbox: [min(xs), min(ys), max(xs), max(ys)],
+        keypoints,
+        confidence: t.confidence,
+        detected,
+        crop,
+        crop_to_frame: t.crop_to_frame,
+        residual,
+    }
+}

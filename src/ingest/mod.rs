@@ -1,0 +1,297 @@
+//! Frames from files, URIs, camera templates or raw GStreamer descriptions, as pooled GRAY8 [`Frame`]s.
+
+mod reader;
+pub mod source;
+pub mod stats;
+pub mod template;
+
+pub use reader::IngestError;
+pub use source::Source;
+pub use stats::{IngestCounts, IngestStats};
+
+use crate::config::IngestConfig;
+use crate::frame::{Frame, FramePool};
+use anyhow::{Context, Result, anyhow};
+use crossbeam_channel::{Receiver, Sender};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use reader::{Control, SinkState};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Name of the appsink aullm appends to every source description.
+const SINK_NAME: &str = "aullm_sink";
+
+/// Initialises GStreamer once per process.
+pub fn init_gstreamer() -> Result<()> {
+    gst::init().context("GStreamer failed to initialise (is libgstreamer1.0 installed? run `make setup`)")
+}
+
+/// An open source delivering frames in order until end of stream or an error.
+pub struct Ingest {
+    pipeline: gst::Pipeline,
+    frames: Receiver<Frame>,
+    control: Receiver<Control>,
+    stats: Arc<IngestStats>,
+    stop: Arc<AtomicBool>,
+    bus_thread: Option<std::thread::JoinHandle<()>>,
+    live: bool,
+    label: String,
+    pending_error: Option<IngestError>,
+    ended: bool,
+    eos_seen: bool,
+    drain: Duration,
+    declared_duration_ns: Option<u64>,
+    last_pts_ns: Option<u64>,
+    frame_period_ns: Option<u64>,
+}
+
+/// Stops a running source from another thread (Ctrl-C): the stream ends cleanly at the next frame.
+#[derive(Clone)]
+pub struct StopHandle {
+    pipeline: gst::Pipeline,
+}
+
+impl StopHandle {
+    /// Sends end-of-stream into the pipeline; queued frames are still delivered.
+    pub fn stop(&self) {
+        self.pipeline.send_event(gst::event::Eos::new());
+    }
+}
+
+impl Ingest {
+    /// Builds and starts the pipeline for `source`.
+    pub fn open(source: &Source, cfg: &IngestConfig) -> Result<Ingest> {
+        init_gstreamer()?;
+        let dir = (!cfg.pipelines_dir.is_empty()).then(|| Path::new(&cfg.pipelines_dir));
+        let head = source.description(dir)?;
+        let desc = format!(
+            "{head} ! videoconvert ! video/x-raw,format=(string){{GRAY8,GRAY16_LE}} ! appsink name={SINK_NAME} sync=false"
+        );
+        let label = source.label();
+        tracing::debug!(%desc, "ingest pipeline");
+        let element = gst::parse::launch(&desc).map_err(|e| {
+            anyhow!("source {label}: cannot build GStreamer pipeline `{desc}`: {e}")
+        })?;
+        let pipeline = element
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| anyhow!("source {label}: description did not make a pipeline"))?;
+        // The pipeline clock is CLOCK_MONOTONIC, the clock LSL timestamps live on.
+        let clock = gst::SystemClock::obtain();
+        clock.set_property("clock-type", gst::ClockType::Monotonic);
+        pipeline.use_clock(Some(&clock));
+        let sink = pipeline
+            .by_name(SINK_NAME)
+            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+            .ok_or_else(|| anyhow!("source {label}: pipeline has no appsink {SINK_NAME}"))?;
+
+        let stats = Arc::new(IngestStats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
+        let bus = pipeline.bus().ok_or_else(|| anyhow!("pipeline has no bus"))?;
+        let bus_thread = reader::watch_bus(bus, ctl_tx.clone(), stats.clone(), stop.clone())
+            .context("cannot start the GStreamer bus thread")?;
+
+        let mut ingest = Ingest {
+            pipeline: pipeline.clone(),
+            frames: crossbeam_channel::never(),
+            control: ctl_rx,
+            stats: stats.clone(),
+            stop: stop.clone(),
+            bus_thread: Some(bus_thread),
+            live: false,
+            label: label.clone(),
+            pending_error: None,
+            ended: false,
+            eos_seen: false,
+            drain: Duration::from_secs_f64(cfg.error_drain_s.max(0.0)),
+            declared_duration_ns: None,
+            last_pts_ns: None,
+            frame_period_ns: None,
+        };
+
+        // PAUSED tells live sources (no preroll) from files; a failure here is a startup error.
+        let live = match pipeline.set_state(gst::State::Paused) {
+            Ok(gst::StateChangeSuccess::NoPreroll) => true,
+            Ok(_) => {
+                let (res, _, _) = pipeline.state(gst::ClockTime::from_seconds(30));
+                if res.is_err() {
+                    return Err(ingest.startup_error());
+                }
+                false
+            }
+            Err(_) => return Err(ingest.startup_error()),
+        };
+        let live = match cfg.live.as_str() {
+            "yes" => true,
+            "no" => false,
+            _ => live && !source.is_file(),
+        };
+        ingest.live = live;
+        if !live {
+            ingest.declared_duration_ns = pipeline
+                .query_duration::<gst::ClockTime>()
+                .map(|d| d.nseconds());
+        }
+
+        let (tx, rx): (Sender<Frame>, Receiver<Frame>) = crossbeam_channel::bounded(cfg.queue_frames);
+        ingest.frames = rx.clone();
+        reader::attach(
+            &sink,
+            SinkState {
+                frames: tx,
+                evict: rx,
+                control: ctl_tx,
+                stats,
+                // Enough spares for a full queue plus the frames the consumer holds.
+                pool: FramePool::new(cfg.queue_frames + 8),
+                live,
+                gray16_shift: cfg.gray16_bits.saturating_sub(8),
+                gap_tolerance: cfg.gap_tolerance,
+                seq: 0,
+                last_pts: None,
+                last_offset: None,
+                info: None,
+                stopping: stop,
+            },
+        );
+        if pipeline.set_state(gst::State::Playing).is_err() {
+            return Err(ingest.startup_error());
+        }
+        Ok(ingest)
+    }
+
+    /// The error GStreamer posted while starting, or a generic one naming the source.
+    fn startup_error(&mut self) -> anyhow::Error {
+        match self.control.recv_timeout(Duration::from_secs(2)) {
+            Ok(Control::Error(e)) => anyhow!("source {}: {e}", self.label),
+            _ => anyhow!("source {}: GStreamer could not start the pipeline", self.label),
+        }
+    }
+
+    /// True when the source is live (frames may be dropped, and each drop is counted).
+    pub fn is_live(&self) -> bool {
+        self.live
+    }
+
+    /// The source's label.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Counters so far.
+    pub fn counts(&self) -> IngestCounts {
+        self.stats.snapshot()
+    }
+
+    /// The shared counters (for a stats printer on another thread).
+    pub fn stats(&self) -> Arc<IngestStats> {
+        self.stats.clone()
+    }
+
+    /// A handle that ends the stream from another thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            pipeline: self.pipeline.clone(),
+        }
+    }
+
+    /// Duration the container declares (files), if known.
+    pub fn declared_duration_ns(&self) -> Option<u64> {
+        self.declared_duration_ns
+    }
+
+    /// The next frame; `Ok(None)` at a clean end of stream. An error comes only after every frame
+    /// decoded before it was delivered.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, IngestError> {
+        if self.ended {
+            return Ok(None);
+        }
+        loop {
+            // Frames first: control messages only matter once the queue is empty.
+            if let Ok(f) = self.frames.try_recv() {
+                return Ok(Some(self.deliver(f)));
+            }
+            if self.eos_seen {
+                return self.finish();
+            }
+            let deadline = self.pending_error.as_ref().map(|_| Instant::now() + self.drain);
+            crossbeam_channel::select! {
+                recv(self.frames) -> f => {
+                    if let Ok(f) = f {
+                        return Ok(Some(self.deliver(f)));
+                    }
+                    return self.finish();
+                }
+                recv(self.control) -> c => match c {
+                    Ok(Control::Eos) | Err(_) => self.eos_seen = true,
+                    Ok(Control::Error(e)) => {
+                        if self.pending_error.is_none() {
+                            self.pending_error = Some(e);
+                        }
+                    }
+                },
+                default(deadline.map(|d| d.saturating_duration_since(Instant::now())).unwrap_or(Duration::from_secs(3600))) => {
+                    if self.pending_error.is_some() {
+                        return self.finish();
+                    }
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, f: Frame) -> Frame {
+        IngestStats::add(&self.stats.delivered, 1);
+        if let Some(lp) = self.last_pts_ns
+            && f.pts_ns > lp
+        {
+            let d = f.pts_ns - lp;
+            self.frame_period_ns = Some(self.frame_period_ns.map_or(d, |p| p.min(d)));
+        }
+        self.last_pts_ns = Some(f.pts_ns);
+        f
+    }
+
+    /// Ends the stream: a pending GStreamer error, or a file that stopped well short of its declared
+    /// length (truncated), is reported; otherwise a clean end.
+    fn finish(&mut self) -> Result<Option<Frame>, IngestError> {
+        self.ended = true;
+        let _ = self.pipeline.set_state(gst::State::Null);
+        if let Some(e) = self.pending_error.take() {
+            return Err(e);
+        }
+        if let (Some(declared), Some(last), Some(period)) =
+            (self.declared_duration_ns, self.last_pts_ns, self.frame_period_ns)
+        {
+            let got = last + period;
+            // Two frame periods of slack absorb rounding in container durations.
+            if got + 2 * period < declared {
+                return Err(IngestError {
+                    element: self.label.clone(),
+                    message: format!(
+                        "stream ended at {:.3} s but the container declares {:.3} s: the file is truncated or corrupt",
+                        got as f64 / 1e9,
+                        declared as f64 / 1e9
+                    ),
+                    debug: None,
+                });
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Unblock a streaming thread waiting on a full queue before tearing the pipeline down.
+        while self.frames.try_recv().is_ok() {}
+        let _ = self.pipeline.set_state(gst::State::Null);
+        if let Some(t) = self.bus_thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The GStreamer side of ingest: pipeline, appsink callbacks on the streaming thread, bus watcher.
+
+use super::stats::IngestStats;
+use crate::frame::{Frame, FramePool, host_now_ns, mono_now_ns};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// An error GStreamer reported, with the element that reported it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("GStreamer element {element}: {message}{}", debug.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+pub struct IngestError {
+    /// Path of the element that posted the error, e.g. `/GstPipeline:pipeline0/GstAviDemux:avidemux0`.
+    pub element: String,
+    /// The error message.
+    pub message: String,
+    /// GStreamer's debug detail, when given.
+    pub debug: Option<String>,
+}
+
+/// Control messages that must never be evicted from the frame queue.
+pub(crate) enum Control {
+    Eos,
+    Error(IngestError),
+}
+
+/// Everything the appsink callback needs, owned by the streaming thread.
+pub(crate) struct SinkState {
+    pub frames: Sender<Frame>,
+    /// A receiver clone: lets the producer evict the oldest frame when a live consumer lags.
+    pub evict: Receiver<Frame>,
+    pub control: Sender<Control>,
+    pub stats: Arc<IngestStats>,
+    pub pool: FramePool,
+    pub live: bool,
+    pub gray16_shift: u32,
+    pub gap_tolerance: f64,
+    pub seq: u64,
+    pub last_pts: Option<u64>,
+    pub last_offset: Option<u64>,
+    pub info: Option<(gst::Caps, gst_video::VideoInfo)>,
+    pub stopping: Arc<AtomicBool>,
+}
+
+impl SinkState {
+    /// Converts one sample to a pooled GRAY8 frame and queues it (blocking for files, evicting for live).
+    pub fn on_sample(&mut self, sink: &gst_app::AppSink) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+        IngestStats::add(&self.stats.received, 1);
+        let arrival_mono = mono_now_ns();
+        let arrival_host = host_now_ns();
+        let caps = sample.caps().ok_or(gst::FlowError::NotNegotiated)?;
+        let fresh = match &self.info {
+            Some((c, _)) => c.as_ptr() != caps.as_ptr() && c != caps,
+            None => true,
+        };
+        if fresh {
+            let info = gst_video::VideoInfo::from_caps(caps).map_err(|_| gst::FlowError::NotNegotiated)?;
+            self.info = Some((caps.to_owned(), info));
+        }
+        let Some((_, info)) = &self.info else {
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
+        let (w, h) = (info.width() as usize, info.height() as usize);
+        let stride = info.stride()[0] as usize;
+        let format = info.format();
+        let period_ns = {
+            let fps = info.fps();
+            if fps.numer() > 0 && fps.denom() > 0 {
+                Some(1_000_000_000u64 * fps.denom() as u64 / fps.numer() as u64)
+            } else {
+                None
+            }
+        };
+        let pts = buffer.pts().map(|t| t.nseconds());
+        let offset = Some(buffer.offset()).filter(|&o| o != u64::MAX);
+
+        // Losses upstream of us show up as holes in the source's frame counter or clock.
+        if self.live {
+            let mut missing = 0u64;
+            if let (Some(o), Some(lo)) = (offset, self.last_offset)
+                && o > lo + 1
+            {
+                missing = o - lo - 1;
+            }
+            if let (Some(p), Some(lp), Some(per)) = (pts, self.last_pts, period_ns)
+                && p > lp
+                && (p - lp) as f64 > self.gap_tolerance * per as f64
+            {
+                let by_time = ((p - lp) as f64 / per as f64).round() as u64 - 1;
+                missing = missing.max(by_time);
+            }
+            if missing > 0 {
+                IngestStats::add(&self.stats.dropped_gap, missing);
+                self.seq += missing;
+            }
+        }
+        self.last_pts = pts.or(self.last_pts);
+        self.last_offset = offset.or(self.last_offset);
+
+        let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+        let src = map.as_slice();
+        let mut pixels = self.pool.take(w * h);
+        match format {
+            gst_video::VideoFormat::Gray8 => {
+                for y in 0..h {
+                    let row = &src[y * stride..y * stride + w];
+                    pixels[y * w..(y + 1) * w].copy_from_slice(row);
+                }
+            }
+            gst_video::VideoFormat::Gray16Le => {
+                let shift = self.gray16_shift;
+                for y in 0..h {
+                    let row = &src[y * stride..y * stride + 2 * w];
+                    for (x, px) in row.chunks_exact(2).enumerate() {
+                        let v = u16::from_le_bytes([px[0], px[1]]) >> shift;
+                        pixels[y * w + x] = v.min(255) as u8;
+                    }
+                }
+            }
+            _ => return Err(gst::FlowError::NotNegotiated),
+        }
+        drop(map);
+
+        // Live: the camera's own timestamp on the pipeline clock (CLOCK_MONOTONIC) is the capture time.
+        let mono_ns = match (self.live, pts, sink.base_time()) {
+            (true, Some(p), Some(base)) => base.nseconds() + p,
+            _ => arrival_mono,
+        };
+        let frame = Frame {
+            seq: self.seq,
+            pts_ns: pts.unwrap_or_else(|| self.seq * period_ns.unwrap_or(0)),
+            host_ns: arrival_host,
+            mono_ns,
+            width: w as u32,
+            height: h as u32,
+            pixels,
+        };
+        self.seq += 1;
+        self.push(frame)
+    }
+
+    fn push(&mut self, frame: Frame) -> Result<gst::FlowSuccess, gst::FlowError> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return Err(gst::FlowError::Flushing);
+        }
+        if !self.live {
+            // Files never drop: wait for the consumer (this back-pressures the decoder).
+            return match self.frames.send(frame) {
+                Ok(()) => Ok(gst::FlowSuccess::Ok),
+                Err(_) => Err(gst::FlowError::Flushing),
+            };
+        }
+        match self.frames.try_send(frame) {
+            Ok(()) => Ok(gst::FlowSuccess::Ok),
+            Err(TrySendError::Full(frame)) => {
+                // The camera thread never waits: evict the oldest queued frame and count it.
+                if self.evict.try_recv().is_ok() {
+                    IngestStats::add(&self.stats.dropped_queue, 1);
+                }
+                if self.frames.try_send(frame).is_err() {
+                    IngestStats::add(&self.stats.dropped_queue, 1);
+                }
+                Ok(gst::FlowSuccess::Ok)
+            }
+            Err(TrySendError::Disconnected(_)) => Err(gst::FlowError::Flushing),
+        }
+    }
+}
+
+/// Installs the appsink callbacks that feed `state`.
+pub(crate) fn attach(sink: &gst_app::AppSink, state: SinkState) {
+    let state = Arc::new(std::sync::Mutex::new(state));
+    let eos_state = state.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| match state.lock() {
+                Ok(mut s) => s.on_sample(sink),
+                Err(_) => Err(gst::FlowError::Error),
+            })
+            .eos(move |_| {
+                if let Ok(s) = eos_state.lock() {
+                    let _ = s.control.send(Control::Eos);
+                }
+            })
+            .build(),
+    );
+}
+
+/// Watches the bus: errors to the consumer, warnings and QoS drops into the counters.
+pub(crate) fn watch_bus(
+    bus: gst::Bus,
+    control: Sender<Control>,
+    stats: Arc<IngestStats>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("aullm-gst-bus".into())
+        .spawn(move || {
+            let mut qos_dropped: std::collections::HashMap<String, u64> = Default::default();
+            while !stop.load(Ordering::Relaxed) {
+                let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(50)) else {
+                    continue;
+                };
+                use gst::MessageView;
+                match msg.view() {
+                    MessageView::Error(e) => {
+                        let element = msg
+                            .src()
+                            .map(|s| s.path_string().to_string())
+                            .unwrap_or_else(|| "pipeline".into());
+                        let _ = control.send(Control::Error(IngestError {
+                            element,
+                            message: e.error().to_string(),
+                            debug: e.debug().map(|d| d.to_string()),
+                        }));
+                    }
+                    MessageView::Warning(w) => {
+                        IngestStats::add(&stats.warnings, 1);
+                        tracing::warn!(
+                            element = %msg.src().map(|s| s.path_string().to_string()).unwrap_or_default(),
+                            "GStreamer warning: {}", w.error()
+                        );
+                    }
+                    MessageView::Qos(q) => {
+                        // QoS stats are cumulative per element: count only the increase.
+                        let (_, dropped) = q.stats();
+                        if let Ok(d) = u64::try_from(dropped.value()) {
+                            let key = msg.src().map(|s| s.path_string().to_string()).unwrap_or_default();
+                            let prev = qos_dropped.insert(key, d).unwrap_or(0);
+                            if d > prev {
+                                IngestStats::add(&stats.dropped_qos, d - prev);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        })
+}

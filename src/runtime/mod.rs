@@ -1,0 +1,4 @@
+//! Execution runtimes: ONNX Runtime sessions and candle devices.
+
+pub mod devices;
+pub mod onnx;

@@ -1,0 +1,99 @@
+//! ONNX Runtime: one environment per process, loaded from the manifest's verified library.
+
+use anyhow::{Context, Result, anyhow};
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+/// The process-wide ONNX Runtime environment and the library it came from.
+struct Runtime {
+    env: ort::environment::Environment,
+    lib: PathBuf,
+    version: String,
+}
+
+static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+static INIT_LOCK: Mutex<()> = Mutex::new(());
+
+/// Loads ONNX Runtime from `lib` (once per process; later calls reuse the first library).
+pub fn init(lib: &Path) -> Result<()> {
+    let _guard = INIT_LOCK.lock().map_err(|_| anyhow!("ONNX Runtime init lock poisoned"))?;
+    if RUNTIME.get().is_some() {
+        return Ok(());
+    }
+    let version = library_version(lib)?;
+    let env = ort::init_from(lib)
+        .map_err(|e| anyhow!("cannot load ONNX Runtime from {}: {e}", lib.display()))?
+        .with_name("aullm")
+        .build()
+        .map_err(|e| anyhow!("cannot create the ONNX Runtime environment: {e}"))?;
+    let _ = RUNTIME.set(Runtime {
+        env,
+        lib: lib.to_path_buf(),
+        version,
+    });
+    Ok(())
+}
+
+/// Version string of the loaded ONNX Runtime, if loaded.
+pub fn version() -> Option<&'static str> {
+    RUNTIME.get().map(|r| r.version.as_str())
+}
+
+/// Path of the loaded ONNX Runtime library, if loaded.
+pub fn library() -> Option<&'static Path> {
+    RUNTIME.get().map(|r| r.lib.as_path())
+}
+
+/// Reads `OrtGetApiBase()->GetVersionString()` from a library without initialising ort.
+pub fn library_version(lib: &Path) -> Result<String> {
+    // SAFETY: loading ONNX Runtime runs no foreign initialisers beyond the library's own.
+    let handle = unsafe { libloading::Library::new(lib) }
+        .with_context(|| format!("cannot load ONNX Runtime library {}", lib.display()))?;
+    #[repr(C)]
+    struct ApiBase {
+        get_api: unsafe extern "C" fn(u32) -> *const std::ffi::c_void,
+        get_version_string: unsafe extern "C" fn() -> *const std::ffi::c_char,
+    }
+    // SAFETY: OrtGetApiBase is the library's documented C entry point with this signature.
+    let base = unsafe {
+        let f: libloading::Symbol<unsafe extern "C" fn() -> *const ApiBase> = handle
+            .get(b"OrtGetApiBase")
+            .with_context(|| format!("{} does not export OrtGetApiBase", lib.display()))?;
+        f()
+    };
+    if base.is_null() {
+        return Err(anyhow!("{}: OrtGetApiBase returned null", lib.display()));
+    }
+    // SAFETY: base is non-null and points at a static OrtApiBase; the string is static too.
+    let v = unsafe { std::ffi::CStr::from_ptr(((*base).get_version_string)()) };
+    let v = v.to_string_lossy().into_owned();
+    // Keep the library mapped: ort will dlopen the same path and must see the same instance.
+    std::mem::forget(handle);
+    Ok(v)
+}
+
+/// Execution provider actually used by sessions built here.
+pub fn execution_provider() -> &'static str {
+    "CPUExecutionProvider"
+}
+
+/// Opens a model file as a CPU session with `threads` intra-op threads.
+pub fn session(model: &Path, threads: usize) -> Result<Session> {
+    let rt = RUNTIME
+        .get()
+        .ok_or_else(|| anyhow!("ONNX Runtime is not loaded (call runtime::onnx::init first)"))?;
+    // Builder errors carry the builder and are not Send; keep only their message.
+    let err = |what: &str, e: &dyn std::fmt::Display| anyhow!("{what} for {}: {e}", model.display());
+    Session::builder(&rt.env)
+        .map_err(|e| err("cannot create an ONNX Runtime session builder", &e))?
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(|e| err("cannot set the optimisation level", &e))?
+        .with_intra_threads(threads.max(1))
+        .map_err(|e| err("cannot set intra-op threads", &e))?
+        .with_inter_threads(1)
+        .map_err(|e| err("cannot set inter-op threads", &e))?
+        .commit_from_file(model)
+        .map_err(|e| err("cannot load ONNX model", &e))
+}
