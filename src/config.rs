@@ -88,6 +88,11 @@ pub struct FaceConfig {
     pub match_iou: f32,
     /// A track is dropped after this many consecutive detector runs without a match.
     pub lost_after: u32,
+    /// Side of the square a track is re-detected in, as a multiple of its face box.
+    pub region_scale: f32,
+    /// RGB gains that turn gray frames into the colour input BlazeFace expects (skin-tone tint;
+    /// `[1, 1, 1]` = plain gray). Reduces the detector's keypoint bias on gray faces.
+    pub gray_tint: [f32; 3],
 }
 
 impl Default for FaceConfig {
@@ -101,6 +106,8 @@ impl Default for FaceConfig {
             intra_threads: 1,
             match_iou: 0.3,
             lost_after: 3,
+            region_scale: 2.5,
+            gray_tint: [1.15, 0.95, 0.8],
         }
     }
 }

@@ -11,3 +11,4 @@ pub mod runtime;
 pub mod doctor;
 pub mod jobs;
 pub mod output;
+pub mod fixtures;

@@ -77,6 +77,7 @@ pub struct FaceDetector {
     nms_iou: f32,
     input: Vec<f32>,
     letterbox: Vec<u8>,
+    gray_tint: [f32; 3],
 }
 
 /// How a frame was fitted into the square detector input.
@@ -105,18 +106,24 @@ impl FaceDetector {
                 model.display()
             ),
         };
-        let names: Vec<String> = session.outputs().iter().map(|o| o.name().to_string()).collect();
-        if names.len() != 4 {
-            bail!(
-                "{}: expected 4 BlazeFace outputs (2 score + 2 box layers), found {names:?}",
-                model.display()
-            );
+        // Outputs are [1, anchors, 1] scores and [1, anchors, 16] regressors for a 16x16 layer with 2
+        // anchors per cell (512) and an 8x8 layer with 6 (384), in both BlazeFace variants.
+        let find = |anchors: i64, width: i64| {
+            session.outputs().iter().find_map(|o| {
+                let shape = o.dtype().tensor_shape()?;
+                (shape.len() == 3 && shape[1] == anchors && shape[2] == width).then(|| o.name().to_string())
+            })
+        };
+        let mut layers = Vec::new();
+        for (anchors, cells, per_cell) in [(512i64, 16usize, 2usize), (384, 8, 6)] {
+            match (find(anchors, 1), find(anchors, 16)) {
+                (Some(sc), Some(bx)) => layers.push((sc, bx, layer_anchors(cells, per_cell))),
+                _ => bail!(
+                    "{}: not a BlazeFace model (no [1,{anchors},1] score and [1,{anchors},16] box outputs)",
+                    model.display()
+                ),
+            }
         }
-        // Both BlazeFace variants have a 16x16 layer with 2 anchors and an 8x8 layer with 6.
-        let layers = vec![
-            (names[0].clone(), names[2].clone(), layer_anchors(16, 2)),
-            (names[1].clone(), names[3].clone(), layer_anchors(8, 6)),
-        ];
         Ok(Self {
             session,
             input_name,
@@ -126,7 +133,14 @@ impl FaceDetector {
             nms_iou,
             input: vec![0.0; size * size * 3],
             letterbox: vec![0; size * size],
+            gray_tint: [1.0, 1.0, 1.0],
         })
+    }
+
+    /// Sets the RGB gains applied to gray input (`[1, 1, 1]` = plain gray).
+    pub fn with_gray_tint(mut self, tint: [f32; 3]) -> Self {
+        self.gray_tint = tint;
+        self
     }
 
     /// Side of the square model input in pixels.
@@ -134,12 +148,64 @@ impl FaceDetector {
         self.size
     }
 
-    /// Detects faces in a gray image (`width`×`height`, tightly packed), best first.
+    /// Detects faces in a whole gray image (`width`×`height`, tightly packed), best first.
     pub fn detect(&mut self, gray: &[u8], width: usize, height: usize) -> Result<Vec<Detection>> {
-        if gray.len() < width * height || width == 0 || height == 0 {
-            bail!("detector input {width}x{height} does not match {} bytes", gray.len());
+        check_dims(gray.len(), width, height, 1)?;
+        let lb = self.letterbox_gray(gray, width, height)?;
+        self.run(lb)
+    }
+
+    /// Detects faces inside the square `[left, top, side]` of a gray image (a tracked face's
+    /// neighbourhood): the face is seen at the detector's full resolution, so keypoints are sharper.
+    pub fn detect_region(&mut self, gray: &[u8], width: usize, height: usize, region: [f32; 3]) -> Result<Vec<Detection>> {
+        use opencv::core::{BORDER_CONSTANT, Mat, Scalar, Size};
+        check_dims(gray.len(), width, height, 1)?;
+        let s = self.size;
+        let scale = s as f32 / region[2].max(1.0);
+        let src = Mat::new_rows_cols_with_data(height as i32, width as i32, &gray[..width * height])
+            .context("wrapping the frame for the detector")?;
+        let m = Mat::from_slice_2d(&[
+            [scale as f64, 0.0, (-region[0] * scale) as f64],
+            [0.0, scale as f64, (-region[1] * scale) as f64],
+        ])?;
+        // SAFETY: `letterbox` holds exactly s*s bytes and outlives `dst`.
+        let mut dst = unsafe {
+            Mat::new_rows_cols_with_data_unsafe_def(s as i32, s as i32, opencv::core::CV_8UC1, self.letterbox.as_mut_ptr().cast())
+        }?;
+        opencv::imgproc::warp_affine(
+            &src,
+            &mut dst,
+            &m,
+            Size::new(s as i32, s as i32),
+            opencv::imgproc::INTER_LINEAR,
+            BORDER_CONSTANT,
+            Scalar::all(0.0),
+        )
+        .context("cropping the detector region")?;
+        self.expand_gray();
+        self.run(Letterbox {
+            scale,
+            pad_x: -region[0] * scale,
+            pad_y: -region[1] * scale,
+        })
+    }
+
+    /// Detects faces in an RGB image (3 bytes per pixel), e.g. a colour photo.
+    pub fn detect_rgb(&mut self, rgb: &[u8], width: usize, height: usize) -> Result<Vec<Detection>> {
+        use opencv::prelude::*;
+        check_dims(rgb.len(), width, height, 3)?;
+        let src = opencv::core::Mat::new_rows_cols_with_data(height as i32, (width * 3) as i32, &rgb[..width * height * 3])?;
+        let src = src.reshape(3, height as i32)?;
+        let (boxed, lb) = self.letterbox_mat(&src, width, height)?;
+        let px = boxed.data_bytes().context("letterbox pixels")?;
+        for (v, out) in px.iter().zip(self.input.iter_mut()) {
+            *out = *v as f32 * (2.0 / 255.0) - 1.0;
         }
-        let lb = self.fill_input(gray, width, height)?;
+        self.run(lb)
+    }
+
+    /// Runs the model on the prepared input and decodes the detections.
+    fn run(&mut self, lb: Letterbox) -> Result<Vec<Detection>> {
         let s = self.size as i64;
         let mut raw: Vec<Detection> = Vec::new();
         let outputs = self
@@ -178,28 +244,18 @@ impl FaceDetector {
         Ok(weighted_nms(raw, self.nms_iou))
     }
 
-    /// Letterboxes the gray frame into the square input and expands it to RGB in [-1, 1].
-    fn fill_input(&mut self, gray: &[u8], width: usize, height: usize) -> Result<Letterbox> {
+    /// Resizes (area filter) and pads an image into the square input, keeping its aspect ratio.
+    fn letterbox_mat(&self, src: &impl opencv::core::ToInputArray, width: usize, height: usize) -> Result<(opencv::core::Mat, Letterbox)> {
         use opencv::core::{BORDER_CONSTANT, Mat, Scalar, Size};
-        use opencv::prelude::*;
         let s = self.size;
         let scale = s as f32 / width.max(height) as f32;
         let nw = ((width as f32 * scale).round() as usize).clamp(1, s);
         let nh = ((height as f32 * scale).round() as usize).clamp(1, s);
         let pad_x = (s - nw) / 2;
         let pad_y = (s - nh) / 2;
-        let src = Mat::new_rows_cols_with_data(height as i32, width as i32, &gray[..width * height])
-            .context("wrapping the frame for resize")?;
         let mut small = Mat::default();
-        opencv::imgproc::resize(
-            &src,
-            &mut small,
-            Size::new(nw as i32, nh as i32),
-            0.0,
-            0.0,
-            opencv::imgproc::INTER_AREA,
-        )
-        .context("resizing the frame for the detector")?;
+        opencv::imgproc::resize(src, &mut small, Size::new(nw as i32, nh as i32), 0.0, 0.0, opencv::imgproc::INTER_AREA)
+            .context("resizing the frame for the detector")?;
         let mut boxed = Mat::default();
         opencv::core::copy_make_border(
             &small,
@@ -212,19 +268,45 @@ impl FaceDetector {
             Scalar::all(0.0),
         )
         .context("padding the frame for the detector")?;
-        self.letterbox.copy_from_slice(boxed.data_bytes().context("letterbox pixels")?);
-        for (px, out) in self.letterbox.iter().zip(self.input.chunks_exact_mut(3)) {
-            let v = *px as f32 * (2.0 / 255.0) - 1.0;
-            out[0] = v;
-            out[1] = v;
-            out[2] = v;
-        }
-        Ok(Letterbox {
-            scale,
-            pad_x: pad_x as f32,
-            pad_y: pad_y as f32,
-        })
+        Ok((
+            boxed,
+            Letterbox {
+                scale,
+                pad_x: pad_x as f32,
+                pad_y: pad_y as f32,
+            },
+        ))
     }
+
+    /// Letterboxes a gray frame into the input.
+    fn letterbox_gray(&mut self, gray: &[u8], width: usize, height: usize) -> Result<Letterbox> {
+        use opencv::prelude::*;
+        let src = opencv::core::Mat::new_rows_cols_with_data(height as i32, width as i32, &gray[..width * height])
+            .context("wrapping the frame for resize")?;
+        let (boxed, lb) = self.letterbox_mat(&src, width, height)?;
+        self.letterbox.copy_from_slice(boxed.data_bytes().context("letterbox pixels")?);
+        self.expand_gray();
+        Ok(lb)
+    }
+
+    /// Gray → RGB in [-1, 1] with a skin-tone tint: BlazeFace was trained on colour faces, and a plain
+    /// gray replica shifts its keypoints by a few pixels (measured on astronaut.png, see the README).
+    fn expand_gray(&mut self) {
+        let t = self.gray_tint;
+        for (px, out) in self.letterbox.iter().zip(self.input.chunks_exact_mut(3)) {
+            let g = *px as f32;
+            out[0] = (g * t[0]).min(255.0) * (2.0 / 255.0) - 1.0;
+            out[1] = (g * t[1]).min(255.0) * (2.0 / 255.0) - 1.0;
+            out[2] = (g * t[2]).min(255.0) * (2.0 / 255.0) - 1.0;
+        }
+    }
+}
+
+fn check_dims(len: usize, width: usize, height: usize, channels: usize) -> Result<()> {
+    if width == 0 || height == 0 || len < width * height * channels {
+        bail!("detector input {width}x{height}x{channels} does not match {len} bytes");
+    }
+    Ok(())
 }
 
 /// Inverse sigmoid, so thresholds can be compared to raw logits.

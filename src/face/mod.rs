@@ -2,6 +2,7 @@
 
 pub mod align;
 pub mod detect;
+pub mod quality;
 pub mod stabilise;
 pub mod track;
 
@@ -26,7 +27,8 @@ impl FaceTracker {
             cfg.face.intra_threads,
             cfg.face.score_threshold,
             cfg.face.nms_iou,
-        )?;
+        )?
+        .with_gray_tint(cfg.face.gray_tint);
         Ok(FaceTracker::new(detector, cfg.face.clone(), cfg.align.clone()))
     }
 }

@@ -37,6 +37,8 @@ struct Track {
     bbox_crop: [f64; 4],
     confidence: f32,
     misses: u32,
+    /// Consecutive detections that contradicted the followed transform.
+    disagreements: u32,
     registration: Option<Registration>,
     needs_detection: bool,
 }
@@ -123,50 +125,49 @@ impl FaceTracker {
             out.push(observation(t, crop, residual, false));
         }
 
-        // 2. Detect on schedule, when a track asks for it, or every frame while nobody is tracked.
+        // 2. Detect on schedule or when a track asks: each track is re-detected in its own
+        //    neighbourhood (full detector resolution on the face), the whole frame is searched only
+        //    for faces not yet tracked.
         let scheduled = self.frame_index % self.face.detect_every as u64 == 0;
-        let needed = self.tracks.is_empty() || self.tracks.iter().any(|t| t.needs_detection);
-        if scheduled || needed {
+        let asked = self.tracks.iter().any(|t| t.needs_detection);
+        if scheduled || asked {
+            self.refresh_tracks(gray, width, height, &mut out)?;
+        }
+        if self.tracks.len() < self.face.max_faces && (scheduled || self.tracks.is_empty()) {
             self.stats.detector_runs += 1;
             let dets = self.detector.detect(gray, width, height)?;
-            self.associate(dets, gray, width, height, &mut out)?;
+            self.start_tracks(&dets, gray, width, height, &mut out)?;
         }
+        // Observations of tracks dropped this frame go too.
+        out.retain(|o| self.tracks.iter().any(|t| t.id == o.track_id));
         self.frame_index += 1;
         Ok(out)
     }
 
-    /// Matches detections to tracks by IoU, re-anchors drifted tracks, starts new ones, drops lost ones.
-    fn associate(
-        &mut self,
-        dets: Vec<Detection>,
-        gray: &[u8],
-        width: usize,
-        height: usize,
-        out: &mut Vec<FaceObservation>,
-    ) -> Result<()> {
-        let mut used = vec![false; dets.len()];
-        let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
-        for (ti, o) in out.iter().enumerate() {
-            for (di, d) in dets.iter().enumerate() {
-                let v = iou(&o.bbox, &d.bbox);
-                if v >= self.face.match_iou {
-                    pairs.push((v, ti, di));
-                }
-            }
-        }
-        pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let mut matched = vec![false; self.tracks.len()];
-        for (_, ti, di) in pairs {
-            if matched[ti] || used[di] {
+    /// Re-detects every track inside its neighbourhood; re-anchors tracks whose registration failed or
+    /// that the detector contradicts twice in a row; drops tracks the detector no longer finds.
+    fn refresh_tracks(&mut self, gray: &[u8], width: usize, height: usize, out: &mut [FaceObservation]) -> Result<()> {
+        let mut keep = vec![true; self.tracks.len()];
+        for (ti, t) in self.tracks.iter_mut().enumerate() {
+            let b = out[ti].bbox;
+            let side = self.face.region_scale * (b[2] - b[0]).max(b[3] - b[1]);
+            let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
+            self.stats.detector_runs += 1;
+            let dets = self
+                .detector
+                .detect_region(gray, width, height, [cx - side / 2.0, cy - side / 2.0, side])?;
+            let best = dets
+                .iter()
+                .filter(|d| iou(&b, &d.bbox) >= self.face.match_iou)
+                .max_by(|x, y| x.score.total_cmp(&y.score));
+            let Some(d) = best else {
+                t.misses += 1;
+                keep[ti] = t.misses < self.face.lost_after;
                 continue;
-            }
-            matched[ti] = true;
-            used[di] = true;
-            let d = &dets[di];
-            let t = &mut self.tracks[ti];
+            };
             t.misses = 0;
             t.confidence = d.score;
-            // Disagreement between the detector and the followed transform, in crop pixels.
+            // Detector vs. followed transform, in crop pixels (RMS over eyes and mouth).
             let inv = t.crop_to_frame.inverse();
             let mut sq = 0.0;
             for k in [0usize, 1, 3] {
@@ -175,52 +176,59 @@ impl FaceTracker {
                 sq += (p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2);
             }
             let disagreement = (sq / 3.0).sqrt() as f32;
-            let lost = t.needs_detection || disagreement > self.align.reanchor_px;
-            if lost || t.registration.is_none() {
-                if let Some(a) = self.template.crop_to_frame(&d.keypoints) {
-                    if lost {
-                        self.stats.reanchors += 1;
-                    }
-                    let stabilise = self.align.stabilise;
-                    anchor(t, d, a, &self.align, gray, width, height, stabilise, &mut out[ti].crop)?;
+            t.disagreements = if disagreement > self.align.reanchor_px { t.disagreements + 1 } else { 0 };
+            // One contradicting detection is more likely detector noise than registration drift.
+            let reanchor = t.needs_detection || t.disagreements >= 2 || t.registration.is_none();
+            if reanchor && let Some(a) = self.template.crop_to_frame(&d.keypoints) {
+                if t.registration.is_some() {
+                    self.stats.reanchors += 1;
+                    tracing::debug!(track = t.id, disagreement, asked = t.needs_detection, "re-anchoring track");
                 }
+                anchor(t, d, a, &self.align, gray, width, height, &mut out[ti].crop)?;
+                t.disagreements = 0;
             }
             t.needs_detection = false;
             let crop = std::mem::take(&mut out[ti].crop);
-            let residual = out[ti].residual;
-            out[ti] = observation(t, crop, residual, true);
+            out[ti] = observation(t, crop, out[ti].residual, true);
         }
-        // Unmatched tracks age; lost ones go.
-        let mut keep = Vec::with_capacity(self.tracks.len());
-        for (ti, t) in self.tracks.iter_mut().enumerate() {
-            if !matched[ti] {
-                t.misses += 1;
-            }
-            keep.push(t.misses < self.face.lost_after);
+        let lost = keep.iter().filter(|k| !**k).count() as u64;
+        self.stats.tracks_lost += lost;
+        if lost > 0 {
+            let mut it = keep.iter();
+            self.tracks.retain(|_| *it.next().unwrap_or(&true));
         }
-        let mut i = 0;
-        self.tracks.retain(|_| {
-            let k = keep[i];
-            i += 1;
-            k
-        });
-        let mut i = 0;
-        out.retain(|_| {
-            let k = keep[i];
-            i += 1;
-            k
-        });
-        self.stats.tracks_lost += keep.iter().filter(|k| !**k).count() as u64;
+        Ok(())
+    }
 
-        // New faces, best first, up to the limit.
-        for (di, d) in dets.iter().enumerate() {
-            if used[di] || self.tracks.len() >= self.face.max_faces {
-                continue;
+    /// Starts tracks for detections that no track covers, best first, up to `max_faces`.
+    fn start_tracks(
+        &mut self,
+        dets: &[Detection],
+        gray: &[u8],
+        width: usize,
+        height: usize,
+        out: &mut Vec<FaceObservation>,
+    ) -> Result<()> {
+        out.retain(|o| self.tracks.iter().any(|t| t.id == o.track_id));
+        for d in dets {
+            if self.tracks.len() >= self.face.max_faces {
+                break;
             }
-            // A detection overlapping an existing track is the same face, not a new one.
             if out.iter().any(|o| iou(&o.bbox, &d.bbox) > 0.1) {
                 continue;
             }
+            // A whole-frame detection sees a small face at low resolution: look again at its
+            // neighbourhood before anchoring, so the track starts from sharp keypoints.
+            let side = self.face.region_scale * (d.bbox[2] - d.bbox[0]).max(d.bbox[3] - d.bbox[1]);
+            let (cx, cy) = ((d.bbox[0] + d.bbox[2]) / 2.0, (d.bbox[1] + d.bbox[3]) / 2.0);
+            self.stats.detector_runs += 1;
+            let closer = self
+                .detector
+                .detect_region(gray, width, height, [cx - side / 2.0, cy - side / 2.0, side])?
+                .into_iter()
+                .filter(|r| iou(&r.bbox, &d.bbox) >= self.face.match_iou)
+                .max_by(|x, y| x.score.total_cmp(&y.score));
+            let d = closer.as_ref().unwrap_or(d);
             let Some(a) = self.template.crop_to_frame(&d.keypoints) else {
                 continue;
             };
@@ -231,13 +239,14 @@ impl FaceTracker {
                 bbox_crop: [0.0; 4],
                 confidence: d.score,
                 misses: 0,
+                disagreements: 0,
                 registration: None,
                 needs_detection: false,
             };
             self.next_id += 1;
             self.stats.tracks_started += 1;
             let mut crop = Vec::new();
-            anchor(&mut t, d, a, &self.align, gray, width, height, self.align.stabilise, &mut crop)?;
+            anchor(&mut t, d, a, &self.align, gray, width, height, &mut crop)?;
             out.push(observation(&t, crop, 0.0, true));
             self.tracks.push(t);
         }
@@ -255,7 +264,6 @@ fn anchor(
     gray: &[u8],
     width: usize,
     height: usize,
-    stabilise: bool,
     crop: &mut Vec<u8>,
 ) -> Result<()> {
     t.crop_to_frame = crop_to_frame;
@@ -267,7 +275,7 @@ fn anchor(
     let br = inv.apply([d.bbox[2] as f64, d.bbox[3] as f64]);
     t.bbox_crop = [tl[0], tl[1], br[0], br[1]];
     warp_crop(gray, width, height, &crop_to_frame, align.size, crop)?;
-    t.registration = stabilise.then(|| {
+    t.registration = align.stabilise.then(|| {
         Registration::new(crop, align.size, align.register_region, align.reference_frames)
     });
     Ok(())

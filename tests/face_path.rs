@@ -1,0 +1,174 @@
+//! Integration tests of ingest → face → alignment on real media fetched by `make setup`.
+
+use aullm::config::Config;
+use aullm::face::quality::{crop_shift, jitter_rms};
+use aullm::face::{FaceDetector, FaceTracker};
+use aullm::fixtures::{FaceVideoSpec, Motion, Photo, write_face_video};
+use aullm::ingest::{Ingest, Source};
+use aullm::jobs::faces::{FacesOptions, run};
+use std::path::Path;
+
+fn cfg() -> Config {
+    Config::default()
+}
+
+fn faces_opts(dir: &Path) -> FacesOptions {
+    FacesOptions {
+        csv: dir.join("faces.csv"),
+        crops: None,
+        contact_sheet: Some(dir.join("sheet.png")),
+        max_frames: None,
+    }
+}
+
+/// Crops of the first track for every frame of `video` (panics if a frame has no face).
+fn track_crops(cfg: &Config, video: &Path) -> Vec<Vec<u8>> {
+    let mut tracker = FaceTracker::from_config(cfg).unwrap();
+    let mut ingest = Ingest::open(&Source::File(video.to_path_buf()), &cfg.ingest).unwrap();
+    let mut crops = Vec::new();
+    while let Some(f) = ingest.next_frame().unwrap() {
+        let faces = tracker.process(f.data(), f.width as usize, f.height as usize).unwrap();
+        assert_eq!(faces.len(), 1, "frame {}: expected one face", f.seq);
+        if std::env::var_os("AULLM_TEST_TRACE").is_some() {
+            eprintln!("frame {} residual {:.3} detected {} kp={:?}", f.seq, faces[0].residual, faces[0].detected, &faces[0].keypoints[..2]);
+        }
+        crops.push(faces[0].crop.clone());
+    }
+    crops
+}
+
+fn eye_errors(f: &aullm::face::Detection) -> (f32, f32) {
+    let d = |p: [f32; 2], q: [f32; 2]| ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)).sqrt();
+    (d(f.keypoints[0], [205.0, 100.0]), d(f.keypoints[1], [249.0, 108.0]))
+}
+
+#[test]
+fn astronaut_one_face_with_eyes_in_place() {
+    use opencv::prelude::*;
+    let cfg = cfg();
+    aullm::assets::init_onnx(&cfg).unwrap();
+    let path = aullm::assets::artefact_path(&cfg, "astronaut").unwrap();
+    let bgr = opencv::imgcodecs::imread(&path, opencv::imgcodecs::IMREAD_COLOR).unwrap();
+    let mut rgb = opencv::core::Mat::default();
+    opencv::imgproc::cvt_color_def(&bgr, &mut rgb, opencv::imgproc::COLOR_BGR2RGB).unwrap();
+    let (w, h) = (rgb.cols() as usize, rgb.rows() as usize);
+    let model = aullm::assets::artefact_path(&cfg, "blazeface-front").unwrap();
+    let mut det = FaceDetector::new(&model, 1, 0.5, 0.3).unwrap().with_gray_tint(cfg.face.gray_tint);
+    let faces = det.detect_rgb(rgb.data_bytes().unwrap(), w, h).unwrap();
+    assert_eq!(faces.len(), 1, "{faces:?}");
+    let (r, l) = eye_errors(&faces[0]);
+    assert!(r < 6.0 && l < 6.0, "colour: eyes off by {r:.1} / {l:.1} px: {:?}", faces[0]);
+    assert!(faces[0].score > 0.8, "score {}", faces[0].score);
+
+    // The gray path (what cameras deliver) finds the same single face, eyes within a few pixels.
+    let photo = Photo::astronaut(&cfg).unwrap();
+    let gray = det.detect(&photo.gray, w, h).unwrap();
+    assert_eq!(gray.len(), 1, "{gray:?}");
+    let (r, l) = eye_errors(&gray[0]);
+    eprintln!("gray input: eye errors {r:.1} / {l:.1} px");
+    assert!(r < 8.0 && l < 8.0, "gray: eyes off by {r:.1} / {l:.1} px");
+}
+
+#[test]
+fn megamind_faces_in_almost_every_frame() {
+    let cfg = cfg();
+    let video = aullm::assets::artefact_path(&cfg, "megamind").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = run(&cfg, &Source::File(video), &faces_opts(dir.path()), |_| {}).unwrap();
+    assert_eq!(s.error, None);
+    assert_eq!(s.frames, 270);
+    assert!(s.frames_with_face as f64 >= 0.95 * 270.0, "{}", s.render());
+    assert!(s.monotonic_timestamps);
+    assert_eq!(s.ingest.dropped(), 0);
+    let csv = std::fs::read_to_string(dir.path().join("faces.csv")).unwrap();
+    let frames: std::collections::BTreeSet<&str> =
+        csv.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    assert_eq!(frames.len(), 270, "every frame has a CSV row");
+    assert!(dir.path().join("sheet.png").exists());
+}
+
+#[test]
+fn test_source_without_a_face_ends_cleanly() {
+    let cfg = cfg();
+    let dir = tempfile::tempdir().unwrap();
+    let src = Source::parse("pipeline:test?pattern=snow&frames=60&live=false&width=320&height=240").unwrap();
+    let s = run(&cfg, &src, &faces_opts(dir.path()), |_| {}).unwrap();
+    assert_eq!(s.error, None);
+    assert_eq!(s.frames, 60);
+    assert_eq!(s.faces, 0);
+    assert_eq!(s.frames_with_face, 0);
+}
+
+#[test]
+fn truncated_file_reports_the_demuxer_after_processing_what_decoded() {
+    let cfg = cfg();
+    let video = aullm::assets::artefact_path(&cfg, "megamind").unwrap();
+    let bytes = std::fs::read(&video).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut.avi");
+    std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
+    let s = run(&cfg, &Source::File(cut), &faces_opts(dir.path()), |_| {}).unwrap();
+    let err = s.error.clone().expect("a truncated file is an error");
+    assert!(err.contains("avidemux"), "{err}");
+    assert!(err.contains("truncated"), "{err}");
+    assert!(s.frames > 30 && s.frames < 270, "frames before the cut: {}", s.frames);
+    let rows = std::fs::read_to_string(dir.path().join("faces.csv")).unwrap().lines().count() as u64;
+    assert!(rows > s.frames, "CSV keeps the processed frames ({rows} lines)");
+}
+
+fn still_spec(frames: u32) -> FaceVideoSpec {
+    FaceVideoSpec {
+        width: 640,
+        height: 480,
+        fps: 200.0,
+        frames,
+        noise_sigma: 2.0,
+        motion: Motion::Still,
+        seed: 7,
+    }
+}
+
+#[test]
+fn still_face_crops_are_stable_to_a_twentieth_of_a_pixel() {
+    let cfg = cfg();
+    let photo = Photo::astronaut(&cfg).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let video = dir.path().join("still.mkv");
+    write_face_video(&still_spec(80), &photo, &video).unwrap();
+
+    let stable = jitter_rms(&track_crops(&cfg, &video), cfg.align.size).unwrap();
+    let mut raw_cfg = cfg.clone();
+    raw_cfg.align.stabilise = false;
+    raw_cfg.face.detect_every = 1;
+    let raw = jitter_rms(&track_crops(&raw_cfg, &video), cfg.align.size).unwrap();
+    eprintln!("crop jitter: stabilised {stable:.4} px RMS, keypoints only {raw:.4} px RMS");
+    assert!(stable < 0.05, "stabilised jitter {stable} px");
+    assert!(stable < raw / 2.0, "stabilisation must beat raw keypoints ({stable} vs {raw})");
+}
+
+#[test]
+fn moving_head_is_followed() {
+    let cfg = cfg();
+    let photo = Photo::astronaut(&cfg).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let video = dir.path().join("sway.mkv");
+    let spec = FaceVideoSpec {
+        motion: Motion::Sway {
+            amplitude_px: 12.0,
+            rotation_deg: 4.0,
+            period_frames: 60.0,
+            drift_px: 20.0,
+        },
+        ..still_spec(120)
+    };
+    write_face_video(&spec, &photo, &video).unwrap();
+    let crops = track_crops(&cfg, &video);
+    // The face moved by tens of pixels and turned; its aligned crop must not.
+    let mut worst = 0.0f64;
+    for c in &crops {
+        let (dx, dy) = crop_shift(&crops[0], c, cfg.align.size).unwrap();
+        worst = worst.max((dx * dx + dy * dy).sqrt());
+    }
+    eprintln!("largest crop displacement vs. frame 0 under head motion: {worst:.3} px");
+    assert!(worst < 0.5, "crop displaced by {worst} px");
+}
