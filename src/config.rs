@@ -18,23 +18,14 @@ pub struct Config {
     pub align: AlignConfig,
 }
 
-/// Model artefact locations.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// Model artefact locations (both empty by default: cache dir from the environment, built-in manifest).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelsConfig {
     /// Cache folder for fetched artefacts; empty = `$AULLM_CACHE_DIR` or the user's cache dir.
     pub cache_dir: String,
     /// Manifest file; empty = the manifest built into the binary (models/manifest.toml).
     pub manifest: String,
-}
-
-impl Default for ModelsConfig {
-    fn default() -> Self {
-        Self {
-            cache_dir: String::new(),
-            manifest: String::new(),
-        }
-    }
 }
 
 /// How frames are pulled from GStreamer.
@@ -174,7 +165,10 @@ impl Config {
             apply_override(&mut table, ov)?;
         }
         let cfg: Config = Config::deserialize(toml::Value::Table(table)).map_err(|e| {
-            anyhow::anyhow!("config {origin} (with overrides {overrides:?}): {}", e.message())
+            anyhow::anyhow!(
+                "config {origin} (with overrides {overrides:?}): {}",
+                e.message()
+            )
         })?;
         cfg.validate()
             .with_context(|| format!("config {origin} is not valid"))?;
@@ -207,8 +201,16 @@ impl Config {
             bail!("face.max_faces must be at least 1");
         }
         let r = self.align.register_region;
-        if !(r[0] >= 0.02 && r[1] >= 0.02 && r[2] <= 0.98 && r[3] <= 0.98 && r[0] < r[2] && r[1] < r[3]) {
-            bail!("align.register_region = {r:?}: expected 0.02 <= x0 < x1 <= 0.98 and the same for y");
+        if !(r[0] >= 0.02
+            && r[1] >= 0.02
+            && r[2] <= 0.98
+            && r[3] <= 0.98
+            && r[0] < r[2]
+            && r[1] < r[3])
+        {
+            bail!(
+                "align.register_region = {r:?}: expected 0.02 <= x0 < x1 <= 0.98 and the same for y"
+            );
         }
         if self.align.size < 32 {
             bail!("align.size = {}: expected at least 32", self.align.size);

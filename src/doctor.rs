@@ -39,20 +39,75 @@ fn row(component: &str, state: State, detail: impl Into<String>, fix: &str) -> C
 
 /// GStreamer elements aullm uses: (name, required, what for, package).
 const ELEMENTS: &[(&str, bool, &str, &str)] = &[
-    ("decodebin", true, "file decoding", "gstreamer1.0-plugins-base"),
-    ("uridecodebin", true, "URI sources", "gstreamer1.0-plugins-base"),
-    ("videoconvert", true, "conversion to gray", "gstreamer1.0-plugins-base"),
-    ("appsink", true, "frames into aullm", "gstreamer1.0-plugins-base"),
+    (
+        "decodebin",
+        true,
+        "file decoding",
+        "gstreamer1.0-plugins-base",
+    ),
+    (
+        "uridecodebin",
+        true,
+        "URI sources",
+        "gstreamer1.0-plugins-base",
+    ),
+    (
+        "videoconvert",
+        true,
+        "conversion to gray",
+        "gstreamer1.0-plugins-base",
+    ),
+    (
+        "appsink",
+        true,
+        "frames into aullm",
+        "gstreamer1.0-plugins-base",
+    ),
     ("appsrc", true, "video outputs", "gstreamer1.0-plugins-base"),
-    ("videotestsrc", true, "test source", "gstreamer1.0-plugins-base"),
+    (
+        "videotestsrc",
+        true,
+        "test source",
+        "gstreamer1.0-plugins-base",
+    ),
     ("avidemux", true, "AVI files", "gstreamer1.0-plugins-good"),
-    ("matroskamux", true, "lossless .mkv outputs", "gstreamer1.0-plugins-good"),
-    ("avenc_ffv1", true, "lossless .mkv outputs", "gstreamer1.0-libav"),
+    (
+        "matroskamux",
+        true,
+        "lossless .mkv outputs",
+        "gstreamer1.0-plugins-good",
+    ),
+    (
+        "avenc_ffv1",
+        true,
+        "lossless .mkv outputs",
+        "gstreamer1.0-libav",
+    ),
     ("avdec_h264", false, "H.264 files", "gstreamer1.0-libav"),
-    ("v4l2src", false, "V4L2 cameras", "gstreamer1.0-plugins-good"),
-    ("rtspsrc", false, "RTSP streams", "gstreamer1.0-plugins-good"),
-    ("aravissrc", false, "GigE/USB3 Vision cameras", "aravis built with -Dgst-plugin=enabled (Debian ships none)"),
-    ("pylonsrc", false, "Basler cameras", "gst-plugin-pylon (Basler pylon SDK)"),
+    (
+        "v4l2src",
+        false,
+        "V4L2 cameras",
+        "gstreamer1.0-plugins-good",
+    ),
+    (
+        "rtspsrc",
+        false,
+        "RTSP streams",
+        "gstreamer1.0-plugins-good",
+    ),
+    (
+        "aravissrc",
+        false,
+        "GigE/USB3 Vision cameras",
+        "aravis built with -Dgst-plugin=enabled (Debian ships none)",
+    ),
+    (
+        "pylonsrc",
+        false,
+        "Basler cameras",
+        "gst-plugin-pylon (Basler pylon SDK)",
+    ),
 ];
 
 /// Runs every check.
@@ -61,7 +116,12 @@ pub fn run(cfg: &Config) -> Vec<Check> {
     let apt = "sudo apt-get install -y";
     match gst::init() {
         Ok(()) => {
-            out.push(row("GStreamer", State::Ok, gst::version_string().to_string(), ""));
+            out.push(row(
+                "GStreamer",
+                State::Ok,
+                gst::version_string().to_string(),
+                "",
+            ));
             for (name, required, what, pkg) in ELEMENTS {
                 let found = gst::ElementFactory::find(name).is_some();
                 let state = match (found, required) {
@@ -69,7 +129,11 @@ pub fn run(cfg: &Config) -> Vec<Check> {
                     (false, true) => State::Failed,
                     (false, false) => State::Optional,
                 };
-                let detail = if found { what.to_string() } else { format!("not installed ({what})") };
+                let detail = if found {
+                    what.to_string()
+                } else {
+                    format!("not installed ({what})")
+                };
                 let fix = match (found, pkg.starts_with("gstreamer1.0")) {
                     (true, _) => String::new(),
                     (false, true) => format!("{apt} {pkg}"),
@@ -95,46 +159,95 @@ pub fn run(cfg: &Config) -> Vec<Check> {
                 "{} ({}) from {}",
                 crate::runtime::onnx::version().unwrap_or("?"),
                 crate::runtime::onnx::execution_provider(),
-                crate::runtime::onnx::library().map(|p| p.display().to_string()).unwrap_or_default()
+                crate::runtime::onnx::library()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
             ),
             "",
         )),
-        Err(e) => out.push(row("ONNX Runtime", State::Failed, format!("{e:#}"), "aullm models fetch onnxruntime")),
+        Err(e) => out.push(row(
+            "ONNX Runtime",
+            State::Failed,
+            format!("{e:#}"),
+            "aullm models fetch onnxruntime",
+        )),
     }
     match &manifest {
         Ok(m) => {
-            out.push(row("model cache", State::Ok, cache.root().display().to_string(), ""));
+            out.push(row(
+                "model cache",
+                State::Ok,
+                cache.root().display().to_string(),
+                "",
+            ));
             for a in &m.artefacts {
                 let (state, detail) = match cache.status(a) {
-                    ArtefactStatus::Ok => (State::Ok, format!("verified sha256 {}…", &a.sha256[..12])),
+                    ArtefactStatus::Ok => {
+                        (State::Ok, format!("verified sha256 {}…", &a.sha256[..12]))
+                    }
                     ArtefactStatus::Missing => (
-                        if a.required { State::Failed } else { State::Optional },
+                        if a.required {
+                            State::Failed
+                        } else {
+                            State::Optional
+                        },
                         "not fetched".to_string(),
                     ),
                     ArtefactStatus::Mismatch { actual } => (
                         State::Failed,
-                        format!("sha256 mismatch (have {}…)", &actual[..12.min(actual.len())]),
+                        format!(
+                            "sha256 mismatch (have {}…)",
+                            &actual[..12.min(actual.len())]
+                        ),
                     ),
                 };
-                let fix = if state == State::Ok { String::new() } else { format!("aullm models fetch {}", a.name) };
+                let fix = if state == State::Ok {
+                    String::new()
+                } else {
+                    format!("aullm models fetch {}", a.name)
+                };
                 out.push(row(&format!("  artefact {}", a.name), state, detail, &fix));
             }
         }
-        Err(e) => out.push(row("manifest", State::Failed, format!("{e:#}"), "check models.manifest")),
+        Err(e) => out.push(row(
+            "manifest",
+            State::Failed,
+            format!("{e:#}"),
+            "check models.manifest",
+        )),
     }
     for d in crate::runtime::devices::probe() {
         let state = if d.ok { State::Ok } else { State::Optional };
-        let fix = if d.ok || d.name == "cpu" { "" } else { "cargo build --release --features cuda" };
-        out.push(row(&format!("candle {}", d.name), if d.name == "cpu" && !d.ok { State::Failed } else { state }, d.detail, fix));
+        let fix = if d.ok || d.name == "cpu" {
+            ""
+        } else {
+            "cargo build --release --features cuda"
+        };
+        out.push(row(
+            &format!("candle {}", d.name),
+            if d.name == "cpu" && !d.ok {
+                State::Failed
+            } else {
+                state
+            },
+            d.detail,
+            fix,
+        ));
     }
-    match crate::assets::artefact_path(cfg, "liblsl").and_then(|p| lsl_version(&p).map(|v| (p, v))) {
+    match crate::assets::artefact_path(cfg, "liblsl").and_then(|p| lsl_version(&p).map(|v| (p, v)))
+    {
         Ok((p, v)) => out.push(row(
             "liblsl",
             State::Ok,
             format!("{}.{} from {}", v / 100, v % 100, p.display()),
             "",
         )),
-        Err(e) => out.push(row("liblsl", State::Optional, format!("{e:#}"), "aullm models fetch liblsl")),
+        Err(e) => out.push(row(
+            "liblsl",
+            State::Optional,
+            format!("{e:#}"),
+            "aullm models fetch liblsl",
+        )),
     }
     out
 }

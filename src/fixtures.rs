@@ -112,7 +112,13 @@ pub fn frame_transform(spec: &FaceVideoSpec, photo: &Photo, i: u32) -> Similarit
 }
 
 /// Renders frame `i` into `out` (`width*height` bytes).
-pub fn render_frame(spec: &FaceVideoSpec, photo: &Photo, i: u32, rng: &mut Rng, out: &mut Vec<u8>) -> Result<()> {
+pub fn render_frame(
+    spec: &FaceVideoSpec,
+    photo: &Photo,
+    i: u32,
+    rng: &mut Rng,
+    out: &mut Vec<u8>,
+) -> Result<()> {
     use opencv::core::{BORDER_REFLECT, Mat, Scalar, Size};
     let t = frame_transform(spec, photo, i);
     let src = Mat::new_rows_cols_with_data(photo.height as i32, photo.width as i32, &photo.gray)?;
@@ -136,7 +142,11 @@ pub fn render_frame(spec: &FaceVideoSpec, photo: &Photo, i: u32, rng: &mut Rng, 
         let px = f32img.data_typed::<f32>()?;
         out.resize(w * h, 0);
         for (o, v) in out.iter_mut().zip(px) {
-            let n = if spec.noise_sigma > 0.0 { rng.gaussian() * spec.noise_sigma } else { 0.0 };
+            let n = if spec.noise_sigma > 0.0 {
+                rng.gaussian() * spec.noise_sigma
+            } else {
+                0.0
+            };
             *o = (*v as f64 + n).round().clamp(0.0, 255.0) as u8;
         }
     }
@@ -144,7 +154,11 @@ pub fn render_frame(spec: &FaceVideoSpec, photo: &Photo, i: u32, rng: &mut Rng, 
 }
 
 /// Writes the clip as a lossless video (`.mkv`, FFV1) and returns the true photo→frame transforms.
-pub fn write_face_video(spec: &FaceVideoSpec, photo: &Photo, path: &Path) -> Result<Vec<Similarity>> {
+pub fn write_face_video(
+    spec: &FaceVideoSpec,
+    photo: &Photo,
+    path: &Path,
+) -> Result<Vec<Similarity>> {
     let mut w = VideoWriter::create(path, spec.width, spec.height, spec.fps)?;
     let mut rng = Rng::new(spec.seed);
     let mut buf = Vec::new();

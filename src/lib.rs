@@ -3,12 +3,12 @@
 
 pub mod assets;
 pub mod config;
+pub mod doctor;
 pub mod face;
+pub mod fixtures;
 pub mod frame;
 pub mod ingest;
-pub mod models;
-pub mod runtime;
-pub mod doctor;
 pub mod jobs;
+pub mod models;
 pub mod output;
-pub mod fixtures;
+pub mod runtime;

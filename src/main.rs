@@ -120,7 +120,8 @@ fn main() -> ExitCode {
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AULLM_LOG").unwrap_or_else(|_| level.into()),
+            tracing_subscriber::EnvFilter::try_from_env("AULLM_LOG")
+                .unwrap_or_else(|_| level.into()),
         )
         .with_writer(std::io::stderr)
         .try_init();
@@ -149,16 +150,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let checks = aullm::doctor::run(&cfg);
             let (table, ok) = aullm::doctor::render(&checks);
             print!("{table}");
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
-        Command::Config { action: ConfigAction::Show } => {
+        Command::Config {
+            action: ConfigAction::Show,
+        } => {
             print!("{}", cfg.to_toml());
             Ok(ExitCode::SUCCESS)
         }
         Command::Pipelines => {
             for t in aullm::ingest::template::builtin() {
-                let params: Vec<String> = t.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                println!("pipeline:{:<8} {}\n    params: {}\n", t.name, t.summary, params.join(" "));
+                let params: Vec<String> =
+                    t.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!(
+                    "pipeline:{:<8} {}\n    params: {}\n",
+                    t.name,
+                    t.summary,
+                    params.join(" ")
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -220,22 +233,37 @@ fn models(cfg: &Config, action: ModelsAction) -> Result<ExitCode> {
                     if a.required { "required" } else { "optional" },
                     state,
                     a.description,
-                    if a.license.is_empty() { String::new() } else { format!(" [{}]", a.license) }
+                    if a.license.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" [{}]", a.license)
+                    }
                 );
             }
             Ok(ExitCode::SUCCESS)
         }
         ModelsAction::Fetch { names, all, force } => {
             let list: Vec<&aullm::models::Artefact> = if names.is_empty() {
-                manifest.artefacts.iter().filter(|a| all || a.required).collect()
+                manifest
+                    .artefacts
+                    .iter()
+                    .filter(|a| all || a.required)
+                    .collect()
             } else {
-                names.iter().map(|n| manifest.get(n)).collect::<Result<_>>()?
+                names
+                    .iter()
+                    .map(|n| manifest.get(n))
+                    .collect::<Result<_>>()?
             };
             let mut failed = 0;
             for a in list {
                 match cache.fetch(a, force) {
-                    Ok(FetchOutcome::AlreadyPresent) => println!("ok       {:<16} {}", a.name, cache.path_of(a).display()),
-                    Ok(FetchOutcome::Fetched(p)) => println!("fetched  {:<16} {}", a.name, p.display()),
+                    Ok(FetchOutcome::AlreadyPresent) => {
+                        println!("ok       {:<16} {}", a.name, cache.path_of(a).display())
+                    }
+                    Ok(FetchOutcome::Fetched(p)) => {
+                        println!("fetched  {:<16} {}", a.name, p.display())
+                    }
                     Err(e) => {
                         failed += 1;
                         eprintln!("FAILED   {:<16} {e:#}", a.name);
@@ -251,11 +279,16 @@ fn models(cfg: &Config, action: ModelsAction) -> Result<ExitCode> {
             let list: Vec<&aullm::models::Artefact> = if names.is_empty() {
                 manifest.artefacts.iter().collect()
             } else {
-                names.iter().map(|n| manifest.get(n)).collect::<Result<_>>()?
+                names
+                    .iter()
+                    .map(|n| manifest.get(n))
+                    .collect::<Result<_>>()?
             };
             let mut bad = 0;
             for a in list {
-                if names.is_empty() && matches!(cache.status(a), aullm::models::ArtefactStatus::Missing) {
+                if names.is_empty()
+                    && matches!(cache.status(a), aullm::models::ArtefactStatus::Missing)
+                {
                     println!("missing  {}", a.name);
                     continue;
                 }
@@ -267,7 +300,11 @@ fn models(cfg: &Config, action: ModelsAction) -> Result<ExitCode> {
                     }
                 }
             }
-            Ok(if bad > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if bad > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         ModelsAction::Path { name } => {
             let a = manifest.get(&name)?;

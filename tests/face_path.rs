@@ -27,10 +27,18 @@ fn track_crops(cfg: &Config, video: &Path) -> Vec<Vec<u8>> {
     let mut ingest = Ingest::open(&Source::File(video.to_path_buf()), &cfg.ingest).unwrap();
     let mut crops = Vec::new();
     while let Some(f) = ingest.next_frame().unwrap() {
-        let faces = tracker.process(f.data(), f.width as usize, f.height as usize).unwrap();
+        let faces = tracker
+            .process(f.data(), f.width as usize, f.height as usize)
+            .unwrap();
         assert_eq!(faces.len(), 1, "frame {}: expected one face", f.seq);
         if std::env::var_os("AULLM_TEST_TRACE").is_some() {
-            eprintln!("frame {} residual {:.3} detected {} kp={:?}", f.seq, faces[0].residual, faces[0].detected, &faces[0].keypoints[..2]);
+            eprintln!(
+                "frame {} residual {:.3} detected {} kp={:?}",
+                f.seq,
+                faces[0].residual,
+                faces[0].detected,
+                &faces[0].keypoints[..2]
+            );
         }
         crops.push(faces[0].crop.clone());
     }
@@ -39,7 +47,10 @@ fn track_crops(cfg: &Config, video: &Path) -> Vec<Vec<u8>> {
 
 fn eye_errors(f: &aullm::face::Detection) -> (f32, f32) {
     let d = |p: [f32; 2], q: [f32; 2]| ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)).sqrt();
-    (d(f.keypoints[0], [205.0, 100.0]), d(f.keypoints[1], [249.0, 108.0]))
+    (
+        d(f.keypoints[0], [205.0, 100.0]),
+        d(f.keypoints[1], [249.0, 108.0]),
+    )
 }
 
 #[test]
@@ -53,11 +64,17 @@ fn astronaut_one_face_with_eyes_in_place() {
     opencv::imgproc::cvt_color_def(&bgr, &mut rgb, opencv::imgproc::COLOR_BGR2RGB).unwrap();
     let (w, h) = (rgb.cols() as usize, rgb.rows() as usize);
     let model = aullm::assets::artefact_path(&cfg, "blazeface-front").unwrap();
-    let mut det = FaceDetector::new(&model, 1, 0.5, 0.3).unwrap().with_gray_tint(cfg.face.gray_tint);
+    let mut det = FaceDetector::new(&model, 1, 0.5, 0.3)
+        .unwrap()
+        .with_gray_tint(cfg.face.gray_tint);
     let faces = det.detect_rgb(rgb.data_bytes().unwrap(), w, h).unwrap();
     assert_eq!(faces.len(), 1, "{faces:?}");
     let (r, l) = eye_errors(&faces[0]);
-    assert!(r < 6.0 && l < 6.0, "colour: eyes off by {r:.1} / {l:.1} px: {:?}", faces[0]);
+    assert!(
+        r < 6.0 && l < 6.0,
+        "colour: eyes off by {r:.1} / {l:.1} px: {:?}",
+        faces[0]
+    );
     assert!(faces[0].score > 0.8, "score {}", faces[0].score);
 
     // The gray path (what cameras deliver) finds the same single face, eyes within a few pixels.
@@ -81,8 +98,11 @@ fn megamind_faces_in_almost_every_frame() {
     assert!(s.monotonic_timestamps);
     assert_eq!(s.ingest.dropped(), 0);
     let csv = std::fs::read_to_string(dir.path().join("faces.csv")).unwrap();
-    let frames: std::collections::BTreeSet<&str> =
-        csv.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    let frames: std::collections::BTreeSet<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
     assert_eq!(frames.len(), 270, "every frame has a CSV row");
     assert!(dir.path().join("sheet.png").exists());
 }
@@ -91,7 +111,8 @@ fn megamind_faces_in_almost_every_frame() {
 fn test_source_without_a_face_ends_cleanly() {
     let cfg = cfg();
     let dir = tempfile::tempdir().unwrap();
-    let src = Source::parse("pipeline:test?pattern=snow&frames=60&live=false&width=320&height=240").unwrap();
+    let src = Source::parse("pipeline:test?pattern=snow&frames=60&live=false&width=320&height=240")
+        .unwrap();
     let s = run(&cfg, &src, &faces_opts(dir.path()), |_| {}).unwrap();
     assert_eq!(s.error, None);
     assert_eq!(s.frames, 60);
@@ -111,9 +132,19 @@ fn truncated_file_reports_the_demuxer_after_processing_what_decoded() {
     let err = s.error.clone().expect("a truncated file is an error");
     assert!(err.contains("avidemux"), "{err}");
     assert!(err.contains("truncated"), "{err}");
-    assert!(s.frames > 30 && s.frames < 270, "frames before the cut: {}", s.frames);
-    let rows = std::fs::read_to_string(dir.path().join("faces.csv")).unwrap().lines().count() as u64;
-    assert!(rows > s.frames, "CSV keeps the processed frames ({rows} lines)");
+    assert!(
+        s.frames > 30 && s.frames < 270,
+        "frames before the cut: {}",
+        s.frames
+    );
+    let rows = std::fs::read_to_string(dir.path().join("faces.csv"))
+        .unwrap()
+        .lines()
+        .count() as u64;
+    assert!(
+        rows > s.frames,
+        "CSV keeps the processed frames ({rows} lines)"
+    );
 }
 
 fn still_spec(frames: u32) -> FaceVideoSpec {
@@ -143,7 +174,10 @@ fn still_face_crops_are_stable_to_a_twentieth_of_a_pixel() {
     let raw = jitter_rms(&track_crops(&raw_cfg, &video), cfg.align.size).unwrap();
     eprintln!("crop jitter: stabilised {stable:.4} px RMS, keypoints only {raw:.4} px RMS");
     assert!(stable < 0.05, "stabilised jitter {stable} px");
-    assert!(stable < raw / 2.0, "stabilisation must beat raw keypoints ({stable} vs {raw})");
+    assert!(
+        stable < raw / 2.0,
+        "stabilisation must beat raw keypoints ({stable} vs {raw})"
+    );
 }
 
 #[test]

@@ -139,7 +139,8 @@ pub fn warp_crop(
     let src = Mat::new_rows_cols_with_data(height as i32, width as i32, &frame[..width * height])
         .context("wrapping the frame for alignment")?;
     let m = crop_to_frame.to_affine();
-    let m = Mat::from_slice_2d(&[[m[0], m[1], m[2]], [m[3], m[4], m[5]]]).context("affine matrix")?;
+    let m =
+        Mat::from_slice_2d(&[[m[0], m[1], m[2]], [m[3], m[4], m[5]]]).context("affine matrix")?;
     let n = (size * size) as usize;
     out.resize(n, 0);
     // SAFETY: `out` holds exactly size*size bytes and outlives `dst`, which only borrows it here.

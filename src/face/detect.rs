@@ -98,7 +98,9 @@ impl FaceDetector {
             .ok_or_else(|| anyhow!("{}: model has no inputs", model.display()))?;
         let input_name = input.name().to_string();
         let size = match input.dtype().tensor_shape() {
-            Some(shape) if shape.len() == 4 && shape[1] > 0 && shape[1] == shape[2] && shape[3] == 3 => {
+            Some(shape)
+                if shape.len() == 4 && shape[1] > 0 && shape[1] == shape[2] && shape[3] == 3 =>
+            {
                 shape[1] as usize
             }
             other => bail!(
@@ -111,7 +113,8 @@ impl FaceDetector {
         let find = |anchors: i64, width: i64| {
             session.outputs().iter().find_map(|o| {
                 let shape = o.dtype().tensor_shape()?;
-                (shape.len() == 3 && shape[1] == anchors && shape[2] == width).then(|| o.name().to_string())
+                (shape.len() == 3 && shape[1] == anchors && shape[2] == width)
+                    .then(|| o.name().to_string())
             })
         };
         let mut layers = Vec::new();
@@ -157,20 +160,32 @@ impl FaceDetector {
 
     /// Detects faces inside the square `[left, top, side]` of a gray image (a tracked face's
     /// neighbourhood): the face is seen at the detector's full resolution, so keypoints are sharper.
-    pub fn detect_region(&mut self, gray: &[u8], width: usize, height: usize, region: [f32; 3]) -> Result<Vec<Detection>> {
+    pub fn detect_region(
+        &mut self,
+        gray: &[u8],
+        width: usize,
+        height: usize,
+        region: [f32; 3],
+    ) -> Result<Vec<Detection>> {
         use opencv::core::{BORDER_CONSTANT, Mat, Scalar, Size};
         check_dims(gray.len(), width, height, 1)?;
         let s = self.size;
         let scale = s as f32 / region[2].max(1.0);
-        let src = Mat::new_rows_cols_with_data(height as i32, width as i32, &gray[..width * height])
-            .context("wrapping the frame for the detector")?;
+        let src =
+            Mat::new_rows_cols_with_data(height as i32, width as i32, &gray[..width * height])
+                .context("wrapping the frame for the detector")?;
         let m = Mat::from_slice_2d(&[
             [scale as f64, 0.0, (-region[0] * scale) as f64],
             [0.0, scale as f64, (-region[1] * scale) as f64],
         ])?;
         // SAFETY: `letterbox` holds exactly s*s bytes and outlives `dst`.
         let mut dst = unsafe {
-            Mat::new_rows_cols_with_data_unsafe_def(s as i32, s as i32, opencv::core::CV_8UC1, self.letterbox.as_mut_ptr().cast())
+            Mat::new_rows_cols_with_data_unsafe_def(
+                s as i32,
+                s as i32,
+                opencv::core::CV_8UC1,
+                self.letterbox.as_mut_ptr().cast(),
+            )
         }?;
         opencv::imgproc::warp_affine(
             &src,
@@ -191,10 +206,19 @@ impl FaceDetector {
     }
 
     /// Detects faces in an RGB image (3 bytes per pixel), e.g. a colour photo.
-    pub fn detect_rgb(&mut self, rgb: &[u8], width: usize, height: usize) -> Result<Vec<Detection>> {
+    pub fn detect_rgb(
+        &mut self,
+        rgb: &[u8],
+        width: usize,
+        height: usize,
+    ) -> Result<Vec<Detection>> {
         use opencv::prelude::*;
         check_dims(rgb.len(), width, height, 3)?;
-        let src = opencv::core::Mat::new_rows_cols_with_data(height as i32, (width * 3) as i32, &rgb[..width * height * 3])?;
+        let src = opencv::core::Mat::new_rows_cols_with_data(
+            height as i32,
+            (width * 3) as i32,
+            &rgb[..width * height * 3],
+        )?;
         let src = src.reshape(3, height as i32)?;
         let (boxed, lb) = self.letterbox_mat(&src, width, height)?;
         let px = boxed.data_bytes().context("letterbox pixels")?;
@@ -245,7 +269,12 @@ impl FaceDetector {
     }
 
     /// Resizes (area filter) and pads an image into the square input, keeping its aspect ratio.
-    fn letterbox_mat(&self, src: &impl opencv::core::ToInputArray, width: usize, height: usize) -> Result<(opencv::core::Mat, Letterbox)> {
+    fn letterbox_mat(
+        &self,
+        src: &impl opencv::core::ToInputArray,
+        width: usize,
+        height: usize,
+    ) -> Result<(opencv::core::Mat, Letterbox)> {
         use opencv::core::{BORDER_CONSTANT, Mat, Scalar, Size};
         let s = self.size;
         let scale = s as f32 / width.max(height) as f32;
@@ -254,8 +283,15 @@ impl FaceDetector {
         let pad_x = (s - nw) / 2;
         let pad_y = (s - nh) / 2;
         let mut small = Mat::default();
-        opencv::imgproc::resize(src, &mut small, Size::new(nw as i32, nh as i32), 0.0, 0.0, opencv::imgproc::INTER_AREA)
-            .context("resizing the frame for the detector")?;
+        opencv::imgproc::resize(
+            src,
+            &mut small,
+            Size::new(nw as i32, nh as i32),
+            0.0,
+            0.0,
+            opencv::imgproc::INTER_AREA,
+        )
+        .context("resizing the frame for the detector")?;
         let mut boxed = Mat::default();
         opencv::core::copy_make_border(
             &small,
@@ -281,10 +317,15 @@ impl FaceDetector {
     /// Letterboxes a gray frame into the input.
     fn letterbox_gray(&mut self, gray: &[u8], width: usize, height: usize) -> Result<Letterbox> {
         use opencv::prelude::*;
-        let src = opencv::core::Mat::new_rows_cols_with_data(height as i32, width as i32, &gray[..width * height])
-            .context("wrapping the frame for resize")?;
+        let src = opencv::core::Mat::new_rows_cols_with_data(
+            height as i32,
+            width as i32,
+            &gray[..width * height],
+        )
+        .context("wrapping the frame for resize")?;
         let (boxed, lb) = self.letterbox_mat(&src, width, height)?;
-        self.letterbox.copy_from_slice(boxed.data_bytes().context("letterbox pixels")?);
+        self.letterbox
+            .copy_from_slice(boxed.data_bytes().context("letterbox pixels")?);
         self.expand_gray();
         Ok(lb)
     }
@@ -348,8 +389,9 @@ pub fn weighted_nms(mut cands: Vec<Detection>, iou_threshold: f32) -> Vec<Detect
     let mut out = Vec::new();
     while !cands.is_empty() {
         let best = cands[0];
-        let (group, rest): (Vec<Detection>, Vec<Detection>) =
-            cands.into_iter().partition(|c| c.iou(&best) > iou_threshold);
+        let (group, rest): (Vec<Detection>, Vec<Detection>) = cands
+            .into_iter()
+            .partition(|c| c.iou(&best) > iou_threshold);
         cands = rest;
         let total: f32 = group.iter().map(|d| d.score).sum();
         let mut merged = Detection {
@@ -396,7 +438,11 @@ mod tests {
     #[test]
     fn weighted_nms_merges_overlaps_and_keeps_separate_faces() {
         let out = weighted_nms(
-            vec![det(0.0, 0.0, 10.0, 0.9), det(1.0, 0.0, 10.0, 0.9), det(50.0, 50.0, 10.0, 0.6)],
+            vec![
+                det(0.0, 0.0, 10.0, 0.9),
+                det(1.0, 0.0, 10.0, 0.9),
+                det(50.0, 50.0, 10.0, 0.6),
+            ],
             0.3,
         );
         assert_eq!(out.len(), 2);

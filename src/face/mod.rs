@@ -29,6 +29,10 @@ impl FaceTracker {
             cfg.face.nms_iou,
         )?
         .with_gray_tint(cfg.face.gray_tint);
-        Ok(FaceTracker::new(detector, cfg.face.clone(), cfg.align.clone()))
+        Ok(FaceTracker::new(
+            detector,
+            cfg.face.clone(),
+            cfg.align.clone(),
+        ))
     }
 }

@@ -10,14 +10,17 @@ pub fn crop_shift(a: &[u8], b: &[u8], size: u32) -> Result<(f64, f64)> {
     let to_f32 = |px: &[u8]| -> Result<Mat> {
         let m = Mat::new_rows_cols_with_data(s, s, px).context("wrapping crop")?;
         let mut f = Mat::default();
-        m.convert_to(&mut f, CV_32F, 1.0, 0.0).context("crop to f32")?;
+        m.convert_to(&mut f, CV_32F, 1.0, 0.0)
+            .context("crop to f32")?;
         Ok(f)
     };
     let (fa, fb) = (to_f32(a)?, to_f32(b)?);
     let mut win = Mat::default();
-    opencv::imgproc::create_hanning_window(&mut win, Size::new(s, s), CV_32F).context("Hann window")?;
+    opencv::imgproc::create_hanning_window(&mut win, Size::new(s, s), CV_32F)
+        .context("Hann window")?;
     let mut response = 0.0;
-    let p = opencv::imgproc::phase_correlate(&fa, &fb, &win, Some(&mut response)).context("phaseCorrelate")?;
+    let p = opencv::imgproc::phase_correlate(&fa, &fb, &win, Some(&mut response))
+        .context("phaseCorrelate")?;
     Ok((p.x, p.y))
 }
 

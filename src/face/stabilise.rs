@@ -127,7 +127,10 @@ impl Registration {
             // A ← A ∘ W(Δp)⁻¹ (inverse-compositional update).
             let w = self.warp_of(dp);
             *crop_to_frame = crop_to_frame.compose(&w.inverse());
-            let small = dp[2].abs() < 2e-3 && dp[3].abs() < 2e-3 && dp[0].abs() < 2e-5 && dp[1].abs() < 2e-5;
+            let small = dp[2].abs() < 2e-3
+                && dp[3].abs() < 2e-3
+                && dp[0].abs() < 2e-5
+                && dp[1].abs() < 2e-5;
             if small {
                 // The last update is far below what the eye or the spotter can see: skip a re-warp.
                 fresh = true;
@@ -174,6 +177,7 @@ impl Registration {
 
     /// One robust Gauss-Newton step: returns Δp (None when the system is degenerate) and the
     /// normalised residual before the step.
+    #[allow(clippy::needless_range_loop)] // index form mirrors the normal equations
     fn solve(&mut self, crop: &[u8]) -> (Option<[f64; 4]>, f32) {
         let n = self.region.len();
         // Gain and offset absorb flicker and exposure changes between reference and frame.
@@ -239,6 +243,7 @@ impl Registration {
 }
 
 /// Solves the 4x4 symmetric system `h·x = g` by Gaussian elimination with partial pivoting.
+#[allow(clippy::needless_range_loop)] // index form mirrors the elimination
 fn solve4(mut h: [[f64; 4]; 4], mut g: [f64; 4]) -> Option<[f64; 4]> {
     for col in 0..4 {
         let piv = (col..4).max_by(|&a, &b| h[a][col].abs().total_cmp(&h[b][col].abs()))?;

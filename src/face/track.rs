@@ -96,7 +96,12 @@ impl FaceTracker {
     }
 
     /// Processes one gray frame and returns every tracked face on it.
-    pub fn process(&mut self, gray: &[u8], width: usize, height: usize) -> Result<Vec<FaceObservation>> {
+    pub fn process(
+        &mut self,
+        gray: &[u8],
+        width: usize,
+        height: usize,
+    ) -> Result<Vec<FaceObservation>> {
         self.stats.frames += 1;
         let size = self.align.size;
         let mut out: Vec<FaceObservation> = Vec::with_capacity(self.tracks.len());
@@ -128,7 +133,9 @@ impl FaceTracker {
         // 2. Detect on schedule or when a track asks: each track is re-detected in its own
         //    neighbourhood (full detector resolution on the face), the whole frame is searched only
         //    for faces not yet tracked.
-        let scheduled = self.frame_index % self.face.detect_every as u64 == 0;
+        let scheduled = self
+            .frame_index
+            .is_multiple_of(self.face.detect_every as u64);
         let asked = self.tracks.iter().any(|t| t.needs_detection);
         if scheduled || asked {
             self.refresh_tracks(gray, width, height, &mut out)?;
@@ -146,16 +153,25 @@ impl FaceTracker {
 
     /// Re-detects every track inside its neighbourhood; re-anchors tracks whose registration failed or
     /// that the detector contradicts twice in a row; drops tracks the detector no longer finds.
-    fn refresh_tracks(&mut self, gray: &[u8], width: usize, height: usize, out: &mut [FaceObservation]) -> Result<()> {
+    fn refresh_tracks(
+        &mut self,
+        gray: &[u8],
+        width: usize,
+        height: usize,
+        out: &mut [FaceObservation],
+    ) -> Result<()> {
         let mut keep = vec![true; self.tracks.len()];
         for (ti, t) in self.tracks.iter_mut().enumerate() {
             let b = out[ti].bbox;
             let side = self.face.region_scale * (b[2] - b[0]).max(b[3] - b[1]);
             let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
             self.stats.detector_runs += 1;
-            let dets = self
-                .detector
-                .detect_region(gray, width, height, [cx - side / 2.0, cy - side / 2.0, side])?;
+            let dets = self.detector.detect_region(
+                gray,
+                width,
+                height,
+                [cx - side / 2.0, cy - side / 2.0, side],
+            )?;
             let best = dets
                 .iter()
                 .filter(|d| iou(&b, &d.bbox) >= self.face.match_iou)
@@ -176,13 +192,22 @@ impl FaceTracker {
                 sq += (p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2);
             }
             let disagreement = (sq / 3.0).sqrt() as f32;
-            t.disagreements = if disagreement > self.align.reanchor_px { t.disagreements + 1 } else { 0 };
+            t.disagreements = if disagreement > self.align.reanchor_px {
+                t.disagreements + 1
+            } else {
+                0
+            };
             // One contradicting detection is more likely detector noise than registration drift.
             let reanchor = t.needs_detection || t.disagreements >= 2 || t.registration.is_none();
             if reanchor && let Some(a) = self.template.crop_to_frame(&d.keypoints) {
                 if t.registration.is_some() {
                     self.stats.reanchors += 1;
-                    tracing::debug!(track = t.id, disagreement, asked = t.needs_detection, "re-anchoring track");
+                    tracing::debug!(
+                        track = t.id,
+                        disagreement,
+                        asked = t.needs_detection,
+                        "re-anchoring track"
+                    );
                 }
                 anchor(t, d, a, &self.align, gray, width, height, &mut out[ti].crop)?;
                 t.disagreements = 0;
@@ -224,7 +249,12 @@ impl FaceTracker {
             self.stats.detector_runs += 1;
             let closer = self
                 .detector
-                .detect_region(gray, width, height, [cx - side / 2.0, cy - side / 2.0, side])?
+                .detect_region(
+                    gray,
+                    width,
+                    height,
+                    [cx - side / 2.0, cy - side / 2.0, side],
+                )?
                 .into_iter()
                 .filter(|r| iou(&r.bbox, &d.bbox) >= self.face.match_iou)
                 .max_by(|x, y| x.score.total_cmp(&y.score));
@@ -276,7 +306,12 @@ fn anchor(
     t.bbox_crop = [tl[0], tl[1], br[0], br[1]];
     warp_crop(gray, width, height, &crop_to_frame, align.size, crop)?;
     t.registration = align.stabilise.then(|| {
-        Registration::new(crop, align.size, align.register_region, align.reference_frames)
+        Registration::new(
+            crop,
+            align.size,
+            align.register_region,
+            align.reference_frames,
+        )
     });
     Ok(())
 }
@@ -284,11 +319,10 @@ fn anchor(
 /// The observation a track makes with its current transform.
 fn observation(t: &Track, crop: Vec<u8>, residual: f32, detected: bool) -> FaceObservation {
     let a = &t.crop_to_frame;
-    let mut keypoints = [[0f32; 2]; 6];
-    for k in 0..6 {
-        let p = a.apply(t.keypoints_crop[k]);
-        keypoints[k] = [p[0] as f32, p[1] as f32];
-    }
+    let keypoints = t.keypoints_crop.map(|k| {
+        let p = a.apply(k);
+        [p[0] as f32, p[1] as f32]
+    });
     // The box follows the transform: map the crop-space box corners and take their extent.
     let b = t.bbox_crop;
     let corners = [[b[0], b[1]], [b[2], b[1]], [b[0], b[3]], [b[2], b[3]]].map(|c| a.apply(c));

@@ -45,7 +45,9 @@ fn iso_bmff(f: &mut File, len: u64) -> Option<String> {
             return None; // extends to the end of the file by definition
         }
         if size < 8 {
-            return Some(format!("MP4 box {kind:?} at byte {pos} has an invalid size {size}"));
+            return Some(format!(
+                "MP4 box {kind:?} at byte {pos} has an invalid size {size}"
+            ));
         }
         if pos + size > len {
             return Some(format!(
@@ -96,7 +98,9 @@ fn matroska(f: &mut File, len: u64) -> Option<String> {
     }
     let end = seg_at + (id_w + sz_w) as u64 + size;
     (end > len).then(|| {
-        format!("Matroska segment declares {end} bytes but the file has {len}: the file is truncated")
+        format!(
+            "Matroska segment declares {end} bytes but the file has {len}: the file is truncated"
+        )
     })
 }
 

@@ -28,7 +28,8 @@ const SINK_NAME: &str = "aullm_sink";
 
 /// Initialises GStreamer once per process.
 pub fn init_gstreamer() -> Result<()> {
-    gst::init().context("GStreamer failed to initialise (is libgstreamer1.0 installed? run `make setup`)")
+    gst::init()
+        .context("GStreamer failed to initialise (is libgstreamer1.0 installed? run `make setup`)")
 }
 
 /// An open source delivering frames in order until end of stream or an error.
@@ -93,7 +94,9 @@ impl Ingest {
         let stats = Arc::new(IngestStats::default());
         let stop = Arc::new(AtomicBool::new(false));
         let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
-        let bus = pipeline.bus().ok_or_else(|| anyhow!("pipeline has no bus"))?;
+        let bus = pipeline
+            .bus()
+            .ok_or_else(|| anyhow!("pipeline has no bus"))?;
         let bus_thread = reader::watch_bus(bus, ctl_tx.clone(), stats.clone(), stop.clone())
             .context("cannot start the GStreamer bus thread")?;
 
@@ -140,7 +143,8 @@ impl Ingest {
                 .map(|d| d.nseconds());
         }
 
-        let (tx, rx): (Sender<Frame>, Receiver<Frame>) = crossbeam_channel::bounded(cfg.queue_frames);
+        let (tx, rx): (Sender<Frame>, Receiver<Frame>) =
+            crossbeam_channel::bounded(cfg.queue_frames);
         ingest.frames = rx.clone();
         reader::attach(
             &sink,
@@ -171,7 +175,10 @@ impl Ingest {
     fn startup_error(&mut self) -> anyhow::Error {
         match self.control.recv_timeout(Duration::from_secs(2)) {
             Ok(Control::Error(e)) => anyhow!("source {}: {e}", self.label),
-            _ => anyhow!("source {}: GStreamer could not start the pipeline", self.label),
+            _ => anyhow!(
+                "source {}: GStreamer could not start the pipeline",
+                self.label
+            ),
         }
     }
 
@@ -221,7 +228,10 @@ impl Ingest {
             if self.eos_seen {
                 return self.finish();
             }
-            let deadline = self.pending_error.as_ref().map(|_| Instant::now() + self.drain);
+            let deadline = self
+                .pending_error
+                .as_ref()
+                .map(|_| Instant::now() + self.drain);
             crossbeam_channel::select! {
                 recv(self.frames) -> f => {
                     if let Ok(f) = f {
@@ -274,9 +284,11 @@ impl Ingest {
                 debug: None,
             });
         }
-        if let (Some(declared), Some(last), Some(period)) =
-            (self.declared_duration_ns, self.last_pts_ns, self.frame_period_ns)
-        {
+        if let (Some(declared), Some(last), Some(period)) = (
+            self.declared_duration_ns,
+            self.last_pts_ns,
+            self.frame_period_ns,
+        ) {
             let got = last + period;
             // Two frame periods of slack absorb rounding in container durations.
             if got + 2 * period < declared {
@@ -298,12 +310,16 @@ impl Ingest {
 impl Ingest {
     /// Path of the demuxer GStreamer picked for a file (the element a container problem belongs to).
     fn demuxer_path(&self) -> Option<String> {
-        self.pipeline.iterate_recurse().into_iter().flatten().find_map(|e| {
-            let f = e.factory()?;
-            f.klass()
-                .contains("Demux")
-                .then(|| e.path_string().to_string())
-        })
+        self.pipeline
+            .iterate_recurse()
+            .into_iter()
+            .flatten()
+            .find_map(|e| {
+                let f = e.factory()?;
+                f.klass()
+                    .contains("Demux")
+                    .then(|| e.path_string().to_string())
+            })
     }
 }
 

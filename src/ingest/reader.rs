@@ -48,7 +48,10 @@ pub(crate) struct SinkState {
 
 impl SinkState {
     /// Converts one sample to a pooled GRAY8 frame and queues it (blocking for files, evicting for live).
-    pub fn on_sample(&mut self, sink: &gst_app::AppSink) -> Result<gst::FlowSuccess, gst::FlowError> {
+    pub fn on_sample(
+        &mut self,
+        sink: &gst_app::AppSink,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
         IngestStats::add(&self.stats.received, 1);
         let arrival_mono = mono_now_ns();
@@ -59,7 +62,8 @@ impl SinkState {
             None => true,
         };
         if fresh {
-            let info = gst_video::VideoInfo::from_caps(caps).map_err(|_| gst::FlowError::NotNegotiated)?;
+            let info =
+                gst_video::VideoInfo::from_caps(caps).map_err(|_| gst::FlowError::NotNegotiated)?;
             self.info = Some((caps.to_owned(), info));
         }
         let Some((_, info)) = &self.info else {

@@ -76,7 +76,8 @@ impl Source {
 
     /// True when the source is a file whose every frame must be kept (never dropped).
     pub fn is_file(&self) -> bool {
-        matches!(self, Source::File(_)) || matches!(self, Source::Uri(u) if u.starts_with("file://"))
+        matches!(self, Source::File(_))
+            || matches!(self, Source::Uri(u) if u.starts_with("file://"))
     }
 
     /// The local file behind this source, when there is one.

@@ -145,21 +145,26 @@ pub fn run(
                 s.offer(frames, &f.crop);
             }
             match crops.as_mut() {
-                Some(CropSink::Folder(dir)) => write_crop_png(dir, f.track_id, frames, &f.crop, cfg.align.size)?,
+                Some(CropSink::Folder(dir)) => {
+                    write_crop_png(dir, f.track_id, frames, &f.crop, cfg.align.size)?
+                }
                 Some(CropSink::Video(path, writers, fps)) => {
                     if *fps == 0.0 {
                         *fps = period.map_or(25.0, |p| 1e9 / p as f64);
                     }
-                    if !writers.contains_key(&f.track_id) {
-                        let p = per_face_path(path, f.track_id);
-                        writers.insert(
-                            f.track_id,
-                            VideoWriter::create(&p, cfg.align.size, cfg.align.size, *fps)?,
-                        );
-                    }
-                    if let Some(w) = writers.get_mut(&f.track_id) {
-                        w.push(&f.crop)?;
-                    }
+                    let w = match writers.entry(f.track_id) {
+                        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(e) => {
+                            let p = per_face_path(path, f.track_id);
+                            e.insert(VideoWriter::create(
+                                &p,
+                                cfg.align.size,
+                                cfg.align.size,
+                                *fps,
+                            )?)
+                        }
+                    };
+                    w.push(&f.crop)?;
                 }
                 None => {}
             }
@@ -177,7 +182,10 @@ pub fn run(
     }
     if let (Some(s), Some(p)) = (sheet, opts.contact_sheet.as_ref()) {
         if s.is_empty() {
-            tracing::warn!("no face was tracked: contact sheet {} not written", p.display());
+            tracing::warn!(
+                "no face was tracked: contact sheet {} not written",
+                p.display()
+            );
         } else {
             s.write_png(p)?;
             outputs.push(p.clone());
@@ -194,7 +202,11 @@ pub fn run(
         faces: track_ids.len() as u64,
         stream_seconds: span,
         stream_fps: period.map_or(0.0, |p| 1e9 / p as f64),
-        processing_fps: if wall > 0.0 { frames as f64 / wall } else { 0.0 },
+        processing_fps: if wall > 0.0 {
+            frames as f64 / wall
+        } else {
+            0.0
+        },
         live: ingest.is_live(),
         ingest: ingest.counts(),
         tracker: tracker.stats(),
@@ -242,7 +254,10 @@ impl FacesSummary {
             self.frames,
             100.0 * self.frames_with_face as f64 / self.frames.max(1) as f64
         ));
-        s.push_str(&format!("processing        {:.0} frames/s\n", self.processing_fps));
+        s.push_str(&format!(
+            "processing        {:.0} frames/s\n",
+            self.processing_fps
+        ));
         let i = &self.ingest;
         s.push_str(&format!(
             "drops             {} (queue {}, source gaps {}, QoS {})\n",

@@ -22,7 +22,8 @@ impl AtomicFile {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".partial");
         let tmp = PathBuf::from(tmp);
-        let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let file =
+            File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
         Ok(Self {
             writer: BufWriter::new(file),
             tmp,
@@ -39,8 +40,13 @@ impl AtomicFile {
             .get_ref()
             .sync_all()
             .with_context(|| format!("cannot sync {}", self.tmp.display()))?;
-        std::fs::rename(&self.tmp, &self.path)
-            .with_context(|| format!("cannot rename {} to {}", self.tmp.display(), self.path.display()))?;
+        std::fs::rename(&self.tmp, &self.path).with_context(|| {
+            format!(
+                "cannot rename {} to {}",
+                self.tmp.display(),
+                self.path.display()
+            )
+        })?;
         Ok(self.path.clone())
     }
 }

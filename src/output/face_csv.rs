@@ -9,14 +9,26 @@ use std::path::{Path, PathBuf};
 /// Column names, in order. `frame` is 1-based like OpenFace; `timestamp` is stream seconds.
 pub fn header() -> String {
     let mut cols: Vec<String> = [
-        "frame", "face_id", "timestamp", "confidence", "success", "box_x", "box_y", "box_w", "box_h",
+        "frame",
+        "face_id",
+        "timestamp",
+        "confidence",
+        "success",
+        "box_x",
+        "box_y",
+        "box_w",
+        "box_h",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
     cols.extend((0..6).map(|i| format!("x_{i}")));
     cols.extend((0..6).map(|i| format!("y_{i}")));
-    cols.extend(["detected", "residual", "seq"].iter().map(|s| s.to_string()));
+    cols.extend(
+        ["detected", "residual", "seq"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
     cols.join(",")
 }
 
@@ -30,7 +42,8 @@ impl FaceCsv {
     /// Creates the file and writes the header.
     pub fn create(path: &Path) -> Result<Self> {
         let mut file = AtomicFile::create(path)?;
-        writeln!(file, "{}", header()).with_context(|| format!("cannot write {}", path.display()))?;
+        writeln!(file, "{}", header())
+            .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(Self { file, rows: 0 })
     }
 
@@ -45,7 +58,11 @@ impl FaceCsv {
         let frame = frame_index + 1;
         if faces.is_empty() {
             // No face: keep the frame visible with empty measurements (NaN in pandas), success 0.
-            writeln!(self.file, "{frame},-1,{timestamp_s:.6},0,0{},0,,{seq}", ",".repeat(16))?;
+            writeln!(
+                self.file,
+                "{frame},-1,{timestamp_s:.6},0,0{},0,,{seq}",
+                ",".repeat(16)
+            )?;
             self.rows += 1;
             return Ok(());
         }

@@ -20,7 +20,11 @@ pub struct VideoWriter {
 
 /// The encoder/muxer chain for a file extension.
 fn chain_for(path: &Path) -> Result<&'static str> {
-    match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()) {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+    {
         Some(e) if e == "mkv" => Ok("avenc_ffv1 ! matroskamux"),
         Some(e) if e == "avi" => Ok("jpegenc quality=95 ! avimux"),
         _ => bail!(
@@ -36,7 +40,8 @@ impl VideoWriter {
         crate::ingest::init_gstreamer()?;
         let chain = chain_for(path)?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".partial");
@@ -50,7 +55,9 @@ impl VideoWriter {
             .map_err(|e| anyhow!("video writer for {}: {e}", path.display()))?
             .downcast::<gst::Pipeline>()
             .map_err(|_| anyhow!("video writer: not a pipeline"))?;
-        let sink = pipeline.by_name("sink").ok_or_else(|| anyhow!("video writer: no filesink"))?;
+        let sink = pipeline
+            .by_name("sink")
+            .ok_or_else(|| anyhow!("video writer: no filesink"))?;
         sink.set_property("location", tmp.to_string_lossy().to_string());
         let src = pipeline
             .by_name("src")
@@ -59,9 +66,12 @@ impl VideoWriter {
         // Never drop: block the producer when the encoder is behind.
         src.set_property("block", true);
         src.set_property("max-bytes", (width as u64 * height as u64 * 8).max(1 << 20));
-        pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|_| anyhow!("video writer for {}: cannot start the encoder", path.display()))?;
+        pipeline.set_state(gst::State::Playing).map_err(|_| {
+            anyhow!(
+                "video writer for {}: cannot start the encoder",
+                path.display()
+            )
+        })?;
         Ok(Self {
             pipeline,
             src,
@@ -78,17 +88,26 @@ impl VideoWriter {
     pub fn push(&mut self, gray: &[u8]) -> Result<()> {
         let n = (self.width * self.height) as usize;
         if gray.len() != n {
-            bail!("video writer {}: frame has {} bytes, expected {n}", self.path.display(), gray.len());
+            bail!(
+                "video writer {}: frame has {} bytes, expected {n}",
+                self.path.display(),
+                gray.len()
+            );
         }
         let mut buf = gst::Buffer::from_slice(gray.to_vec());
         {
-            let b = buf.get_mut().ok_or_else(|| anyhow!("buffer not writable"))?;
+            let b = buf
+                .get_mut()
+                .ok_or_else(|| anyhow!("buffer not writable"))?;
             b.set_pts(gst::ClockTime::from_nseconds(self.count * self.frame_ns));
             b.set_duration(gst::ClockTime::from_nseconds(self.frame_ns));
         }
-        self.src
-            .push_buffer(buf)
-            .map_err(|e| anyhow!("video writer {}: encoder refused a frame: {e:?}", self.path.display()))?;
+        self.src.push_buffer(buf).map_err(|e| {
+            anyhow!(
+                "video writer {}: encoder refused a frame: {e:?}",
+                self.path.display()
+            )
+        })?;
         self.count += 1;
         Ok(())
     }
@@ -103,16 +122,29 @@ impl VideoWriter {
         self.src
             .end_of_stream()
             .map_err(|e| anyhow!("video writer {}: {e:?}", self.path.display()))?;
-        let bus = self.pipeline.bus().ok_or_else(|| anyhow!("video writer: no bus"))?;
+        let bus = self
+            .pipeline
+            .bus()
+            .ok_or_else(|| anyhow!("video writer: no bus"))?;
         let result = loop {
             let Some(msg) = bus.timed_pop(gst::ClockTime::from_seconds(60)) else {
-                break Err(anyhow!("video writer {}: timed out finishing the file", self.path.display()));
+                break Err(anyhow!(
+                    "video writer {}: timed out finishing the file",
+                    self.path.display()
+                ));
             };
             match msg.view() {
                 gst::MessageView::Eos(_) => break Ok(()),
                 gst::MessageView::Error(e) => {
-                    let el = msg.src().map(|s| s.path_string().to_string()).unwrap_or_default();
-                    break Err(anyhow!("video writer {}: element {el}: {}", self.path.display(), e.error()));
+                    let el = msg
+                        .src()
+                        .map(|s| s.path_string().to_string())
+                        .unwrap_or_default();
+                    break Err(anyhow!(
+                        "video writer {}: element {el}: {}",
+                        self.path.display(),
+                        e.error()
+                    ));
                 }
                 _ => {}
             }
@@ -120,7 +152,11 @@ impl VideoWriter {
         let _ = self.pipeline.set_state(gst::State::Null);
         result?;
         std::fs::rename(&self.tmp, &self.path).with_context(|| {
-            format!("cannot rename {} to {}", self.tmp.display(), self.path.display())
+            format!(
+                "cannot rename {} to {}",
+                self.tmp.display(),
+                self.path.display()
+            )
         })?;
         Ok(self.path.clone())
     }

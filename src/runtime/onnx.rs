@@ -18,7 +18,9 @@ static INIT_LOCK: Mutex<()> = Mutex::new(());
 
 /// Loads ONNX Runtime from `lib` (once per process; later calls reuse the first library).
 pub fn init(lib: &Path) -> Result<()> {
-    let _guard = INIT_LOCK.lock().map_err(|_| anyhow!("ONNX Runtime init lock poisoned"))?;
+    let _guard = INIT_LOCK
+        .lock()
+        .map_err(|_| anyhow!("ONNX Runtime init lock poisoned"))?;
     if RUNTIME.get().is_some() {
         return Ok(());
     }
@@ -85,7 +87,8 @@ pub fn session(model: &Path, threads: usize) -> Result<Session> {
         .get()
         .ok_or_else(|| anyhow!("ONNX Runtime is not loaded (call runtime::onnx::init first)"))?;
     // Builder errors carry the builder and are not Send; keep only their message.
-    let err = |what: &str, e: &dyn std::fmt::Display| anyhow!("{what} for {}: {e}", model.display());
+    let err =
+        |what: &str, e: &dyn std::fmt::Display| anyhow!("{what} for {}: {e}", model.display());
     Session::builder(&rt.env)
         .map_err(|e| err("cannot create an ONNX Runtime session builder", &e))?
         .with_optimization_level(GraphOptimizationLevel::Level3)
