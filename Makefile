@@ -1,0 +1,54 @@
+# aullm — setup, demo, tests and benchmarks. `make demo` and `make test` work on a fresh Debian 12 machine.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+APT_PACKAGES := libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base \
+	gstreamer1.0-plugins-good gstreamer1.0-libav gstreamer1.0-tools libopencv-dev clang libclang-dev \
+	pkg-config python3-pip
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEV_BIN := target/debug/aullm
+REL_BIN := target/release/aullm
+DEMO_OUT ?= out/demo
+
+.PHONY: setup system-packages models demo test lint bench bench-live clean
+
+## setup: system packages (only those missing), debug build, verified model artefacts. Idempotent.
+setup: system-packages
+	$(CARGO) build --locked
+	$(DEV_BIN) models fetch --all
+
+system-packages:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	else echo "system packages present"; fi
+
+## demo: the main job on the embedded default (Megamind.avi): faces CSV, contact sheet, crops video.
+demo: setup
+	$(CARGO) build --release --locked
+	$(REL_BIN) doctor
+	$(REL_BIN) faces "$$($(REL_BIN) models path megamind)" --out $(DEMO_OUT) --crops $(DEMO_OUT)/crops.mkv
+	@echo "outputs: $(DEMO_OUT)/faces.csv  $(DEMO_OUT)/contact_sheet.png  $(DEMO_OUT)/crops_face*.mkv"
+
+## test: formatting, lints, then every test (unit + integration on real media).
+test: setup lint
+	$(CARGO) test --locked
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+## bench: criterion benches per stage and end to end (not part of `make test`).
+bench: setup
+	$(CARGO) bench --locked --bench face_path
+
+## bench-live: a live 640x480 GRAY8 200 fps test source for 60 s through ingest → face → align.
+bench-live: setup
+	$(CARGO) build --release --locked
+	$(REL_BIN) faces "pipeline:test?fps=200&width=640&height=480&live=true&frames=12000&pattern=ball" \
+		--out out/bench-live --no-contact-sheet --json
+
+clean:
+	$(CARGO) clean
+	rm -rf out
