@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 APT_PACKAGES := libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base \
 	gstreamer1.0-plugins-good gstreamer1.0-libav gstreamer1.0-tools libopencv-dev clang libclang-dev \
-	pkg-config python3-pip
+	pkg-config
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEV_BIN := target/debug/aullm
 REL_BIN := target/release/aullm

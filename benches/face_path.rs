@@ -1,1 +1,164 @@
-fn main() {}
+//! Per-stage and end-to-end timings of ingest → face → alignment (criterion; medians in README).
+//! One core: `taskset -c 0 cargo bench --bench face_path`.
+
+use aullm::config::Config;
+use aullm::face::align::{CropTemplate, warp_crop};
+use aullm::face::stabilise::Registration;
+use aullm::face::{FaceDetector, FaceTracker};
+use aullm::fixtures::{FaceVideoSpec, Motion, Photo, Rng, render_frame, write_face_video_with};
+use aullm::ingest::{Ingest, Source};
+use aullm::output::video::VideoCodec;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::path::{Path, PathBuf};
+
+struct Media {
+    _dir: tempfile::TempDir,
+    megamind: PathBuf,
+    raw640: PathBuf,
+    raw_frames: u64,
+    frames640: Vec<Vec<u8>>,
+}
+
+fn media(cfg: &Config) -> Media {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = Photo::astronaut(cfg).unwrap();
+    let spec = FaceVideoSpec {
+        width: 640,
+        height: 480,
+        fps: 200.0,
+        frames: 400,
+        noise_sigma: 2.0,
+        motion: Motion::Sway {
+            amplitude_px: 6.0,
+            rotation_deg: 2.0,
+            period_frames: 200.0,
+            drift_px: 10.0,
+        },
+        seed: 1,
+    };
+    let raw640 = dir.path().join("face640_200fps_raw.mkv");
+    write_face_video_with(&spec, &photo, &raw640, VideoCodec::Raw).unwrap();
+    let mut rng = Rng::new(2);
+    let frames640 = (0..16)
+        .map(|i| {
+            let mut b = Vec::new();
+            render_frame(&spec, &photo, i, &mut rng, &mut b).unwrap();
+            b
+        })
+        .collect();
+    Media {
+        megamind: aullm::assets::artefact_path(cfg, "megamind").unwrap(),
+        raw640,
+        raw_frames: spec.frames as u64,
+        frames640,
+        _dir: dir,
+    }
+}
+
+fn decode_all(path: &Path, cfg: &Config) -> u64 {
+    let mut ing = Ingest::open(&Source::File(path.to_path_buf()), &cfg.ingest).unwrap();
+    let mut n = 0;
+    while let Some(f) = ing.next_frame().unwrap() {
+        n += f.data()[0] as u64 & 1 | 1;
+    }
+    n
+}
+
+fn track_all(path: &Path, cfg: &Config) -> u64 {
+    let mut tracker = FaceTracker::from_config(cfg).unwrap();
+    let mut ing = Ingest::open(&Source::File(path.to_path_buf()), &cfg.ingest).unwrap();
+    let mut faces = 0;
+    while let Some(f) = ing.next_frame().unwrap() {
+        faces += tracker
+            .process(f.data(), f.width as usize, f.height as usize)
+            .unwrap()
+            .len() as u64;
+    }
+    faces
+}
+
+fn stages(c: &mut Criterion) {
+    let cfg = Config::default();
+    aullm::assets::init_onnx(&cfg).unwrap();
+    let m = media(&cfg);
+
+    let mut g = c.benchmark_group("decode");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(270));
+    g.bench_function("megamind_720x528_xvid", |b| {
+        b.iter(|| decode_all(&m.megamind, &cfg))
+    });
+    g.throughput(Throughput::Elements(m.raw_frames));
+    g.bench_function("raw_gray8_640x480", |b| {
+        b.iter(|| decode_all(&m.raw640, &cfg))
+    });
+    g.finish();
+
+    let model = aullm::assets::artefact_path(&cfg, "blazeface-front").unwrap();
+    let mut det = FaceDetector::new(&model, 1, 0.5, 0.3)
+        .unwrap()
+        .with_gray_tint(cfg.face.gray_tint);
+    let f0 = &m.frames640[0];
+    let d = det.detect(f0, 640, 480).unwrap();
+    assert_eq!(d.len(), 1);
+    let b0 = d[0].bbox;
+    let side = 2.5 * (b0[2] - b0[0]).max(b0[3] - b0[1]);
+    let region = [
+        (b0[0] + b0[2] - side) / 2.0,
+        (b0[1] + b0[3] - side) / 2.0,
+        side,
+    ];
+    let mut g = c.benchmark_group("detect");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("blazeface_full_frame_640x480", |b| {
+        b.iter(|| det.detect(f0, 640, 480).unwrap().len())
+    });
+    g.bench_function("blazeface_face_region", |b| {
+        b.iter(|| det.detect_region(f0, 640, 480, region).unwrap().len())
+    });
+    g.finish();
+
+    let tpl = CropTemplate::from_config(&cfg.align);
+    let a0 = tpl.crop_to_frame(&d[0].keypoints).unwrap();
+    let mut crop = Vec::new();
+    warp_crop(f0, 640, 480, &a0, cfg.align.size, &mut crop).unwrap();
+    let mut g = c.benchmark_group("align");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("warp_affine_to_128", |b| {
+        b.iter(|| warp_crop(f0, 640, 480, &a0, cfg.align.size, &mut crop).unwrap())
+    });
+    let mut reg = Registration::new(&crop, cfg.align.size, cfg.align.register_region, 1);
+    let mut a = a0;
+    let mut i = 0;
+    g.bench_function("warp_plus_stabilising_registration", |b| {
+        b.iter(|| {
+            i = (i + 1) % m.frames640.len();
+            reg.register(
+                &m.frames640[i],
+                640,
+                480,
+                &mut a,
+                &mut crop,
+                cfg.align.refine_iters,
+            )
+            .unwrap()
+            .iterations
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("end_to_end");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(270));
+    g.bench_function("megamind_ingest_detect_align", |b| {
+        b.iter(|| track_all(&m.megamind, &cfg))
+    });
+    g.throughput(Throughput::Elements(m.raw_frames));
+    g.bench_function("gray8_640x480_200fps_ingest_detect_align", |b| {
+        b.iter(|| track_all(&m.raw640, &cfg))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, stages);
+criterion_main!(benches);

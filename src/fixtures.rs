@@ -3,7 +3,7 @@
 //! noise is added, and the result is encoded losslessly so the real ingest path reads it back.
 
 use crate::face::Similarity;
-use crate::output::video::VideoWriter;
+use crate::output::video::{VideoCodec, VideoWriter};
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 
@@ -159,7 +159,17 @@ pub fn write_face_video(
     photo: &Photo,
     path: &Path,
 ) -> Result<Vec<Similarity>> {
-    let mut w = VideoWriter::create(path, spec.width, spec.height, spec.fps)?;
+    write_face_video_with(spec, photo, path, VideoCodec::Ffv1)
+}
+
+/// As [`write_face_video`] with a chosen codec (`Raw` for decode-free benchmarks).
+pub fn write_face_video_with(
+    spec: &FaceVideoSpec,
+    photo: &Photo,
+    path: &Path,
+    codec: VideoCodec,
+) -> Result<Vec<Similarity>> {
+    let mut w = VideoWriter::create_with(path, codec, spec.width, spec.height, spec.fps)?;
     let mut rng = Rng::new(spec.seed);
     let mut buf = Vec::new();
     let mut truth = Vec::with_capacity(spec.frames as usize);

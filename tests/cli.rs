@@ -72,18 +72,34 @@ fn manifest_hash_mismatch_is_an_error_naming_the_artefact() {
     let wrong = "0".repeat(64);
     let m = manifest_with(dir.path(), &wrong);
     let set = format!("models.manifest={}", m.display());
-    let o = aullm(&["--set", &set, "--cache-dir", cache.to_str().unwrap(), "models", "fetch"]);
+    let o = aullm(&[
+        "--set",
+        &set,
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "models",
+        "fetch",
+    ]);
     assert!(!o.status.success());
     let t = text(&o);
     assert!(t.contains("payload"), "{t}");
     assert!(t.contains("sha256"), "{t}");
-    assert!(!cache.join("payload").join("payload.bin").exists(), "a bad file never lands in the cache");
+    assert!(
+        !cache.join("payload").join("payload.bin").exists(),
+        "a bad file never lands in the cache"
+    );
 
     // With the right hash it fetches, verifies, and `models path` prints the file.
     let right = aullm::models::sha256_file(&dir.path().join("payload.bin")).unwrap();
     let m = manifest_with(dir.path(), &right);
     let set = format!("models.manifest={}", m.display());
-    let base = ["--set", &set, "--cache-dir", cache.to_str().unwrap(), "models"];
+    let base = [
+        "--set",
+        &set,
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "models",
+    ];
     let o = aullm(&[&base[..], &["fetch"]].concat());
     assert!(o.status.success(), "{}", text(&o));
     let o = aullm(&[&base[..], &["path", "payload"]].concat());
@@ -114,7 +130,13 @@ fn faces_on_a_truncated_file_exits_non_zero_and_keeps_the_csv() {
     let cut = dir.path().join("cut.avi");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let out = dir.path().join("out");
-    let o = aullm(&["faces", cut.to_str().unwrap(), "-o", out.to_str().unwrap(), "--json"]);
+    let o = aullm(&[
+        "faces",
+        cut.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let t = text(&o);
     assert!(t.contains("avidemux") && t.contains("truncated"), "{t}");

@@ -42,6 +42,14 @@ fn track_crops(cfg: &Config, video: &Path) -> Vec<Vec<u8>> {
         }
         crops.push(faces[0].crop.clone());
     }
+    let st = tracker.stats();
+    eprintln!(
+        "{} frames: {} detector runs, {} re-anchors, {:.2} registration iterations/frame",
+        st.frames,
+        st.detector_runs,
+        st.reanchors,
+        st.registration_iterations as f64 / st.registrations.max(1) as f64
+    );
     crops
 }
 

@@ -81,7 +81,11 @@ fn frames_lost_upstream_of_a_live_source_are_counted() {
     }
     let c = ing.counts();
     assert!(c.dropped_gap > 10, "{c:?}");
-    assert_eq!(n + c.dropped_gap, max_seq + 1, "seq counts every source frame: {c:?}");
+    assert_eq!(
+        n + c.dropped_gap,
+        max_seq + 1,
+        "seq counts every source frame: {c:?}"
+    );
     assert!(max_seq < 200);
 }
 
@@ -105,7 +109,10 @@ fn gray16_cameras_are_normalised_to_8_bits() {
 
 #[test]
 fn stop_handle_ends_a_live_stream_cleanly() {
-    let mut ing = open("pipeline:test?live=true&width=64&height=48&fps=200", &IngestConfig::default());
+    let mut ing = open(
+        "pipeline:test?live=true&width=64&height=48&fps=200",
+        &IngestConfig::default(),
+    );
     let stop = ing.stop_handle();
     let mut n = 0;
     while let Some(_f) = ing.next_frame().unwrap() {
@@ -121,11 +128,16 @@ fn stop_handle_ends_a_live_stream_cleanly() {
 #[test]
 fn bad_descriptions_and_templates_are_clear_errors() {
     let cfg = IngestConfig::default();
-    let e = Ingest::open(&Source::parse("gst:nosuchelement ! fakesink").unwrap(), &cfg)
+    let e = Ingest::open(
+        &Source::parse("gst:nosuchelement ! fakesink").unwrap(),
+        &cfg,
+    )
+    .err()
+    .unwrap();
+    assert!(format!("{e:#}").contains("nosuchelement"), "{e:#}");
+    let e = Ingest::open(&Source::parse("pipeline:nosuch").unwrap(), &cfg)
         .err()
         .unwrap();
-    assert!(format!("{e:#}").contains("nosuchelement"), "{e:#}");
-    let e = Ingest::open(&Source::parse("pipeline:nosuch").unwrap(), &cfg).err().unwrap();
     assert!(format!("{e:#}").contains("nosuch"), "{e:#}");
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.mp4");
@@ -137,5 +149,8 @@ fn bad_descriptions_and_templates_are_clear_errors() {
             Ok(_) => panic!("junk decoded as video"),
         },
     };
-    assert!(e.contains("junk.mp4") || e.contains("typefind") || e.contains("decodebin"), "{e}");
+    assert!(
+        e.contains("junk.mp4") || e.contains("typefind") || e.contains("decodebin"),
+        "{e}"
+    );
 }

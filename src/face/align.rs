@@ -135,19 +135,38 @@ pub fn warp_crop(
     size: u32,
     out: &mut Vec<u8>,
 ) -> Result<()> {
+    warp_rect(frame, width, height, crop_to_frame, [0, 0, size, size], out)
+}
+
+/// Warps only the crop rectangle `[x, y, w, h]` (crop coordinates) into `out` (`w*h` bytes): the
+/// registration needs just its region, a fraction of the crop.
+pub fn warp_rect(
+    frame: &[u8],
+    width: usize,
+    height: usize,
+    crop_to_frame: &Similarity,
+    rect: [u32; 4],
+    out: &mut Vec<u8>,
+) -> Result<()> {
     use opencv::core::{BORDER_REPLICATE, Mat, Scalar, Size};
     let src = Mat::new_rows_cols_with_data(height as i32, width as i32, &frame[..width * height])
         .context("wrapping the frame for alignment")?;
-    let m = crop_to_frame.to_affine();
+    let shift = Similarity {
+        a: 1.0,
+        b: 0.0,
+        tx: rect[0] as f64,
+        ty: rect[1] as f64,
+    };
+    let m = crop_to_frame.compose(&shift).to_affine();
     let m =
         Mat::from_slice_2d(&[[m[0], m[1], m[2]], [m[3], m[4], m[5]]]).context("affine matrix")?;
-    let n = (size * size) as usize;
-    out.resize(n, 0);
-    // SAFETY: `out` holds exactly size*size bytes and outlives `dst`, which only borrows it here.
+    let (w, h) = (rect[2] as i32, rect[3] as i32);
+    out.resize((w * h) as usize, 0);
+    // SAFETY: `out` holds exactly w*h bytes and outlives `dst`, which only borrows it here.
     let mut dst = unsafe {
         Mat::new_rows_cols_with_data_unsafe_def(
-            size as i32,
-            size as i32,
+            h,
+            w,
             opencv::core::CV_8UC1,
             out.as_mut_ptr().cast(),
         )
@@ -157,7 +176,7 @@ pub fn warp_crop(
         &src,
         &mut dst,
         &m,
-        Size::new(size as i32, size as i32),
+        Size::new(w, h),
         opencv::imgproc::INTER_LINEAR | opencv::imgproc::WARP_INVERSE_MAP,
         BORDER_REPLICATE,
         Scalar::all(0.0),

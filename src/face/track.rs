@@ -56,6 +56,10 @@ pub struct TrackerStats {
     pub reanchors: u64,
     /// Tracks dropped after missing detections.
     pub tracks_lost: u64,
+    /// Registrations run (one per tracked face per frame when stabilising).
+    pub registrations: u64,
+    /// Gauss-Newton iterations over all registrations.
+    pub registration_iterations: u64,
 }
 
 /// The face stage: detector + tracks + alignment.
@@ -121,6 +125,8 @@ impl FaceTracker {
                         self.align.refine_iters,
                     )?;
                     residual = r.residual;
+                    self.stats.registrations += 1;
+                    self.stats.registration_iterations += r.iterations as u64;
                     if !r.residual.is_finite() || r.residual > self.align.lost_residual {
                         t.needs_detection = true;
                     }

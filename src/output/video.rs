@@ -18,27 +18,59 @@ pub struct VideoWriter {
     tmp: PathBuf,
 }
 
-/// The encoder/muxer chain for a file extension.
-fn chain_for(path: &Path) -> Result<&'static str> {
-    match path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(|e| e.to_ascii_lowercase())
-    {
-        Some(e) if e == "mkv" => Ok("avenc_ffv1 ! matroskamux"),
-        Some(e) if e == "avi" => Ok("jpegenc quality=95 ! avimux"),
-        _ => bail!(
-            "video output {}: use a .mkv (lossless FFV1) or .avi (Motion JPEG) file name",
-            path.display()
-        ),
+/// How frames are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    /// FFV1 in Matroska: lossless and compact (the default for `.mkv`).
+    Ffv1,
+    /// Motion JPEG in AVI: lossy, plays everywhere (the default for `.avi`).
+    Mjpeg,
+    /// Uncompressed GRAY8 in Matroska: lossless and the cheapest to decode.
+    Raw,
+}
+
+impl VideoCodec {
+    /// The codec a file name implies.
+    pub fn for_path(path: &Path) -> Result<Self> {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+        {
+            Some(e) if e == "mkv" => Ok(VideoCodec::Ffv1),
+            Some(e) if e == "avi" => Ok(VideoCodec::Mjpeg),
+            _ => bail!(
+                "video output {}: use a .mkv (lossless FFV1) or .avi (Motion JPEG) file name",
+                path.display()
+            ),
+        }
+    }
+
+    fn chain(self) -> &'static str {
+        match self {
+            VideoCodec::Ffv1 => "videoconvert ! avenc_ffv1 ! matroskamux",
+            VideoCodec::Mjpeg => "videoconvert ! jpegenc quality=95 ! avimux",
+            VideoCodec::Raw => "matroskamux",
+        }
     }
 }
 
 impl VideoWriter {
     /// Opens the file for frames of `width`×`height` at `fps` (written under `NAME.partial` until finished).
     pub fn create(path: &Path, width: u32, height: u32, fps: f64) -> Result<Self> {
+        Self::create_with(path, VideoCodec::for_path(path)?, width, height, fps)
+    }
+
+    /// Opens the file with an explicit codec.
+    pub fn create_with(
+        path: &Path,
+        codec: VideoCodec,
+        width: u32,
+        height: u32,
+        fps: f64,
+    ) -> Result<Self> {
         crate::ingest::init_gstreamer()?;
-        let chain = chain_for(path)?;
+        let chain = codec.chain();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -49,7 +81,7 @@ impl VideoWriter {
         let fps_n = (fps * 1000.0).round().max(1.0) as i32;
         let desc = format!(
             "appsrc name=src format=time is-live=false caps=video/x-raw,format=GRAY8,width={width},height={height},framerate={fps_n}/1000 \
-             ! videoconvert ! {chain} ! filesink name=sink"
+             ! {chain} ! filesink name=sink"
         );
         let pipeline = gst::parse::launch(&desc)
             .map_err(|e| anyhow!("video writer for {}: {e}", path.display()))?
