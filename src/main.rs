@@ -46,6 +46,38 @@ enum Command {
     Pipelines,
     /// Detect, track and align faces: per-frame CSV (OpenFace style), crops, contact sheet.
     Faces(FacesArgs),
+    /// Write a test video: the astronaut photo with known head motion and sensor noise (lossless).
+    Testvideo(TestvideoArgs),
+}
+
+#[derive(clap::Args)]
+struct TestvideoArgs {
+    /// Output file (.mkv).
+    out: PathBuf,
+    /// Number of frames.
+    #[arg(long, default_value_t = 400)]
+    frames: u32,
+    /// Frame rate.
+    #[arg(long, default_value_t = 200.0)]
+    fps: f64,
+    /// Frame width.
+    #[arg(long, default_value_t = 640)]
+    width: u32,
+    /// Frame height.
+    #[arg(long, default_value_t = 480)]
+    height: u32,
+    /// Sensor noise (standard deviation, gray levels).
+    #[arg(long, default_value_t = 2.0)]
+    noise: f64,
+    /// Head motion: still or sway (±6 px, ±2°, plus a 10 px drift).
+    #[arg(long, default_value = "sway")]
+    motion: String,
+    /// ffv1 (lossless, compact) or raw (uncompressed GRAY8, cheapest to decode).
+    #[arg(long, default_value = "ffv1")]
+    codec: String,
+    /// Noise seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(Subcommand)]
@@ -188,7 +220,51 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cfg.validate().context("command-line options")?;
             faces(&cfg, args)
         }
+        Command::Testvideo(a) => testvideo(&cfg, a),
     }
+}
+
+fn testvideo(cfg: &Config, a: TestvideoArgs) -> Result<ExitCode> {
+    use aullm::fixtures::{FaceVideoSpec, Motion, Photo, write_face_video_with};
+    use aullm::output::video::VideoCodec;
+    let motion = match a.motion.as_str() {
+        "still" => Motion::Still,
+        "sway" => Motion::Sway {
+            amplitude_px: 6.0,
+            rotation_deg: 2.0,
+            period_frames: a.fps,
+            drift_px: 10.0,
+        },
+        other => bail!("--motion {other:?}: expected still or sway"),
+    };
+    let codec = match a.codec.as_str() {
+        "ffv1" => VideoCodec::Ffv1,
+        "raw" => VideoCodec::Raw,
+        other => bail!("--codec {other:?}: expected ffv1 or raw"),
+    };
+    if a.out.extension().and_then(|e| e.to_str()) != Some("mkv") {
+        bail!("{}: test videos are Matroska files (.mkv)", a.out.display());
+    }
+    let spec = FaceVideoSpec {
+        width: a.width,
+        height: a.height,
+        fps: a.fps,
+        frames: a.frames,
+        noise_sigma: a.noise,
+        motion,
+        seed: a.seed,
+    };
+    let photo = Photo::astronaut(cfg)?;
+    write_face_video_with(&spec, &photo, &a.out, codec)?;
+    println!(
+        "wrote {} ({} frames, {}x{} at {} fps)",
+        a.out.display(),
+        a.frames,
+        a.width,
+        a.height,
+        a.fps
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn faces(cfg: &Config, args: FacesArgs) -> Result<ExitCode> {

@@ -13,6 +13,10 @@ const BUILTIN: &[(&str, &str)] = &[
     ("pylon", include_str!("../../pipelines/pylon.pipeline")),
     ("rtsp", include_str!("../../pipelines/rtsp.pipeline")),
     ("test", include_str!("../../pipelines/test.pipeline")),
+    (
+        "face-test",
+        include_str!("../../pipelines/face-test.pipeline"),
+    ),
 ];
 
 /// A parsed template: description text with `{param}` holes and the declared parameters.
