@@ -3,6 +3,7 @@
 
 pub mod assets;
 pub mod config;
+pub mod data;
 pub mod doctor;
 pub mod face;
 pub mod fixtures;

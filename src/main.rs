@@ -46,8 +46,49 @@ enum Command {
     Pipelines,
     /// Detect, track and align faces: per-frame CSV (OpenFace style), crops, contact sheet.
     Faces(FacesArgs),
+    /// Generate SynthME, the synthetic micro-expression benchmark (CASME II + SAMM-LV layouts).
+    Synth(SynthArgs),
     /// Write a test video: the astronaut photo with known head motion and sensor noise (lossless).
     Testvideo(TestvideoArgs),
+}
+
+#[derive(clap::Args)]
+struct SynthArgs {
+    /// Output folder.
+    out: PathBuf,
+    /// ci (tiny, seconds) or bench (24 subjects x 10 clips + 8 long videos).
+    #[arg(long, default_value = "ci")]
+    preset: String,
+    /// Master seed (same seed, same bytes).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Number of subjects (identities).
+    #[arg(long)]
+    subjects: Option<u32>,
+    /// Clips per subject.
+    #[arg(long)]
+    clips: Option<u32>,
+    /// Number of long videos.
+    #[arg(long)]
+    long_videos: Option<u32>,
+    /// Micro-expression amplitude range in canonical-face pixels, e.g. 0.3,2.0.
+    #[arg(long, value_delimiter = ',', num_args = 2)]
+    amplitude: Option<Vec<f32>>,
+    /// Sensor noise (gray levels).
+    #[arg(long)]
+    noise: Option<f32>,
+    /// Illumination flicker (relative amplitude).
+    #[arg(long)]
+    flicker: Option<f32>,
+    /// Head micro-motion, peak pixels.
+    #[arg(long)]
+    head_px: Option<f32>,
+    /// Head micro-rotation, peak degrees.
+    #[arg(long)]
+    head_deg: Option<f32>,
+    /// Rendering threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -221,7 +262,64 @@ fn run(cli: Cli) -> Result<ExitCode> {
             faces(&cfg, args)
         }
         Command::Testvideo(a) => testvideo(&cfg, a),
+        Command::Synth(a) => synth(&cfg, a),
     }
+}
+
+fn synth(cfg: &Config, a: SynthArgs) -> Result<ExitCode> {
+    use aullm::data::synth::SynthConfig;
+    let mut sc = match a.preset.as_str() {
+        "ci" => SynthConfig::ci(),
+        "bench" => SynthConfig::bench(),
+        other => bail!("--preset {other:?}: expected ci or bench"),
+    };
+    if let Some(v) = a.seed {
+        sc.seed = v;
+    }
+    if let Some(v) = a.subjects {
+        sc.subjects = v.max(1);
+    }
+    if let Some(v) = a.clips {
+        sc.clips_per_subject = v;
+    }
+    if let Some(v) = a.long_videos {
+        sc.long_videos = v;
+    }
+    if let Some(v) = a.amplitude {
+        if v.len() != 2 || !(0.0 < v[0] && v[0] <= v[1]) {
+            bail!("--amplitude {v:?}: expected LOW,HIGH with 0 < LOW <= HIGH");
+        }
+        sc.amplitude = [v[0], v[1]];
+    }
+    if let Some(v) = a.noise {
+        sc.nuisances.noise_sigma = v.max(0.0);
+    }
+    if let Some(v) = a.flicker {
+        sc.nuisances.flicker = v.max(0.0);
+    }
+    if let Some(v) = a.head_px {
+        sc.nuisances.head_px = v.max(0.0);
+    }
+    if let Some(v) = a.head_deg {
+        sc.nuisances.head_deg = v.max(0.0);
+    }
+    let threads = a
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let photo = aullm::fixtures::Photo::astronaut(cfg)?;
+    let r = aullm::data::synth::generate(&sc, &photo, &a.out, threads)?;
+    println!(
+        "wrote {}: {} subjects, {} clips ({} frames), {} long videos ({} frames) in {:.1} s ({:.0} frames/s)",
+        r.root.display(),
+        r.subjects,
+        r.clips,
+        r.clip_frames,
+        r.videos,
+        r.video_frames,
+        r.seconds,
+        r.frames_per_second
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn testvideo(cfg: &Config, a: TestvideoArgs) -> Result<ExitCode> {

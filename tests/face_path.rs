@@ -189,6 +189,35 @@ fn still_face_crops_are_stable_to_a_twentieth_of_a_pixel() {
 }
 
 #[test]
+fn shift_measurement_reads_known_sub_pixel_shifts() {
+    let cfg = cfg();
+    let photo = Photo::astronaut(&cfg).unwrap();
+    let a = aullm::face::Similarity {
+        a: 1.0,
+        b: 0.0,
+        tx: 160.0,
+        ty: 60.0,
+    };
+    let mut base = Vec::new();
+    aullm::face::align::warp_crop(&photo.gray, 512, 512, &a, 128, &mut base).unwrap();
+    for (dx, dy) in [(0.05, 0.0), (0.3, -0.2), (0.0, 0.7)] {
+        let t = a.compose(&aullm::face::Similarity {
+            a: 1.0,
+            b: 0.0,
+            tx: -dx,
+            ty: -dy,
+        });
+        let mut moved = Vec::new();
+        aullm::face::align::warp_crop(&photo.gray, 512, 512, &t, 128, &mut moved).unwrap();
+        let (mx, my) = crop_shift(&base, &moved, 128).unwrap();
+        assert!(
+            (mx - dx).abs() < 0.03 && (my - dy).abs() < 0.03,
+            "({mx}, {my}) vs ({dx}, {dy})"
+        );
+    }
+}
+
+#[test]
 fn moving_head_is_followed() {
     let cfg = cfg();
     let photo = Photo::astronaut(&cfg).unwrap();
@@ -213,4 +242,56 @@ fn moving_head_is_followed() {
     }
     eprintln!("largest crop displacement vs. frame 0 under head motion: {worst:.3} px");
     assert!(worst < 0.5, "crop displaced by {worst} px");
+}
+
+#[test]
+fn two_faces_keep_their_ids() {
+    use aullm::face::Similarity;
+    use aullm::fixtures::Rng;
+    let mut cfg = cfg();
+    cfg.face.max_faces = 2;
+    let photo = Photo::astronaut(&cfg).unwrap();
+    let mut tracker = FaceTracker::from_config(&cfg).unwrap();
+    let (w, h) = (480usize, 240usize);
+    let mut rng = Rng::new(3);
+    let mut ids_left = std::collections::BTreeSet::new();
+    let mut ids_right = std::collections::BTreeSet::new();
+    for i in 0..40 {
+        // Two copies of the face, 240 px apart, drifting in opposite directions.
+        let mut frame = vec![0u8; w * h];
+        for (k, dx) in [(0usize, i as f64 * 0.5), (1, -(i as f64) * 0.5)] {
+            let t = Similarity {
+                a: 1.5,
+                b: 0.0,
+                tx: 120.0 + 240.0 * k as f64 + dx - 1.5 * photo.anchor[0],
+                ty: 110.0 - 1.5 * photo.anchor[1],
+            };
+            let inv = t.inverse();
+            for y in 0..h {
+                for x in (k * 240)..((k + 1) * 240) {
+                    let p = inv.apply([x as f64, y as f64]);
+                    let (px, py) = (p[0].round() as i64, p[1].round() as i64);
+                    if px >= 0 && py >= 0 && (px as u32) < photo.width && (py as u32) < photo.height
+                    {
+                        let v = photo.gray[py as usize * photo.width as usize + px as usize] as f64;
+                        frame[y * w + x] = (v + 2.0 * rng.gaussian()).clamp(0.0, 255.0) as u8;
+                    }
+                }
+            }
+        }
+        let faces = tracker.process(&frame, w, h).unwrap();
+        assert_eq!(faces.len(), 2, "frame {i}: {faces:?}");
+        for f in &faces {
+            let cx = (f.bbox[0] + f.bbox[2]) / 2.0;
+            if cx < 240.0 {
+                ids_left.insert(f.track_id);
+            } else {
+                ids_right.insert(f.track_id);
+            }
+        }
+    }
+    assert_eq!(ids_left.len(), 1, "left face keeps one id: {ids_left:?}");
+    assert_eq!(ids_right.len(), 1, "right face keeps one id: {ids_right:?}");
+    assert_ne!(ids_left, ids_right);
+    assert_eq!(tracker.stats().tracks_started, 2);
 }

@@ -140,6 +140,10 @@ pub fn warp_crop(
 
 /// Warps only the crop rectangle `[x, y, w, h]` (crop coordinates) into `out` (`w*h` bytes): the
 /// registration needs just its region, a fraction of the crop.
+///
+/// When the face is larger in the frame than in the crop (scale ≥ 1.5) the needed frame region is first
+/// reduced by Gaussian pyramid levels: bilinear sampling alone would alias, and aliasing turns sub-pixel
+/// skin motion — the signal micro-expressions live in — into noise.
 pub fn warp_rect(
     frame: &[u8],
     width: usize,
@@ -148,18 +152,18 @@ pub fn warp_rect(
     rect: [u32; 4],
     out: &mut Vec<u8>,
 ) -> Result<()> {
-    use opencv::core::{BORDER_REPLICATE, Mat, Scalar, Size};
-    let src = Mat::new_rows_cols_with_data(height as i32, width as i32, &frame[..width * height])
-        .context("wrapping the frame for alignment")?;
+    use opencv::core::{Mat, Rect};
+    use opencv::prelude::*;
     let shift = Similarity {
         a: 1.0,
         b: 0.0,
         tx: rect[0] as f64,
         ty: rect[1] as f64,
     };
-    let m = crop_to_frame.compose(&shift).to_affine();
-    let m =
-        Mat::from_slice_2d(&[[m[0], m[1], m[2]], [m[3], m[4], m[5]]]).context("affine matrix")?;
+    let rect_to_frame = crop_to_frame.compose(&shift);
+    let levels = pyramid_levels(crop_to_frame.scale());
+    let src = Mat::new_rows_cols_with_data(height as i32, width as i32, &frame[..width * height])
+        .context("wrapping the frame for alignment")?;
     let (w, h) = (rect[2] as i32, rect[3] as i32);
     out.resize((w * h) as usize, 0);
     // SAFETY: `out` holds exactly w*h bytes and outlives `dst`, which only borrows it here.
@@ -172,17 +176,97 @@ pub fn warp_rect(
         )
     }
     .context("wrapping the crop buffer")?;
+    if levels == 0 {
+        return warp_into(&src, &rect_to_frame, &mut dst);
+    }
+    // Frame region the rectangle needs, with room for the pyramid kernel.
+    let corners = [
+        [0.0, 0.0],
+        [w as f64, 0.0],
+        [0.0, h as f64],
+        [w as f64, h as f64],
+    ]
+    .map(|c| rect_to_frame.apply(c));
+    let margin = 4.0 * (1u32 << levels) as f64;
+    let x0 = (corners.iter().map(|c| c[0]).fold(f64::INFINITY, f64::min) - margin)
+        .floor()
+        .max(0.0) as i32;
+    let y0 = (corners.iter().map(|c| c[1]).fold(f64::INFINITY, f64::min) - margin)
+        .floor()
+        .max(0.0) as i32;
+    let x1 = (corners
+        .iter()
+        .map(|c| c[0])
+        .fold(f64::NEG_INFINITY, f64::max)
+        + margin)
+        .ceil()
+        .min(width as f64) as i32;
+    let y1 = (corners
+        .iter()
+        .map(|c| c[1])
+        .fold(f64::NEG_INFINITY, f64::max)
+        + margin)
+        .ceil()
+        .min(height as f64) as i32;
+    if x1 - x0 < 8 || y1 - y0 < 8 {
+        // The face left the frame: sample the (replicated) border as before.
+        return warp_into(&src, &rect_to_frame, &mut dst);
+    }
+    let roi = src
+        .roi(Rect::new(x0, y0, x1 - x0, y1 - y0))
+        .context("face region")?;
+    let mut level = Mat::default();
+    opencv::imgproc::pyr_down_def(&roi, &mut level).context("pyrDown")?;
+    for _ in 1..levels {
+        let mut next = Mat::default();
+        opencv::imgproc::pyr_down_def(&level, &mut next).context("pyrDown")?;
+        level = next;
+    }
+    // pyrDown keeps pixel centres at even positions: level pixel q sits at frame x0 + 2^L·q.
+    let k = (1u32 << levels) as f64;
+    let to_level = Similarity {
+        a: 1.0 / k,
+        b: 0.0,
+        tx: -(x0 as f64) / k,
+        ty: -(y0 as f64) / k,
+    };
+    warp_into(&level, &to_level.compose(&rect_to_frame), &mut dst)
+}
+
+/// Bilinear inverse-mapped warp of `src` into `dst` (whose size is the output size).
+fn warp_into(
+    src: &impl opencv::core::ToInputArray,
+    t: &Similarity,
+    dst: &mut opencv::core::Mat,
+) -> Result<()> {
+    use opencv::core::{BORDER_REPLICATE, Mat, Scalar};
+    use opencv::prelude::*;
+    let size = dst.size().context("crop size")?;
+    let m = t.to_affine();
+    let m =
+        Mat::from_slice_2d(&[[m[0], m[1], m[2]], [m[3], m[4], m[5]]]).context("affine matrix")?;
     opencv::imgproc::warp_affine(
-        &src,
-        &mut dst,
+        src,
+        dst,
         &m,
-        Size::new(w, h),
+        size,
         opencv::imgproc::INTER_LINEAR | opencv::imgproc::WARP_INVERSE_MAP,
         BORDER_REPLICATE,
         Scalar::all(0.0),
     )
     .context("warpAffine to the aligned crop")?;
     Ok(())
+}
+
+/// Pyramid levels that bring a crop→frame scale below 1.5 (one level halves it).
+pub fn pyramid_levels(scale: f64) -> u32 {
+    let mut levels = 0;
+    let mut s = scale;
+    while s >= 1.5 && levels < 4 {
+        s /= 2.0;
+        levels += 1;
+    }
+    levels
 }
 
 #[cfg(test)]

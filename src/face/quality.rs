@@ -2,9 +2,12 @@
 
 use anyhow::{Context, Result};
 
-/// Translation (dx, dy) in pixels that best maps crop `a` onto crop `b` (Hann-windowed phase correlation).
+/// Translation (dx, dy) in pixels by which crop `b`'s content is displaced relative to crop `a`,
+/// estimated by OpenCV's ECC maximisation (Evangelidis & Psarakis 2008) over the crop's inner part.
+/// ECC is an independent implementation from aullm's own registration, and unbiased at sub-pixel
+/// shifts where phase correlation on small low-texture crops was measured to read 0.5 px as 0.35 px.
 pub fn crop_shift(a: &[u8], b: &[u8], size: u32) -> Result<(f64, f64)> {
-    use opencv::core::{CV_32F, Mat, Size};
+    use opencv::core::{CV_32F, Mat, Rect, TermCriteria, TermCriteria_COUNT, TermCriteria_EPS};
     use opencv::prelude::*;
     let s = size as i32;
     let to_f32 = |px: &[u8]| -> Result<Mat> {
@@ -15,13 +18,28 @@ pub fn crop_shift(a: &[u8], b: &[u8], size: u32) -> Result<(f64, f64)> {
         Ok(f)
     };
     let (fa, fb) = (to_f32(a)?, to_f32(b)?);
-    let mut win = Mat::default();
-    opencv::imgproc::create_hanning_window(&mut win, Size::new(s, s), CV_32F)
-        .context("Hann window")?;
-    let mut response = 0.0;
-    let p = opencv::imgproc::phase_correlate(&fa, &fb, &win, Some(&mut response))
-        .context("phaseCorrelate")?;
-    Ok((p.x, p.y))
+    // The template is the inner 3/4 of `a`: shifted content never leaves `b`'s frame.
+    let m = s / 8;
+    let inner = fa
+        .roi(Rect::new(m, m, s - 2 * m, s - 2 * m))
+        .context("inner crop")?
+        .try_clone()?;
+    let mut warp =
+        Mat::from_slice_2d(&[[1.0f32, 0.0, m as f32], [0.0, 1.0, m as f32]]).context("warp")?;
+    let criteria = TermCriteria::new(TermCriteria_COUNT + TermCriteria_EPS, 100, 1e-6)?;
+    opencv::video::find_transform_ecc(
+        &inner,
+        &fb,
+        &mut warp,
+        opencv::video::MOTION_TRANSLATION,
+        criteria,
+        &opencv::core::no_array(),
+        1,
+    )
+    .context("findTransformECC")?;
+    let dx = *warp.at_2d::<f32>(0, 2)? as f64 - m as f64;
+    let dy = *warp.at_2d::<f32>(1, 2)? as f64 - m as f64;
+    Ok((dx, dy))
 }
 
 /// RMS of the frame-to-frame shift magnitudes over a sequence of crops (the registration jitter).

@@ -1,0 +1,3 @@
+//! Datasets: the synthetic benchmark generator (and, with the loaders, the real datasets).
+
+pub mod synth;

@@ -1,0 +1,194 @@
+//! SynthME's annotation files in the real datasets' layouts, plus the full ground truth as JSON.
+//!
+//! - `CASME2-coding-synth.xlsx` and `.csv`: CASME II's coding sheet (Subject, Filename, OnsetFrame,
+//!   ApexFrame, OffsetFrame, Action Units, Estimated Emotion), frame numbers = the `imgN.jpg` numbers.
+//! - `SAMM_LongVideos_synth.xlsx` and `.csv`: SAMM-LV's interval sheet (Subject, Filename, Inducement Code,
+//!   Onset, Apex, Offset, Duration, Type, Action Units, Notes), frame numbers 1-based as the frame files;
+//!   macro-expressions are annotated (Type "Macro"), blinks are not (they are nuisances, as in SAMM-LV).
+//! - `synth_truth.json`: everything the generator decided (amplitudes, sides, nuisances, identities).
+
+use super::aus::au_string;
+use super::identity::Identity;
+use super::plan::{Plan, SynthConfig};
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::path::Path;
+
+/// CASME II coding-sheet header.
+pub const CASME2_HEADER: [&str; 7] = [
+    "Subject",
+    "Filename",
+    "OnsetFrame",
+    "ApexFrame",
+    "OffsetFrame",
+    "Action Units",
+    "Estimated Emotion",
+];
+
+/// SAMM-LV interval-sheet header.
+pub const SAMMLV_HEADER: [&str; 10] = [
+    "Subject",
+    "Filename",
+    "Inducement Code",
+    "Onset",
+    "Apex",
+    "Offset",
+    "Duration",
+    "Type",
+    "Action Units",
+    "Notes",
+];
+
+/// One cell value.
+enum Cell {
+    Text(String),
+    Int(i64),
+}
+
+fn casme2_rows(plan: &Plan) -> Vec<Vec<Cell>> {
+    plan.clips
+        .iter()
+        .map(|c| {
+            let f = c.first_frame as i64;
+            vec![
+                // CASME II's sheet stores subjects as zero-padded text ("01").
+                Cell::Text(format!("{:02}", c.subject)),
+                Cell::Text(c.name.clone()),
+                Cell::Int(f + c.event.onset as i64),
+                Cell::Int(f + c.event.apex as i64),
+                Cell::Int(f + c.event.offset as i64),
+                Cell::Text(au_string(&c.event.aus)),
+                Cell::Text(c.event.emotion.clone()),
+            ]
+        })
+        .collect()
+}
+
+fn sammlv_rows(plan: &Plan) -> Vec<Vec<Cell>> {
+    let mut rows = Vec::new();
+    for v in &plan.videos {
+        let mut n = 0;
+        for e in v.events.iter().filter(|e| e.kind != "blink") {
+            n += 1;
+            rows.push(vec![
+                Cell::Text(format!("{:03}", v.subject)),
+                Cell::Text(format!("{}_{}", v.name, n)),
+                Cell::Text("synth".into()),
+                Cell::Int(e.onset as i64 + 1),
+                Cell::Int(e.apex as i64 + 1),
+                Cell::Int(e.offset as i64 + 1),
+                Cell::Int((e.offset - e.onset + 1) as i64),
+                Cell::Text(if e.kind == "macro" {
+                    "Macro".into()
+                } else {
+                    "Micro - 1/2".into()
+                }),
+                Cell::Text(au_string(&e.aus)),
+                Cell::Text(format!("emotion {}", e.emotion)),
+            ]);
+        }
+    }
+    rows
+}
+
+fn write_csv(path: &Path, header: &[&str], rows: &[Vec<Cell>]) -> Result<()> {
+    let mut f = crate::output::atomic::AtomicFile::create(path)?;
+    writeln!(f, "{}", header.join(","))?;
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .map(|c| match c {
+                Cell::Text(s) if s.contains([',', '"']) => {
+                    format!("\"{}\"", s.replace('"', "\"\""))
+                }
+                Cell::Text(s) => s.clone(),
+                Cell::Int(i) => i.to_string(),
+            })
+            .collect();
+        writeln!(f, "{}", line.join(","))?;
+    }
+    f.commit()?;
+    Ok(())
+}
+
+fn write_xlsx(path: &Path, sheet: &str, header: &[&str], rows: &[Vec<Cell>]) -> Result<()> {
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.set_name(sheet).context("sheet name")?;
+    for (c, h) in header.iter().enumerate() {
+        ws.write_string(0, c as u16, *h)?;
+    }
+    for (r, row) in rows.iter().enumerate() {
+        for (c, cell) in row.iter().enumerate() {
+            match cell {
+                Cell::Text(s) => ws.write_string(r as u32 + 1, c as u16, s)?,
+                Cell::Int(i) => ws.write_number(r as u32 + 1, c as u16, *i as f64)?,
+            };
+        }
+    }
+    // A fixed creation time keeps the file byte-identical for a seed.
+    let props = rust_xlsxwriter::DocProperties::new()
+        .set_creation_datetime(&rust_xlsxwriter::ExcelDateTime::from_ymd(2026, 1, 1)?);
+    wb.set_properties(&props);
+    wb.save(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Writes every annotation file under `root`.
+pub fn write_all(cfg: &SynthConfig, plan: &Plan, ids: &[Identity], root: &Path) -> Result<()> {
+    let casme = casme2_rows(plan);
+    write_csv(
+        &root.join("CASME2-coding-synth.csv"),
+        &CASME2_HEADER,
+        &casme,
+    )?;
+    write_xlsx(
+        &root.join("CASME2-coding-synth.xlsx"),
+        "Sheet1",
+        &CASME2_HEADER,
+        &casme,
+    )?;
+    if !plan.videos.is_empty() {
+        let lv = sammlv_rows(plan);
+        write_csv(&root.join("SAMM_LongVideos_synth.csv"), &SAMMLV_HEADER, &lv)?;
+        write_xlsx(
+            &root.join("SAMM_LongVideos_synth.xlsx"),
+            "FACS_Movement_Only",
+            &SAMMLV_HEADER,
+            &lv,
+        )?;
+    }
+    #[derive(serde::Serialize)]
+    struct Truth<'a> {
+        schema: &'static str,
+        config: &'a SynthConfig,
+        identities: Vec<IdentityTruth<'a>>,
+        plan: &'a Plan,
+    }
+    #[derive(serde::Serialize)]
+    struct IdentityTruth<'a> {
+        subject: u32,
+        landmarks: &'a super::identity::Landmarks,
+        crop_to_frame_scale: f32,
+        description: &'a str,
+    }
+    let truth = Truth {
+        schema: "aullm.synthme/1",
+        config: cfg,
+        identities: ids
+            .iter()
+            .map(|i| IdentityTruth {
+                subject: i.index + 1,
+                landmarks: &i.landmarks,
+                crop_to_frame_scale: i.crop_to_frame_scale,
+                description: &i.description,
+            })
+            .collect(),
+        plan,
+    };
+    let mut f = crate::output::atomic::AtomicFile::create(&root.join("synth_truth.json"))?;
+    serde_json::to_writer_pretty(&mut f, &truth)?;
+    f.commit()?;
+    Ok(())
+}
