@@ -6,9 +6,9 @@ mod common;
 use aullm::data::check::{CheckOptions, check};
 use aullm::data::{
     AmbiguityRule, AuRules, Casme2Row, Dataset, ExpressionKind, FrameVariant, KRule, LoadOptions,
-    Severity, Side, load, write_casme2_coding_csv, write_casme2_coding_xlsx,
+    Severity, Side, casme2_frame_path, load, write_casme2_coding_csv, write_casme2_coding_xlsx,
 };
-use common::{X, frames, xlsx};
+use common::{X, frames, jpg, xlsx};
 use std::path::Path;
 
 fn row(
@@ -44,18 +44,15 @@ fn casme2_rows() -> Vec<Casme2Row> {
 
 /// A CASME II folder with raw and/or cropped frames for `rows`.
 fn casme2_folder(root: &Path, rows: &[Casme2Row], raw: bool, cropped: bool) {
+    // Through the same helper the synthetic generator uses.
     for r in rows {
-        let sub = format!("sub{:02}", r.subject);
-        if raw {
-            let d = root
-                .join("CASME2_RAW_selected")
-                .join(&sub)
-                .join(&r.filename);
-            frames(&d, "img", 0, r.onset..=r.offset);
-        }
-        if cropped {
-            let d = root.join("Cropped").join(&sub).join(&r.filename);
-            frames(&d, "reg_img", 0, r.onset..=r.offset);
+        for n in r.onset..=r.offset {
+            if raw {
+                jpg(&casme2_frame_path(root, r.subject, &r.filename, n, false));
+            }
+            if cropped {
+                jpg(&casme2_frame_path(root, r.subject, &r.filename, n, true));
+            }
         }
     }
 }

@@ -140,7 +140,8 @@ pub fn parse_aus(text: &str, rules: &AuRules) -> Result<Vec<AuLabel>, String> {
         let uncertain = alternatives.len() > 1 || item.contains('?');
         if uncertain {
             let why = format!(
-                "{item:?} in {text:?} is ambiguous (choose a rule: --ambiguous first|all|drop)"
+                "{} is ambiguous (choose a rule: --ambiguous first|all|drop)",
+                quote_in(item, text)
             );
             let keep: Vec<&str> = match rules.ambiguous {
                 AmbiguityRule::Error => return Err(why),
@@ -186,13 +187,17 @@ fn push_item(
     rules: &AuRules,
 ) -> Result<(), String> {
     let label = parse_item(item).ok_or_else(|| {
-        format!("{item:?} in {text:?} is not an AU (expected e.g. 12, L10, R14A, AU4)")
+        format!(
+            "{} is not an AU (expected e.g. 12, L10, R14A, AU4)",
+            quote_in(item, text)
+        )
     })?;
     if label.k_marked {
         match rules.k_marked {
             KRule::Error => {
                 return Err(format!(
-                    "{item:?} in {text:?} is marked (k) (choose a rule: --k-marked include|exclude)"
+                    "{} is marked (k) (choose a rule: --k-marked include|exclude)",
+                    quote_in(item, text)
                 ));
             }
             KRule::Exclude => return Ok(()),
@@ -201,6 +206,15 @@ fn push_item(
     }
     out.push(label);
     Ok(())
+}
+
+/// `"14 or 15"`, or `"15" in "4+15?"` when the item is part of a longer cell.
+fn quote_in(item: &str, text: &str) -> String {
+    if item == text {
+        format!("{item:?}")
+    } else {
+        format!("{item:?} in {text:?}")
+    }
 }
 
 /// One item without separators or alternatives, e.g. "AU R14A(k)".

@@ -169,6 +169,27 @@ fn first_file_starts_with(dir: &Path, prefix: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Where a CASME II frame lives in the released layout, e.g. `ROOT/CASME2_RAW_selected/sub01/
+/// EP02_01f/img46.jpg` (raw) or `ROOT/Cropped/sub01/EP02_01f/reg_img46.jpg` (cropped). Writers of
+/// CASME II-layout data (the synthetic generator) use this so that [`load`] finds what they wrote.
+pub fn casme2_frame_path(
+    root: &Path,
+    subject: u32,
+    filename: &str,
+    frame: u32,
+    cropped: bool,
+) -> PathBuf {
+    let (dir, prefix) = if cropped {
+        ("Cropped", "reg_img")
+    } else {
+        ("CASME2_RAW_selected", "img")
+    };
+    root.join(dir)
+        .join(format!("sub{subject:02}"))
+        .join(filename)
+        .join(format!("{prefix}{frame}.jpg"))
+}
+
 /// One row of a CASME II coding sheet, as [`write_casme2_coding_xlsx`] writes it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Casme2Row {

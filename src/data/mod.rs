@@ -19,7 +19,7 @@ pub mod sample;
 pub mod sheet;
 
 pub use au::{AmbiguityRule, AuLabel, AuRules, KRule, Side, parse_aus};
-pub use casme2::{Casme2Row, write_casme2_coding_csv, write_casme2_coding_xlsx};
+pub use casme2::{Casme2Row, casme2_frame_path, write_casme2_coding_csv, write_casme2_coding_xlsx};
 pub use sample::{
     Dataset, ExpressionKind, FrameSet, IntervalAnnotation, RowRef, Sample, SubjectKey,
 };
