@@ -5,6 +5,7 @@ pub mod assets;
 pub mod config;
 pub mod data;
 pub mod doctor;
+pub mod eval;
 pub mod face;
 pub mod fixtures;
 pub mod frame;

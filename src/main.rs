@@ -50,6 +50,13 @@ enum Command {
     Synth(SynthArgs),
     /// Write a test video: the astronaut photo with known head motion and sensor noise (lossless).
     Testvideo(TestvideoArgs),
+    /// Micro-expression datasets (CASME II, SAMM, 4DME, CAS(ME)^3, SAMM-LV, CAS(ME)^2).
+    Data {
+        #[command(subcommand)]
+        action: DataAction,
+    },
+    /// Score predictions against a dataset's annotations: per-AU F1, or MEGC spotting F1.
+    Score(ScoreArgs),
 }
 
 #[derive(clap::Args)]
@@ -263,6 +270,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Testvideo(a) => testvideo(&cfg, a),
         Command::Synth(a) => synth(&cfg, a),
+        Command::Data { action } => data_command(action),
+        Command::Score(a) => score_command(a),
     }
 }
 
@@ -486,4 +495,150 @@ fn models(cfg: &Config, action: ModelsAction) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+#[derive(Subcommand)]
+enum DataAction {
+    /// Validate a dataset folder: annotations, apex inside onset..offset, frame files; counts per
+    /// AU and per subject. Exits 1 when there are errors.
+    Check(DataCheckArgs),
+}
+
+/// How a dataset folder is read (shared by `data check` and `score`).
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// Annotation file, when not found by its published name in the folder.
+    #[arg(long)]
+    annotations: Option<PathBuf>,
+    /// Folder holding the subject folders, when not a published name.
+    #[arg(long)]
+    frames_dir: Option<PathBuf>,
+    /// Frames: auto, raw or cropped.
+    #[arg(long, default_value = "auto")]
+    frames: aullm::data::FrameVariant,
+    /// Uncertain AUs ("14 or 15", "?"): error, first, all or drop.
+    #[arg(long, default_value = "error")]
+    ambiguous: aullm::data::AmbiguityRule,
+    /// 4DME AUs marked "(k)": error, include or exclude.
+    #[arg(long, default_value = "error")]
+    k_marked: aullm::data::KRule,
+}
+
+impl LoadArgs {
+    fn options(&self) -> aullm::data::LoadOptions {
+        aullm::data::LoadOptions {
+            au: aullm::data::AuRules {
+                ambiguous: self.ambiguous,
+                k_marked: self.k_marked,
+            },
+            annotations: self.annotations.clone(),
+            frames_dir: self.frames_dir.clone(),
+            frames: self.frames,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct DataCheckArgs {
+    /// Dataset folder.
+    root: PathBuf,
+    /// Dataset format: casme2, samm, fourdme, casme3a, sammlv or casme2lv.
+    #[arg(long)]
+    format: aullm::data::Dataset,
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Check the annotations only, not the frame files.
+    #[arg(long)]
+    no_frames: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct ScoreArgs {
+    /// Predictions: per-clip CSV (dataset,subject,clip[,fold],AU<n>_p|AU<n>_c...) or, for
+    /// spotting, intervals as CSV (video,onset,offset[,type]) or JSON Lines.
+    #[arg(long)]
+    pred: PathBuf,
+    /// Dataset folder with the ground-truth annotations.
+    #[arg(long)]
+    gt: PathBuf,
+    /// Its format: casme2, samm, fourdme, casme3a (AU detection) or sammlv, casme2lv (spotting).
+    #[arg(long)]
+    format: aullm::data::Dataset,
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Decision threshold for probabilities (choose it without the test data).
+    #[arg(long, default_value_t = 0.5)]
+    threshold: f64,
+    /// Per-AU thresholds, CSV rows `AU<n>,<threshold>` (override --threshold).
+    #[arg(long)]
+    thresholds: Option<PathBuf>,
+    /// Only these AUs, e.g. `--aus 1,2,4,7,12,14,15,17`.
+    #[arg(long, value_delimiter = ',')]
+    aus: Option<Vec<u16>>,
+    /// Also print the published papers' variant (optimistic: threshold swept on the test
+    /// predictions, mean of positive- and negative-class F1).
+    #[arg(long)]
+    paper_compatible: bool,
+    /// Score the predicted clips even when some annotated clips have no prediction.
+    #[arg(long)]
+    allow_missing: bool,
+    /// Spotting: ground-truth intervals with unknown offset: error, apex or drop.
+    #[arg(long, default_value = "error")]
+    unknown_offset: aullm::eval::score::UnknownOffset,
+    /// Spotting: score only micro or macro expressions.
+    #[arg(long)]
+    expressions: Option<aullm::data::ExpressionKind>,
+    /// Print the scores as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn data_command(action: DataAction) -> Result<ExitCode> {
+    match action {
+        DataAction::Check(a) => {
+            let loaded = aullm::data::load(&a.root, a.format, &a.load.options())?;
+            let report = aullm::data::check::check(
+                &loaded,
+                aullm::data::check::CheckOptions {
+                    frames: !a.no_frames,
+                },
+            );
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render());
+            }
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+fn score_command(a: ScoreArgs) -> Result<ExitCode> {
+    let opts = aullm::eval::score::ScoreOptions {
+        pred: a.pred,
+        gt: a.gt,
+        format: a.format,
+        load: a.load.options(),
+        threshold: a.threshold,
+        thresholds: a.thresholds,
+        aus: a.aus,
+        paper: a.paper_compatible,
+        allow_missing: a.allow_missing,
+        unknown_offset: a.unknown_offset,
+        kind: a.expressions,
+    };
+    let report = aullm::eval::score::run(&opts)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,7 @@
 //! SynthME's annotation files in the real datasets' layouts, plus the full ground truth as JSON.
 //!
-//! - `CASME2-coding-synth.xlsx` and `.csv`: CASME II's coding sheet (Subject, Filename, OnsetFrame,
-//!   ApexFrame, OffsetFrame, Action Units, Estimated Emotion), frame numbers = the `imgN.jpg` numbers.
+//! - `CASME2-coding-synth.xlsx` and `.csv`: CASME II's coding sheet, written by the CASME II module's
+//!   own writer (released header and quirks), frame numbers = the `imgN.jpg` numbers.
 //! - `SAMM_LongVideos_synth.xlsx` and `.csv`: SAMM-LV's interval sheet (Subject, Filename, Inducement Code,
 //!   Onset, Apex, Offset, Duration, Type, Action Units, Notes), frame numbers 1-based as the frame files;
 //!   macro-expressions are annotated (Type "Macro"), blinks are not (they are nuisances, as in SAMM-LV).
@@ -10,20 +10,10 @@
 use super::aus::au_string;
 use super::identity::Identity;
 use super::plan::{Plan, SynthConfig};
+use crate::data::casme2::{Casme2Row, write_casme2_coding_csv, write_casme2_coding_xlsx};
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::Path;
-
-/// CASME II coding-sheet header.
-pub const CASME2_HEADER: [&str; 7] = [
-    "Subject",
-    "Filename",
-    "OnsetFrame",
-    "ApexFrame",
-    "OffsetFrame",
-    "Action Units",
-    "Estimated Emotion",
-];
 
 /// SAMM-LV interval-sheet header.
 pub const SAMMLV_HEADER: [&str; 10] = [
@@ -45,21 +35,20 @@ enum Cell {
     Int(i64),
 }
 
-fn casme2_rows(plan: &Plan) -> Vec<Vec<Cell>> {
+fn casme2_rows(plan: &Plan) -> Vec<Casme2Row> {
     plan.clips
         .iter()
         .map(|c| {
-            let f = c.first_frame as i64;
-            vec![
-                // CASME II's sheet stores subjects as zero-padded text ("01").
-                Cell::Text(format!("{:02}", c.subject)),
-                Cell::Text(c.name.clone()),
-                Cell::Int(f + c.event.onset as i64),
-                Cell::Int(f + c.event.apex as i64),
-                Cell::Int(f + c.event.offset as i64),
-                Cell::Text(au_string(&c.event.aus)),
-                Cell::Text(c.event.emotion.clone()),
-            ]
+            let f = c.first_frame;
+            Casme2Row {
+                subject: c.subject,
+                filename: c.name.clone(),
+                onset: f + c.event.onset,
+                apex: Some(f + c.event.apex),
+                offset: f + c.event.offset,
+                action_units: au_string(&c.event.aus),
+                emotion: c.event.emotion.clone(),
+            }
         })
         .collect()
 }
@@ -138,17 +127,8 @@ fn write_xlsx(path: &Path, sheet: &str, header: &[&str], rows: &[Vec<Cell>]) -> 
 /// Writes every annotation file under `root`.
 pub fn write_all(cfg: &SynthConfig, plan: &Plan, ids: &[Identity], root: &Path) -> Result<()> {
     let casme = casme2_rows(plan);
-    write_csv(
-        &root.join("CASME2-coding-synth.csv"),
-        &CASME2_HEADER,
-        &casme,
-    )?;
-    write_xlsx(
-        &root.join("CASME2-coding-synth.xlsx"),
-        "Sheet1",
-        &CASME2_HEADER,
-        &casme,
-    )?;
+    write_casme2_coding_csv(&root.join("CASME2-coding-synth.csv"), &casme)?;
+    write_casme2_coding_xlsx(&root.join("CASME2-coding-synth.xlsx"), &casme)?;
     if !plan.videos.is_empty() {
         let lv = sammlv_rows(plan);
         write_csv(&root.join("SAMM_LongVideos_synth.csv"), &SAMMLV_HEADER, &lv)?;

@@ -3,6 +3,7 @@
 use super::identity::{Identity, make_identity};
 use super::plan::{ClipPlan, Plan, SynthConfig, VideoPlan, plan};
 use super::render::{ExpressionField, FrameConditions, Motion, Renderer, intensity};
+use crate::data::casme2::casme2_frame_path;
 use crate::fixtures::{Photo, Rng};
 use crate::output::video::{VideoCodec, VideoWriter};
 use anyhow::{Context, Result};
@@ -14,8 +15,8 @@ use std::time::Instant;
 
 /// Folder of raw clip frames, as in CASME II's release.
 pub const CLIPS_DIR: &str = "CASME2_RAW_selected";
-/// Folder of long-video frames (SAMM-LV style: one folder per video).
-pub const LONG_DIR: &str = "longvideos";
+/// Folder of long-video frames (SAMM-LV's: one folder per video).
+pub const LONG_DIR: &str = "SAMM_longvideos";
 /// Folder of encoded long videos.
 pub const VIDEO_DIR: &str = "videos";
 
@@ -152,13 +153,13 @@ fn write_clip(cfg: &SynthConfig, ids: &[Identity], clip: &ClipPlan, root: &Path)
             noise_sigma: cfg.nuisances.noise_sigma,
         };
         renderer.render(id, &[(&field, w)], &cond, &mut rng, &mut buf)?;
-        let path = dir.join(format!("img{}.jpg", clip.first_frame + k));
+        let path = casme2_frame_path(root, clip.subject, &clip.name, clip.first_frame + k, false);
         write_jpeg(&path, &buf, id.width, id.height, cfg.jpeg_quality)?;
     }
     Ok(())
 }
 
-/// Frame file of a long video: `ROOT/longvideos/NNN_K/NNN_K_00001.jpg` (1-based, 5 digits, SAMM style).
+/// Frame file of a long video: `ROOT/SAMM_longvideos/NNN_K/NNN_K_00001.jpg` (1-based, 5 digits).
 pub fn long_frame_path(root: &Path, video: &str, k: u32) -> PathBuf {
     root.join(LONG_DIR)
         .join(video)
