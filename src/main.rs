@@ -270,7 +270,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Testvideo(a) => testvideo(&cfg, a),
         Command::Synth(a) => synth(&cfg, a),
-        Command::Data { action } => data_command(action),
+        Command::Data { action } => data_command(&cfg, action),
         Command::Score(a) => score_command(a),
     }
 }
@@ -550,6 +550,9 @@ struct DataCheckArgs {
     /// Check the annotations only, not the frame files.
     #[arg(long)]
     no_frames: bool,
+    /// Also run the face detector on every annotated frame and report how often it finds one face.
+    #[arg(long)]
+    detect: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -596,7 +599,7 @@ struct ScoreArgs {
     json: bool,
 }
 
-fn data_command(action: DataAction) -> Result<ExitCode> {
+fn data_command(cfg: &Config, action: DataAction) -> Result<ExitCode> {
     match action {
         DataAction::Check(a) => {
             let loaded = aullm::data::load(&a.root, a.format, &a.load.options())?;
@@ -606,10 +609,19 @@ fn data_command(action: DataAction) -> Result<ExitCode> {
                     frames: !a.no_frames,
                 },
             );
+            let detect = if a.detect {
+                Some(aullm::data::detectability::detectability(&loaded, cfg)?)
+            } else {
+                None
+            };
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                let v = serde_json::json!({ "check": report, "detection": detect });
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 print!("{}", report.render());
+                if let Some(d) = &detect {
+                    print!("{}", d.render());
+                }
             }
             Ok(if report.ok() {
                 ExitCode::SUCCESS
