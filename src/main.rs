@@ -93,6 +93,15 @@ struct SynthArgs {
     /// Head micro-rotation, peak degrees.
     #[arg(long)]
     head_deg: Option<f32>,
+    /// Blinks per minute in long videos (0 disables).
+    #[arg(long)]
+    blinks: Option<f64>,
+    /// Macro-expression distractors per long video.
+    #[arg(long)]
+    macros: Option<u32>,
+    /// Micro-expressions per long video.
+    #[arg(long)]
+    micros: Option<u32>,
     /// Rendering threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -311,6 +320,15 @@ fn synth(cfg: &Config, a: SynthArgs) -> Result<ExitCode> {
     }
     if let Some(v) = a.head_deg {
         sc.nuisances.head_deg = v.max(0.0);
+    }
+    if let Some(v) = a.blinks {
+        sc.blinks_per_minute = v.max(0.0);
+    }
+    if let Some(v) = a.macros {
+        sc.macros_per_video = v;
+    }
+    if let Some(v) = a.micros {
+        sc.micros_per_video = v;
     }
     let threads = a
         .threads
