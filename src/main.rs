@@ -633,7 +633,10 @@ fn data_command(cfg: &Config, action: DataAction) -> Result<ExitCode> {
                 None
             };
             if a.json {
-                let v = serde_json::json!({ "check": report, "detection": detect });
+                let mut v = serde_json::to_value(&report)?;
+                if let (Some(d), Some(obj)) = (&detect, v.as_object_mut()) {
+                    obj.insert("detection".into(), serde_json::to_value(d)?);
+                }
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 print!("{}", report.render());

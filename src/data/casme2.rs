@@ -20,7 +20,7 @@
 //! number cell, not text; AUs are written `4+L10`, `1+2+R15`, `R12`.
 
 use super::au::AuRules;
-use super::rows::{Columns, check_samples, read_record};
+use super::rows::{Columns, check_samples, read_records};
 use super::sample::{Dataset, FrameSet, Sample};
 use super::sheet::{Table, find_annotation_file, read_table};
 use super::{FrameVariant, LoadOptions, Loaded, Problem, frames_root};
@@ -125,15 +125,7 @@ fn records(table: &Table, rules: &AuRules) -> Result<(Vec<super::rows::Record>, 
         emotion: header.col(&["Estimated Emotion", "Emotion"]),
         kind: None,
     };
-    let mut out = Vec::new();
-    let mut problems = Vec::new();
-    for row in table.records(&header) {
-        match read_record(&table.file, row, &cols, Dataset::Casme2, rules, false) {
-            Ok(Some(r)) => out.push(r),
-            Ok(None) => {}
-            Err(p) => problems.push(p),
-        }
-    }
+    let (out, problems) = read_records(table, &header, &cols, Dataset::Casme2, rules);
     Ok((out, problems))
 }
 

@@ -17,7 +17,7 @@
 //! not define "(k)", so such items are an error unless `--k-marked include|exclude` is chosen
 //! (public benchmarks such as MEB exclude them).
 
-use super::rows::{Columns, check_samples, read_record};
+use super::rows::{Columns, check_samples, read_records};
 use super::sample::{Dataset, FrameSet, Sample};
 use super::sheet::{find_annotation_file, read_table};
 use super::{FrameVariant, LoadOptions, Loaded, Problem, frames_root};
@@ -47,15 +47,7 @@ pub fn load(root: &Path, opts: &LoadOptions) -> Result<Loaded> {
         emotion: header.col(&["Emotion", "Estimated Emotion"]),
         kind: None,
     };
-    let mut problems = Vec::new();
-    let mut records = Vec::new();
-    for row in table.records(&header) {
-        match read_record(&table.file, row, &cols, Dataset::FourDme, &opts.au, false) {
-            Ok(Some(r)) => records.push(r),
-            Ok(None) => {}
-            Err(p) => problems.push(p),
-        }
-    }
+    let (records, mut problems) = read_records(&table, &header, &cols, Dataset::FourDme, &opts.au);
     let probe = records
         .first()
         .map(|r| Path::new(&r.subject).join(&r.clip))

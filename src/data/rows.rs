@@ -37,6 +37,26 @@ pub(crate) struct Record {
 }
 
 /// Reads a row; `Ok(None)` for rows that are not records (no subject and no clip, e.g. notes).
+/// Reads every non-blank row after `header`: the records, and a problem for each row that failed.
+pub(crate) fn read_records(
+    table: &super::sheet::Table,
+    header: &super::sheet::Header,
+    cols: &Columns,
+    dataset: Dataset,
+    rules: &AuRules,
+) -> (Vec<Record>, Vec<Problem>) {
+    let mut records = Vec::new();
+    let mut problems = Vec::new();
+    for row in table.records(header) {
+        match read_record(&table.file, row, cols, dataset, rules, false) {
+            Ok(Some(r)) => records.push(r),
+            Ok(None) => {}
+            Err(p) => problems.push(p),
+        }
+    }
+    (records, problems)
+}
+
 pub(crate) fn read_record(
     file: &Path,
     row: &Row,

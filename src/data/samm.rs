@@ -19,7 +19,7 @@
 //! rows say "14 or 15" (ambiguous: an error unless a rule is chosen); frame-file padding is learnt
 //! from the folder when it differs from 5 digits.
 
-use super::rows::{Columns, check_samples, read_record};
+use super::rows::{Columns, check_samples, read_records};
 use super::sample::{Dataset, FrameSet, Sample};
 use super::sheet::{find_annotation_file, read_table};
 use super::{FrameVariant, LoadOptions, Loaded, Problem, frames_root};
@@ -49,15 +49,7 @@ pub fn load(root: &Path, opts: &LoadOptions) -> Result<Loaded> {
         emotion: header.col(&["Estimated Emotion", "Emotion"]),
         kind: None,
     };
-    let mut problems = Vec::new();
-    let mut records = Vec::new();
-    for row in table.records(&header) {
-        match read_record(&table.file, row, &cols, Dataset::Samm, &opts.au, false) {
-            Ok(Some(r)) => records.push(r),
-            Ok(None) => {}
-            Err(p) => problems.push(p),
-        }
-    }
+    let (records, mut problems) = read_records(&table, &header, &cols, Dataset::Samm, &opts.au);
     let probe = records
         .first()
         .map(|r| Path::new(&r.subject).join(&r.clip))

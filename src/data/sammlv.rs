@@ -16,7 +16,7 @@
 //! (006_1_2), so the video id is its first two parts (006_1). `Type` is `Micro - 1/2` or `Macro`.
 //! Quirks handled: `Subject` as number or text; `Apex` -1 or "/" for unknown.
 
-use super::rows::{Columns, check_intervals, read_record};
+use super::rows::{Columns, check_intervals, read_records};
 use super::sample::{Dataset, ExpressionKind, FrameSet, IntervalAnnotation};
 use super::sheet::{find_annotation_file, read_table};
 use super::{LoadOptions, Loaded, Problem, frames_root};
@@ -46,15 +46,7 @@ pub fn load(root: &Path, opts: &LoadOptions) -> Result<Loaded> {
         emotion: header.col(&["Estimated Emotion", "Emotion"]),
         kind: Some(header.require(&table, &["Type"])?),
     };
-    let mut problems = Vec::new();
-    let mut records = Vec::new();
-    for row in table.records(&header) {
-        match read_record(&table.file, row, &cols, Dataset::SammLv, &opts.au, false) {
-            Ok(Some(r)) => records.push(r),
-            Ok(None) => {}
-            Err(p) => problems.push(p),
-        }
-    }
+    let (records, mut problems) = read_records(&table, &header, &cols, Dataset::SammLv, &opts.au);
     let video_of = |expression: &str| -> Option<String> {
         let mut parts = expression.split('_');
         let (a, b) = (parts.next()?, parts.next()?);
