@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod face;
 pub mod fixtures;
 pub mod frame;
+pub mod graph;
 pub mod ingest;
 pub mod jobs;
 pub mod models;
