@@ -160,7 +160,9 @@ pub struct ReasonerConfig {
     pub prompt: String,
     /// AUs the head predicts (8: CASME II's AU1, 2, 4, 7, 12, 14, 15, 17).
     pub num_aus: usize,
-    /// "auto" (f32 on the CPU, bf16 on CUDA), "f32", "bf16" or "f16".
+    /// "auto" (f16 on the CPU, bf16 on CUDA), "f32", "bf16" or "f16". On the CPU, f16 and bf16
+    /// store the projection weights in half precision and compute in f32 (half the memory read
+    /// per clip); "f32" keeps every weight in f32.
     pub dtype: String,
     /// "cpu", "cuda" or "cuda:N" (CUDA needs the `cuda` cargo feature).
     pub device: String,
@@ -168,6 +170,9 @@ pub struct ReasonerConfig {
     pub adapter: String,
     /// Seed of fresh LoRA and head values and of random weights.
     pub seed: u64,
+    /// CPU threads for the reasoner's forward pass; 0 = every core (candle's global pool). On a
+    /// machine whose cores are shared, 1 can be faster: thread hand-offs wait for a core.
+    pub threads: usize,
     /// Low-rank adaptation of the attention projections.
     pub lora: LoraSection,
 }
@@ -185,6 +190,7 @@ impl Default for ReasonerConfig {
             device: "cpu".into(),
             adapter: String::new(),
             seed: 0,
+            threads: 0,
             lora: LoraSection::default(),
         }
     }

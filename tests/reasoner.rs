@@ -59,6 +59,7 @@ fn opts(prompt: &str) -> ReasonerOptions {
         dtype: DType::F32,
         device: Device::Cpu,
         seed: 0,
+        threads: 0,
     }
 }
 
@@ -148,6 +149,19 @@ fn smollm2_matches_quantized_llama() {
     assert_eq!(argmax(&ours), argmax(&theirs));
     let tol = if dequantised { 2e-3 } else { 1.0 };
     assert!(delta < tol, "max |Δlogit| {delta} >= {tol}");
+
+    // Half-precision projection weights (the CPU default, "auto"): f16 rounds each weight by at
+    // most 2^-11 relative, far below the Q4_1 grid the weights come from.
+    let mut src = GgufSource::open(&path).unwrap();
+    let half = Decoder::load(&cfg, &mut src, DType::F16, &Device::Cpu).unwrap();
+    assert_eq!((half.dtype(), half.weight_dtype()), (DType::F32, DType::F16));
+    let h16 = half.forward(&half.embed(&ids).unwrap(), None).unwrap();
+    let last16 = h16.narrow(1, ids.len() - 1, 1).unwrap().squeeze(1).unwrap();
+    let logits16 = half.token_logits(&last16).unwrap().squeeze(0).unwrap();
+    let d16 = max_abs(&logits16, &ours);
+    eprintln!("SmolLM2 f16 weights vs f32: max |Δlogit| = {d16:.5}");
+    assert_eq!(argmax(&logits16), argmax(&ours));
+    assert!(d16 < 0.1, "f16 weights moved logits by {d16}");
 }
 
 /// Reference ids from Hugging Face transformers 5.24.0 + tokenizers 0.23.3 (PyPI, Python 3.11)

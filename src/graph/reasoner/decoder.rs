@@ -211,7 +211,9 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// Loads every tensor `cfg` needs from `src` into `dtype` on `device`.
+    /// Loads every tensor `cfg` needs from `src` for computing in `dtype` on `device`. On the
+    /// CPU, f16 and bf16 keep only the projection matrices in half precision (the streaming
+    /// kernel converts them in registers, halving the memory read per clip) and compute in f32.
     pub fn load(
         cfg: &DecoderConfig,
         src: &mut dyn TensorSource,
@@ -222,7 +224,14 @@ impl Decoder {
         let d = cfg.hidden_size;
         let (qd, kvd) = (cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim);
         let ff = cfg.intermediate_size;
-        let mut get = |n: WeightName, shape: &[usize]| src.load(n, shape, dtype, device);
+        let (dtype, wdtype) = match dtype {
+            DType::F16 | DType::BF16 if device.is_cpu() => (DType::F32, dtype),
+            other => (other, other),
+        };
+        let mut get = |n: WeightName, shape: &[usize]| {
+            let matrix = !matches!(n, WeightName::Embed) && shape.len() == 2;
+            src.load(n, shape, if matrix { wdtype } else { dtype }, device)
+        };
         let embed = get(WeightName::Embed, &[cfg.vocab_size, d])?;
         let eps = cfg.rms_norm_eps as f32;
         let mut layers = Vec::with_capacity(cfg.num_layers);
@@ -284,9 +293,17 @@ impl Decoder {
         &self.cfg
     }
 
-    /// Compute dtype of the base weights and activations.
+    /// Compute dtype of the activations (the projection weights may be stored in half
+    /// precision on the CPU: `weight_dtype`).
     pub fn dtype(&self) -> DType {
         self.dtype
+    }
+
+    /// Storage dtype of the projection matrices.
+    pub fn weight_dtype(&self) -> DType {
+        self.layers
+            .first()
+            .map_or(self.dtype, |l| l.attn.q.weight().dtype())
     }
 
     /// The device the weights live on.

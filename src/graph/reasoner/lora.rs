@@ -4,7 +4,7 @@
 use anyhow::{Context, Result, bail, ensure};
 use candle_core::{DType, Tensor, Var};
 
-use super::init;
+use super::{init, rows_matmul};
 
 /// An attention projection LoRA can adapt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -195,6 +195,8 @@ impl LoraLinear {
         };
         let delta = (p.b.as_tensor().matmul(p.a.as_tensor())? * p.scale)?;
         let w = (self.weight.to_dtype(DType::F32)? + delta)?.to_dtype(self.weight.dtype())?;
+        // Keep the kernel's contiguous layout.
+        let w = w.contiguous()?;
         self.merged = Some(w);
         Ok(())
     }
@@ -217,7 +219,12 @@ impl LoraLinear {
         let rows: usize = lead.iter().product();
         let x2 = x.reshape((rows, inp))?;
         let w = self.merged.as_ref().unwrap_or(&self.weight);
-        let mut y = x2.matmul(&w.t()?)?;
+        let mut y = match rows_matmul::try_rows_matmul(&x2, w)? {
+            Some(y) => y,
+            None if x2.dtype() == w.dtype() => x2.matmul(&w.t()?)?,
+            // Half-precision weights under f32 activations off the kernel's path: correct, slow.
+            None => x2.matmul(&w.to_dtype(x2.dtype())?.t()?)?,
+        };
         if self.merged.is_none()
             && let Some(p) = &self.lora
         {
