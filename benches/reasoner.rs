@@ -1,7 +1,7 @@
 //! Reasoner latency per clip (cached prompt prefix + 1 + N positions, N = 8) on the CPU: SmolLM2-135M
 //! (the embedded default) and the paper's DeepSeek-R1-Distill-Qwen-1.5B shapes with random weights.
 //! `cargo bench --bench reasoner [-- FILTER]`; medians in README. Set AULLM_BENCH_SKIP_1_5B=1 to
-//! skip the 1.5B group (about 2 minutes, 6 GiB).
+//! skip the 1.5B group (a few minutes, 3 GiB).
 
 use aullm::config::Config;
 use aullm::graph::reasoner::{Reasoner, init};
@@ -19,17 +19,25 @@ fn clips(r: &Reasoner, batch: usize) -> (Tensor, Tensor) {
     (tv, tau)
 }
 
-fn reasoner(weights: &str) -> Reasoner {
-    let mut cfg = Config::default();
-    cfg.reasoner.weights = weights.into();
-    Reasoner::from_config(&cfg).unwrap()
+fn reasoner(overrides: &[&str]) -> Reasoner {
+    let ov: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    Reasoner::from_config(&Config::load(None, &ov).unwrap()).unwrap()
 }
 
-fn bench_model(c: &mut Criterion, group: &str, weights: &str, batches: &[usize], extras: bool) {
-    let mut r = reasoner(weights);
+/// Cached clips at each batch size; with `extras`, also the uncached path, unmerged LoRA and the
+/// prefix computation at batch 1.
+fn bench_model(
+    c: &mut Criterion,
+    group: &str,
+    overrides: &[&str],
+    batches: &[usize],
+    extras: bool,
+) {
+    let mut r = reasoner(overrides);
     eprintln!(
-        "{group}: {} from {}, prompt {} tokens, loaded in {:.3} s",
+        "{group}: {} ({:?} weights) from {}, prompt {} tokens, loaded in {:.3} s",
         r.decoder().config().fingerprint(),
+        r.decoder().weight_dtype(),
         r.origin(),
         r.prompt_ids().len(),
         r.load_seconds()
@@ -37,7 +45,7 @@ fn bench_model(c: &mut Criterion, group: &str, weights: &str, batches: &[usize],
     let mut g = c.benchmark_group(group);
     g.sample_size(10)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+        .measurement_time(Duration::from_secs(4));
     for &b in batches {
         let (tv, tau) = clips(&r, b);
         g.throughput(Throughput::Elements(b as u64));
@@ -64,12 +72,25 @@ fn bench_model(c: &mut Criterion, group: &str, weights: &str, batches: &[usize],
 }
 
 fn smollm2(c: &mut Criterion) {
-    bench_model(c, "reasoner_smollm2_135m", "smollm2-135m", &[1, 16], true);
+    // The default: f16 projection weights (f32 compute), every core.
+    bench_model(c, "reasoner_smollm2_135m", &[], &[1, 16], true);
+    bench_model(
+        c,
+        "reasoner_smollm2_135m_1thread",
+        &["reasoner.threads=1"],
+        &[1, 16],
+        false,
+    );
+    bench_model(
+        c,
+        "reasoner_smollm2_135m_f32",
+        &["reasoner.dtype=f32"],
+        &[1, 16],
+        false,
+    );
     let mut g = c.benchmark_group("reasoner_load");
     g.sample_size(10).measurement_time(Duration::from_secs(5));
-    g.bench_function("smollm2_135m_gguf", |bench| {
-        bench.iter(|| reasoner("smollm2-135m"))
-    });
+    g.bench_function("smollm2_135m_gguf", |bench| bench.iter(|| reasoner(&[])));
     g.finish();
 }
 
@@ -77,9 +98,14 @@ fn qwen2_1_5b(c: &mut Criterion) {
     if std::env::var_os("AULLM_BENCH_SKIP_1_5B").is_some() {
         return;
     }
-    bench_model(c, "reasoner_qwen2_1_5b_random", "random-qwen2-1.5b", &[1, 16], false);
+    bench_model(
+        c,
+        "reasoner_qwen2_1_5b_random",
+        &["reasoner.weights=random-qwen2-1.5b"],
+        &[1, 16],
+        false,
+    );
 }
 
 criterion_group!(benches, smollm2, qwen2_1_5b);
 criterion_main!(benches);
-

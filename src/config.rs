@@ -181,10 +181,11 @@ impl Default for ReasonerConfig {
     fn default() -> Self {
         Self {
             weights: "smollm2-135m".into(),
-            prompt: "You are an expert in the Facial Action Coding System. The visual evidence of a \
+            prompt:
+                "You are an expert in the Facial Action Coding System. The visual evidence of a \
                      facial micro-expression clip and one instruction per action unit follow. \
                      Decide which action units are active."
-                .into(),
+                    .into(),
             num_aus: 8,
             dtype: "auto".into(),
             device: "cpu".into(),
@@ -289,7 +290,9 @@ impl Config {
         }
         let r = &self.reasoner;
         if r.weights.trim().is_empty() {
-            bail!("reasoner.weights is empty: name an artefact, a GGUF file, a folder or \"random-qwen2-1.5b\"");
+            bail!(
+                "reasoner.weights is empty: name an artefact, a GGUF file, a folder or \"random-qwen2-1.5b\""
+            );
         }
         if r.prompt.trim().is_empty() {
             bail!("reasoner.prompt is empty: the task prompt needs at least one token");
@@ -299,9 +302,9 @@ impl Config {
         }
         match r.dtype.as_str() {
             "auto" | "f32" | "bf16" | "f16" => {}
-            other => bail!(
-                "reasoner.dtype = {other:?}: expected \"auto\", \"f32\", \"bf16\" or \"f16\""
-            ),
+            other => {
+                bail!("reasoner.dtype = {other:?}: expected \"auto\", \"f32\", \"bf16\" or \"f16\"")
+            }
         }
         crate::runtime::devices::parse(&r.device).context("reasoner.device")?;
         crate::graph::reasoner::LoraConfig::new(r.lora.rank, r.lora.alpha, &r.lora.targets)
@@ -391,13 +394,21 @@ mod tests {
         let cfg = Config::default();
         assert_eq!(cfg.reasoner.lora.rank, 16);
         assert_eq!(cfg.reasoner.num_aus, 8);
-        let err = Config::load(None, &["reasoner.lora.targets=[\"q\", \"up\"]".into()]).unwrap_err();
+        let err =
+            Config::load(None, &["reasoner.lora.targets=[\"q\", \"up\"]".into()]).unwrap_err();
         assert!(format!("{err:#}").contains("reasoner.lora"), "{err:#}");
         let err = Config::load(None, &["reasoner.device=gpu0".into()]).unwrap_err();
         assert!(format!("{err:#}").contains("reasoner.device"), "{err:#}");
         let err = Config::load(None, &["reasoner.dtype=f64".into()]).unwrap_err();
         assert!(format!("{err:#}").contains("reasoner.dtype"), "{err:#}");
-        let cfg = Config::load(None, &["reasoner.lora.alpha=8".into(), "reasoner.device=cuda:1".into()]).unwrap();
+        let cfg = Config::load(
+            None,
+            &[
+                "reasoner.lora.alpha=8".into(),
+                "reasoner.device=cuda:1".into(),
+            ],
+        )
+        .unwrap();
         assert_eq!(cfg.reasoner.lora.alpha, 8.0);
     }
 

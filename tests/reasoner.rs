@@ -3,7 +3,9 @@
 //! tokenizer against reference ids, the prefix cache, LoRA adapters, and load errors.
 
 use aullm::config::Config;
-use aullm::graph::reasoner::weights::{GgufSource, SafetensorsSource, WeightName, expected_tensors};
+use aullm::graph::reasoner::weights::{
+    GgufSource, SafetensorsSource, WeightName, expected_tensors,
+};
 use aullm::graph::reasoner::{
     Decoder, DecoderConfig, Family, LoraConfig, PromptTokenizer, Reasoner, ReasonerOptions,
     WeightsSpec, init,
@@ -65,7 +67,11 @@ fn opts(prompt: &str) -> ReasonerOptions {
 
 fn smollm2_reasoner() -> Reasoner {
     let cfg = Config::default();
-    Reasoner::load(&WeightsSpec::Gguf(smollm2_path()), &opts(&cfg.reasoner.prompt)).unwrap()
+    Reasoner::load(
+        &WeightsSpec::Gguf(smollm2_path()),
+        &opts(&cfg.reasoner.prompt),
+    )
+    .unwrap()
 }
 
 /// Realistic clip inputs: token embeddings of a sentence (so their scale is the model's), with a
@@ -85,10 +91,7 @@ fn clip_inputs(r: &Reasoner, batch: usize) -> (Tensor, Tensor) {
         tv.push(x.narrow(0, 0, 1).unwrap());
         tau.push(x.narrow(0, 1, 8).unwrap().unsqueeze(0).unwrap());
     }
-    (
-        Tensor::cat(&tv, 0).unwrap(),
-        Tensor::cat(&tau, 0).unwrap(),
-    )
+    (Tensor::cat(&tv, 0).unwrap(), Tensor::cat(&tau, 0).unwrap())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -99,10 +102,11 @@ fn clip_inputs(r: &Reasoner, batch: usize) -> (Tensor, Tensor) {
 /// quantized_llama keeps the weights in Q4_1 and, on the CPU, multiplies them with activations
 /// re-quantised to Q8_1 (8-bit blocks of 32) in every matmul; aullm dequantises the weights once and
 /// multiplies in f32. The weights are identical, so the difference is the Q8_1 rounding of the
-/// activations (relative error ~0.4% per matmul input), accumulated over 30 layers. Measured here:
-/// max |Δlogit| ~0.5 on logits spanning ~30 (see the eprintln), top-1 token equal. With
-/// `CANDLE_DEQUANTIZE_ALL=1` quantized_llama dequantises too and the difference drops to f32
-/// round-off (measured ~1e-4), which the test then demands.
+/// activations (8-bit blocks: ~0.4% of each block's largest value), accumulated over 30 layers.
+/// Measured here: max |Δlogit| = 0.596 with |logit| <= 17, top-1 token equal; the test allows 1.0.
+/// With `CANDLE_DEQUANTIZE_ALL=1` quantized_llama dequantises to f32 as well and the difference
+/// is f32 round-off (measured 2e-5), so the test then demands 2e-3: the 0.6 is entirely the
+/// reference's activation quantisation, not a difference in the decoder.
 #[test]
 fn smollm2_matches_quantized_llama() {
     let path = smollm2_path();
@@ -110,7 +114,12 @@ fn smollm2_matches_quantized_llama() {
     let cfg = DecoderConfig::from_gguf(src.content(), &path).unwrap();
     assert_eq!(cfg.family, Family::Llama);
     assert_eq!(
-        (cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.num_kv_heads),
+        (
+            cfg.hidden_size,
+            cfg.num_layers,
+            cfg.num_heads,
+            cfg.num_kv_heads
+        ),
         (576, 30, 9, 3)
     );
     let tok = PromptTokenizer::from_gguf(src.content(), &path).unwrap();
@@ -119,7 +128,11 @@ fn smollm2_matches_quantized_llama() {
         .encode("The lip corners rise briefly while the brows stay still: a suppressed smile.")
         .unwrap();
     let hidden = dec.forward(&dec.embed(&ids).unwrap(), None).unwrap();
-    let last = hidden.narrow(1, ids.len() - 1, 1).unwrap().squeeze(1).unwrap();
+    let last = hidden
+        .narrow(1, ids.len() - 1, 1)
+        .unwrap()
+        .squeeze(1)
+        .unwrap();
     let ours = dec.token_logits(&last).unwrap().squeeze(0).unwrap();
 
     let mut file = std::fs::File::open(&path).unwrap();
@@ -138,11 +151,16 @@ fn smollm2_matches_quantized_llama() {
 
     let delta = max_abs(&ours, &theirs);
     let span = max_abs_of(&theirs);
-    let dequantised = std::env::var("CANDLE_DEQUANTIZE_ALL").is_ok_and(|v| !v.is_empty() && v != "0");
+    let dequantised =
+        std::env::var("CANDLE_DEQUANTIZE_ALL").is_ok_and(|v| !v.is_empty() && v != "0");
     eprintln!(
         "SmolLM2 vs quantized_llama ({}): max |Δlogit| = {delta:.5}, max |logit| = {span:.2}, \
          top-1 ours {} theirs {}",
-        if dequantised { "both f32" } else { "reference Q4_1 x Q8_1" },
+        if dequantised {
+            "both f32"
+        } else {
+            "reference Q4_1 x Q8_1"
+        },
         argmax(&ours),
         argmax(&theirs)
     );
@@ -154,7 +172,10 @@ fn smollm2_matches_quantized_llama() {
     // most 2^-11 relative, far below the Q4_1 grid the weights come from.
     let mut src = GgufSource::open(&path).unwrap();
     let half = Decoder::load(&cfg, &mut src, DType::F16, &Device::Cpu).unwrap();
-    assert_eq!((half.dtype(), half.weight_dtype()), (DType::F32, DType::F16));
+    assert_eq!(
+        (half.dtype(), half.weight_dtype()),
+        (DType::F32, DType::F16)
+    );
     let h16 = half.forward(&half.embed(&ids).unwrap(), None).unwrap();
     let last16 = h16.narrow(1, ids.len() - 1, 1).unwrap().squeeze(1).unwrap();
     let logits16 = half.token_logits(&last16).unwrap().squeeze(0).unwrap();
@@ -189,23 +210,39 @@ fn smollm2_tokenizer_matches_reference_ids() {
 const REFERENCE_IDS: &[(&str, &[u32])] = &[
     (
         "You are an expert in the Facial Action Coding System. The visual evidence of a facial micro-expression clip and one instruction per action unit follow. Decide which action units are active.",
-        &[2683, 359, 354, 4507, 281, 260, 44925, 10008, 41718, 3829, 30, 378, 3145, 2364, 282, 253, 11202, 2514, 29, 17382, 16092, 284, 582, 5785, 567, 2353, 2723, 1066, 30, 34634, 527, 2353, 4784, 359, 3212, 30],
+        &[
+            2683, 359, 354, 4507, 281, 260, 44925, 10008, 41718, 3829, 30, 378, 3145, 2364, 282,
+            253, 11202, 2514, 29, 17382, 16092, 284, 582, 5785, 567, 2353, 2723, 1066, 30, 34634,
+            527, 2353, 4784, 359, 3212, 30,
+        ],
     ),
     (
         "AU12 and AU4 at 200 fps in 2024: 3.14159 vs 1,000,000.",
-        &[37531, 33, 34, 284, 33321, 36, 418, 216, 34, 32, 32, 275, 851, 281, 216, 34, 32, 34, 36, 42, 216, 35, 30, 33, 36, 33, 37, 41, 6375, 216, 33, 28, 32, 32, 32, 28, 32, 32, 32, 30],
+        &[
+            37531, 33, 34, 284, 33321, 36, 418, 216, 34, 32, 32, 275, 851, 281, 216, 34, 32, 34,
+            36, 42, 216, 35, 30, 33, 36, 33, 37, 41, 6375, 216, 33, 28, 32, 32, 32, 28, 32, 32, 32,
+            30,
+        ],
     ),
     (
         "<|im_start|>user\nWhich action units? Brow lowerer (AU4), lip corner puller (AU12).<|im_end|>\n",
-        &[1, 4093, 198, 14413, 2353, 4784, 47, 20000, 1642, 15897, 365, 37531, 36, 643, 9155, 7448, 6536, 259, 365, 37531, 33, 34, 595, 2, 198],
+        &[
+            1, 4093, 198, 14413, 2353, 4784, 47, 20000, 1642, 15897, 365, 37531, 36, 643, 9155,
+            7448, 6536, 259, 365, 37531, 33, 34, 595, 2, 198,
+        ],
     ),
     (
         " leading space and   multiple   spaces\n\ttabs  ",
-        &[2899, 1898, 284, 256, 2701, 256, 5600, 198, 197, 100, 7366, 256],
+        &[
+            2899, 1898, 284, 256, 2701, 256, 5600, 198, 197, 100, 7366, 256,
+        ],
     ),
     (
         "Émotion naïve — ça va? 日本語 🙂",
-        &[39614, 35742, 15486, 46494, 1841, 5549, 117, 81, 46316, 47, 17097, 241, 115, 40993, 179, 120, 248, 47526],
+        &[
+            39614, 35742, 15486, 46494, 1841, 5549, 117, 81, 46316, 47, 17097, 241, 115, 40993,
+            179, 120, 248, 47526,
+        ],
     ),
 ];
 
@@ -215,7 +252,11 @@ const REFERENCE_IDS: &[(&str, &[u32])] = &[
 #[test]
 fn cached_prefix_matches_uncached_at_batch_1_and_3() {
     let r = smollm2_reasoner();
-    assert!(r.prefix().len() > 10, "prompt of {} tokens", r.prefix().len());
+    assert!(
+        r.prefix().len() > 10,
+        "prompt of {} tokens",
+        r.prefix().len()
+    );
     for batch in [1, 3] {
         let (tv, tau) = clip_inputs(&r, batch);
         let t0 = Instant::now();
@@ -270,7 +311,10 @@ fn lora_changes_logits_merges_exactly_and_round_trips_through_an_adapter() {
     let h0 = fresh.final_hidden(&tv, &tau, true).unwrap();
     let h1 = r.final_hidden(&tv, &tau, true).unwrap();
     let lora_effect = max_abs(&h0, &h1);
-    assert!(lora_effect > 1e-2, "non-zero LoRA moved hidden states by only {lora_effect}");
+    assert!(
+        lora_effect > 1e-2,
+        "non-zero LoRA moved hidden states by only {lora_effect}"
+    );
     assert!(max_abs(&base, &unmerged) > 1e-2);
 
     r.merge_lora().unwrap();
@@ -315,7 +359,12 @@ fn adapter_with_other_settings_and_bad_adapters() {
     let (tv, tau) = clip_inputs(&r, 1);
     let mut r4 = r4;
     r4.refresh_prefix().unwrap();
-    assert!(max_abs(&r.au_logits(&tv, &tau).unwrap(), &r4.au_logits(&tv, &tau).unwrap()) < 1e-5);
+    assert!(
+        max_abs(
+            &r.au_logits(&tv, &tau).unwrap(),
+            &r4.au_logits(&tv, &tau).unwrap()
+        ) < 1e-5
+    );
 
     // A tensor with the wrong shape: named with the file.
     let mut tensors = candle_core::safetensors::load(&file, &Device::Cpu).unwrap();
@@ -327,7 +376,10 @@ fn adapter_with_other_settings_and_bad_adapters() {
     let bad = dir.path().join("bad_shape.safetensors");
     write_safetensors(&bad, &tensors, Some(meta.clone()));
     let err = format!("{:#}", r.load_adapter(&bad).unwrap_err());
-    assert!(err.contains("lora.3.k.b") && err.contains("bad_shape.safetensors"), "{err}");
+    assert!(
+        err.contains("lora.3.k.b") && err.contains("bad_shape.safetensors"),
+        "{err}"
+    );
     assert!(err.contains("shape"), "{err}");
 
     // A missing tensor.
@@ -335,7 +387,10 @@ fn adapter_with_other_settings_and_bad_adapters() {
     let missing = dir.path().join("missing.safetensors");
     write_safetensors(&missing, &tensors, Some(meta));
     let err = format!("{:#}", r.load_adapter(&missing).unwrap_err());
-    assert!(err.contains("missing tensor lora.3.k.b") && err.contains("missing.safetensors"), "{err}");
+    assert!(
+        err.contains("missing tensor lora.3.k.b") && err.contains("missing.safetensors"),
+        "{err}"
+    );
 
     // An adapter of another base model.
     let tiny = tiny_random_reasoner(Family::Qwen2);
@@ -345,7 +400,12 @@ fn adapter_with_other_settings_and_bad_adapters() {
     assert!(err.contains("other_base.safetensors"), "{err}");
     // The failed loads left the reasoner as it was.
     assert_eq!(r.lora_config().rank, 4);
-    assert!(max_abs(&r.au_logits(&tv, &tau).unwrap(), &r4.au_logits(&tv, &tau).unwrap()) < 1e-5);
+    assert!(
+        max_abs(
+            &r.au_logits(&tv, &tau).unwrap(),
+            &r4.au_logits(&tv, &tau).unwrap()
+        ) < 1e-5
+    );
 }
 
 fn safetensors_metadata(path: &Path) -> HashMap<String, String> {
@@ -376,7 +436,11 @@ fn tiny_config(family: Family) -> DecoderConfig {
         num_heads: 4,
         num_kv_heads: 2,
         head_dim: 16,
-        rope_theta: if family == Family::Qwen2 { 1_000_000.0 } else { 10_000.0 },
+        rope_theta: if family == Family::Qwen2 {
+            1_000_000.0
+        } else {
+            10_000.0
+        },
         rms_norm_eps: 1e-6,
         qkv_bias: family == Family::Qwen2,
         rope_interleaved: false,
@@ -459,7 +523,12 @@ fn write_byte_tokenizer(dir: &Path) {
 }
 
 /// Writes an HF folder (config.json, tokenizer.json, `shards` safetensors files + index when > 1).
-fn write_hf_folder(dir: &Path, cfg: &DecoderConfig, tensors: &[(WeightName, Tensor)], shards: usize) {
+fn write_hf_folder(
+    dir: &Path,
+    cfg: &DecoderConfig,
+    tensors: &[(WeightName, Tensor)],
+    shards: usize,
+) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("config.json"), tiny_config_json(cfg)).unwrap();
     write_byte_tokenizer(dir);
@@ -473,8 +542,7 @@ fn write_hf_folder(dir: &Path, cfg: &DecoderConfig, tensors: &[(WeightName, Tens
     let per = tensors.len().div_ceil(shards);
     for (s, chunk) in tensors.chunks(per).enumerate() {
         let file = format!("model-{:05}-of-{shards:05}.safetensors", s + 1);
-        let map: HashMap<String, Tensor> =
-            chunk.iter().map(|(n, t)| (n.hf(), t.clone())).collect();
+        let map: HashMap<String, Tensor> = chunk.iter().map(|(n, t)| (n.hf(), t.clone())).collect();
         candle_core::safetensors::save(&map, dir.join(&file)).unwrap();
         for (n, _) in chunk {
             weight_map.insert(n.hf(), serde_json::json!(file));
@@ -492,11 +560,20 @@ fn write_gguf(path: &Path, cfg: &DecoderConfig, tensors: &[(WeightName, Tensor)]
         ("general.architecture".into(), Value::String(arch.into())),
         (a("embedding_length"), Value::U32(cfg.hidden_size as u32)),
         (a("block_count"), Value::U32(cfg.num_layers as u32)),
-        (a("feed_forward_length"), Value::U32(cfg.intermediate_size as u32)),
+        (
+            a("feed_forward_length"),
+            Value::U32(cfg.intermediate_size as u32),
+        ),
         (a("attention.head_count"), Value::U32(cfg.num_heads as u32)),
-        (a("attention.head_count_kv"), Value::U32(cfg.num_kv_heads as u32)),
+        (
+            a("attention.head_count_kv"),
+            Value::U32(cfg.num_kv_heads as u32),
+        ),
         (a("rope.freq_base"), Value::F32(cfg.rope_theta as f32)),
-        (a("attention.layer_norm_rms_epsilon"), Value::F32(cfg.rms_norm_eps as f32)),
+        (
+            a("attention.layer_norm_rms_epsilon"),
+            Value::F32(cfg.rms_norm_eps as f32),
+        ),
         (a("context_length"), Value::U32(cfg.max_positions as u32)),
     ];
     let q: Vec<(String, QTensor)> = tensors
@@ -545,11 +622,17 @@ fn qwen2_matches_candle_transformers_on_a_sharded_random_checkpoint() {
         candle_nn::VarBuilder::from_mmaped_safetensors(&files, DType::F32, &Device::Cpu).unwrap()
     };
     let mut reference = candle_transformers::models::qwen2::Model::new(&ref_cfg, vb).unwrap();
-    let input = Tensor::new(&TINY_IDS[..], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let input = Tensor::new(&TINY_IDS[..], &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
     let h_ref = reference.forward(&input, 0, None).unwrap();
     assert_eq!(h_ours.dims(), h_ref.dims());
     let d = max_abs(&h_ours, &h_ref);
-    eprintln!("qwen2 tiny vs candle-transformers: max |Δh| {d:e} (|h| {})", max_abs_of(&h_ref));
+    eprintln!(
+        "qwen2 tiny vs candle-transformers: max |Δh| {d:e} (|h| {})",
+        max_abs_of(&h_ref)
+    );
     assert!(d < 1e-4, "max |Δh| {d}");
 
     // The same tensors in a GGUF file load to the same decoder (qwen2 GGUF: NeoX rotary order).
@@ -567,7 +650,9 @@ fn qwen2_matches_candle_transformers_on_a_sharded_random_checkpoint() {
         cfg
     );
     let from_gguf = Decoder::load(&gcfg, &mut gsrc, DType::F32, &Device::Cpu).unwrap();
-    let h_gguf = from_gguf.forward(&from_gguf.embed(&TINY_IDS).unwrap(), None).unwrap();
+    let h_gguf = from_gguf
+        .forward(&from_gguf.embed(&TINY_IDS).unwrap(), None)
+        .unwrap();
     assert_eq!(max_abs(&h_gguf, &h_ours), 0.0);
 }
 
@@ -581,7 +666,11 @@ fn llama_safetensors_matches_candle_transformers_llama() {
     let mut src = SafetensorsSource::open(dir.path()).unwrap();
     let ours = Decoder::load(&cfg, &mut src, DType::F32, &Device::Cpu).unwrap();
     let h = ours.forward(&ours.embed(&TINY_IDS).unwrap(), None).unwrap();
-    let last = h.narrow(1, TINY_IDS.len() - 1, 1).unwrap().squeeze(1).unwrap();
+    let last = h
+        .narrow(1, TINY_IDS.len() - 1, 1)
+        .unwrap()
+        .squeeze(1)
+        .unwrap();
     let logits_ours = ours.token_logits(&last).unwrap();
 
     use candle_transformers::models::llama;
@@ -594,10 +683,16 @@ fn llama_safetensors_matches_candle_transformers_llama() {
     };
     let reference = llama::Llama::load(vb, &lcfg).unwrap();
     let mut cache = llama::Cache::new(false, DType::F32, &lcfg, &Device::Cpu).unwrap();
-    let input = Tensor::new(&TINY_IDS[..], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let input = Tensor::new(&TINY_IDS[..], &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
     let logits_ref = reference.forward(&input, 0, &mut cache).unwrap();
     let d = max_abs(&logits_ours, &logits_ref);
-    eprintln!("llama tiny vs candle-transformers: max |Δlogit| {d:e} (|logit| {})", max_abs_of(&logits_ref));
+    eprintln!(
+        "llama tiny vs candle-transformers: max |Δlogit| {d:e} (|logit| {})",
+        max_abs_of(&logits_ref)
+    );
     assert!(d < 1e-4, "max |Δlogit| {d}");
 }
 
@@ -649,7 +744,10 @@ fn errors_name_the_file_and_the_tensor() {
     let f1 = dir.path().join("missing");
     write_hf_folder(&f1, &cfg, &missing, 1);
     let err = load_err(&WeightsSpec::HfFolder(f1.clone()));
-    assert!(err.contains("missing tensor model.layers.1.mlp.up_proj.weight"), "{err}");
+    assert!(
+        err.contains("missing tensor model.layers.1.mlp.up_proj.weight"),
+        "{err}"
+    );
     assert!(err.contains(&f1.display().to_string()), "{err}");
 
     // Wrong shape in a shard: the shard file is named.
@@ -662,7 +760,10 @@ fn errors_name_the_file_and_the_tensor() {
     let f2 = dir.path().join("wrong");
     write_hf_folder(&f2, &cfg, &wrong, 2);
     let err = load_err(&WeightsSpec::HfFolder(f2.clone()));
-    assert!(err.contains("model.layers.0.self_attn.q_proj.weight"), "{err}");
+    assert!(
+        err.contains("model.layers.0.self_attn.q_proj.weight"),
+        "{err}"
+    );
     assert!(err.contains("shape [64, 32], expected [64, 64]"), "{err}");
     assert!(err.contains("model-0000"), "{err}");
 
@@ -674,21 +775,33 @@ fn errors_name_the_file_and_the_tensor() {
         .replace("\"qwen2\"", "\"mistral\"");
     std::fs::write(f3.join("config.json"), text).unwrap();
     let err = load_err(&WeightsSpec::HfFolder(f3.clone()));
-    assert!(err.contains("unsupported architecture \"mistral\""), "{err}");
-    assert!(err.contains(&f3.join("config.json").display().to_string()), "{err}");
+    assert!(
+        err.contains("unsupported architecture \"mistral\""),
+        "{err}"
+    );
+    assert!(
+        err.contains(&f3.join("config.json").display().to_string()),
+        "{err}"
+    );
 
     // Missing tensor and unsupported architecture in GGUF files.
     let g1 = dir.path().join("missing.gguf");
     write_gguf(&g1, &cfg, &missing, "qwen2");
     let mut src = GgufSource::open(&g1).unwrap();
     let gcfg = DecoderConfig::from_gguf(src.content(), &g1).unwrap();
-    let err = format!("{:#}", Decoder::load(&gcfg, &mut src, DType::F32, &Device::Cpu).unwrap_err());
+    let err = format!(
+        "{:#}",
+        Decoder::load(&gcfg, &mut src, DType::F32, &Device::Cpu).unwrap_err()
+    );
     assert!(err.contains("missing tensor blk.1.ffn_up.weight"), "{err}");
     assert!(err.contains("missing.gguf"), "{err}");
     let g2 = dir.path().join("phi3.gguf");
     write_gguf(&g2, &cfg, &tensors, "phi3");
     let err = load_err(&WeightsSpec::Gguf(g2));
-    assert!(err.contains("unsupported architecture \"phi3\"") && err.contains("phi3.gguf"), "{err}");
+    assert!(
+        err.contains("unsupported architecture \"phi3\"") && err.contains("phi3.gguf"),
+        "{err}"
+    );
 
     // A quantised (int8) safetensors checkpoint is refused by dtype.
     let mut int8 = tensors.clone();
@@ -700,7 +813,10 @@ fn errors_name_the_file_and_the_tensor() {
     let f4 = dir.path().join("int8");
     write_hf_folder(&f4, &cfg, &int8, 1);
     let err = load_err(&WeightsSpec::HfFolder(f4));
-    assert!(err.contains("model.layers.1.self_attn.k_proj.weight") && err.contains("dtype U8"), "{err}");
+    assert!(
+        err.contains("model.layers.1.self_attn.k_proj.weight") && err.contains("dtype U8"),
+        "{err}"
+    );
 
     // Config names that resolve to nothing.
     let mut config = Config::default();

@@ -31,9 +31,7 @@ pub fn select(name: &str) -> Result<candle_core::Device> {
             if candle_core::utils::cuda_is_available() {
                 format!("cannot open CUDA device {n}")
             } else {
-                format!(
-                    "device {name:?}: this aullm was built without CUDA (cargo feature `cuda`)"
-                )
+                format!("device {name:?}: this aullm was built without CUDA (cargo feature `cuda`)")
             }
         }),
     }

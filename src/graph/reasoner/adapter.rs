@@ -43,7 +43,10 @@ fn pair_name(layer: usize, t: Target, which: &str) -> String {
 impl Adapter {
     /// Writes the adapter to `path` atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let cpu = |t: &Tensor| t.to_dtype(DType::F32).and_then(|t| t.to_device(&Device::Cpu));
+        let cpu = |t: &Tensor| {
+            t.to_dtype(DType::F32)
+                .and_then(|t| t.to_device(&Device::Cpu))
+        };
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
         for (layer, t, a, b) in &self.pairs {
             tensors.push((pair_name(*layer, *t, "a"), cpu(a)?));
@@ -64,8 +67,9 @@ impl Adapter {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let bytes = safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))
-            .with_context(|| format!("cannot serialise adapter {}", path.display()))?;
+        let bytes =
+            safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))
+                .with_context(|| format!("cannot serialise adapter {}", path.display()))?;
         let mut f = crate::output::atomic::AtomicFile::create(path)?;
         f.write_all(&bytes)
             .with_context(|| format!("cannot write adapter {}", path.display()))?;
@@ -97,10 +101,17 @@ impl Adapter {
             "adapter {}: format {format:?}, expected {FORMAT:?}",
             path.display()
         );
-        let parse_err = |k: &str| format!("adapter {}: metadata {k} is not a number", path.display());
-        let rank: usize = get("lora_rank")?.parse().with_context(|| parse_err("lora_rank"))?;
-        let alpha: f64 = get("lora_alpha")?.parse().with_context(|| parse_err("lora_alpha"))?;
-        let num_aus: usize = get("num_aus")?.parse().with_context(|| parse_err("num_aus"))?;
+        let parse_err =
+            |k: &str| format!("adapter {}: metadata {k} is not a number", path.display());
+        let rank: usize = get("lora_rank")?
+            .parse()
+            .with_context(|| parse_err("lora_rank"))?;
+        let alpha: f64 = get("lora_alpha")?
+            .parse()
+            .with_context(|| parse_err("lora_alpha"))?;
+        let num_aus: usize = get("num_aus")?
+            .parse()
+            .with_context(|| parse_err("num_aus"))?;
         let targets: Vec<String> = get("lora_targets")?
             .split(',')
             .filter(|s| !s.is_empty())

@@ -131,7 +131,11 @@ impl DecoderConfig {
             self.intermediate_size,
             self.vocab_size,
             self.rope_theta,
-            if self.rope_interleaved { "-interleaved" } else { "" }
+            if self.rope_interleaved {
+                "-interleaved"
+            } else {
+                ""
+            }
         )
     }
 
@@ -150,15 +154,13 @@ impl DecoderConfig {
             Ok(v.to_u64()
                 .or_else(|_| v.to_u32().map(u64::from))
                 .or_else(|_| v.to_i32().map(|x| x.max(0) as u64))
-                .with_context(|| format!("{}: metadata key {k} is not an integer", file.display()))?
-                as usize)
+                .with_context(|| {
+                    format!("{}: metadata key {k} is not an integer", file.display())
+                })? as usize)
         };
         let f = |k: &str| -> Option<f64> {
             let v = ct.metadata.get(&key(k))?;
-            v.to_f32()
-                .map(f64::from)
-                .or_else(|_| v.to_f64())
-                .ok()
+            v.to_f32().map(f64::from).or_else(|_| v.to_f64()).ok()
         };
         if let Some(v) = ct.metadata.get(&key("rope.scaling.type")) {
             let t = v.to_string().map(String::as_str).unwrap_or("?");
@@ -179,9 +181,10 @@ impl DecoderConfig {
                 file.display()
             );
         }
-        let embd = ct.tensor_infos.get("token_embd.weight").with_context(|| {
-            format!("missing tensor token_embd.weight in {}", file.display())
-        })?;
+        let embd = ct
+            .tensor_infos
+            .get("token_embd.weight")
+            .with_context(|| format!("missing tensor token_embd.weight in {}", file.display()))?;
         let dims = embd.shape.dims();
         ensure!(
             dims.len() == 2 && dims[1] == hidden_size,
@@ -238,9 +241,7 @@ impl DecoderConfig {
             num_layers: c.num_hidden_layers,
             num_heads,
             num_kv_heads: c.num_key_value_heads.unwrap_or(num_heads),
-            head_dim: c
-                .head_dim
-                .unwrap_or(c.hidden_size / num_heads.max(1)),
+            head_dim: c.head_dim.unwrap_or(c.hidden_size / num_heads.max(1)),
             rope_theta: c.rope_theta.unwrap_or(10_000.0),
             rms_norm_eps: c.rms_norm_eps.unwrap_or(1e-6),
             qkv_bias: match family {
@@ -296,7 +297,10 @@ mod tests {
         let c = DecoderConfig::qwen2_1_5b();
         c.validate().unwrap();
         assert_eq!(c.num_heads * c.head_dim, c.hidden_size);
-        assert_eq!(c.fingerprint(), "qwen2 d1536 l28 h12 kv2 hd128 ff8960 v151936 rope10000");
+        assert_eq!(
+            c.fingerprint(),
+            "qwen2 d1536 l28 h12 kv2 hd128 ff8960 v151936 rope10000"
+        );
     }
 
     #[test]
@@ -310,7 +314,13 @@ mod tests {
             "tie_word_embeddings":false,"torch_dtype":"bfloat16","use_cache":true,"use_mrope":false,
             "use_sliding_window":false,"vocab_size":151936}"#;
         let c = DecoderConfig::from_hf_json(text, Path::new("config.json")).unwrap();
-        assert_eq!(c, DecoderConfig { max_positions: 8192, ..DecoderConfig::qwen2_1_5b() });
+        assert_eq!(
+            c,
+            DecoderConfig {
+                max_positions: 8192,
+                ..DecoderConfig::qwen2_1_5b()
+            }
+        );
     }
 
     #[test]
@@ -319,6 +329,9 @@ mod tests {
             "num_hidden_layers":1,"num_attention_heads":2}"#;
         let err = DecoderConfig::from_hf_json(text, Path::new("/m/config.json")).unwrap_err();
         let msg = format!("{err:#}");
-        assert!(msg.contains("mistral") && msg.contains("/m/config.json"), "{msg}");
+        assert!(
+            msg.contains("mistral") && msg.contains("/m/config.json"),
+            "{msg}"
+        );
     }
 }

@@ -222,7 +222,10 @@ impl Decoder {
     ) -> Result<Decoder> {
         cfg.validate()?;
         let d = cfg.hidden_size;
-        let (qd, kvd) = (cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim);
+        let (qd, kvd) = (
+            cfg.num_heads * cfg.head_dim,
+            cfg.num_kv_heads * cfg.head_dim,
+        );
         let ff = cfg.intermediate_size;
         let (dtype, wdtype) = match dtype {
             DType::F16 | DType::BF16 if device.is_cpu() => (DType::F32, dtype),
@@ -434,7 +437,9 @@ impl Decoder {
         past: Option<&PrefixCache>,
         keep: bool,
     ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
-        let (_, s, d) = x.dims3().context("decoder input must be (batch, positions, width)")?;
+        let (_, s, d) = x
+            .dims3()
+            .context("decoder input must be (batch, positions, width)")?;
         ensure!(
             d == self.cfg.hidden_size,
             "decoder input width {d} differs from the model width {}",
@@ -463,7 +468,9 @@ impl Decoder {
         for (i, layer) in self.layers.iter().enumerate() {
             let n = layer.attn_norm.forward(&h)?;
             let past_i = past.map(|c| c.layer(i));
-            let (a, new_kv) = layer.attn.forward(&n, p, &self.rope, past_i, mask.as_ref())?;
+            let (a, new_kv) = layer
+                .attn
+                .forward(&n, p, &self.rope, past_i, mask.as_ref())?;
             h = (h + a)?;
             let n = layer.mlp_norm.forward(&h)?;
             h = (&h + layer.mlp.forward(&n)?)?;
@@ -509,9 +516,7 @@ impl Decoder {
         let d = self.cfg.hidden_size;
         let dims = hidden.dims().to_vec();
         let rows = hidden.elem_count() / d;
-        let y = hidden
-            .reshape((rows, d))?
-            .matmul(&self.embed.t()?)?;
+        let y = hidden.reshape((rows, d))?.matmul(&self.embed.t()?)?;
         let mut out = dims;
         if let Some(last) = out.last_mut() {
             *last = self.cfg.vocab_size;

@@ -77,7 +77,10 @@ impl LoraConfig {
         t.sort();
         let n = t.len();
         t.dedup();
-        ensure!(t.len() == n, "LoRA targets {targets:?} name a projection twice");
+        ensure!(
+            t.len() == n,
+            "LoRA targets {targets:?} name a projection twice"
+        );
         let cfg = LoraConfig {
             rank,
             alpha,

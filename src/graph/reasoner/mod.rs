@@ -125,7 +125,9 @@ pub fn parse_dtype(s: &str, device: &Device) -> Result<DType> {
         "f32" => DType::F32,
         "bf16" => DType::BF16,
         "f16" => DType::F16,
-        other => bail!("reasoner.dtype = {other:?}: expected \"auto\", \"f32\", \"bf16\" or \"f16\""),
+        other => {
+            bail!("reasoner.dtype = {other:?}: expected \"auto\", \"f32\", \"bf16\" or \"f16\"")
+        }
     })
 }
 
@@ -182,7 +184,11 @@ impl Reasoner {
                 WeightsSpec::Random(cfg) => {
                     let label = format!("random weights ({})", cfg.fingerprint());
                     let src = RandomSource::new(cfg, opts.seed, &label);
-                    (cfg.clone(), Box::new(src), PromptTokenizer::pseudo(cfg.vocab_size))
+                    (
+                        cfg.clone(),
+                        Box::new(src),
+                        PromptTokenizer::pseudo(cfg.vocab_size),
+                    )
                 }
             };
         let origin = src.origin();
@@ -307,10 +313,7 @@ impl Reasoner {
     /// Recomputes the prefix from the current LoRA values: call after an optimiser step, since
     /// the prompt's keys and values depend on the adapted projections.
     pub fn refresh_prefix(&mut self) -> Result<()> {
-        self.prefix = self.run(|| {
-            self.decoder
-                .prefill(&self.decoder.embed(&self.prompt_ids)?)
-        })?;
+        self.prefix = self.run(|| self.decoder.prefill(&self.decoder.embed(&self.prompt_ids)?))?;
         Ok(())
     }
 
@@ -382,7 +385,10 @@ impl Reasoner {
         let tv = match tv.rank() {
             2 => tv.unsqueeze(1)?,
             3 => tv.clone(),
-            _ => bail!("content token T_v must be (B, D) or (B, 1, D), got {:?}", tv.dims()),
+            _ => bail!(
+                "content token T_v must be (B, D) or (B, 1, D), got {:?}",
+                tv.dims()
+            ),
         };
         let (b, one, dv) = tv.dims3()?;
         ensure!(
@@ -390,16 +396,19 @@ impl Reasoner {
             "content token T_v has shape {:?}, expected ({b}, 1, {d})",
             tv.dims()
         );
-        let (bt, n, dt) = tau
-            .dims3()
-            .with_context(|| format!("instruction tokens must be (B, N, D), got {:?}", tau.dims()))?;
+        let (bt, n, dt) = tau.dims3().with_context(|| {
+            format!("instruction tokens must be (B, N, D), got {:?}", tau.dims())
+        })?;
         ensure!(
             bt == b && dt == d && n >= 1,
             "instruction tokens have shape {:?}, expected ({b}, N >= 1, {d})",
             tau.dims()
         );
         let dtype = self.decoder.dtype();
-        Ok(Tensor::cat(&[&tv.to_dtype(dtype)?, &tau.to_dtype(dtype)?], 1)?)
+        Ok(Tensor::cat(
+            &[&tv.to_dtype(dtype)?, &tau.to_dtype(dtype)?],
+            1,
+        )?)
     }
 
     /// The adapter (LoRA pairs, head, prompt) as it stands.

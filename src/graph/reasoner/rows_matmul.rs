@@ -34,7 +34,9 @@ pub fn try_rows_matmul(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
     if !fits || x.dim(1)? != w.dim(1)? {
         return Ok(None);
     }
-    Ok(Some(x.contiguous()?.apply_op2(&w.contiguous()?, RowsMatmul)?))
+    Ok(Some(
+        x.contiguous()?.apply_op2(&w.contiguous()?, RowsMatmul)?,
+    ))
 }
 
 impl CustomOp2 for RowsMatmul {
@@ -334,7 +336,13 @@ mod tests {
     #[test]
     fn matches_candle_matmul_for_every_weight_dtype() {
         let dev = Device::Cpu;
-        for &(m, k, n) in &[(1, 37, 5), (9, 576, 200), (3, 16, 64), (32, 100, 129), (70, 24, 300)] {
+        for &(m, k, n) in &[
+            (1, 37, 5),
+            (9, 576, 200),
+            (3, 16, 64),
+            (32, 100, 129),
+            (70, 24, 300),
+        ] {
             let x = init::uniform(1, (m, k), 1.0, DType::F32, &dev).unwrap();
             let w = init::uniform(2, (n, k), 1.0, DType::F32, &dev).unwrap();
             for dt in [DType::F32, DType::F16, DType::BF16] {
@@ -355,8 +363,8 @@ mod tests {
     #[test]
     fn backpropagates_to_x() {
         let dev = Device::Cpu;
-        let xv = Var::from_tensor(&init::uniform(3, (4, 8), 1.0, DType::F32, &dev).unwrap())
-            .unwrap();
+        let xv =
+            Var::from_tensor(&init::uniform(3, (4, 8), 1.0, DType::F32, &dev).unwrap()).unwrap();
         let w = init::uniform(4, (6, 8), 1.0, DType::F32, &dev).unwrap();
         let y = try_rows_matmul(xv.as_tensor(), &w).unwrap().unwrap();
         let g1 = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();

@@ -76,7 +76,12 @@ impl PromptTokenizer {
             .iter()
             .map(|v| v.to_string().cloned())
             .collect::<candle_core::Result<Vec<String>>>()
-            .with_context(|| format!("{}: tokenizer.ggml.tokens holds non-strings", file.display()))?;
+            .with_context(|| {
+                format!(
+                    "{}: tokenizer.ggml.tokens holds non-strings",
+                    file.display()
+                )
+            })?;
         let merges: Merges = arr("tokenizer.ggml.merges")?
             .iter()
             .map(|v| {
@@ -86,7 +91,10 @@ impl PromptTokenizer {
             })
             .collect::<Option<Merges>>()
             .with_context(|| {
-                format!("{}: tokenizer.ggml.merges holds a malformed merge", file.display())
+                format!(
+                    "{}: tokenizer.ggml.merges holds a malformed merge",
+                    file.display()
+                )
             })?;
         let types: Vec<i32> = match ct.metadata.get("tokenizer.ggml.token_type") {
             Some(v) => v
@@ -95,7 +103,10 @@ impl PromptTokenizer {
                 .map(|t| t.to_i32())
                 .collect::<candle_core::Result<_>>()
                 .with_context(|| {
-                    format!("{}: tokenizer.ggml.token_type holds non-integers", file.display())
+                    format!(
+                        "{}: tokenizer.ggml.token_type holds non-integers",
+                        file.display()
+                    )
                 })?,
             None => Vec::new(),
         };
@@ -192,7 +203,9 @@ impl PromptTokenizer {
             PromptTokenizer::Real { tokenizer, .. } => tokenizer
                 .decode(ids, false)
                 .map_err(|e| anyhow::anyhow!("cannot decode ids: {e}")),
-            PromptTokenizer::Pseudo { .. } => bail!("random-weight mode has no vocabulary to decode"),
+            PromptTokenizer::Pseudo { .. } => {
+                bail!("random-weight mode has no vocabulary to decode")
+            }
         }
     }
 }
@@ -203,12 +216,12 @@ impl PromptTokenizer {
 fn pre_tokenizer(pre: &str) -> Option<PreTokenizerWrapper> {
     let byte_level = ByteLevel::new(false, true, true);
     match pre {
-        "smollm" | "starcoder" | "refact" | "codeshell" => Some(PreTokenizerWrapper::Sequence(
-            Sequence::new(vec![
+        "smollm" | "starcoder" | "refact" | "codeshell" => {
+            Some(PreTokenizerWrapper::Sequence(Sequence::new(vec![
                 PreTokenizerWrapper::Digits(Digits::new(true)),
                 PreTokenizerWrapper::ByteLevel(byte_level),
-            ]),
-        )),
+            ])))
+        }
         "gpt-2" | "gpt2" | "default" => Some(PreTokenizerWrapper::ByteLevel(byte_level)),
         _ => None,
     }

@@ -112,7 +112,10 @@ impl WeightName {
 pub fn expected_tensors(cfg: &DecoderConfig) -> Vec<(WeightName, Vec<usize>)> {
     use WeightName::*;
     let d = cfg.hidden_size;
-    let (qd, kvd) = (cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim);
+    let (qd, kvd) = (
+        cfg.num_heads * cfg.head_dim,
+        cfg.num_kv_heads * cfg.head_dim,
+    );
     let ff = cfg.intermediate_size;
     let mut v = vec![(Embed, vec![cfg.vocab_size, d])];
     for i in 0..cfg.num_layers {
@@ -140,8 +143,13 @@ pub trait TensorSource {
     /// What the tensors are read from (a file, a folder), for messages.
     fn origin(&self) -> String;
     /// The tensor `name`, checked to have `shape`, converted to `dtype` on `device`.
-    fn load(&mut self, name: WeightName, shape: &[usize], dtype: DType, device: &Device)
-    -> Result<Tensor>;
+    fn load(
+        &mut self,
+        name: WeightName,
+        shape: &[usize],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor>;
 }
 
 /// Tensors of a GGUF file, dequantised to f32 as they are read.
@@ -154,8 +162,8 @@ pub struct GgufSource {
 impl GgufSource {
     /// Opens `path` and reads its header (metadata and tensor table).
     pub fn open(path: &Path) -> Result<GgufSource> {
-        let file =
-            File::open(path).with_context(|| format!("cannot open GGUF file {}", path.display()))?;
+        let file = File::open(path)
+            .with_context(|| format!("cannot open GGUF file {}", path.display()))?;
         let mut reader = BufReader::new(file);
         let content = gguf_file::Content::read(&mut reader).with_context(|| {
             format!(
@@ -207,7 +215,11 @@ impl TensorSource for GgufSource {
             info.shape.dims()
         );
         let q = info
-            .read(&mut self.reader, self.content.tensor_data_offset, &Device::Cpu)
+            .read(
+                &mut self.reader,
+                self.content.tensor_data_offset,
+                &Device::Cpu,
+            )
             .with_context(|| format!("cannot read tensor {key} from {}", self.path.display()))?;
         let qdtype = q.dtype();
         // Q4 matmuls were measured 10x slower than f32 here (STACK.md): dequantise once at load.
@@ -275,9 +287,8 @@ impl SafetensorsSource {
             );
         };
         // SAFETY: the files are mapped read-only; aullm never writes model files while they are loaded.
-        let st = unsafe { MmapedSafetensors::multi(&paths) }.with_context(|| {
-            format!("cannot read the safetensors files of {}", dir.display())
-        })?;
+        let st = unsafe { MmapedSafetensors::multi(&paths) }
+            .with_context(|| format!("cannot read the safetensors files of {}", dir.display()))?;
         if files.is_empty() {
             for (name, _) in st.tensors() {
                 files.insert(name, single.clone());
@@ -305,7 +316,10 @@ impl TensorSource for SafetensorsSource {
     ) -> Result<Tensor> {
         let key = name.hf();
         let file = self.files.get(&key).with_context(|| {
-            format!("missing tensor {key} in {} (no file holds it)", self.dir.display())
+            format!(
+                "missing tensor {key} in {} (no file holds it)",
+                self.dir.display()
+            )
         })?;
         let view = self
             .st
@@ -369,7 +383,17 @@ impl TensorSource for RandomSource {
             return Ok(Tensor::ones(shape, dtype, device)?);
         }
         // Uniform on +-b has std b / sqrt(3).
-        let bound = if name.is_bias() { 0.02 } else { 0.02 * 3f32.sqrt() };
-        init::uniform(init::derive_seed(self.seed, &name.hf()), shape, bound, dtype, device)
+        let bound = if name.is_bias() {
+            0.02
+        } else {
+            0.02 * 3f32.sqrt()
+        };
+        init::uniform(
+            init::derive_seed(self.seed, &name.hf()),
+            shape,
+            bound,
+            dtype,
+            device,
+        )
     }
 }
