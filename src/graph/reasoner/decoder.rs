@@ -231,8 +231,10 @@ impl Decoder {
             DType::F16 | DType::BF16 if device.is_cpu() => (DType::F32, dtype),
             other => (other, other),
         };
+        // Matrices (the embedding table too: it is read once per prompt) in the weight dtype;
+        // norms and biases in the compute dtype.
         let mut get = |n: WeightName, shape: &[usize]| {
-            let matrix = !matches!(n, WeightName::Embed) && shape.len() == 2;
+            let matrix = shape.len() == 2;
             src.load(n, shape, if matrix { wdtype } else { dtype }, device)
         };
         let embed = get(WeightName::Embed, &[cfg.vocab_size, d])?;
@@ -321,7 +323,11 @@ impl Decoder {
             anyhow::bail!("token id {bad} is outside the vocabulary of {v}");
         }
         let ids = Tensor::new(ids, &self.device)?;
-        Ok(self.embed.index_select(&ids, 0)?.unsqueeze(0)?)
+        Ok(self
+            .embed
+            .index_select(&ids, 0)?
+            .to_dtype(self.dtype)?
+            .unsqueeze(0)?)
     }
 
     /// Attaches fresh LoRA pairs (B = 0, so outputs are unchanged) to the configured projections of
@@ -516,7 +522,10 @@ impl Decoder {
         let d = self.cfg.hidden_size;
         let dims = hidden.dims().to_vec();
         let rows = hidden.elem_count() / d;
-        let y = hidden.reshape((rows, d))?.matmul(&self.embed.t()?)?;
+        let y = hidden
+            .reshape((rows, d))?
+            .to_dtype(self.dtype)?
+            .matmul(&self.embed.to_dtype(self.dtype)?.t()?)?;
         let mut out = dims;
         if let Some(last) = out.last_mut() {
             *last = self.cfg.vocab_size;
