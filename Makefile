@@ -41,7 +41,7 @@ lint:
 
 ## bench: criterion benches per stage and end to end (not part of `make test`).
 bench: setup
-	$(CARGO) bench --locked --bench face_path
+	$(CARGO) bench --locked --bench face_path --bench reasoner
 
 ## bench-live: a live 640x480 GRAY8 200 fps test source for 60 s through ingest → face → align.
 bench-live: setup

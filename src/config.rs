@@ -16,6 +16,8 @@ pub struct Config {
     pub face: FaceConfig,
     /// Alignment to the canonical crop and its stabilisation.
     pub align: AlignConfig,
+    /// The LLM reasoner (decoder with LoRA, AU head, task prompt).
+    pub reasoner: ReasonerConfig,
 }
 
 /// Model artefact locations (both empty by default: cache dir from the environment, built-in manifest).
@@ -146,6 +148,77 @@ impl Default for AlignConfig {
     }
 }
 
+/// The LLM reasoner: which decoder weights, the task prompt, LoRA and the AU head.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReasonerConfig {
+    /// "smollm2-135m" (a manifest artefact), a GGUF file, a Hugging Face folder (config.json,
+    /// *.safetensors, tokenizer.json), or "random-qwen2-1.5b" (the paper's decoder shapes with
+    /// random weights, for timing).
+    pub weights: String,
+    /// Task prompt E_text, placed before the content token and the instruction tokens.
+    pub prompt: String,
+    /// AUs the head predicts (8: CASME II's AU1, 2, 4, 7, 12, 14, 15, 17).
+    pub num_aus: usize,
+    /// "auto" (f16 on the CPU, bf16 on CUDA), "f32", "bf16" or "f16". On the CPU, f16 and bf16
+    /// store the projection weights in half precision and compute in f32 (half the memory read
+    /// per clip); "f32" keeps every weight in f32.
+    pub dtype: String,
+    /// "cpu", "cuda" or "cuda:N" (CUDA needs the `cuda` cargo feature).
+    pub device: String,
+    /// Trained adapter file (LoRA pairs, head, prompt); empty = fresh LoRA (no effect) and head.
+    pub adapter: String,
+    /// Seed of fresh LoRA and head values and of random weights.
+    pub seed: u64,
+    /// CPU threads for the reasoner's forward pass; 0 = every core (candle's global pool). On a
+    /// machine whose cores are shared, 1 can be faster: thread hand-offs wait for a core.
+    pub threads: usize,
+    /// Low-rank adaptation of the attention projections.
+    pub lora: LoraSection,
+}
+
+impl Default for ReasonerConfig {
+    fn default() -> Self {
+        Self {
+            weights: "smollm2-135m".into(),
+            prompt:
+                "You are an expert in the Facial Action Coding System. The visual evidence of a \
+                     facial micro-expression clip and one instruction per action unit follow. \
+                     Decide which action units are active."
+                    .into(),
+            num_aus: 8,
+            dtype: "auto".into(),
+            device: "cpu".into(),
+            adapter: String::new(),
+            seed: 0,
+            threads: 0,
+            lora: LoraSection::default(),
+        }
+    }
+}
+
+/// LoRA rank, scale and targets (the paper: r = 16, alpha = 32 on the attention modules).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoraSection {
+    /// Rank r.
+    pub rank: usize,
+    /// Scale numerator: updates are multiplied by alpha / r.
+    pub alpha: f64,
+    /// Adapted projections: any of "q", "k", "v", "o".
+    pub targets: Vec<String>,
+}
+
+impl Default for LoraSection {
+    fn default() -> Self {
+        Self {
+            rank: 16,
+            alpha: 32.0,
+            targets: vec!["q".into(), "v".into()],
+        }
+    }
+}
+
 impl Config {
     /// Loads `path` (if given) over the defaults, then applies `key=value` overrides
     /// (e.g. `face.max_faces=2`); unknown keys are errors naming the key and the file.
@@ -215,6 +288,27 @@ impl Config {
         if self.align.size < 32 {
             bail!("align.size = {}: expected at least 32", self.align.size);
         }
+        let r = &self.reasoner;
+        if r.weights.trim().is_empty() {
+            bail!(
+                "reasoner.weights is empty: name an artefact, a GGUF file, a folder or \"random-qwen2-1.5b\""
+            );
+        }
+        if r.prompt.trim().is_empty() {
+            bail!("reasoner.prompt is empty: the task prompt needs at least one token");
+        }
+        if r.num_aus == 0 {
+            bail!("reasoner.num_aus must be at least 1");
+        }
+        match r.dtype.as_str() {
+            "auto" | "f32" | "bf16" | "f16" => {}
+            other => {
+                bail!("reasoner.dtype = {other:?}: expected \"auto\", \"f32\", \"bf16\" or \"f16\"")
+            }
+        }
+        crate::runtime::devices::parse(&r.device).context("reasoner.device")?;
+        crate::graph::reasoner::LoraConfig::new(r.lora.rank, r.lora.alpha, &r.lora.targets)
+            .context("reasoner.lora")?;
         Ok(())
     }
 
@@ -293,6 +387,29 @@ mod tests {
         assert_eq!(cfg.face.detect_every, FaceConfig::default().detect_every);
         let err = Config::load(None, &["face.nope=1".into()]).unwrap_err();
         assert!(format!("{err:#}").contains("nope"));
+    }
+
+    #[test]
+    fn reasoner_section_is_checked() {
+        let cfg = Config::default();
+        assert_eq!(cfg.reasoner.lora.rank, 16);
+        assert_eq!(cfg.reasoner.num_aus, 8);
+        let err =
+            Config::load(None, &["reasoner.lora.targets=[\"q\", \"up\"]".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("reasoner.lora"), "{err:#}");
+        let err = Config::load(None, &["reasoner.device=gpu0".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("reasoner.device"), "{err:#}");
+        let err = Config::load(None, &["reasoner.dtype=f64".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("reasoner.dtype"), "{err:#}");
+        let cfg = Config::load(
+            None,
+            &[
+                "reasoner.lora.alpha=8".into(),
+                "reasoner.device=cuda:1".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.reasoner.lora.alpha, 8.0);
     }
 
     #[test]

@@ -1,5 +1,42 @@
 //! candle compute devices available to the reasoner and training.
 
+use anyhow::{Context, Result, bail};
+
+/// A device named in a configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceName {
+    /// The CPU.
+    Cpu,
+    /// CUDA device N.
+    Cuda(usize),
+}
+
+/// Parses "cpu", "cuda" (= "cuda:0") or "cuda:N".
+pub fn parse(name: &str) -> Result<DeviceName> {
+    match name.trim() {
+        "cpu" => Ok(DeviceName::Cpu),
+        "cuda" => Ok(DeviceName::Cuda(0)),
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => Ok(DeviceName::Cuda(n)),
+            _ => bail!("device {other:?}: expected \"cpu\", \"cuda\" or \"cuda:N\""),
+        },
+    }
+}
+
+/// The candle device `name` selects; CUDA needs a build with the `cuda` feature and a GPU.
+pub fn select(name: &str) -> Result<candle_core::Device> {
+    match parse(name)? {
+        DeviceName::Cpu => Ok(candle_core::Device::Cpu),
+        DeviceName::Cuda(n) => candle_core::Device::new_cuda(n).with_context(|| {
+            if candle_core::utils::cuda_is_available() {
+                format!("cannot open CUDA device {n}")
+            } else {
+                format!("device {name:?}: this aullm was built without CUDA (cargo feature `cuda`)")
+            }
+        }),
+    }
+}
+
 /// A device candle can use, with whether it works here.
 #[derive(Debug, Clone)]
 pub struct DeviceReport {
@@ -36,14 +73,40 @@ pub fn probe() -> Vec<DeviceReport> {
             detail: e.to_string(),
         },
     });
-    out.push(DeviceReport {
-        name: "cuda".into(),
-        ok: false,
-        detail: if candle_core::utils::cuda_is_available() {
-            "available".into()
-        } else {
-            "not built (cargo feature `cuda`)".into()
-        },
+    out.push(if candle_core::utils::cuda_is_available() {
+        match select("cuda:0") {
+            Ok(_) => DeviceReport {
+                name: "cuda:0".into(),
+                ok: true,
+                detail: "available".into(),
+            },
+            Err(e) => DeviceReport {
+                name: "cuda:0".into(),
+                ok: false,
+                detail: format!("{e:#}"),
+            },
+        }
+    } else {
+        DeviceReport {
+            name: "cuda".into(),
+            ok: false,
+            detail: "not built (cargo feature `cuda`)".into(),
+        }
     });
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_names() {
+        assert_eq!(parse("cpu").unwrap(), DeviceName::Cpu);
+        assert_eq!(parse("cuda").unwrap(), DeviceName::Cuda(0));
+        assert_eq!(parse("cuda:3").unwrap(), DeviceName::Cuda(3));
+        assert!(parse("cuda:x").is_err());
+        assert!(parse("gpu").is_err());
+        assert!(select("cpu").unwrap().is_cpu());
+    }
 }

@@ -1,0 +1,305 @@
+//! Low-rank adaptation (LoRA, Hu et al. 2022) of the frozen attention projections:
+//! `y = x W^T + b + (alpha / r) * (x A^T) B^T`, with A and B trainable candle `Var`s.
+
+use anyhow::{Context, Result, bail, ensure};
+use candle_core::{DType, Tensor, Var};
+
+use super::{init, rows_matmul};
+
+/// An attention projection LoRA can adapt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Target {
+    /// Query projection.
+    Q,
+    /// Key projection.
+    K,
+    /// Value projection.
+    V,
+    /// Output projection.
+    O,
+}
+
+impl Target {
+    /// All targets, in layer order.
+    pub const ALL: [Target; 4] = [Target::Q, Target::K, Target::V, Target::O];
+
+    /// Parses "q", "k", "v" or "o" (also "q_proj"-style names).
+    pub fn parse(s: &str) -> Result<Target> {
+        match s.trim().trim_end_matches("_proj") {
+            "q" => Ok(Target::Q),
+            "k" => Ok(Target::K),
+            "v" => Ok(Target::V),
+            "o" => Ok(Target::O),
+            other => bail!("LoRA target {other:?}: expected one of \"q\", \"k\", \"v\", \"o\""),
+        }
+    }
+
+    /// The short name used in configs and adapter files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Q => "q",
+            Target::K => "k",
+            Target::V => "v",
+            Target::O => "o",
+        }
+    }
+}
+
+/// Rank, scale and targets of the adapters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraConfig {
+    /// Rank r of A (r x in) and B (out x r).
+    pub rank: usize,
+    /// Scale numerator: updates are multiplied by alpha / r.
+    pub alpha: f64,
+    /// Projections adapted in every layer (empty: no LoRA).
+    pub targets: Vec<Target>,
+}
+
+impl Default for LoraConfig {
+    /// The paper's setting: r = 16, alpha = 32 on the query and value projections.
+    fn default() -> Self {
+        LoraConfig {
+            rank: 16,
+            alpha: 32.0,
+            targets: vec![Target::Q, Target::V],
+        }
+    }
+}
+
+impl LoraConfig {
+    /// Builds and checks a configuration from names ("q", "v", ...).
+    pub fn new(rank: usize, alpha: f64, targets: &[String]) -> Result<LoraConfig> {
+        let mut t = targets
+            .iter()
+            .map(|s| Target::parse(s))
+            .collect::<Result<Vec<_>>>()?;
+        t.sort();
+        let n = t.len();
+        t.dedup();
+        ensure!(
+            t.len() == n,
+            "LoRA targets {targets:?} name a projection twice"
+        );
+        let cfg = LoraConfig {
+            rank,
+            alpha,
+            targets: t,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks rank and alpha.
+    pub fn validate(&self) -> Result<()> {
+        ensure!(self.rank >= 1, "LoRA rank must be at least 1");
+        ensure!(
+            self.alpha.is_finite() && self.alpha > 0.0,
+            "LoRA alpha = {}: expected a positive number",
+            self.alpha
+        );
+        Ok(())
+    }
+
+    /// The factor alpha / r applied to B A.
+    pub fn scale(&self) -> f64 {
+        self.alpha / self.rank as f64
+    }
+
+    /// Whether `t` is adapted.
+    pub fn targets(&self, t: Target) -> bool {
+        self.targets.contains(&t)
+    }
+}
+
+/// The trainable pair of one projection, kept in f32 whatever the base dtype (optimiser state
+/// and small updates need the precision).
+#[derive(Debug, Clone)]
+pub struct LoraPair {
+    /// Down projection, (rank, in).
+    pub a: Var,
+    /// Up projection, (out, rank); zero at initialisation so a new adapter changes nothing.
+    pub b: Var,
+    /// alpha / rank.
+    pub scale: f64,
+}
+
+/// A frozen linear map with an optional LoRA pair and, at inference, its merged weight.
+#[derive(Debug, Clone)]
+pub struct LoraLinear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    lora: Option<LoraPair>,
+    /// `W + scale * B A`, kept beside W so unmerging is exact (no subtraction round-off).
+    merged: Option<Tensor>,
+}
+
+impl LoraLinear {
+    /// A frozen projection `weight` (out, in) with an optional bias (out).
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> LoraLinear {
+        LoraLinear {
+            weight,
+            bias,
+            lora: None,
+            merged: None,
+        }
+    }
+
+    /// (out, in) of the base weight.
+    pub fn dims(&self) -> Result<(usize, usize)> {
+        Ok(self.weight.dims2()?)
+    }
+
+    /// The frozen base weight (out, in).
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// Attaches a fresh pair: A uniform in +-1/sqrt(in) (PyTorch's LoRA init), B zero.
+    pub fn attach(&mut self, rank: usize, scale: f64, seed: u64) -> Result<()> {
+        let (out, inp) = self.dims()?;
+        let dev = self.weight.device();
+        let bound = 1.0 / (inp as f32).sqrt();
+        let a = init::uniform(seed, (rank, inp), bound, DType::F32, dev)?;
+        let b = Tensor::zeros((out, rank), DType::F32, dev)?;
+        self.set_pair(Var::from_tensor(&a)?, Var::from_tensor(&b)?, scale)
+    }
+
+    /// Attaches given A (rank, in) and B (out, rank), checking their shapes.
+    pub fn set_pair(&mut self, a: Var, b: Var, scale: f64) -> Result<()> {
+        let (out, inp) = self.dims()?;
+        let (ra, ia) = a.as_tensor().dims2()?;
+        let (ob, rb) = b.as_tensor().dims2()?;
+        ensure!(
+            ia == inp && ob == out && ra == rb,
+            "LoRA pair shapes A {:?} B {:?} do not fit a {out}x{inp} projection",
+            a.as_tensor().dims(),
+            b.as_tensor().dims()
+        );
+        self.lora = Some(LoraPair { a, b, scale });
+        self.merged = None;
+        Ok(())
+    }
+
+    /// The attached pair, if any.
+    pub fn pair(&self) -> Option<&LoraPair> {
+        self.lora.as_ref()
+    }
+
+    /// Whether the forward pass uses a merged weight.
+    pub fn is_merged(&self) -> bool {
+        self.merged.is_some()
+    }
+
+    /// Folds the current pair into a merged weight (one matmul per forward instead of three).
+    pub fn merge(&mut self) -> Result<()> {
+        let Some(p) = &self.lora else {
+            return Ok(());
+        };
+        let delta = (p.b.as_tensor().matmul(p.a.as_tensor())? * p.scale)?;
+        let w = (self.weight.to_dtype(DType::F32)? + delta)?.to_dtype(self.weight.dtype())?;
+        // Keep the kernel's contiguous layout.
+        let w = w.contiguous()?;
+        self.merged = Some(w);
+        Ok(())
+    }
+
+    /// Removes the pair and any merged weight.
+    pub fn clear(&mut self) {
+        self.lora = None;
+        self.merged = None;
+    }
+
+    /// Drops the merged weight: the forward pass reads W and the live pair again (for training).
+    pub fn unmerge(&mut self) {
+        self.merged = None;
+    }
+
+    /// Applies the map to `x` (..., in) -> (..., out); leading dims are flattened into one matmul.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let (&inp, lead) = dims.split_last().context("LoRA linear input has no dims")?;
+        let rows: usize = lead.iter().product();
+        let x2 = x.reshape((rows, inp))?;
+        let w = self.merged.as_ref().unwrap_or(&self.weight);
+        let mut y = match rows_matmul::try_rows_matmul(&x2, w)? {
+            Some(y) => y,
+            None if x2.dtype() == w.dtype() => x2.matmul(&w.t()?)?,
+            // Half-precision weights under f32 activations off the kernel's path: correct, slow.
+            None => x2.matmul(&w.to_dtype(x2.dtype())?.t()?)?,
+        };
+        if self.merged.is_none()
+            && let Some(p) = &self.lora
+        {
+            let xf = x2.to_dtype(DType::F32)?;
+            let up = xf
+                .matmul(&p.a.as_tensor().t()?)?
+                .matmul(&p.b.as_tensor().t()?)?;
+            let dt = y.dtype();
+            y = (y + (up * p.scale)?.to_dtype(dt)?)?;
+        }
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(b)?;
+        }
+        let mut out_dims = lead.to_vec();
+        out_dims.push(y.dim(1)?);
+        Ok(y.reshape(out_dims)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn linear() -> LoraLinear {
+        let dev = Device::Cpu;
+        let w = init::uniform(1, (6, 4), 0.5, DType::F32, &dev).unwrap();
+        let b = init::uniform(2, 6, 0.5, DType::F32, &dev).unwrap();
+        LoraLinear::new(w, Some(b))
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    #[test]
+    fn fresh_pair_is_a_no_op_and_merge_matches_unmerged() {
+        let mut l = linear();
+        let x = init::uniform(3, (2, 3, 4), 1.0, DType::F32, &Device::Cpu).unwrap();
+        let base = l.forward(&x).unwrap();
+        assert_eq!(base.dims(), &[2, 3, 6]);
+        l.attach(2, 2.0, 9).unwrap();
+        assert_eq!(max_abs_diff(&base, &l.forward(&x).unwrap()), 0.0);
+        // Non-zero B changes the output; merged and unmerged agree.
+        let p = l.pair().unwrap().clone();
+        p.b.set(&init::uniform(4, (6, 2), 0.5, DType::F32, &Device::Cpu).unwrap())
+            .unwrap();
+        let un = l.forward(&x).unwrap();
+        assert!(max_abs_diff(&base, &un) > 1e-3);
+        l.merge().unwrap();
+        assert!(l.is_merged());
+        assert!(max_abs_diff(&un, &l.forward(&x).unwrap()) < 1e-5);
+        l.unmerge();
+        assert_eq!(max_abs_diff(&un, &l.forward(&x).unwrap()), 0.0);
+    }
+
+    #[test]
+    fn config_parsing() {
+        let c = LoraConfig::new(8, 16.0, &["v".into(), "q_proj".into()]).unwrap();
+        assert_eq!(c.targets, vec![Target::Q, Target::V]);
+        assert_eq!(c.scale(), 2.0);
+        assert!(LoraConfig::new(8, 16.0, &["q".into(), "q".into()]).is_err());
+        assert!(LoraConfig::new(8, 16.0, &["up".into()]).is_err());
+        assert!(LoraConfig::new(0, 16.0, &[]).is_err());
+    }
+}
