@@ -9,6 +9,7 @@ pub mod eval;
 pub mod face;
 pub mod fixtures;
 pub mod frame;
+pub mod graph;
 pub mod ingest;
 pub mod jobs;
 pub mod models;

@@ -1,0 +1,9 @@
+//! The AULLM++ graph in candle: backbone, MGE-EFP, R-AUGNN, MLP head, and the front-end that joins them.
+
+pub mod augnn;
+pub mod backbone;
+pub mod checkpoint;
+pub mod efp;
+pub mod frontend;
+pub mod head;
+pub mod prior;
