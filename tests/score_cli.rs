@@ -71,8 +71,8 @@ fn data_check_reports_and_exits_by_errors() {
     assert!(t.contains("0 error(s)"), "{t}");
     let o = aullm(&["data", "check", r, "--format", "casme2", "--json"]);
     let j: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(j["per_au"]["12"]["records"], 3);
-    assert_eq!(j["per_subject"]["sub02"], 2);
+    assert_eq!(j["check"]["per_au"]["12"]["records"], 3);
+    assert_eq!(j["check"]["per_subject"]["sub02"], 2);
     std::fs::remove_file(root.join("CASME2_RAW_selected/sub03/EP03_02/img102.jpg")).unwrap();
     let o = aullm(&["data", "check", r, "--format", "casme2"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
