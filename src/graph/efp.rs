@@ -7,14 +7,19 @@ use candle_nn::{Init, Linear, VarBuilder, init, linear};
 use super::backbone::per_frame;
 use crate::config::{Ablation, FrontendConfig};
 
-/// The 4-neighbour discrete Laplacian applied to every channel of every frame (depthwise 3x3, zero padding).
+/// The 4-neighbour discrete Laplacian [[0,1,0],[1,-4,1],[0,1,0]] of every channel of every frame of a
+/// [B, C, T, H, W] tensor, zero padding (the fixed depthwise 3x3 kernel the ONNX export writes).
+///
+/// Computed as shifted sums rather than a grouped conv2d: candle runs a grouped convolution as one
+/// convolution per channel, which made this the slowest step of the front-end on the CPU.
 pub fn spatial_laplacian(x: &Tensor) -> Result<Tensor> {
-    let c = x.dim(1)?;
-    let k = Tensor::new(&[0f32, 1., 0., 1., -4., 1., 0., 1., 0.], x.device())?
-        .to_dtype(x.dtype())?
-        .reshape((1, 1, 3, 3))?
-        .repeat((c, 1, 1, 1))?;
-    per_frame(x, |f| f.conv2d(&k, 1, 1, 1, c))
+    let (_, _, _, h, w) = x.dims5()?;
+    let p = x.pad_with_zeros(3, 1, 1)?.pad_with_zeros(4, 1, 1)?;
+    let up = p.narrow(3, 0, h)?.narrow(4, 1, w)?;
+    let down = p.narrow(3, 2, h)?.narrow(4, 1, w)?;
+    let left = p.narrow(3, 1, h)?.narrow(4, 0, w)?;
+    let right = p.narrow(3, 1, h)?.narrow(4, 2, w)?;
+    ((up + down)? + (left + right)?)? - x.affine(4.0, 0.0)?
 }
 
 /// Eq. 1: F_hf = F_mid + γ·∇²(F_mid), γ a learnable scalar (shape [1]).
