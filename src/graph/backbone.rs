@@ -2,8 +2,8 @@
 //! (semantic, 1/16 resolution).
 //!
 //! candle has no Conv3d, so each block is a spatial 1xkxk convolution (conv2d over frames folded into the
-//! batch) followed by a temporal kx1x1 convolution (conv2d over a [B, C, T, H*W] view). ONNX Conv expresses
-//! both exactly with 3D kernels ([Co, Ci, 1, k, k] and [Co, Co, kt, 1, 1]), which keeps export exact.
+//! batch) followed by a temporal kx1x1 convolution (one matrix product over time-shifted copies). ONNX Conv
+//! expresses both exactly with 3D kernels ([Co, Ci, 1, k, k] and [Co, Co, kt, 1, 1]), so export stays exact.
 
 use candle_core::{D, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder, init};
