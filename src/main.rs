@@ -57,6 +57,20 @@ enum Command {
     },
     /// Score predictions against a dataset's annotations: per-AU F1, or MEGC spotting F1.
     Score(ScoreArgs),
+    /// Export the AULLM++ front-end (clip → T_v, τ_au) as an ONNX model (opset 17) for ONNX Runtime.
+    Export(ExportArgs),
+}
+
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// Output ONNX file.
+    out: PathBuf,
+    /// Front-end checkpoint (safetensors); without it the `[frontend]` configuration with random weights.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Also write the (random or loaded) weights as a checkpoint here.
+    #[arg(long)]
+    save_checkpoint: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -281,7 +295,43 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Synth(a) => synth(&cfg, a),
         Command::Data { action } => data_command(&cfg, action),
         Command::Score(a) => score_command(a),
+        Command::Export(a) => export_command(&cfg, a),
     }
+}
+
+fn export_command(cfg: &Config, a: ExportArgs) -> Result<ExitCode> {
+    use aullm::graph::{checkpoint, frontend};
+    let dev = candle_core::Device::Cpu;
+    let model = match &a.checkpoint {
+        Some(p) => checkpoint::load(p, &dev)?,
+        None => {
+            let root = std::env::current_dir().context("cannot read the current folder")?;
+            let spec = frontend::FrontendSpec::from_config(&cfg.frontend, &root)?;
+            eprintln!("warning: no --checkpoint: exporting random weights");
+            frontend::FrontendModel::new(&spec, &dev)?
+        }
+    };
+    if let Some(p) = &a.save_checkpoint {
+        checkpoint::save(&model, p)?;
+    }
+    aullm::export::frontend_onnx::export_frontend(&model, &a.out)?;
+    let c = &model.net.spec().config;
+    println!(
+        "wrote {} ({:?}, clip [batch, 1, {}, {}, {}] → t_v [batch, 1, {}]{}; {} parameters)",
+        a.out.display(),
+        c.ablation,
+        c.frames,
+        c.size,
+        c.size,
+        c.width,
+        if model.net.augnn().is_some() {
+            format!(", tau_au [batch, {}, {}]", c.aus.len(), c.width)
+        } else {
+            String::new()
+        },
+        model.parameter_count()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn synth(cfg: &Config, a: SynthArgs) -> Result<ExitCode> {

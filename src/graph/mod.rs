@@ -1,3 +1,10 @@
-//! The AULLM++ graph in candle (DESIGN.md "Data flow"): written once, run by training and inference.
+//! The AULLM++ graph in candle: backbone, MGE-EFP, R-AUGNN, MLP head, and the front-end that joins them.
 
+pub mod augnn;
+pub mod backbone;
+pub mod checkpoint;
+pub mod efp;
+pub mod frontend;
+pub mod head;
+pub mod prior;
 pub mod reasoner;
