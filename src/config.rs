@@ -254,6 +254,11 @@ pub struct FrontendConfig {
     pub gamma_init: f32,
     /// Ablation variant (Table V).
     pub ablation: Ablation,
+    /// ONNX Runtime provider for the exported front-end: "auto" (CUDA when the loaded ONNX Runtime
+    /// has it, else CPU with a logged fall back), "cpu" or "cuda".
+    pub execution_provider: String,
+    /// ONNX Runtime intra-op threads for the front-end session.
+    pub intra_threads: usize,
 }
 
 impl Default for FrontendConfig {
@@ -272,6 +277,8 @@ impl Default for FrontendConfig {
             alpha_init: 0.8,
             gamma_init: 0.1,
             ablation: Ablation::Full,
+            execution_provider: "auto".into(),
+            intra_threads: 1,
         }
     }
 }
@@ -303,6 +310,15 @@ impl FrontendConfig {
     pub fn validate(&self) -> Result<()> {
         if self.frames == 0 {
             bail!("frontend.frames must be at least 1");
+        }
+        if !matches!(self.execution_provider.as_str(), "auto" | "cpu" | "cuda") {
+            bail!(
+                "frontend.execution_provider = {:?}: expected \"auto\", \"cpu\" or \"cuda\"",
+                self.execution_provider
+            );
+        }
+        if self.intra_threads == 0 {
+            bail!("frontend.intra_threads must be at least 1");
         }
         if self.size < 32 || !self.size.is_multiple_of(16) {
             bail!(

@@ -156,8 +156,13 @@ pub fn run(cfg: &Config) -> Vec<Check> {
             "ONNX Runtime",
             State::Ok,
             format!(
-                "{} ({}) from {}",
+                "{} (front-end EP: {}; face detector: {}) from {}",
                 crate::runtime::onnx::version().unwrap_or("?"),
+                if crate::runtime::onnx::cuda_available() {
+                    crate::runtime::onnx::CUDA_EP
+                } else {
+                    "CPUExecutionProvider, no CUDA EP in this build"
+                },
                 crate::runtime::onnx::execution_provider(),
                 crate::runtime::onnx::library()
                     .map(|p| p.display().to_string())

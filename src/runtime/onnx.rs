@@ -76,9 +76,61 @@ pub fn library_version(lib: &Path) -> Result<String> {
     Ok(v)
 }
 
-/// Execution provider actually used by sessions built here.
+/// Name of the CPU execution provider.
+pub const CPU_EP: &str = "CPUExecutionProvider";
+/// Name of the CUDA execution provider.
+pub const CUDA_EP: &str = "CUDAExecutionProvider";
+
+/// Execution provider of sessions built by [`session`] (the face detector: tiny, latency-bound).
 pub fn execution_provider() -> &'static str {
-    "CPUExecutionProvider"
+    CPU_EP
+}
+
+/// True when the loaded ONNX Runtime was built with the CUDA execution provider (onnxruntime-gpu).
+pub fn cuda_available() -> bool {
+    use ort::ep::ExecutionProvider;
+    RUNTIME.get().is_some() && ort::ep::CUDA::is_available().unwrap_or(false)
+}
+
+/// Opens a model on the requested provider: "cpu", "cuda", or "auto" (CUDA when the loaded ONNX
+/// Runtime has it, else CPU). A CUDA request that cannot be met falls back to the CPU with a logged
+/// warning. Returns the session and the provider actually active.
+pub fn session_on(model: &Path, threads: usize, provider: &str) -> Result<(Session, &'static str)> {
+    let want_cuda = match provider {
+        "cpu" => false,
+        "cuda" | "auto" => true,
+        other => {
+            return Err(anyhow!(
+                "execution provider {other:?}: expected \"auto\", \"cpu\" or \"cuda\""
+            ));
+        }
+    };
+    if want_cuda && cuda_available() {
+        let rt = RUNTIME.get().ok_or_else(|| {
+            anyhow!("ONNX Runtime is not loaded (call runtime::onnx::init first)")
+        })?;
+        let attempt = Session::builder(&rt.env)
+            .and_then(|b| {
+                b.with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+                    .map_err(ort::Error::from)
+            })
+            .and_then(|mut b| b.commit_from_file(model));
+        match attempt {
+            Ok(s) => return Ok((s, CUDA_EP)),
+            Err(e) => tracing::warn!(
+                model = %model.display(),
+                "CUDA execution provider failed ({e}); falling back to the CPU"
+            ),
+        }
+    } else if provider == "cuda" {
+        tracing::warn!(
+            model = %model.display(),
+            "the loaded ONNX Runtime has no CUDA execution provider (it is onnxruntime-gpu's); falling back to the CPU"
+        );
+    } else if want_cuda {
+        tracing::info!("no CUDA execution provider in the loaded ONNX Runtime: using the CPU");
+    }
+    Ok((session(model, threads)?, CPU_EP))
 }
 
 /// Opens a model file as a CPU session with `threads` intra-op threads.

@@ -1,0 +1,28 @@
+//! ONNX Runtime execution-provider selection: CUDA when the loaded library has it, else a logged CPU fall back.
+
+use aullm::config::Config;
+use aullm::runtime::onnx::{CPU_EP, CUDA_EP, cuda_available, session_on};
+
+#[test]
+fn provider_selection_falls_back_to_the_cpu_library() {
+    let cfg = Config::default();
+    aullm::assets::init_onnx(&cfg).unwrap();
+    let model = aullm::assets::artefact_path(&cfg, "blazeface-front").unwrap();
+    let expected = if cuda_available() { CUDA_EP } else { CPU_EP };
+    let (mut s, ep) = session_on(&model, 1, "auto").unwrap();
+    assert_eq!(ep, expected);
+    // The session it returns really runs.
+    let x = vec![0f32; 128 * 128 * 3];
+    let out = s
+        .run(ort::inputs!["input:0" => ort::value::TensorRef::from_array_view(([1i64, 128, 128, 3], x.as_slice())).unwrap()])
+        .unwrap();
+    assert_eq!(out.len(), 4);
+    drop(out);
+    let (_, ep) = session_on(&model, 1, "cpu").unwrap();
+    assert_eq!(ep, CPU_EP);
+    // The manifest's library is the CPU build: asking for CUDA still gives a working CPU session.
+    let (_, ep) = session_on(&model, 1, "cuda").unwrap();
+    assert_eq!(ep, expected);
+    let err = session_on(&model, 1, "tpu").err().unwrap().to_string();
+    assert!(err.contains("tpu"), "{err}");
+}
