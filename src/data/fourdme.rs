@@ -19,7 +19,7 @@
 
 use super::rows::{Columns, check_samples, read_records};
 use super::sample::{Dataset, FrameSet, Sample};
-use super::sheet::{find_annotation_file, read_table};
+use super::sheet::{find_annotation_file, read_table, sheet_named};
 use super::{FrameVariant, LoadOptions, Loaded, Problem, frames_root};
 use anyhow::Result;
 use std::path::Path;
@@ -29,10 +29,7 @@ pub fn load(root: &Path, opts: &LoadOptions) -> Result<Loaded> {
     let file = find_annotation_file(
         root,
         opts.annotations.as_deref(),
-        |n| {
-            let l = n.to_ascii_lowercase();
-            l.starts_with("4dme_labelling_micro") && (l.ends_with(".xlsx") || l.ends_with(".csv"))
-        },
+        sheet_named("4dme_labelling_micro"),
         "4DME_Labelling_Micro_release*.xlsx",
     )?;
     let table = read_table(&file, 0)?;

@@ -21,7 +21,7 @@
 
 use super::rows::{Columns, check_samples, read_records};
 use super::sample::{Dataset, FrameSet, Sample};
-use super::sheet::{find_annotation_file, read_table};
+use super::sheet::{find_annotation_file, read_table, sheet_named};
 use super::{FrameVariant, LoadOptions, Loaded, Problem, frames_root};
 use anyhow::Result;
 use std::path::Path;
@@ -31,10 +31,7 @@ pub fn load(root: &Path, opts: &LoadOptions) -> Result<Loaded> {
     let file = find_annotation_file(
         root,
         opts.annotations.as_deref(),
-        |n| {
-            let l = n.to_ascii_lowercase();
-            l.starts_with("samm_micro_facs_codes") && (l.ends_with(".xlsx") || l.ends_with(".csv"))
-        },
+        sheet_named("samm_micro_facs_codes"),
         "SAMM_Micro_FACS_Codes*.xlsx",
     )?;
     let table = read_table(&file, 0)?;

@@ -18,7 +18,7 @@
 
 use super::rows::{Columns, check_intervals, read_records};
 use super::sample::{Dataset, ExpressionKind, FrameSet, IntervalAnnotation};
-use super::sheet::{find_annotation_file, read_table};
+use super::sheet::{find_annotation_file, read_table, sheet_named};
 use super::{LoadOptions, Loaded, Problem, frames_root};
 use anyhow::Result;
 use std::path::Path;
@@ -28,10 +28,7 @@ pub fn load(root: &Path, opts: &LoadOptions) -> Result<Loaded> {
     let file = find_annotation_file(
         root,
         opts.annotations.as_deref(),
-        |n| {
-            let l = n.to_ascii_lowercase();
-            l.starts_with("samm_longvideos") && (l.ends_with(".xlsx") || l.ends_with(".csv"))
-        },
+        sheet_named("samm_longvideos"),
         "SAMM_LongVideos*.xlsx",
     )?;
     let table = read_table(&file, 0)?;

@@ -296,6 +296,15 @@ impl Table {
     }
 }
 
+/// A matcher for [`find_annotation_file`]: names starting with `prefix` (case-insensitive, lower-case
+/// prefix) that are .xlsx or .csv sheets.
+pub fn sheet_named(prefix: &'static str) -> impl Fn(&str) -> bool {
+    move |n: &str| {
+        let l = n.to_ascii_lowercase();
+        l.starts_with(prefix) && (l.ends_with(".xlsx") || l.ends_with(".csv"))
+    }
+}
+
 /// Finds a dataset's annotation file: `explicit` if given, else the one file in `root` (or one
 /// folder below it) whose name satisfies `matches`. Several candidates are an error listing them.
 pub fn find_annotation_file(
