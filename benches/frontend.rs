@@ -38,12 +38,12 @@ fn frontend(c: &mut Criterion) {
     let mut g = c.benchmark_group("frontend");
     g.sample_size(20);
     for batch in [1usize, 16] {
-        let shape = (batch, 1, cfg.frames, cfg.size, cfg.size);
+        let shape = (batch, cfg.input.channels(), cfg.frames, cfg.size, cfg.size);
         let clip = Tensor::rand(0f32, 1., shape, &dev).unwrap();
         let data: Vec<f32> = clip.flatten_all().unwrap().to_vec1().unwrap();
         let dims = [
             batch as i64,
-            1,
+            cfg.input.channels() as i64,
             cfg.frames as i64,
             cfg.size as i64,
             cfg.size as i64,

@@ -20,6 +20,138 @@ pub struct Config {
     pub reasoner: ReasonerConfig,
     /// AULLM++ visual front-end and AU graph (clip shape, widths, prior graph, ablation).
     pub frontend: FrontendConfig,
+    /// Training: optimiser, losses (CCR), augmentation, thresholds.
+    pub train: TrainConfig,
+}
+
+/// `aullm train`: optimiser, schedule, losses and augmentation (paper defaults where it gives them).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Passes over the training clips.
+    pub epochs: usize,
+    /// Clips per optimiser step.
+    pub batch_size: usize,
+    /// AdamW learning rate of the front-end (backbone, MGE-EFP, R-AUGNN, MLP head) and δ (paper: 2e-4).
+    pub lr_visual: f64,
+    /// AdamW learning rate of the LoRA pairs and the AU head (paper: 1e-4).
+    pub lr_lora: f64,
+    /// AdamW decoupled weight decay (paper: 1e-4).
+    pub weight_decay: f64,
+    /// Linear warm-up steps before the schedule.
+    pub warmup_steps: usize,
+    /// "cosine" (to 5 % of the peak at the last step) or "constant".
+    pub schedule: String,
+    /// Global gradient-norm clip (0 disables).
+    pub grad_clip: f64,
+    /// Seed of initialisation, sampling order and augmentation.
+    pub seed: u64,
+    /// Class-imbalance answer: "pos_weight" (BCE weighted n_neg/n_pos per AU, capped at 10),
+    /// "asymmetric" (asymmetric loss, Ridnik et al. 2021) or "none".
+    pub imbalance: String,
+    /// Asymmetric loss: focusing exponent on negatives.
+    pub asl_gamma_neg: f64,
+    /// Asymmetric loss: probability margin shifted off negatives.
+    pub asl_clip: f64,
+    /// λ_ccr of eq. 9 (paper: 0.1); 0 or ablation "no_ccr" turns CCR off.
+    pub lambda_ccr: f64,
+    /// λ_inv of eq. 8.
+    pub lambda_inv: f64,
+    /// λ_Δ of eq. 8.
+    pub lambda_delta: f64,
+    /// "one": one random target AU per sample per step (one extra decider pass); "all": every AU
+    /// (N extra passes: about N/2 times the step cost).
+    pub ccr_targets: String,
+    /// Random-crop augmentation: the crop box moves up to this many pixels (inference uses the centre).
+    pub crop_margin: usize,
+    /// Horizontal flip augmentation (left/right AU labels swap; unsided labels stay).
+    pub flip: bool,
+    /// Temporal jitter of the sampled frames, in frames.
+    pub temporal_jitter: usize,
+    /// Fraction of the training subjects held out (inner validation) to choose per-AU thresholds.
+    pub val_fraction: f64,
+    /// Compute threads (0 = all cores).
+    pub threads: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 30,
+            batch_size: 16,
+            lr_visual: 2e-4,
+            lr_lora: 1e-4,
+            weight_decay: 1e-4,
+            warmup_steps: 20,
+            schedule: "cosine".into(),
+            grad_clip: 1.0,
+            seed: 1,
+            imbalance: "pos_weight".into(),
+            asl_gamma_neg: 4.0,
+            asl_clip: 0.05,
+            lambda_ccr: 0.1,
+            lambda_inv: 1.0,
+            lambda_delta: 0.01,
+            ccr_targets: "one".into(),
+            crop_margin: 4,
+            flip: true,
+            temporal_jitter: 2,
+            val_fraction: 0.2,
+            threads: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks values serde cannot.
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 || self.batch_size == 0 {
+            bail!("train.epochs and train.batch_size must be at least 1");
+        }
+        for (k, v) in [
+            ("lr_visual", self.lr_visual),
+            ("lr_lora", self.lr_lora),
+            ("weight_decay", self.weight_decay),
+            ("grad_clip", self.grad_clip),
+            ("lambda_ccr", self.lambda_ccr),
+            ("lambda_inv", self.lambda_inv),
+            ("lambda_delta", self.lambda_delta),
+            ("asl_gamma_neg", self.asl_gamma_neg),
+            ("asl_clip", self.asl_clip),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                bail!("train.{k} = {v}: expected a finite number >= 0");
+            }
+        }
+        if !matches!(self.schedule.as_str(), "cosine" | "constant") {
+            bail!(
+                "train.schedule = {:?}: expected \"cosine\" or \"constant\"",
+                self.schedule
+            );
+        }
+        if !matches!(
+            self.imbalance.as_str(),
+            "pos_weight" | "asymmetric" | "none"
+        ) {
+            bail!(
+                "train.imbalance = {:?}: expected \"pos_weight\", \"asymmetric\" or \"none\"",
+                self.imbalance
+            );
+        }
+        if !matches!(self.ccr_targets.as_str(), "one" | "all") {
+            bail!(
+                "train.ccr_targets = {:?}: expected \"one\" or \"all\"",
+                self.ccr_targets
+            );
+        }
+        if !(0.0..0.9).contains(&self.val_fraction) {
+            bail!(
+                "train.val_fraction = {}: expected 0 <= f < 0.9",
+                self.val_fraction
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Model artefact locations (both empty by default: cache dir from the environment, built-in manifest).
@@ -224,6 +356,28 @@ pub enum Ablation {
     NoCcr,
 }
 
+/// The channels of a clip tensor. Global pooling in the front-end discards where motion was, so
+/// the gray frame is kept beside the motion it is measured against.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClipInput {
+    /// One channel: the aligned gray frames.
+    Gray,
+    /// Two channels: the gray frames, and each frame minus the clip's first (onset) frame, amplified.
+    #[default]
+    GrayDiff,
+}
+
+impl ClipInput {
+    /// Channels of a clip with this input.
+    pub fn channels(self) -> usize {
+        match self {
+            ClipInput::Gray => 1,
+            ClipInput::GrayDiff => 2,
+        }
+    }
+}
+
 /// The AULLM++ front-end (3D CNN, MGE-EFP, R-AUGNN, MLP head) and the clips it reads.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -254,6 +408,8 @@ pub struct FrontendConfig {
     pub gamma_init: f32,
     /// Ablation variant (Table V).
     pub ablation: Ablation,
+    /// What the clip's channels hold (see [`ClipInput`]).
+    pub input: ClipInput,
     /// ONNX Runtime provider for the exported front-end: "auto" (CUDA when the loaded ONNX Runtime
     /// has it, else CPU with a logged fall back), "cpu" or "cuda".
     pub execution_provider: String,
@@ -277,6 +433,7 @@ impl Default for FrontendConfig {
             alpha_init: 0.8,
             gamma_init: 0.1,
             ablation: Ablation::Full,
+            input: ClipInput::GrayDiff,
             execution_provider: "auto".into(),
             intra_threads: 1,
         }
@@ -429,6 +586,7 @@ impl Config {
         if self.align.size < 32 {
             bail!("align.size = {}: expected at least 32", self.align.size);
         }
+        self.train.validate()?;
         let r = &self.reasoner;
         if r.weights.trim().is_empty() {
             bail!(

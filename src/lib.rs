@@ -2,6 +2,8 @@
 //! and training. See README.md and DESIGN.md for the data flow.
 
 pub mod assets;
+pub mod bundle;
+pub mod clip;
 pub mod config;
 pub mod data;
 pub mod doctor;
@@ -16,3 +18,4 @@ pub mod jobs;
 pub mod models;
 pub mod output;
 pub mod runtime;
+pub mod train;

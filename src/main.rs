@@ -59,6 +59,63 @@ enum Command {
     Score(ScoreArgs),
     /// Export the AULLM++ front-end (clip → T_v, τ_au) as an ONNX model (opset 17) for ONNX Runtime.
     Export(ExportArgs),
+    /// Train AULLM++ (front-end, R-AUGNN, LoRA, AU head; CCR) on datasets, and export the model.
+    Train(TrainArgs),
+    /// Run a protocol (LOSO, subject k-fold, leave-one-dataset-out): train per fold, score held-out clips, write a report.
+    Eval(EvalArgs),
+}
+
+#[derive(clap::Args)]
+struct CommonTrainArgs {
+    /// Dataset as FORMAT:PATH (synth, casme2, samm, fourdme, casme3a); repeatable.
+    #[arg(long = "dataset", required = true, value_name = "FORMAT:PATH")]
+    datasets: Vec<aullm::train::DatasetArg>,
+    /// Output folder (checkpoints, report, model).
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue from the checkpoints in --out.
+    #[arg(long)]
+    resume: bool,
+    /// Stop each run after this many optimiser steps (smoke tests).
+    #[arg(long)]
+    max_steps: Option<u64>,
+    /// Epochs (overrides train.epochs).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Ablation variant (overrides frontend.ablation): full, no_augnn, fully_connected,
+    /// self_loops_only, no_efp, f_mid_only, f_high_only, mlp_head, no_ccr.
+    #[arg(long)]
+    ablation: Option<String>,
+    /// Aligned-clip cache folder (default: `clips/` beside the model cache).
+    #[arg(long)]
+    clip_cache: Option<PathBuf>,
+    /// No progress lines.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    common: CommonTrainArgs,
+    /// Protocol: all (one model on every subject; exported) or split:DATASET/SUBJECT,... .
+    #[arg(long, default_value = "all")]
+    protocol: aullm::train::Protocol,
+    /// Model name written under --out/model (manifest id).
+    #[arg(long, default_value = "aullm-model")]
+    name: String,
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    common: CommonTrainArgs,
+    /// Protocol: loso, kfold:K, lodo, split:DATASET/SUBJECT,...
+    #[arg(long, default_value = "loso")]
+    protocol: aullm::train::Protocol,
+    /// Also print the published papers' optimistic metric (labelled as such).
+    #[arg(long)]
+    paper_metric: bool,
 }
 
 #[derive(clap::Args)]
@@ -296,7 +353,104 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Data { action } => data_command(&cfg, action),
         Command::Score(a) => score_command(a),
         Command::Export(a) => export_command(&cfg, a),
+        Command::Train(a) => train_command(&mut cfg, a),
+        Command::Eval(a) => eval_command(&mut cfg, a),
     }
+}
+
+/// Applies the shared training flags to the configuration and builds the protocol options.
+fn protocol_options(
+    cfg: &mut Config,
+    c: CommonTrainArgs,
+    protocol: aullm::train::Protocol,
+    paper_metric: bool,
+) -> Result<aullm::jobs::train::ProtocolOptions> {
+    if let Some(e) = c.epochs {
+        cfg.train.epochs = e;
+    }
+    if let Some(a) = &c.ablation {
+        cfg.frontend.ablation = toml::Value::String(a.clone()).try_into().map_err(|_| {
+            anyhow::anyhow!("--ablation {a:?}: not a known variant (see `aullm eval --help`)")
+        })?;
+    }
+    cfg.validate().context("command-line options")?;
+    let interrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = interrupt.clone();
+    // A second Ctrl-C falls through to the default (immediate exit).
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!(
+            "\ninterrupted: finishing this step and writing a checkpoint (Ctrl-C again to quit now)"
+        );
+    });
+    Ok(aullm::jobs::train::ProtocolOptions {
+        datasets: c.datasets,
+        protocol,
+        out: c.out,
+        resume: c.resume,
+        max_steps: c.max_steps,
+        cache_dir: c.clip_cache,
+        root: aullm::jobs::train::default_root(),
+        quiet: c.quiet,
+        interrupt: Some(interrupt),
+        paper_metric,
+    })
+}
+
+fn train_command(cfg: &mut Config, a: TrainArgs) -> Result<ExitCode> {
+    let o = protocol_options(cfg, a.common, a.protocol, false)?;
+    let (outcome, net) = aullm::jobs::train::run(cfg, &o)?;
+    std::fs::write(
+        o.out.join("training.json"),
+        serde_json::to_string_pretty(&outcome)?,
+    )?;
+    if let Some(net) = net {
+        let th = &outcome
+            .folds
+            .last()
+            .context("no fold trained")?
+            .summary
+            .thresholds;
+        let dir = o.out.join("model");
+        let m = aullm::bundle::export(&net, cfg, th, &a.name, &dir)?;
+        println!(
+            "model {} written to {} ({} files)",
+            a.name,
+            dir.display(),
+            m.files.len()
+        );
+    }
+    if let Some(r) = &outcome.report {
+        let files = aullm::eval::report::write(&o.out, &outcome, r, cfg)?;
+        print!(
+            "{}",
+            aullm::eval::report::render_markdown(&outcome, r, Some(cfg))
+        );
+        for f in files {
+            println!("wrote {}", f.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval_command(cfg: &mut Config, a: EvalArgs) -> Result<ExitCode> {
+    let o = protocol_options(cfg, a.common, a.protocol, a.paper_metric)?;
+    let (outcome, _) = aullm::jobs::train::run(cfg, &o)?;
+    let r = outcome
+        .report
+        .as_ref()
+        .context("the protocol has no test fold")?;
+    let files = aullm::eval::report::write(&o.out, &outcome, r, cfg)?;
+    print!(
+        "{}",
+        aullm::eval::report::render_markdown(&outcome, r, Some(cfg))
+    );
+    for f in files {
+        println!("wrote {}", f.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn export_command(cfg: &Config, a: ExportArgs) -> Result<ExitCode> {

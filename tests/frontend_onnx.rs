@@ -65,10 +65,10 @@ fn onnx_runtime_matches_candle() {
         export_frontend(&model, &path).unwrap();
         let mut session = aullm::runtime::onnx::session(&path, 1).unwrap();
         for batch in [1usize, 3] {
-            let clip = Tensor::rand(0f32, 1., (batch, 1, frames, size, size), &dev).unwrap();
+            let clip = Tensor::rand(0f32, 1., (batch, 2, frames, size, size), &dev).unwrap();
             let out = model.net.forward(&clip).unwrap();
             let data: Vec<f32> = clip.flatten_all().unwrap().to_vec1().unwrap();
-            let shape = [batch as i64, 1, frames as i64, size as i64, size as i64];
+            let shape = [batch as i64, 2, frames as i64, size as i64, size as i64];
             let outputs = session
                 .run(ort::inputs![INPUT => TensorRef::from_array_view((shape, data.as_slice())).unwrap()])
                 .unwrap();

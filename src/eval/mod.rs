@@ -4,6 +4,7 @@
 
 pub mod metrics;
 pub mod predictions;
+pub mod report;
 pub mod score;
 pub mod split;
 pub mod spotting;

@@ -21,7 +21,7 @@ use crate::graph::frontend::FrontendModel;
 
 /// ONNX operator set the export targets.
 pub const OPSET: i64 = 17;
-/// Input name: the clip [batch, 1, T, H, W].
+/// Input name: the clip [batch, C, T, H, W].
 pub const INPUT: &str = "clip";
 /// Output name: the content token [batch, 1, D].
 pub const CONTENT: &str = "t_v";
@@ -458,7 +458,13 @@ pub fn frontend_onnx_bytes(model: &FrontendModel) -> Result<Vec<u8>> {
     let (t, s) = (cfg.frames as i64, cfg.size as i64);
     g.input = vec![value_info(
         INPUT,
-        &[Err("batch"), Ok(1), Ok(t), Ok(s), Ok(s)],
+        &[
+            Err("batch"),
+            Ok(cfg.input.channels() as i64),
+            Ok(t),
+            Ok(s),
+            Ok(s),
+        ],
     )];
     g.output = vec![value_info(
         CONTENT,

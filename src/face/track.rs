@@ -89,6 +89,13 @@ impl FaceTracker {
         }
     }
 
+    /// Forgets every track (a new, unrelated sequence follows); the detector stays loaded.
+    pub fn reset(&mut self) {
+        self.tracks.clear();
+        self.next_id = 1;
+        self.frame_index = 0;
+    }
+
     /// What the tracker has done so far.
     pub fn stats(&self) -> TrackerStats {
         self.stats

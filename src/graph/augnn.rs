@@ -19,7 +19,12 @@ pub fn dynamic_adjacency(h: &Tensor, w_q: &Linear, w_k: &Linear, a: &Tensor) -> 
     let s_q = w_q.forward(h)?.broadcast_matmul(&a_q)?; // [B, N, 1]
     let s_k = w_k.forward(h)?.broadcast_matmul(&a_k)?.transpose(1, 2)?; // [B, 1, N]
     let e = candle_nn::ops::leaky_relu(&s_q.broadcast_add(&s_k)?, LEAKY_SLOPE)?;
-    candle_nn::ops::softmax_last_dim(&e)
+    // The fused kernel records no backward op; training needs the composed softmax.
+    if e.track_op() {
+        candle_nn::ops::softmax(&e, D::Minus1)
+    } else {
+        candle_nn::ops::softmax_last_dim(&e)
+    }
 }
 
 /// Eq. 6: Â = α·A_prior + (1 − α)·A_dynamic, with α = sigmoid(`alpha_logit`) so it stays in (0, 1).

@@ -128,7 +128,7 @@ impl Backbone {
     /// Creates the stages under `vb` (`stage1` ... `stage4`).
     pub fn new(cfg: &FrontendConfig, vb: VarBuilder) -> Result<Self> {
         let mut stages = Vec::with_capacity(4);
-        let mut c_in = 1;
+        let mut c_in = cfg.input.channels();
         for (i, &c_out) in cfg.channels.iter().enumerate() {
             stages.push(Conv2Plus1d::new(
                 c_in,
@@ -143,7 +143,7 @@ impl Backbone {
         Ok(Self { stages })
     }
 
-    /// `clip` [B, 1, T, H, W] → (F_mid [B, C2, T, H/4, W/4], F_high [B, C4, T, H/16, W/16]).
+    /// `clip` [B, C, T, H, W] (C = `frontend.input`'s channels) → (F_mid [B, C2, T, H/4, W/4], F_high [B, C4, T, H/16, W/16]).
     pub fn forward(&self, clip: &Tensor) -> Result<(Tensor, Tensor)> {
         let x = self.stages[0].forward(clip)?;
         let f_mid = self.stages[1].forward(&x)?;

@@ -175,7 +175,7 @@ mod tests {
             save(&m, &p).unwrap();
             let back = load(&p, &dev).unwrap();
             assert_eq!(back.net.spec(), m.net.spec());
-            let clip = Tensor::randn(0f32, 1., (2, 1, 4, 32, 32), &dev).unwrap();
+            let clip = Tensor::randn(0f32, 1., (2, 2, 4, 32, 32), &dev).unwrap();
             assert_eq!(outputs(&m, &clip), outputs(&back, &clip), "{ab:?}");
             let p2 = dir.path().join("again.safetensors");
             save(&back, &p2).unwrap();

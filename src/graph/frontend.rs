@@ -13,6 +13,9 @@ use super::head::MlpHead;
 use super::prior::PriorGraph;
 use crate::config::{Ablation, FrontendConfig};
 
+/// calibration/au_prior_graph.toml as shipped.
+const BUILTIN_PRIOR: &str = include_str!("../../calibration/au_prior_graph.toml");
+
 /// Everything that fixes the graph's shape: the configuration and the FACS prior matrix it was built with.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -33,7 +36,14 @@ impl FrontendSpec {
         } else {
             root.join(p)
         };
-        let prior = PriorGraph::load(&path)?.matrix(&config.aus);
+        // The shipped graph is built in, so an installed binary run from any folder finds it.
+        let graph = if !path.exists() && config.prior_graph == FrontendConfig::default().prior_graph
+        {
+            PriorGraph::parse(BUILTIN_PRIOR)?
+        } else {
+            PriorGraph::load(&path)?
+        };
+        let prior = graph.matrix(&config.aus);
         Ok(Self {
             config: config.clone(),
             prior,
@@ -95,19 +105,20 @@ impl Frontend {
         })
     }
 
-    /// Checks that `clip` is [B, 1, T, H, W] with this front-end's T and size.
+    /// Checks that `clip` is [B, C, T, H, W] with this front-end's channels, T and size.
     pub fn check_clip(&self, clip: &Tensor) -> Result<()> {
         let c = &self.spec.config;
         let dims = clip.dims();
         if dims.len() != 5
             || dims[0] == 0
-            || dims[1] != 1
+            || dims[1] != c.input.channels()
             || dims[2] != c.frames
             || dims[3] != c.size
             || dims[4] != c.size
         {
             bail!(
-                "clip shape {dims:?}: expected [batch, 1, {}, {}, {}] (frontend.frames, frontend.size)",
+                "clip shape {dims:?}: expected [batch, {}, {}, {}, {}] (frontend.input, frontend.frames, frontend.size)",
+                c.input.channels(),
                 c.frames,
                 c.size,
                 c.size
@@ -119,7 +130,7 @@ impl Frontend {
         Ok(())
     }
 
-    /// Clip [B, 1, T, H, W] (gray, f32) → T_v and τ_au.
+    /// Clip [B, C, T, H, W] (f32, see `clip::clip_data`) → T_v and τ_au.
     pub fn forward(&self, clip: &Tensor) -> Result<FrontendOutput> {
         self.check_clip(clip)?;
         let (f_mid, f_high) = self.backbone.forward(clip).context("backbone")?;
@@ -163,7 +174,7 @@ impl Frontend {
 pub fn multiply_adds_per_clip(cfg: &FrontendConfig) -> u64 {
     let (t, kt) = (cfg.frames as u64, cfg.temporal_kernel as u64);
     let mut side = cfg.size as u64;
-    let mut c_in = 1u64;
+    let mut c_in = cfg.input.channels() as u64;
     let mut macs = 0u64;
     let mut mid_side = 0;
     for (i, &c) in cfg.channels.iter().enumerate() {
@@ -208,10 +219,19 @@ pub struct FrontendModel {
 }
 
 impl FrontendModel {
-    /// A freshly initialised model for `spec` on `device`.
+    /// A freshly initialised model for `spec` on `device` (seed 0).
     pub fn new(spec: &FrontendSpec, device: &Device) -> Result<Self> {
+        Self::new_seeded(spec, device, 0)
+    }
+
+    /// A freshly initialised model whose variables are drawn from `seed`.
+    pub fn new_seeded(spec: &FrontendSpec, device: &Device, seed: u64) -> Result<Self> {
         let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let backend = super::seeded::SeededVarMap {
+            map: varmap.clone(),
+            seed,
+        };
+        let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
         let net = Frontend::new(spec, vb)?;
         Ok(Self { varmap, net })
     }
@@ -259,7 +279,7 @@ pub(crate) mod tests {
         for ab in ALL {
             let spec = small_spec(ab);
             let m = FrontendModel::new(&spec, &dev).unwrap();
-            let clip = Tensor::randn(0f32, 1., (3, 1, 4, 32, 32), &dev).unwrap();
+            let clip = Tensor::randn(0f32, 1., (3, 2, 4, 32, 32), &dev).unwrap();
             let out = m.net.forward(&clip).unwrap();
             assert_eq!(out.content.dims(), &[3, 1, 16], "{ab:?}");
             match (&out.instructions, ab) {
@@ -288,7 +308,7 @@ pub(crate) mod tests {
         )
         .unwrap();
         let m = FrontendModel::new(&spec, &dev).unwrap();
-        let clip = Tensor::rand(0f32, 1., (1, 1, 8, 112, 112), &dev).unwrap();
+        let clip = Tensor::rand(0f32, 1., (1, 2, 8, 112, 112), &dev).unwrap();
         let out = m.net.forward(&clip).unwrap();
         assert_eq!(out.content.dims(), &[1, 1, 576]);
         assert_eq!(out.instructions.unwrap().dims(), &[1, 8, 576]);

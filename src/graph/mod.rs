@@ -2,9 +2,11 @@
 
 pub mod augnn;
 pub mod backbone;
+pub mod ccr;
 pub mod checkpoint;
 pub mod efp;
 pub mod frontend;
 pub mod head;
 pub mod prior;
 pub mod reasoner;
+pub mod seeded;

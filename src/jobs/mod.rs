@@ -1,3 +1,4 @@
 //! Top-level jobs behind the CLI commands.
 
 pub mod faces;
+pub mod train;

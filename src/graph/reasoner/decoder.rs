@@ -20,7 +20,13 @@ struct RmsNorm {
 
 impl RmsNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::rms_norm(x, &self.weight, self.eps)?)
+        // candle's fused kernels record no backward op: when gradients flow (training), use the
+        // composed forms, which do.
+        Ok(if x.track_op() {
+            candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps)?
+        } else {
+            candle_nn::ops::rms_norm(x, &self.weight, self.eps)?
+        })
     }
 }
 
@@ -64,10 +70,11 @@ impl Rope {
         let cos = self.cos.narrow(0, pos, s)?;
         let sin = self.sin.narrow(0, pos, s)?;
         let x = x.contiguous()?;
-        Ok(if self.interleaved {
-            candle_nn::rotary_emb::rope_i(&x, &cos, &sin)?
-        } else {
-            candle_nn::rotary_emb::rope(&x, &cos, &sin)?
+        Ok(match (self.interleaved, x.track_op()) {
+            (true, false) => candle_nn::rotary_emb::rope_i(&x, &cos, &sin)?,
+            (false, false) => candle_nn::rotary_emb::rope(&x, &cos, &sin)?,
+            (true, true) => candle_nn::rotary_emb::rope_i_slow(&x, &cos, &sin)?,
+            (false, true) => candle_nn::rotary_emb::rope_slow(&x, &cos, &sin)?,
         })
     }
 }
@@ -131,7 +138,7 @@ impl Attention {
             scores = scores.broadcast_add(m)?;
         }
         let y = match past {
-            None => candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?,
+            None => softmax(&scores)?.matmul(&v)?,
             Some((pk, pv)) => attend_with_prefix(&q, scores, &v, pk, pv, scale)?,
         };
         let y = y
@@ -140,6 +147,15 @@ impl Attention {
             .reshape((b, s, h * hd))?;
         Ok((self.o.forward(&y)?, (k, v)))
     }
+}
+
+/// Softmax over the last axis: the fused kernel, or the differentiable composition when gradients flow.
+fn softmax(x: &Tensor) -> Result<Tensor> {
+    Ok(if x.track_op() {
+        candle_nn::ops::softmax(x, candle_core::D::Minus1)?
+    } else {
+        candle_nn::ops::softmax_last_dim(x)?
+    })
 }
 
 /// Attention of `q` (B, kv_heads, M, hd) over a batch-1 prefix `pk`, `pv` (1, kv_heads, P, hd)
@@ -167,7 +183,7 @@ fn attend_with_prefix(
     };
     let scores_prefix = (rows(q, hd)?.matmul(&pk.squeeze(0)?.t()?)? * scale)?;
     let scores = Tensor::cat(&[&unrows(scores_prefix, p)?, &scores_new], 3)?;
-    let att = candle_nn::ops::softmax_last_dim(&scores)?;
+    let att = softmax(&scores)?;
     let y_prefix = rows(&att.narrow(3, 0, p)?, p)?.matmul(&pv.squeeze(0)?)?;
     let y_new = att.narrow(3, p, s)?.contiguous()?.matmul(v)?;
     Ok((unrows(y_prefix, hd)? + y_new)?)
@@ -354,6 +370,15 @@ impl Decoder {
             }
         }
         out
+    }
+
+    /// The frozen base weights of every attention projection (layer order, then q, k, v, o):
+    /// training must leave them as loaded.
+    pub fn base_attention_weights(&self) -> Vec<Tensor> {
+        self.layers
+            .iter()
+            .flat_map(|l| Target::ALL.map(|t| l.attn.proj(t).weight().clone()))
+            .collect()
     }
 
     /// Installs a pair on layer `layer`'s projection `t` (shapes checked).

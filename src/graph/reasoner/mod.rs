@@ -345,11 +345,18 @@ impl Reasoner {
     /// Final hidden state (B, D) of the last position of [E_text ‖ T_v ‖ τ_au], with the prompt
     /// read from the prefix cache (`cached`) or recomputed for this batch.
     pub fn final_hidden(&self, tv: &Tensor, tau: &Tensor, cached: bool) -> Result<Tensor> {
-        self.run(|| self.final_hidden_here(tv, tau, cached))
+        self.run(|| self.final_hidden_here(tv, Some(tau), cached))
+    }
+
+    /// AU logits from a content token and optional instruction tokens (none for the "w/o R-AUGNN"
+    /// ablation), prompt from the prefix cache.
+    pub fn au_logits_tokens(&self, tv: &Tensor, tau: Option<&Tensor>) -> Result<Tensor> {
+        self.head
+            .forward(&self.run(|| self.final_hidden_here(tv, tau, true))?)
     }
 
     /// `final_hidden` on the calling thread's pool.
-    fn final_hidden_here(&self, tv: &Tensor, tau: &Tensor, cached: bool) -> Result<Tensor> {
+    fn final_hidden_here(&self, tv: &Tensor, tau: Option<&Tensor>, cached: bool) -> Result<Tensor> {
         let x = self.clip_tokens(tv, tau)?;
         if cached {
             self.decoder.forward_last(&x, Some(&self.prefix))
@@ -380,7 +387,7 @@ impl Reasoner {
     }
 
     /// [T_v ‖ τ_au] as (B, 1 + N, D) in the decoder's dtype, with shapes checked.
-    fn clip_tokens(&self, tv: &Tensor, tau: &Tensor) -> Result<Tensor> {
+    fn clip_tokens(&self, tv: &Tensor, tau: Option<&Tensor>) -> Result<Tensor> {
         let d = self.hidden_size();
         let tv = match tv.rank() {
             2 => tv.unsqueeze(1)?,
@@ -396,6 +403,10 @@ impl Reasoner {
             "content token T_v has shape {:?}, expected ({b}, 1, {d})",
             tv.dims()
         );
+        let dtype = self.decoder.dtype();
+        let Some(tau) = tau else {
+            return Ok(tv.to_dtype(dtype)?);
+        };
         let (bt, n, dt) = tau.dims3().with_context(|| {
             format!("instruction tokens must be (B, N, D), got {:?}", tau.dims())
         })?;
@@ -404,7 +415,6 @@ impl Reasoner {
             "instruction tokens have shape {:?}, expected ({b}, N >= 1, {d})",
             tau.dims()
         );
-        let dtype = self.decoder.dtype();
         Ok(Tensor::cat(
             &[&tv.to_dtype(dtype)?, &tau.to_dtype(dtype)?],
             1,

@@ -27,7 +27,9 @@ pub fn try_rows_matmul(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
         return Ok(None);
     }
     let fits = match w.dtype() {
-        DType::F32 => x.dim(0)? <= MAX_ROWS,
+        // When gradients flow, candle's matmul would also compute a gradient for the frozen
+        // weights (a full extra product per projection); the op's backward skips it.
+        DType::F32 => x.dim(0)? <= MAX_ROWS || x.track_op(),
         DType::F16 | DType::BF16 => true,
         _ => false,
     };
@@ -62,6 +64,7 @@ impl CustomOp2 for RowsMatmul {
         };
         let x = &s1.as_slice::<f32>()?[a0..a1];
         let y = match s2 {
+            CpuStorage::F32(w) if m > MAX_ROWS => gemm_xwt(x, &w[b0..b1], m, k, n),
             CpuStorage::F32(w) => rows_matmul(x, &w[b0..b1], m, k, n),
             CpuStorage::F16(w) => rows_matmul(x, &w[b0..b1], m, k, n),
             CpuStorage::BF16(w) => rows_matmul(x, &w[b0..b1], m, k, n),
@@ -80,6 +83,37 @@ impl CustomOp2 for RowsMatmul {
         // d(x W^T)/dx = grad W; the weights are frozen, so no gradient for them.
         Ok((Some(grad.matmul(&w.to_dtype(grad.dtype())?)?), None))
     }
+}
+
+/// `x W^T` for many rows with the gemm crate (the kernel candle's matmul uses).
+fn gemm_xwt(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    let mut y = vec![0f32; m * n];
+    // SAFETY: x is m x k, w is n x k and y is m x n, all row-major and exactly that long; W^T is
+    // read through strides (row stride 1, column stride k).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            y.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(rayon::current_num_threads()),
+        );
+    }
+    y
 }
 
 /// A weight element the kernel reads: f32, f16 or bf16.

@@ -1,0 +1,290 @@
+//! Trained models as folders (`models/<name>/`): the front-end as ONNX (and its candle weights), the
+//! reasoner's adapter (LoRA + AU head; no LLM base weights), thresholds, prompt, configuration, and
+//! `model.json` listing every file with its SHA-256. [`Detector`] loads one, checks it, and turns
+//! clips into AU probabilities with ONNX Runtime (front-end) and candle (reasoner).
+
+use crate::config::{Ablation, Config};
+use crate::export::frontend_onnx::{CONTENT, INPUT, INSTRUCTIONS, export_frontend};
+use crate::graph::reasoner::Reasoner;
+use crate::train::model::Net;
+use anyhow::{Context, Result, bail, ensure};
+use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// `model.json`'s format tag.
+pub const FORMAT: &str = "aullm.model/1";
+
+/// `model.json`: what the model is and the files that make it, with hashes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelManifest {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Model id (events carry it).
+    pub name: String,
+    /// AUs in output order.
+    pub aus: Vec<u32>,
+    /// Per-AU decision thresholds (chosen on training data only).
+    pub thresholds: Vec<f32>,
+    /// "llm" (reasoner + adapter) or "mlp" (the w/o-LLM ablation's MLP head).
+    pub decider: String,
+    /// The LLM the adapter was trained on: `reasoner.weights` and its shape fingerprint.
+    pub base: String,
+    /// File name → SHA-256 (hex).
+    pub files: BTreeMap<String, String>,
+    /// Free-form provenance (dataset, protocol, epochs, wall time).
+    pub trained: BTreeMap<String, String>,
+}
+
+/// Writes `net` as a model folder `dir` and returns its manifest.
+pub fn export(
+    net: &Net,
+    cfg: &Config,
+    thresholds: &[f32],
+    name: &str,
+    dir: &Path,
+) -> Result<ModelManifest> {
+    ensure!(
+        thresholds.len() == cfg.frontend.aus.len(),
+        "{} thresholds for {} AUs",
+        thresholds.len(),
+        cfg.frontend.aus.len()
+    );
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    export_frontend(&net.frontend, &dir.join("frontend.onnx"))?;
+    crate::graph::checkpoint::save(&net.frontend, &dir.join("frontend.safetensors"))?;
+    let mut names = vec!["frontend.onnx", "frontend.safetensors", "config.toml"];
+    let (decider, base) = match &net.reasoner {
+        Some(r) => {
+            r.save_adapter(&dir.join("adapter.safetensors"))?;
+            std::fs::write(dir.join("prompt.txt"), r.prompt())?;
+            names.push("adapter.safetensors");
+            names.push("prompt.txt");
+            (
+                "llm",
+                format!(
+                    "{} ({})",
+                    cfg.reasoner.weights,
+                    r.decoder().config().fingerprint()
+                ),
+            )
+        }
+        None => ("mlp", String::new()),
+    };
+    std::fs::write(dir.join("config.toml"), cfg.to_toml())?;
+    let mut files = BTreeMap::new();
+    for n in names {
+        files.insert(n.to_string(), crate::models::sha256_file(&dir.join(n))?);
+    }
+    let m = ModelManifest {
+        format: FORMAT.into(),
+        name: name.into(),
+        aus: cfg.frontend.aus.clone(),
+        thresholds: thresholds.to_vec(),
+        decider: decider.into(),
+        base,
+        files,
+        trained: BTreeMap::new(),
+    };
+    write_manifest(dir, &m)?;
+    Ok(m)
+}
+
+/// Writes `model.json` atomically (written last: a folder without it is not a model).
+pub fn write_manifest(dir: &Path, m: &ModelManifest) -> Result<()> {
+    let mut f = crate::output::atomic::AtomicFile::create(&dir.join("model.json"))?;
+    use std::io::Write;
+    f.write_all(serde_json::to_string_pretty(m)?.as_bytes())?;
+    f.commit()?;
+    Ok(())
+}
+
+/// Finds a model: an existing folder path, else `models/<name>` under the current folder, else
+/// under the folder the binary was built from.
+pub fn locate(name_or_path: &str) -> Result<PathBuf> {
+    let p = PathBuf::from(name_or_path);
+    if p.join("model.json").exists() {
+        return Ok(p);
+    }
+    for base in [
+        PathBuf::from("models"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models"),
+    ] {
+        let d = base.join(name_or_path);
+        if d.join("model.json").exists() {
+            return Ok(d);
+        }
+    }
+    bail!("no model {name_or_path:?}: not a folder with model.json, and not found under models/")
+}
+
+/// Reads `dir/model.json` and checks every listed file's SHA-256.
+pub fn verify(dir: &Path) -> Result<ModelManifest> {
+    let path = dir.join("model.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let m: ModelManifest = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a model manifest", path.display()))?;
+    ensure!(
+        m.format == FORMAT,
+        "{}: format {:?}, expected {FORMAT:?}",
+        path.display(),
+        m.format
+    );
+    ensure!(
+        m.thresholds.len() == m.aus.len(),
+        "{}: {} thresholds for {} AUs",
+        path.display(),
+        m.thresholds.len(),
+        m.aus.len()
+    );
+    for (f, want) in &m.files {
+        let fp = dir.join(f);
+        let got = crate::models::sha256_file(&fp)
+            .with_context(|| format!("model {}: cannot read {f}", m.name))?;
+        ensure!(
+            &got == want,
+            "model {}: {} has SHA-256 {got}, model.json says {want} (the folder was modified or damaged)",
+            m.name,
+            fp.display()
+        );
+    }
+    Ok(m)
+}
+
+/// A loaded model ready to score clips.
+pub struct Detector {
+    /// The manifest.
+    pub manifest: ModelManifest,
+    /// The configuration it was trained with (clip shape, preprocessing).
+    pub config: Config,
+    session: ort::session::Session,
+    provider: &'static str,
+    reasoner: Option<Reasoner>,
+    mlp: Option<crate::graph::frontend::FrontendModel>,
+}
+
+impl Detector {
+    /// Loads the model in `dir` (integrity checked). The reasoner's base weights come from the
+    /// artefact the model names; `dtype` overrides `reasoner.dtype` ("f32" for bit-faithful checks).
+    pub fn load(dir: &Path, runtime: &Config, dtype: Option<&str>) -> Result<Detector> {
+        let manifest = verify(dir)?;
+        let mut config = Config::load(Some(&dir.join("config.toml")), &[])
+            .with_context(|| format!("model {}: its config.toml", manifest.name))?;
+        // Where artefacts live and how to run is the caller's business; what the model is, is not.
+        config.models = runtime.models.clone();
+        config.reasoner.device = runtime.reasoner.device.clone();
+        config.reasoner.threads = runtime.reasoner.threads;
+        config.reasoner.dtype = dtype.unwrap_or(&runtime.reasoner.dtype).to_string();
+        config.frontend.execution_provider = runtime.frontend.execution_provider.clone();
+        config.frontend.intra_threads = runtime.frontend.intra_threads;
+        crate::assets::init_onnx(&config)?;
+        let (session, provider) = crate::runtime::onnx::session_on(
+            &dir.join("frontend.onnx"),
+            config.frontend.intra_threads,
+            &config.frontend.execution_provider,
+        )?;
+        let (reasoner, mlp) = if manifest.decider == "llm" {
+            let mut c = config.clone();
+            c.reasoner.adapter = dir.join("adapter.safetensors").display().to_string();
+            c.reasoner.num_aus = manifest.aus.len();
+            (Some(Reasoner::from_config(&c)?), None)
+        } else {
+            ensure!(
+                config.frontend.ablation == Ablation::MlpHead,
+                "model {}: decider {:?} but frontend.ablation {:?}",
+                manifest.name,
+                manifest.decider,
+                config.frontend.ablation
+            );
+            let m =
+                crate::graph::checkpoint::load(&dir.join("frontend.safetensors"), &Device::Cpu)?;
+            (None, Some(m))
+        };
+        Ok(Detector {
+            manifest,
+            config,
+            session,
+            provider,
+            reasoner,
+            mlp,
+        })
+    }
+
+    /// The ONNX Runtime provider the front-end runs on ("cpu" or "cuda").
+    pub fn execution_provider(&self) -> &'static str {
+        self.provider
+    }
+
+    /// Values per clip in `clip_data` order.
+    pub fn clip_len(&self) -> usize {
+        let f = &self.config.frontend;
+        f.input.channels() * f.frames * f.size * f.size
+    }
+
+    /// AU probabilities [clip][AU] for `n` clips laid out back to back in `data` (see
+    /// `clip::clip_data`).
+    pub fn predict(&mut self, data: &[f32], n: usize) -> Result<Vec<Vec<f32>>> {
+        ensure!(
+            n > 0 && data.len() == n * self.clip_len(),
+            "clip data has {} values, expected {} x {}",
+            data.len(),
+            n,
+            self.clip_len()
+        );
+        let f = &self.config.frontend;
+        let shape = [
+            n as i64,
+            f.input.channels() as i64,
+            f.frames as i64,
+            f.size as i64,
+            f.size as i64,
+        ];
+        let input = ort::value::TensorRef::from_array_view((shape, data))
+            .map_err(|e| anyhow::anyhow!("clip tensor: {e}"))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![INPUT => input])
+            .map_err(|e| anyhow::anyhow!("front-end (ONNX Runtime): {e}"))?;
+        let width = f.width;
+        let (_, tv) = outputs[CONTENT]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| anyhow::anyhow!("front-end output {CONTENT}: {e}"))?;
+        let tv = Tensor::from_slice(tv, (n, 1, width), &Device::Cpu)?;
+        let tau = match outputs.get(INSTRUCTIONS) {
+            Some(v) => {
+                let (s, t) = v
+                    .try_extract_tensor::<f32>()
+                    .map_err(|e| anyhow::anyhow!("front-end output {INSTRUCTIONS}: {e}"))?;
+                Some(Tensor::from_slice(
+                    t,
+                    (n, s[1] as usize, width),
+                    &Device::Cpu,
+                )?)
+            }
+            None => None,
+        };
+        drop(outputs);
+        let logits = match (&self.reasoner, &self.mlp) {
+            (Some(r), _) => r.au_logits_tokens(&tv, tau.as_ref())?,
+            (None, Some(m)) => m.net.head_logits(&crate::graph::frontend::FrontendOutput {
+                content: tv,
+                instructions: tau,
+            })?,
+            _ => bail!("model has no decider"),
+        };
+        let p = candle_nn::ops::sigmoid(&logits.to_dtype(DType::F32)?)?;
+        Ok(p.to_vec2::<f32>()?)
+    }
+
+    /// Decisions at the model's thresholds.
+    pub fn decide(&self, probs: &[f32]) -> Vec<bool> {
+        probs
+            .iter()
+            .zip(&self.manifest.thresholds)
+            .map(|(p, t)| p >= t)
+            .collect()
+    }
+}

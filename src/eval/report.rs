@@ -1,0 +1,223 @@
+//! `aullm eval` reports: JSON (everything), Markdown (tables), and one self-contained HTML page with
+//! per-AU tables and a per-fold chart (inline SVG, no scripts or external files).
+
+use super::metrics::AuReport;
+use crate::config::Config;
+use crate::jobs::train::ProtocolOutcome;
+use anyhow::Result;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Formats an optional score.
+fn f(x: Option<f64>) -> String {
+    x.map_or("n/a".into(), |v| format!("{v:.3}"))
+}
+
+/// Per-fold macro-F1 (mean over AUs with a defined F1 in that fold).
+pub fn fold_macro(r: &AuReport) -> Vec<Option<f64>> {
+    (0..r.folds.len())
+        .map(|i| super::metrics::mean_defined(r.aus.iter().map(|a| a.fold_f1[i])))
+        .collect()
+}
+
+/// The Markdown report.
+pub fn render_markdown(o: &ProtocolOutcome, r: &AuReport, cfg: Option<&Config>) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# AU detection report\n");
+    if let Some(c) = cfg {
+        let _ = writeln!(
+            s,
+            "Ablation `{:?}`, {} epochs, batch {}, CCR λ={} ({}), imbalance `{}`, seed {}.\n",
+            c.frontend.ablation,
+            c.train.epochs,
+            c.train.batch_size,
+            c.train.lambda_ccr,
+            if crate::train::trainer::ccr_active(c) {
+                "on"
+            } else {
+                "off"
+            },
+            c.train.imbalance,
+            c.train.seed
+        );
+    }
+    let _ = writeln!(
+        s,
+        "{} folds, {} held-out clips, {:.0} s. Binary F1 of the positive class at thresholds chosen on each fold's training subjects (inner validation split); macro = mean over AUs.\n",
+        r.folds.len(),
+        r.samples,
+        o.seconds
+    );
+    let _ = writeln!(s, "| metric | value |\n|---|---|");
+    let _ = writeln!(
+        s,
+        "| macro-F1, pooled over folds | {} |",
+        f(r.macro_pooled_f1)
+    );
+    let _ = writeln!(
+        s,
+        "| macro-F1, mean over folds | {} |",
+        f(r.macro_mean_over_folds_f1)
+    );
+    if let Some(p) = r.paper_macro_f1 {
+        let _ = writeln!(
+            s,
+            "| paper-compatible (OPTIMISTIC: threshold swept on pooled test predictions, mean of both classes' F1) | {p:.3} |"
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n| AU | positives | TP | FP | FN | F1 pooled | F1 mean over folds | folds defined |\n|---|---|---|---|---|---|---|---|"
+    );
+    for a in &r.aus {
+        let _ = writeln!(
+            s,
+            "| AU{} | {} | {} | {} | {} | {} | {} | {} |",
+            a.code,
+            a.pooled.positives(),
+            a.pooled.tp,
+            a.pooled.fp,
+            a.pooled.fn_,
+            f(a.pooled_f1),
+            f(a.mean_over_folds_f1),
+            a.folds_defined
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n| fold | train | val | test | epochs | macro-F1 |\n|---|---|---|---|---|---|"
+    );
+    for (i, (fo, m)) in o.folds.iter().zip(fold_macro(r)).enumerate() {
+        let _ = writeln!(
+            s,
+            "| {} {} | {} | {} | {} | {} | {} |",
+            i + 1,
+            fo.name,
+            fo.counts[0],
+            fo.counts[1],
+            fo.counts[2],
+            fo.summary.epochs,
+            f(m)
+        );
+    }
+    if !o.skipped.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nLeft out (could not be aligned): {}",
+            o.skipped.join("; ")
+        );
+    }
+    s
+}
+
+/// HTML escaping.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A bar chart of per-fold macro-F1 as inline SVG.
+fn fold_chart(r: &AuReport) -> String {
+    let vals = fold_macro(r);
+    let n = vals.len().max(1);
+    let (w, h, pad) = (760.0, 220.0, 30.0);
+    let bw = (w - 2.0 * pad) / n as f64;
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="per-fold macro-F1">"#
+    );
+    for k in 0..=4 {
+        let y = h - pad - (h - 2.0 * pad) * k as f64 / 4.0;
+        let _ = write!(
+            s,
+            r##"<line x1="{pad}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/><text x="2" y="{}" font-size="10">{:.2}</text>"##,
+            w - pad,
+            y + 3.0,
+            k as f64 / 4.0
+        );
+    }
+    for (i, v) in vals.iter().enumerate() {
+        let x = pad + i as f64 * bw;
+        let v = v.unwrap_or(0.0);
+        let bh = (h - 2.0 * pad) * v;
+        let _ = write!(
+            s,
+            r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#4a7fb5"><title>{}: {:.3}</title></rect>"##,
+            x + 1.0,
+            h - pad - bh,
+            (bw - 2.0).max(1.0),
+            bh,
+            esc(&r.folds[i]),
+            v
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// The self-contained HTML page.
+pub fn render_html(o: &ProtocolOutcome, r: &AuReport, cfg: &Config) -> String {
+    let md = render_markdown(o, r, Some(cfg));
+    let mut body = String::new();
+    // Tables from the Markdown lines (one source of truth for the numbers).
+    let mut in_table = false;
+    for line in md.lines() {
+        if line.starts_with('|') {
+            if line.starts_with("|---") {
+                continue;
+            }
+            if !in_table {
+                body.push_str("<table>");
+                in_table = true;
+            }
+            body.push_str("<tr>");
+            for cell in line.trim_matches('|').split('|') {
+                let _ = write!(body, "<td>{}</td>", esc(cell.trim()));
+            }
+            body.push_str("</tr>\n");
+        } else {
+            if in_table {
+                body.push_str("</table>\n");
+                in_table = false;
+            }
+            if let Some(h) = line.strip_prefix("# ") {
+                let _ = write!(body, "<h1>{}</h1>", esc(h));
+            } else if !line.trim().is_empty() {
+                let _ = write!(body, "<p>{}</p>", esc(line));
+            }
+        }
+    }
+    if in_table {
+        body.push_str("</table>");
+    }
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>aullm eval report</title><style>body{{font-family:sans-serif;max-width:900px;margin:2em auto}}table{{border-collapse:collapse;margin:1em 0}}td{{border:1px solid #ccc;padding:3px 8px;text-align:right}}tr:first-child td{{font-weight:bold;background:#f4f4f4}}</style></head><body>{body}<h2>Macro-F1 per fold</h2>{}</body></html>\n",
+        fold_chart(r)
+    )
+}
+
+/// Writes report.json, report.md and report.html into `dir`.
+pub fn write(dir: &Path, o: &ProtocolOutcome, r: &AuReport, cfg: &Config) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let json = serde_json::json!({
+        "schema": "aullm.eval_report/1",
+        "config": cfg,
+        "outcome": o,
+        "metric_note": "binary F1 of the positive class at thresholds chosen on training subjects; macro = mean over AUs; pooled = counts summed over folds",
+    });
+    let files = [
+        ("report.json", serde_json::to_string_pretty(&json)?),
+        ("report.md", render_markdown(o, r, Some(cfg))),
+        ("report.html", render_html(o, r, cfg)),
+    ];
+    let mut out = Vec::new();
+    for (name, text) in files {
+        let p = dir.join(name);
+        let mut f = crate::output::atomic::AtomicFile::create(&p)?;
+        use std::io::Write;
+        f.write_all(text.as_bytes())?;
+        f.commit()?;
+        out.push(p);
+    }
+    Ok(out)
+}

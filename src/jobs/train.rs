@@ -1,0 +1,227 @@
+//! `aullm train` and `aullm eval`: align the datasets' clips, run a protocol's folds (training a
+//! fresh network per fold), score the held-out predictions, export the model trained on all data.
+
+use crate::config::Config;
+use crate::eval::metrics::{AuColumn, AuReport, au_report};
+use crate::train::clips::{AlignedClip, default_cache_dir};
+use crate::train::model::Net;
+use crate::train::trainer::{RunOptions, TrainSummary, predict, train};
+use crate::train::{DatasetArg, Protocol, folds, inner_split, load_clips};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+/// What `aullm train` / `aullm eval` were asked to do.
+#[derive(Debug, Clone)]
+pub struct ProtocolOptions {
+    /// Datasets to read.
+    pub datasets: Vec<DatasetArg>,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Output folder.
+    pub out: PathBuf,
+    /// Resume each fold from its checkpoint.
+    pub resume: bool,
+    /// Stop each fold after this many steps.
+    pub max_steps: Option<u64>,
+    /// Clip cache folder (default: beside the model cache).
+    pub cache_dir: Option<PathBuf>,
+    /// Folder prior-graph paths are relative to.
+    pub root: PathBuf,
+    /// No progress lines.
+    pub quiet: bool,
+    /// Ctrl-C flag.
+    pub interrupt: Option<Arc<AtomicBool>>,
+    /// Add the optimistic paper-compatible metric.
+    pub paper_metric: bool,
+}
+
+/// One held-out prediction.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestPrediction {
+    /// `dataset/subject/clip`.
+    pub key: String,
+    /// Fold index.
+    pub fold: usize,
+    /// Probability per AU.
+    pub prob: Vec<f32>,
+    /// Decision per AU (at the fold's training-chosen thresholds).
+    pub decision: Vec<bool>,
+    /// Truth per AU.
+    pub truth: Vec<bool>,
+}
+
+/// One fold's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct FoldOutcome {
+    /// Fold name.
+    pub name: String,
+    /// Clips trained on, validated on (thresholds), tested on.
+    pub counts: [usize; 3],
+    /// The training run.
+    pub summary: TrainSummary,
+}
+
+/// A protocol's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProtocolOutcome {
+    /// AUs in model order.
+    pub aus: Vec<u32>,
+    /// Per fold.
+    pub folds: Vec<FoldOutcome>,
+    /// Held-out predictions (empty for `all`).
+    pub predictions: Vec<TestPrediction>,
+    /// Scores (None for `all`).
+    pub report: Option<AuReport>,
+    /// Samples that could not be aligned.
+    pub skipped: Vec<String>,
+    /// Wall seconds.
+    pub seconds: f64,
+}
+
+/// Runs every fold of the protocol. With `all`, the trained network is returned for export.
+pub fn run(cfg: &Config, o: &ProtocolOptions) -> Result<(ProtocolOutcome, Option<Net>)> {
+    let t0 = std::time::Instant::now();
+    let cache = o
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| default_cache_dir(cfg));
+    let threads = if cfg.train.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        cfg.train.threads
+    };
+    let set = load_clips(&o.datasets, cfg, &cache, threads)?;
+    anyhow::ensure!(
+        !set.clips.is_empty(),
+        "no clip could be aligned: {:?}",
+        set.skipped
+    );
+    let clips = &set.clips;
+    let fold_list = folds(&o.protocol, clips)?;
+    let aus = cfg.frontend.aus.clone();
+    let mut outcome = ProtocolOutcome {
+        aus: aus.clone(),
+        folds: Vec::new(),
+        predictions: Vec::new(),
+        report: None,
+        skipped: set.skipped.clone(),
+        seconds: 0.0,
+    };
+    let mut last_net = None;
+    for (fi, fold) in fold_list.iter().enumerate() {
+        let dir = if o.protocol == Protocol::All {
+            o.out.clone()
+        } else {
+            o.out.join(format!("fold-{}", sanitize(&fold.name)))
+        };
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let (tr, va) = inner_split(&fold.train, clips, cfg.train.val_fraction, cfg.train.seed);
+        let train_clips: Vec<&AlignedClip> = tr.iter().map(|&i| &clips[i]).collect();
+        let val_clips: Vec<&AlignedClip> = va.iter().map(|&i| &clips[i]).collect();
+        if !o.quiet {
+            eprintln!(
+                "fold {}/{} {}: {} training clips, {} validation, {} test",
+                fi + 1,
+                fold_list.len(),
+                fold.name,
+                train_clips.len(),
+                val_clips.len(),
+                fold.test.len()
+            );
+        }
+        let mut net = Net::new(cfg, &o.root)?;
+        let resume = o.resume && crate::train::state::checkpoint_dir(&dir).exists();
+        let run = RunOptions {
+            out: dir.clone(),
+            resume,
+            max_steps: o.max_steps,
+            quiet: o.quiet,
+            interrupt: o.interrupt.clone(),
+        };
+        let summary = train(&mut net, cfg, &train_clips, &val_clips, &run)?;
+        let stopped = summary.stopped_early;
+        let test: Vec<&AlignedClip> = fold.test.iter().map(|&i| &clips[i]).collect();
+        if !test.is_empty() {
+            let probs = predict(&net, &test, cfg)?;
+            for (c, p) in test.iter().zip(probs) {
+                let decision = p
+                    .iter()
+                    .zip(&summary.thresholds)
+                    .map(|(p, t)| p >= t)
+                    .collect();
+                let truth = c.targets(&aus).iter().map(|&v| v > 0.5).collect();
+                outcome.predictions.push(TestPrediction {
+                    key: c.key.clone(),
+                    fold: fi,
+                    prob: p,
+                    decision,
+                    truth,
+                });
+            }
+        }
+        outcome.folds.push(FoldOutcome {
+            name: fold.name.clone(),
+            counts: [train_clips.len(), val_clips.len(), test.len()],
+            summary,
+        });
+        last_net = Some(net);
+        if stopped
+            && o.interrupt
+                .as_ref()
+                .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst))
+        {
+            anyhow::bail!(
+                "interrupted: checkpoint written to {}; continue with --resume",
+                dir.display()
+            );
+        }
+    }
+    if o.protocol != Protocol::All {
+        outcome.report = Some(score(&outcome, o.paper_metric));
+    }
+    outcome.seconds = t0.elapsed().as_secs_f64();
+    // A single fold (all data, or one subject split) is a model worth exporting.
+    let net = if fold_list.len() == 1 { last_net } else { None };
+    Ok((outcome, net))
+}
+
+/// Per-AU F1 over the held-out predictions: pooled and mean over folds.
+pub fn score(o: &ProtocolOutcome, paper: bool) -> AuReport {
+    let columns: Vec<AuColumn> = o
+        .aus
+        .iter()
+        .enumerate()
+        .map(|(j, &code)| AuColumn {
+            code: code as u16,
+            truth: o.predictions.iter().map(|p| p.truth[j]).collect(),
+            decision: o.predictions.iter().map(|p| p.decision[j]).collect(),
+            prob: Some(o.predictions.iter().map(|p| p.prob[j] as f64).collect()),
+        })
+        .collect();
+    let fold: Vec<usize> = o.predictions.iter().map(|p| p.fold).collect();
+    let names = o.folds.iter().map(|f| f.name.clone()).collect();
+    au_report(&columns, &fold, names, paper)
+}
+
+/// A fold name as a folder name.
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The folder relative prior-graph paths start from: the current folder (the built-in graph is
+/// used when the default path is not there).
+pub fn default_root() -> PathBuf {
+    PathBuf::from(".")
+}

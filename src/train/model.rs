@@ -1,0 +1,131 @@
+//! The trainable AULLM++ network: front-end, decider (LLM reasoner with LoRA and AU head, or the MLP
+//! head for the "w/o LLM" ablation) and CCR's perturbations, with named variables for the optimiser.
+
+use crate::config::{Ablation, Config};
+use crate::graph::ccr::Perturbations;
+use crate::graph::frontend::{FrontendModel, FrontendOutput, FrontendSpec};
+use crate::graph::reasoner::{Reasoner, ReasonerOptions, WeightsSpec};
+use anyhow::{Context, Result, ensure};
+use candle_core::{DType, Device, Tensor, Var};
+use std::path::Path;
+
+/// Everything `aullm train` updates, and the frozen LLM it adapts.
+pub struct Net {
+    /// Backbone, MGE-EFP, R-AUGNN, MLP head.
+    pub frontend: FrontendModel,
+    /// The LLM reasoner (LoRA live, not merged); `None` for the MLP-head ablation.
+    pub reasoner: Option<Reasoner>,
+    /// CCR's δ.
+    pub ccr: Perturbations,
+}
+
+impl Net {
+    /// A fresh network for `cfg` (front-end from `[frontend]`, reasoner from `[reasoner]` in f32
+    /// with fresh LoRA pairs and head), prior graph paths relative to `root`.
+    pub fn new(cfg: &Config, root: &Path) -> Result<Net> {
+        let device = Device::Cpu;
+        let spec = FrontendSpec::from_config(&cfg.frontend, root)?;
+        let frontend = FrontendModel::new_seeded(&spec, &device, cfg.train.seed)?;
+        let n = cfg.frontend.aus.len();
+        let reasoner = if cfg.frontend.ablation == Ablation::MlpHead {
+            None
+        } else {
+            let mut opts = ReasonerOptions::from_config(cfg)?;
+            // Backpropagating through half-precision weights would convert them on every pass.
+            opts.dtype = DType::F32;
+            opts.num_aus = n;
+            opts.seed = cfg.train.seed;
+            let r = Reasoner::load(&WeightsSpec::resolve(cfg)?, &opts)?;
+            ensure!(
+                r.hidden_size() == cfg.frontend.width,
+                "frontend.width = {} but the reasoner's hidden size is {}: set frontend.width = {}",
+                cfg.frontend.width,
+                r.hidden_size(),
+                r.hidden_size()
+            );
+            Some(r)
+        };
+        let ccr = Perturbations::new(n, cfg.frontend.width, cfg.train.seed ^ 0xcc, &device)?;
+        Ok(Net {
+            frontend,
+            reasoner,
+            ccr,
+        })
+    }
+
+    /// AU logits [B, N] from a front-end output: the LLM reads [E_text ‖ T_v ‖ τ_au] (prompt from the
+    /// prefix cache), or the MLP head reads the tokens.
+    pub fn decide(&self, content: &Tensor, instructions: Option<&Tensor>) -> Result<Tensor> {
+        match &self.reasoner {
+            Some(r) => Ok(r
+                .au_logits_tokens(content, instructions)?
+                .to_dtype(DType::F32)?),
+            None => {
+                let out = FrontendOutput {
+                    content: content.clone(),
+                    instructions: instructions.cloned(),
+                };
+                self.frontend.net.head_logits(&out)
+            }
+        }
+    }
+
+    /// Clip [B, C, T, S, S] → (AU logits [B, N], front-end output).
+    pub fn forward(&self, clip: &Tensor) -> Result<(Tensor, FrontendOutput)> {
+        let out = self.frontend.net.forward(clip).context("front-end")?;
+        let logits = self.decide(&out.content, out.instructions.as_ref())?;
+        Ok((logits, out))
+    }
+
+    /// Variables trained at the visual/graph learning rate: the front-end's and δ.
+    pub fn visual_vars(&self) -> Vec<(String, Var)> {
+        let mut v: Vec<(String, Var)> = self
+            .frontend
+            .varmap
+            .data()
+            .lock()
+            .map(|d| {
+                d.iter()
+                    .map(|(k, v)| (format!("frontend.{k}"), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.push(("ccr.delta".into(), self.ccr.delta.clone()));
+        v
+    }
+
+    /// Variables trained at the LoRA learning rate: every LoRA A and B and the AU head.
+    pub fn lora_vars(&self) -> Vec<(String, Var)> {
+        let Some(r) = &self.reasoner else {
+            return Vec::new();
+        };
+        let mut v: Vec<(String, Var)> = r
+            .decoder()
+            .lora_pairs()
+            .into_iter()
+            .flat_map(|(l, t, a, b)| {
+                [
+                    (format!("lora.{l}.{}.a", t.name()), a),
+                    (format!("lora.{l}.{}.b", t.name()), b),
+                ]
+            })
+            .collect();
+        v.push(("head.weight".into(), r.head().weight.clone()));
+        v.push(("head.bias".into(), r.head().bias.clone()));
+        v
+    }
+
+    /// After an optimiser step: the prompt's cached keys and values depend on the LoRA pairs.
+    pub fn after_step(&mut self) -> Result<()> {
+        if let Some(r) = &mut self.reasoner {
+            r.refresh_prefix()?;
+        }
+        Ok(())
+    }
+
+    /// Whether the decider is the LLM.
+    pub fn has_llm(&self) -> bool {
+        self.reasoner.is_some()
+    }
+}

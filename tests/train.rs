@@ -1,0 +1,279 @@
+//! Training on real SynthME clips with the real SmolLM2 reasoner, in a tiny front-end configuration:
+//! the loss falls, CCR's gradient reaches δ and every LoRA tensor, the base LLM stays as loaded,
+//! `--resume` continues exactly, and export → load → predict reproduces training-time predictions.
+
+use aullm::config::Config;
+use aullm::data::synth::{SynthConfig, generate};
+use aullm::fixtures::{Photo, Rng};
+use aullm::train::clips::{AlignedClip, ClipSet, align_samples};
+use aullm::train::model::Net;
+use aullm::train::trainer::{
+    RunOptions, batch_loss, make_batch, optimiser, positive_weights, predict, train,
+};
+use candle_core::{Device, Tensor};
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// A tiny front-end (32 px, 4 frames) in front of the real SmolLM2-135M reasoner.
+fn tiny_config() -> Config {
+    let mut cfg = Config::load(
+        None,
+        &[
+            "frontend.size=32".into(),
+            "frontend.frames=4".into(),
+            "frontend.channels=[4, 8, 8, 12]".into(),
+            "frontend.node_dim=8".into(),
+            "frontend.head_hidden=8".into(),
+            "train.batch_size=3".into(),
+            "train.warmup_steps=0".into(),
+            "train.lr_visual=1e-3".into(),
+            "train.lr_lora=5e-4".into(),
+            "train.crop_margin=2".into(),
+            "train.lambda_ccr=1.0".into(),
+        ],
+    )
+    .unwrap();
+    cfg.train.threads = 2;
+    cfg
+}
+
+/// SynthME's CI preset, generated once and aligned by the real face path.
+fn clips() -> &'static ClipSet {
+    static SET: OnceLock<ClipSet> = OnceLock::new();
+    SET.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let photo = Photo::astronaut(&Config::default()).unwrap();
+        generate(&SynthConfig::ci(), &photo, &dir, 2).unwrap();
+        let loaded = aullm::data::load(
+            &dir,
+            aullm::data::Dataset::Casme2,
+            &aullm::data::LoadOptions::default(),
+        )
+        .unwrap();
+        let set = align_samples(&loaded.samples, &Config::default(), 2).unwrap();
+        assert!(set.skipped.is_empty(), "{:?}", set.skipped);
+        assert_eq!(set.clips.len(), 6);
+        set
+    })
+}
+
+fn refs(set: &ClipSet) -> Vec<&AlignedClip> {
+    set.clips.iter().collect()
+}
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn flat(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+#[test]
+fn loss_falls_and_gradients_reach_delta_and_lora_but_not_the_base() {
+    let cfg = tiny_config();
+    let set = clips();
+    let batch: Vec<&AlignedClip> = refs(set)[..3].to_vec();
+    let mut net = Net::new(&cfg, root()).unwrap();
+    let base_before: Vec<Vec<f32>> = net
+        .reasoner
+        .as_ref()
+        .unwrap()
+        .decoder()
+        .base_attention_weights()
+        .iter()
+        .map(flat)
+        .collect();
+    let lora_before: Vec<Vec<f32>> = net
+        .lora_vars()
+        .iter()
+        .map(|(_, v)| flat(v.as_tensor()))
+        .collect();
+    let delta_before = flat(net.ccr.delta.as_tensor());
+    let mut opt = optimiser(&net, &cfg).unwrap();
+    let pw = Tensor::new(positive_weights(&batch, &cfg.frontend.aus), &Device::Cpu).unwrap();
+    let mut losses = Vec::new();
+    for step in 0..8 {
+        // One fixed batch without augmentation: the loss must fall as the model fits it.
+        let (x, y) = make_batch(&batch, &cfg, None).unwrap();
+        let mut rng = Rng::new(0); // the same CCR targets every step
+        let (loss, parts) = batch_loss(&net, &x, &y, &pw, &cfg, &mut rng).unwrap();
+        assert!(parts.ccr > 0.0, "CCR must be active in this configuration");
+        let grads = loss.backward().unwrap();
+        if step == 0 {
+            // CCR is the only path to δ: its gradient must be there and non-zero.
+            let g = grads
+                .get(net.ccr.delta.as_tensor())
+                .expect("no gradient for δ");
+            assert!(flat(g).iter().any(|v| *v != 0.0));
+            // LoRA B starts at zero, so B (and the head) get gradients on the first step.
+            for (name, v) in net.lora_vars() {
+                if name.ends_with(".b") || name.starts_with("head") {
+                    let g = grads
+                        .get(v.as_tensor())
+                        .unwrap_or_else(|| panic!("no gradient for {name}"));
+                    assert!(
+                        flat(g).iter().any(|x| *x != 0.0),
+                        "zero gradient for {name}"
+                    );
+                }
+            }
+        }
+        opt.step(&grads, 1.0, 1.0).unwrap();
+        net.after_step().unwrap();
+        losses.push(parts.cls);
+    }
+    let first = (losses[0] + losses[1]) / 2.0;
+    let last = (losses[6] + losses[7]) / 2.0;
+    assert!(
+        last < 0.8 * first,
+        "classification loss did not fall: {losses:?}"
+    );
+    // Every LoRA tensor and δ moved; every base attention weight is bit-identical.
+    for ((name, v), before) in net.lora_vars().iter().zip(&lora_before) {
+        assert_ne!(&flat(v.as_tensor()), before, "{name} did not change");
+    }
+    assert_ne!(flat(net.ccr.delta.as_tensor()), delta_before);
+    let base_after = net
+        .reasoner
+        .as_ref()
+        .unwrap()
+        .decoder()
+        .base_attention_weights();
+    assert_eq!(base_after.len(), base_before.len());
+    for (a, b) in base_after.iter().zip(&base_before) {
+        assert_eq!(&flat(a), b, "a base LLM weight changed");
+    }
+}
+
+#[test]
+fn resume_continues_exactly_and_export_reproduces_predictions() {
+    let cfg = {
+        let mut c = tiny_config();
+        c.train.epochs = 2;
+        c
+    };
+    let set = clips();
+    let all = refs(set);
+    let (tr, va) = (&all[..4], &all[4..]);
+    let dir = tempfile::tempdir().unwrap();
+
+    // Uninterrupted: 2 epochs of 2 steps.
+    let straight = dir.path().join("straight");
+    let mut a = Net::new(&cfg, root()).unwrap();
+    let sa = train(
+        &mut a,
+        &cfg,
+        tr,
+        va,
+        &RunOptions {
+            out: straight.clone(),
+            quiet: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!((sa.epochs, sa.steps), (2, 4));
+
+    // Stopped after 3 steps (mid-epoch, as Ctrl-C would), then resumed in a fresh process state.
+    let split = dir.path().join("split");
+    let mut b = Net::new(&cfg, root()).unwrap();
+    let first = train(
+        &mut b,
+        &cfg,
+        tr,
+        va,
+        &RunOptions {
+            out: split.clone(),
+            quiet: true,
+            max_steps: Some(3),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(first.stopped_early);
+    assert_eq!(first.steps, 3);
+    let mut c = Net::new(&cfg, root()).unwrap();
+    let sc = train(
+        &mut c,
+        &cfg,
+        tr,
+        va,
+        &RunOptions {
+            out: split.clone(),
+            quiet: true,
+            resume: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(sc.steps, 4);
+    for ((n1, v1), (_, v2)) in a.visual_vars().iter().zip(c.visual_vars()) {
+        assert_eq!(
+            flat(v1.as_tensor()),
+            flat(v2.as_tensor()),
+            "{n1} differs after resume"
+        );
+    }
+    for ((n1, v1), (_, v2)) in a.lora_vars().iter().zip(c.lora_vars()) {
+        assert_eq!(
+            flat(v1.as_tensor()),
+            flat(v2.as_tensor()),
+            "{n1} differs after resume"
+        );
+    }
+    assert_eq!(sa.thresholds, sc.thresholds);
+
+    // A checkpoint written for another configuration is refused with a clear error.
+    let mut other = cfg.clone();
+    other.train.seed = 99;
+    let mut d = Net::new(&other, root()).unwrap();
+    let err = train(
+        &mut d,
+        &other,
+        tr,
+        va,
+        &RunOptions {
+            out: split,
+            quiet: true,
+            resume: true,
+            ..Default::default()
+        },
+    )
+    .expect_err("resume with another configuration must fail");
+    assert!(
+        format!("{err:#}").contains("another configuration"),
+        "{err:#}"
+    );
+
+    // Export, load (integrity checked, f32 reasoner), predict: same probabilities as training-time.
+    let model_dir = dir.path().join("model");
+    aullm::bundle::export(&a, &cfg, &sa.thresholds, "tiny", &model_dir).unwrap();
+    let want = predict(&a, &all, &cfg).unwrap();
+    let mut det =
+        aullm::bundle::Detector::load(&model_dir, &Config::default(), Some("f32")).unwrap();
+    let mut data = Vec::new();
+    for c in &all {
+        let (x, _) = make_batch(&[*c], &cfg, None).unwrap();
+        data.extend(flat(&x));
+    }
+    let got = det.predict(&data, all.len()).unwrap();
+    for (g, w) in got.iter().zip(&want) {
+        for (x, y) in g.iter().zip(w) {
+            assert!(
+                (x - y).abs() < 1e-4,
+                "exported model predicts {x}, training-time {y}"
+            );
+        }
+    }
+    assert_eq!(det.manifest.thresholds, sa.thresholds);
+
+    // A damaged file is caught by the integrity check, naming the file.
+    let onnx = model_dir.join("frontend.onnx");
+    let mut bytes = std::fs::read(&onnx).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 0xff;
+    std::fs::write(&onnx, bytes).unwrap();
+    let err = aullm::bundle::verify(&model_dir).unwrap_err();
+    assert!(format!("{err:#}").contains("frontend.onnx"), "{err:#}");
+}
