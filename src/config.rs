@@ -620,4 +620,15 @@ mod tests {
         let err = Config::load(None, &["face.detector=side".into()]).unwrap_err();
         assert!(format!("{err:#}").contains("face.detector"));
     }
+
+    #[test]
+    fn events_section_is_checked() {
+        assert_eq!(Config::default().events.bind, "127.0.0.1");
+        let err = Config::load(None, &["events.bind=everywhere".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("events.bind"), "{err:#}");
+        let err = Config::load(None, &["events.client_queue=0".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("client_queue"), "{err:#}");
+        let cfg = Config::load(None, &["events.bind=0.0.0.0".into()]).unwrap();
+        assert_eq!(cfg.events.bind, "0.0.0.0");
+    }
 }

@@ -122,7 +122,7 @@ fn event(seq: u64, mono_ns: i64, clock: &LslClock) -> AuEvent {
         source: "pipeline:test?fps=200".into(),
         face_id: 1 + (seq % 2) as u32,
         seq,
-        kind: if seq % 3 == 0 {
+        kind: if seq.is_multiple_of(3) {
             ExpressionKind::Macro
         } else {
             ExpressionKind::Micro
@@ -142,9 +142,10 @@ fn event(seq: u64, mono_ns: i64, clock: &LslClock) -> AuEvent {
 }
 
 fn options() -> SinkOptions {
-    let mut o = SinkOptions::default();
-    o.aus = AUS.iter().map(|s| s.to_string()).collect();
-    o
+    SinkOptions {
+        aus: AUS.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
 }
 
 fn addr(bus: &EventBus, kind: &str) -> SocketAddr {
@@ -620,4 +621,53 @@ fn replay_command_republishes_a_file_unchanged() {
         err.contains("in.jsonl line 2") && err.contains("X4"),
         "{err}"
     );
+}
+
+#[test]
+fn ctrl_c_during_replay_drains_what_was_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let clock = LslClock::monotonic();
+    let n = 400;
+    let lines: Vec<String> = (0..n)
+        .map(|i| event(i, 1_000_000_000 + i as i64 * 1_000_000, &clock).to_json())
+        .collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let out = dir.path().join("out.jsonl");
+    let stats = dir.path().join("stats.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aullm"))
+        .args(["events", "replay", "--rate", "40", "--stats"])
+        .arg(&stats)
+        .arg("--sink")
+        .arg(format!("jsonl:{}", out.display()))
+        .arg(&input)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines_now = || {
+        std::fs::read_to_string(&out)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    wait_for("the first replayed events", || lines_now() >= 3);
+    // SAFETY: signalling our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{err}");
+    let st: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    let published = st["events"].as_u64().unwrap();
+    assert!(published < n, "Ctrl-C stopped the replay early: {err}");
+    assert_eq!(
+        lines_now() as u64,
+        published,
+        "every published event was written"
+    );
+    assert_eq!(st["sinks"][0]["dropped"], 0);
 }
