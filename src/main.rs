@@ -381,8 +381,8 @@ fn events_command(cfg: &Config, action: EventsAction) -> Result<ExitCode> {
         aus,
     )?;
     let bus = aullm::events::open_sinks(&specs, &opts)?;
-    for (name, addr) in bus.local_addrs() {
-        eprintln!("listening: {name} on {addr}");
+    for (name, _) in bus.local_addrs() {
+        eprintln!("listening: {name}");
     }
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = stop.clone();

@@ -76,7 +76,10 @@ impl Py {
             if l == "END" {
                 return v;
             }
-            assert!(l != "TIMEOUT" && l != "NOT FOUND", "python client: {l}");
+            assert!(
+                l != "TIMEOUT" && l != "NOT FOUND" && !l.starts_with("UNCLEAN"),
+                "python client: {l}"
+            );
             v.push(l);
         }
     }

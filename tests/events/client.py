@@ -34,6 +34,8 @@ async def ws_main(url, n, token, quit_after=None):
                     await asyncio.wait_for(ws.wait_closed(), 30)
                 except asyncio.TimeoutError:
                     pass
+            if quit_after is None and ws.close_code != 1000:
+                print(f"UNCLEAN CLOSE {ws.close_code}", flush=True)
             print("END", flush=True)
     except websockets.exceptions.InvalidStatus as e:
         print(f"REJECTED {e.response.status_code}", flush=True)

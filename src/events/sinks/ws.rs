@@ -10,6 +10,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
 
 /// The WebSocket server sink.
@@ -124,7 +126,11 @@ impl Conn for WsConn {
     }
 
     fn close(&mut self) {
-        if self.ws.close(None).is_err() {
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "end of run".into(),
+        };
+        if self.ws.close(Some(frame)).is_err() {
             return;
         }
         // Give the client a moment to answer the close frame so it sees a clean close (1000).
