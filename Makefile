@@ -4,16 +4,18 @@ SHELL := /bin/bash
 CARGO ?= cargo
 APT_PACKAGES := libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base \
 	gstreamer1.0-plugins-good gstreamer1.0-libav gstreamer1.0-tools libopencv-dev clang libclang-dev \
-	pkg-config
+	pkg-config python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEV_BIN := target/debug/aullm
 REL_BIN := target/release/aullm
 DEMO_OUT ?= out/demo
+PYTHON ?= python3
+VENV := .venv
 
-.PHONY: setup system-packages models demo test lint bench bench-live clean
+.PHONY: setup system-packages python-test-deps models demo test lint bench bench-live clean
 
 ## setup: system packages (only those missing), debug build, verified model artefacts. Idempotent.
-setup: system-packages
+setup: system-packages python-test-deps
 	$(CARGO) build --locked
 	$(DEV_BIN) models fetch --all
 
@@ -23,6 +25,11 @@ system-packages:
 		echo "installing: $$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	else echo "system packages present"; fi
+
+## python-test-deps: the real clients tests/events.rs drives (websockets, pylsl) in a local venv.
+python-test-deps:
+	@if $(VENV)/bin/python -c 'import websockets, pylsl' 2>/dev/null; then echo "python test packages present"; \
+	else $(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q -r tests/events/requirements.txt; fi
 
 ## demo: the main job on the embedded default (Megamind.avi): faces CSV, contact sheet, crops video.
 demo: setup
@@ -41,7 +48,7 @@ lint:
 
 ## bench: criterion benches per stage and end to end (not part of `make test`).
 bench: setup
-	$(CARGO) bench --locked --bench face_path --bench reasoner
+	$(CARGO) bench --locked --bench face_path --bench reasoner --bench events
 
 ## bench-live: a live 640x480 GRAY8 200 fps test source for 60 s through ingest → face → align.
 bench-live: setup

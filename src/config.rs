@@ -22,6 +22,8 @@ pub struct Config {
     pub frontend: FrontendConfig,
     /// Training: optimiser, losses (CCR), augmentation, thresholds.
     pub train: TrainConfig,
+    /// AU events and their sinks (bus queues, server bind address, tokens, LSL).
+    pub events: EventsConfig,
 }
 
 /// `aullm train`: optimiser, schedule, losses and augmentation (paper defaults where it gives them).
@@ -151,6 +153,43 @@ impl TrainConfig {
             );
         }
         Ok(())
+    }
+}
+
+/// Event bus and sinks (`--sink`): queue sizes, where servers listen, client limits, LSL outlets.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Address server sinks given a bare port listen on; "0.0.0.0" exposes them to the network.
+    pub bind: String,
+    /// Bearer token TCP/WebSocket clients must present; empty = none (prefer `--token`/AULLM_EVENTS_TOKEN).
+    pub token: String,
+    /// Events queued between the bus and each sink; a full queue drops (and counts) the event.
+    pub queue: usize,
+    /// Events queued per server client; a client this far behind is dropped (and counted).
+    pub client_queue: usize,
+    /// A socket write blocked this long drops the client as too slow, ms.
+    pub write_timeout_ms: u64,
+    /// Time a new client has to authenticate or finish the WebSocket handshake, ms.
+    pub auth_timeout_ms: u64,
+    /// Seconds of samples an LSL outlet keeps for inlets that fall behind.
+    pub lsl_max_buffered_s: i32,
+    /// At the end of a run, LSL outlets with inlets stay up this long so the last samples arrive, ms.
+    pub lsl_linger_ms: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1".into(),
+            token: String::new(),
+            queue: 4096,
+            client_queue: 1024,
+            write_timeout_ms: 2000,
+            auth_timeout_ms: 5000,
+            lsl_max_buffered_s: 360,
+            lsl_linger_ms: 500,
+        }
     }
 }
 
@@ -552,6 +591,18 @@ impl Config {
             "front" | "back" => {}
             other => bail!("face.detector = {other:?}: expected \"front\" or \"back\""),
         }
+        if self.events.bind.parse::<std::net::IpAddr>().is_err() {
+            bail!(
+                "events.bind = {:?}: expected an IP address such as 127.0.0.1 or 0.0.0.0",
+                self.events.bind
+            );
+        }
+        if self.events.queue == 0 || self.events.client_queue == 0 {
+            bail!("events.queue and events.client_queue must be at least 1");
+        }
+        if self.events.lsl_max_buffered_s < 1 {
+            bail!("events.lsl_max_buffered_s must be at least 1");
+        }
         match self.ingest.live.as_str() {
             "auto" | "yes" | "no" => {}
             other => bail!("ingest.live = {other:?}: expected \"auto\", \"yes\" or \"no\""),
@@ -726,5 +777,16 @@ mod tests {
     fn bad_enumeration_is_rejected() {
         let err = Config::load(None, &["face.detector=side".into()]).unwrap_err();
         assert!(format!("{err:#}").contains("face.detector"));
+    }
+
+    #[test]
+    fn events_section_is_checked() {
+        assert_eq!(Config::default().events.bind, "127.0.0.1");
+        let err = Config::load(None, &["events.bind=everywhere".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("events.bind"), "{err:#}");
+        let err = Config::load(None, &["events.client_queue=0".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("client_queue"), "{err:#}");
+        let cfg = Config::load(None, &["events.bind=0.0.0.0".into()]).unwrap();
+        assert_eq!(cfg.events.bind, "0.0.0.0");
     }
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod data;
 pub mod doctor;
 pub mod eval;
+pub mod events;
 pub mod export;
 pub mod face;
 pub mod fixtures;

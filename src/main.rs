@@ -63,6 +63,11 @@ enum Command {
     Train(TrainArgs),
     /// Run a protocol (LOSO, subject k-fold, leave-one-dataset-out): train per fold, score held-out clips, write a report.
     Eval(EvalArgs),
+    /// AU events: replay a recorded JSON-lines file to sinks, or validate one.
+    Events {
+        #[command(subcommand)]
+        action: EventsAction,
+    },
 }
 
 #[derive(clap::Args)]
@@ -116,6 +121,51 @@ struct EvalArgs {
     /// Also print the published papers' optimistic metric (labelled as such).
     #[arg(long)]
     paper_metric: bool,
+}
+
+#[derive(Subcommand)]
+enum EventsAction {
+    /// Republish recorded events (JSON lines) to sinks: jsonl, tcp, ws, lsl.
+    Replay(ReplayArgs),
+    /// Check that every line of a file is a valid aullm.au_event/1 event.
+    Validate {
+        /// JSON-lines file of events.
+        file: PathBuf,
+    },
+}
+
+/// Where events go (shared by every command that produces events).
+#[derive(clap::Args)]
+struct SinkArgs {
+    /// jsonl:PATH, jsonl:- (stdout), tcp:[IP:]PORT, ws:[IP:]PORT or lsl:NAME (repeatable).
+    #[arg(long = "sink", value_name = "SPEC", required = true)]
+    sinks: Vec<String>,
+    /// Address for servers given a bare port (default events.bind = 127.0.0.1).
+    #[arg(long)]
+    bind: Option<String>,
+    /// Bearer token TCP/WebSocket clients must present.
+    #[arg(long, env = "AULLM_EVENTS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// JSON-lines file of events.
+    file: PathBuf,
+    #[command(flatten)]
+    sinks: SinkArgs,
+    /// Events per second (default: as fast as the sinks take them).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Shift times so the first onset is now (host, monotonic and LSL clocks), keeping the spacing.
+    #[arg(long)]
+    retime: bool,
+    /// Wait for this many TCP/WebSocket clients before publishing.
+    #[arg(long, default_value_t = 0)]
+    wait_clients: u64,
+    /// Also write the per-sink statistics as JSON here.
+    #[arg(long)]
+    stats: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -355,6 +405,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Export(a) => export_command(&cfg, a),
         Command::Train(a) => train_command(&mut cfg, a),
         Command::Eval(a) => eval_command(&mut cfg, a),
+        Command::Events { action } => events_command(&cfg, action),
     }
 }
 
@@ -451,6 +502,74 @@ fn eval_command(cfg: &mut Config, a: EvalArgs) -> Result<ExitCode> {
         println!("wrote {}", f.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn events_command(cfg: &Config, action: EventsAction) -> Result<ExitCode> {
+    use aullm::events::{SinkSpec, replay};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let a = match action {
+        EventsAction::Validate { file } => {
+            let n = replay::read_events(&file)?.len();
+            println!("{}: {n} valid events", file.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        EventsAction::Replay(a) => a,
+    };
+    let specs = a
+        .sinks
+        .sinks
+        .iter()
+        .map(|s| SinkSpec::parse(s))
+        .collect::<Result<Vec<_>>>()?;
+    let mut events = replay::read_events(&a.file)?;
+    let aus = events
+        .first()
+        .map(|e| e.aus.iter().map(|d| d.au.clone()).collect())
+        .unwrap_or_default();
+    let opts = aullm::events::sink_options(
+        cfg,
+        &specs,
+        a.sinks.bind.as_deref(),
+        a.sinks.token.as_deref(),
+        aus,
+    )?;
+    let bus = aullm::events::open_sinks(&specs, &opts)?;
+    for (name, _) in bus.local_addrs() {
+        eprintln!("listening: {name}");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    // Ctrl-C stops publishing; the queues still drain so every published event reaches the sinks.
+    let _ = ctrlc::set_handler(move || s2.store(true, Ordering::Relaxed));
+    while bus.clients_connected() < a.wait_clients && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if a.retime {
+        replay::retime(&mut events, &bus.clock());
+    }
+    let n = replay::replay(&events, &bus, a.rate, &stop);
+    let rejected = bus.rejected();
+    let stats = bus.close();
+    eprintln!(
+        "replayed {n} of {} events from {}",
+        events.len(),
+        a.file.display()
+    );
+    for s in &stats {
+        eprintln!("  {}", s.render());
+    }
+    if let Some(p) = &a.stats {
+        let json = serde_json::json!({ "events": n, "rejected": rejected, "sinks": stats });
+        let mut f = aullm::output::atomic::AtomicFile::create(p)?;
+        std::io::Write::write_all(&mut f, serde_json::to_string_pretty(&json)?.as_bytes())?;
+        f.commit()?;
+    }
+    Ok(if stats.iter().any(|s| s.error.is_some()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn export_command(cfg: &Config, a: ExportArgs) -> Result<ExitCode> {

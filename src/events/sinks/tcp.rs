@@ -1,0 +1,103 @@
+//! JSON-lines TCP server: every client gets every event as one line. With a token, a client first
+//! sends `AUTH <token>\n` and gets `OK\n` (or `ERR unauthorized\n` and the connection closes).
+
+use super::server::{Conn, Server, token_matches};
+use crate::events::bus::SinkCounters;
+use crate::events::sink::{Encoded, Sink, SinkOptions};
+use anyhow::{Result, bail};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The TCP JSON-lines server sink.
+pub struct TcpSink {
+    server: Server,
+}
+
+impl TcpSink {
+    /// Listens on `addr` (port 0 picks a free port; see [`TcpSink::local_addr`]).
+    pub fn open(
+        name: &str,
+        addr: SocketAddr,
+        opts: &SinkOptions,
+        counters: Arc<SinkCounters>,
+    ) -> Result<Self> {
+        let server = Server::start(name, addr, opts, counters, Box::new(admit))?;
+        Ok(Self { server })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+}
+
+impl Sink for TcpSink {
+    fn deliver(&mut self, ev: &Arc<Encoded>) -> Result<()> {
+        self.server.broadcast(ev);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.server.finish();
+        Ok(())
+    }
+}
+
+fn admit(mut stream: TcpStream, opts: &SinkOptions) -> Result<Box<dyn Conn>> {
+    if let Some(token) = &opts.token {
+        let mut line = String::new();
+        let read = BufReader::new((&stream).take(1024)).read_line(&mut line);
+        let given = line.trim_end_matches(['\r', '\n']).strip_prefix("AUTH ");
+        if read.is_err() || !given.is_some_and(|g| token_matches(g, token)) {
+            let _ = stream.write_all(b"ERR unauthorized\n");
+            let _ = stream.shutdown(Shutdown::Both);
+            bail!("no valid \"AUTH <token>\" line");
+        }
+        stream.write_all(b"OK\n")?;
+    }
+    // Reads after admission only look for the peer closing; they must not wait.
+    stream.set_read_timeout(Some(Duration::from_millis(1)))?;
+    Ok(Box::new(TcpConn {
+        stream,
+        buf: Vec::with_capacity(1024),
+    }))
+}
+
+struct TcpConn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn for TcpConn {
+    fn send(&mut self, json: &str) -> io::Result<()> {
+        // One write per event: the line and its newline leave together.
+        self.buf.clear();
+        self.buf.extend_from_slice(json.as_bytes());
+        self.buf.push(b'\n');
+        self.stream.write_all(&self.buf)
+    }
+
+    fn poll(&mut self) -> io::Result<bool> {
+        let mut scratch = [0u8; 256];
+        match self.stream.read(&mut scratch) {
+            Ok(0) => Ok(false),
+            Ok(_) => Ok(true), // clients have nothing to say after AUTH; ignore it
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn close(&mut self) {
+        let _ = self.stream.flush();
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+}
