@@ -20,6 +20,9 @@ pub struct Config {
     pub reasoner: ReasonerConfig,
     /// AULLM++ visual front-end and AU graph (clip shape, widths, prior graph, ablation).
     pub frontend: FrontendConfig,
+    /// Onset/apex/offset spotting; defaults come from calibration/spotting.toml.
+    #[serde(deserialize_with = "crate::spot::params::deserialize_over_calibration")]
+    pub spot: crate::spot::SpotConfig,
 }
 
 /// Model artefact locations (both empty by default: cache dir from the environment, built-in manifest).
@@ -451,6 +454,7 @@ impl Config {
         crate::graph::reasoner::LoraConfig::new(r.lora.rank, r.lora.alpha, &r.lora.targets)
             .context("reasoner.lora")?;
         self.frontend.validate()?;
+        self.spot.validate()?;
         Ok(())
     }
 

@@ -16,3 +16,4 @@ pub mod jobs;
 pub mod models;
 pub mod output;
 pub mod runtime;
+pub mod spot;

@@ -59,6 +59,41 @@ enum Command {
     Score(ScoreArgs),
     /// Export the AULLM++ front-end (clip → T_v, τ_au) as an ONNX model (opset 17) for ONNX Runtime.
     Export(ExportArgs),
+    /// Spot micro/macro-expression intervals (onset, apex, offset) live on a source.
+    Spot(SpotArgs),
+    /// Evaluate spotting on SAMM-LV-layout folders (e.g. SynthME long videos) with the MEGC metric.
+    SpotEval(SpotEvalArgs),
+}
+
+#[derive(clap::Args)]
+struct SpotArgs {
+    /// Video file, URI, `pipeline:NAME?...` or `gst:...`.
+    source: String,
+    /// Print each interval as a JSON line (`aullm.spot_interval/1`) and the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Frame rate for the spotting windows (default: from the timestamps).
+    #[arg(long)]
+    fps: Option<f64>,
+}
+
+#[derive(clap::Args)]
+struct SpotEvalArgs {
+    /// SAMM-LV-layout folders with `videos/` (e.g. written by `aullm synth`).
+    #[arg(required = true)]
+    roots: Vec<PathBuf>,
+    /// Keep each video's aligned crops here and reuse them (skips face tracking on later runs).
+    #[arg(long)]
+    crop_cache: Option<PathBuf>,
+    /// Write the report (JSON) here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Grid-search the swept parameters on these folders (tuning data only) and print the best.
+    #[arg(long)]
+    sweep: bool,
 }
 
 #[derive(clap::Args)]
@@ -296,7 +331,80 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Data { action } => data_command(&cfg, action),
         Command::Score(a) => score_command(a),
         Command::Export(a) => export_command(&cfg, a),
+        Command::Spot(a) => spot_command(&cfg, a),
+        Command::SpotEval(a) => spot_eval_command(&cfg, a),
     }
+}
+
+fn spot_command(cfg: &Config, a: SpotArgs) -> Result<ExitCode> {
+    let source = aullm::ingest::Source::parse(&a.source)?;
+    let summary = aullm::spot::run::spot_source(cfg, &source, a.fps, |iv| {
+        if a.json {
+            println!("{}", serde_json::to_string(iv)?);
+        } else {
+            let i = &iv.interval;
+            println!(
+                "face {} {:?} onset {} apex {} offset {} ({:.3}-{:.3} s) score {:.2} region {}",
+                iv.face_id, i.kind, i.onset, i.apex, i.offset, iv.onset_s, iv.offset_s, i.score, i.region
+            );
+        }
+        Ok(())
+    })?;
+    if a.json {
+        eprintln!("{}", serde_json::to_string(&summary)?);
+    } else {
+        eprintln!(
+            "{}: {} frames at {:.1} fps, {} intervals; face {:.0} µs/frame, spotting {:.0} µs/frame/face",
+            summary.source,
+            summary.frames,
+            summary.fps,
+            summary.intervals,
+            summary.face_us_per_frame,
+            summary.spot_us_per_frame
+        );
+    }
+    if let Some(e) = summary.error {
+        bail!("the stream ended with an error: {e}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn spot_eval_command(cfg: &Config, a: SpotEvalArgs) -> Result<ExitCode> {
+    use aullm::spot::eval;
+    let mut results = Vec::new();
+    for root in &a.roots {
+        let videos = eval::load_set(cfg, root, a.crop_cache.as_deref())?;
+        if a.sweep {
+            let best = eval::sweep(&cfg.spot, &videos)?;
+            for (f1, c) in best.iter().take(15) {
+                println!(
+                    "F1 {f1:.3}  leak_s {} threshold_mads {} min_threshold_px {} edge_fraction {} blink_px {}",
+                    c.leak_s, c.threshold_mads, c.min_threshold_px, c.edge_fraction, c.blink_px
+                );
+            }
+            continue;
+        }
+        results.push(eval::evaluate_set(&cfg.spot, root, &videos)?);
+    }
+    if a.sweep {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let json = serde_json::to_string_pretty(&serde_json::json!({
+        "schema": "aullm.spot_eval/1",
+        "spot": cfg.spot,
+        "sets": results,
+    }))?;
+    if let Some(p) = &a.out {
+        let mut f = aullm::output::atomic::AtomicFile::create(p)?;
+        std::io::Write::write_all(&mut f, json.as_bytes())?;
+        f.commit()?;
+    }
+    if a.json {
+        println!("{json}");
+    } else {
+        print!("{}", eval::render(&results));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn export_command(cfg: &Config, a: ExportArgs) -> Result<ExitCode> {
