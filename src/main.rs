@@ -94,6 +94,9 @@ struct SpotEvalArgs {
     /// Grid-search the swept parameters on these folders (tuning data only) and print the best.
     #[arg(long)]
     sweep: bool,
+    /// Write per-frame region displacements as CSV files into this folder (tuning aid).
+    #[arg(long)]
+    dump: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -374,12 +377,15 @@ fn spot_eval_command(cfg: &Config, a: SpotEvalArgs) -> Result<ExitCode> {
     let mut results = Vec::new();
     for root in &a.roots {
         let videos = eval::load_set(cfg, root, a.crop_cache.as_deref())?;
+        if let Some(d) = &a.dump {
+            eval::dump_signals(&cfg.spot, &videos, d)?;
+        }
         if a.sweep {
             let best = eval::sweep(&cfg.spot, &videos)?;
             for (f1, c) in best.iter().take(15) {
                 println!(
-                    "F1 {f1:.3}  leak_s {} threshold_mads {} min_threshold_px {} edge_fraction {} blink_px {}",
-                    c.leak_s, c.threshold_mads, c.min_threshold_px, c.edge_fraction, c.blink_px
+                    "F1 {f1:.3}  threshold_mads {} min_threshold_px {} edge_fraction {} blink_px {} min_distance_s {}",
+                    c.threshold_mads, c.min_threshold_px, c.edge_fraction, c.blink_px, c.min_distance_s
                 );
             }
             continue;

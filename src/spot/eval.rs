@@ -336,55 +336,95 @@ pub fn render(results: &[SetResult]) -> String {
     s
 }
 
-/// Grid search on a loaded set (tuning only; never run it on the evaluation sets): prints the
-/// best parameter sets by live F1 over all intervals.
-pub fn sweep(base: &SpotConfig, videos: &[VideoData]) -> Result<Vec<(f64, SpotConfig)>> {
-    let mut results = Vec::new();
-    for leak in [0.5, 1.0, 2.0] {
-        let cfg = SpotConfig {
-            leak_s: leak,
-            ..base.clone()
-        };
-        // The signal depends on the leak only; record it once per video.
-        let mut signals = Vec::new();
-        for v in videos {
-            let size = (v.crops.first().map_or(0, |c| c.1.len()) as f64).sqrt() as usize;
-            let mut b = super::signal_builder(&cfg, v.fps, size)?;
-            let mut samples = Vec::new();
-            for (i, c) in &v.crops {
-                if let Some(s) = b.push(*i, c)? {
-                    samples.push((s, b.region_kind(s.region), b.region_name(s.region)));
-                }
-            }
-            signals.push(samples);
+/// Live F1 (all intervals) of `cfg` on loaded videos.
+pub fn live_f1(cfg: &SpotConfig, videos: &[VideoData]) -> Result<f64> {
+    let mut total = KindCounts::default();
+    for v in videos {
+        let size = (v.crops.first().map_or(0, |c| c.1.len()) as f64).sqrt() as usize;
+        let mut sp = Spotter::new(cfg, v.fps, size)?;
+        let mut pred = Vec::new();
+        for (i, c) in &v.crops {
+            pred.extend(sp.push(*i, c)?);
         }
-        for mads in [4.0, 6.0, 8.0, 10.0] {
-            for floor in [0.08, 0.12, 0.18, 0.25] {
-                for edge in [0.15, 0.25, 0.35, 0.5] {
-                    for blink in [0.0, 1.0, 1.5, 2.5] {
-                        let c = SpotConfig {
-                            threshold_mads: mads,
-                            min_threshold_px: floor,
-                            edge_fraction: edge,
-                            blink_px: blink,
-                            ..cfg.clone()
-                        };
-                        let mut total = KindCounts::default();
-                        for (v, samples) in videos.iter().zip(&signals) {
-                            let mut d = super::Decider::new(&c, v.fps)?;
-                            let mut pred: Vec<Interval> = samples
-                                .iter()
-                                .filter_map(|(s, k, n)| d.step(s, *k, n))
-                                .collect();
-                            pred.extend(d.finish());
-                            total.add(&score_video(&v.truth, &pred));
-                        }
-                        results.push((total.all.f1().unwrap_or(0.0), c));
-                    }
+        pred.extend(sp.finish());
+        total.add(&score_video(&v.truth, &pred));
+    }
+    Ok(total.all.f1().unwrap_or(0.0))
+}
+
+/// Coordinate search of the swept parameters on a loaded set (tuning data only; never on the
+/// evaluation sets): one round, one parameter at a time around `base`. Returns every (F1, config) tried, best first.
+pub fn sweep(base: &SpotConfig, videos: &[VideoData]) -> Result<Vec<(f64, SpotConfig)>> {
+    type Set = fn(&mut SpotConfig, f64);
+    let axes: [(&str, &[f64], Set); 5] = [
+        ("threshold_mads", &[4.0, 8.0], |c, v| c.threshold_mads = v),
+        ("min_threshold_px", &[0.08, 0.16], |c, v| c.min_threshold_px = v),
+        ("edge_fraction", &[0.15, 0.35], |c, v| c.edge_fraction = v),
+        ("blink_px", &[0.25, 0.6], |c, v| c.blink_px = v),
+        ("min_distance_s", &[0.1], |c, v| c.min_distance_s = v),
+    ];
+    let mut best = (live_f1(base, videos)?, base.clone());
+    let mut tried = vec![best.clone()];
+    for round in 0..1 {
+        for (name, values, set) in &axes {
+            for &v in *values {
+                let mut c = best.1.clone();
+                set(&mut c, v);
+                if c == best.1 || c.validate().is_err() {
+                    continue;
+                }
+                let f1 = live_f1(&c, videos)?;
+                eprintln!("round {round} {name} = {v}: F1 {f1:.3}");
+                tried.push((f1, c.clone()));
+                if f1 > best.0 {
+                    best = (f1, c);
                 }
             }
         }
     }
-    results.sort_by(|a, b| b.0.total_cmp(&a.0));
-    Ok(results)
+    tried.sort_by(|a, b| b.0.total_cmp(&a.0));
+    Ok(tried)
+}
+
+/// Writes each video's per-frame region displacements as CSV (`DIR/<video>.csv`: frame, signal,
+/// then dx, dy per region) for inspection while tuning.
+pub fn dump_signals(cfg: &SpotConfig, videos: &[VideoData], dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for v in videos {
+        let size = (v.crops.first().map_or(0, |c| c.1.len()) as f64).sqrt() as usize;
+        let mut b = super::signal_builder(cfg, v.fps, size)?;
+        let mut text = String::from("frame,signal");
+        for r in 0..b.regions() {
+            let n = b.region_name(r);
+            text.push_str(&format!(",{n}_dx,{n}_dy"));
+        }
+        text.push('\n');
+        for (i, c) in &v.crops {
+            if let Some(s) = b.push(*i, c)? {
+                text.push_str(&format!("{},{:.4}", s.index, s.value));
+                for d in b.displacements() {
+                    text.push_str(&format!(",{:.4},{:.4}", d[0], d[1]));
+                }
+                text.push('\n');
+            }
+        }
+        let p = dir.join(format!("{}.csv", v.name));
+        std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
+        let mut sp = Spotter::new(cfg, v.fps, size)?;
+        let mut pred = Vec::new();
+        let mut live = String::from("frame,signal\n");
+        for (i, c) in &v.crops {
+            pred.extend(sp.push(*i, c)?);
+            if let Some((j, x)) = sp.signal() {
+                live.push_str(&format!("{j},{x:.4}\n"));
+            }
+        }
+        pred.extend(sp.finish());
+        let p = dir.join(format!("{}.intervals.json", v.name));
+        std::fs::write(&p, serde_json::to_string(&pred)?)
+            .with_context(|| format!("cannot write {}", p.display()))?;
+        let p = dir.join(format!("{}.live.csv", v.name));
+        std::fs::write(&p, live).with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    Ok(())
 }

@@ -22,7 +22,7 @@ use params::frames;
 use peaks::{Decision, SegmentRules, Segmenter};
 use serde::Serialize;
 use signal::{Sample, SignalBuilder};
-use threshold::{RunningThreshold, centred_levels};
+use threshold::{Level, RunningThreshold, centred_levels};
 
 /// Micro- or macro-expression, by duration (`spot.micro_max_s`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -73,36 +73,91 @@ pub struct Spotter {
     latest: Option<(u64, f32)>,
 }
 
-/// The causal decision part of a spotter (threshold + segmenter), fed with signal samples.
+fn rules(cfg: &SpotConfig, fps: f64) -> Result<SegmentRules> {
+    Ok(SegmentRules {
+        edge_fraction: cfg.edge_fraction as f32,
+        merge_frames: frames(cfg.min_distance_s, fps) as u64,
+        min_frames: frames(cfg.min_duration_s, fps).max(1) as u64,
+        max_frames: frames(cfg.max_duration_s, fps).max(2) as u64,
+        // Strictly shorter than micro_max_s is micro.
+        micro_max_frames: ((cfg.micro_max_s * fps).ceil() as u64).saturating_sub(1),
+        blink_px: cfg.blink_px as f32,
+        emit: cfg.emit_kind()?,
+        lag_frames: cfg.lag_frames(fps) as u64,
+    })
+}
+
+fn builder(cfg: &SpotConfig, fps: f64, crop_size: usize) -> Result<SignalBuilder> {
+    cfg.validate()?;
+    if !(fps.is_finite() && fps > 0.0) {
+        bail!("spotting: frame rate {fps} is not a positive number");
+    }
+    if crop_size < 32 {
+        bail!("spotting: crop size {crop_size} is below 32 pixels");
+    }
+    let layout = roi::RoiLayout::for_crop_size(crop_size);
+    let flow = flow::RoiFlow::new(crop_size, layout, cfg.dis_finest_scale)?;
+    Ok(SignalBuilder::new(flow, crop_size, cfg.lag_frames(fps)))
+}
+
+/// Where decision levels come from: a causal running window (live) or precomputed (offline).
+enum Levels {
+    Running(RunningThreshold),
+    Fixed(Vec<Option<Level>>, usize),
+}
+
+/// The decision part of a spotter (threshold + segmenter), fed with signal samples.
 pub struct Decider {
-    threshold: RunningThreshold,
+    levels: Levels,
     segmenter: Segmenter,
     stats: SpotStats,
 }
 
 impl Decider {
-    /// A decider for `fps`.
+    /// A live decider for `fps` (causal running threshold).
     pub fn new(cfg: &SpotConfig, fps: f64) -> Result<Decider> {
         let k = cfg.lag_frames(fps);
         Ok(Decider {
-            threshold: RunningThreshold::new(
+            levels: Levels::Running(RunningThreshold::new(
                 frames(cfg.window_s, fps),
                 2 * k,
                 cfg.threshold_mads as f32,
                 cfg.min_threshold_px as f32,
-            ),
+            )),
             segmenter: Segmenter::new(rules(cfg, fps)?),
             stats: SpotStats::default(),
         })
     }
 
+    /// A decider that uses `levels[i]` for the i-th sample (offline, look-ahead levels).
+    pub fn with_levels(cfg: &SpotConfig, fps: f64, levels: Vec<Option<Level>>) -> Result<Decider> {
+        Ok(Decider {
+            levels: Levels::Fixed(levels, 0),
+            segmenter: Segmenter::new(rules(cfg, fps)?),
+            stats: SpotStats::default(),
+        })
+    }
+
+    /// True while an event is open.
+    pub fn in_event(&self) -> bool {
+        self.segmenter.in_event()
+    }
+
     /// One sample of a region of `kind` named `name`; the interval decided at this frame, if any.
     pub fn step(&mut self, s: &Sample, kind: roi::RoiKind, name: &'static str) -> Option<Interval> {
         self.stats.frames += 1;
-        let level = self.threshold.level();
+        let level = match &mut self.levels {
+            Levels::Running(t) => t.level(),
+            Levels::Fixed(v, i) => {
+                *i += 1;
+                v.get(*i - 1).copied().flatten()
+            }
+        };
         let d = self.segmenter.step(s, level, kind, name);
-        if !self.segmenter.in_event() {
-            self.threshold.add(s.value);
+        if !self.segmenter.in_event()
+            && let Levels::Running(t) = &mut self.levels
+        {
+            t.add(s.value);
         }
         self.record(d)
     }
@@ -136,37 +191,6 @@ impl Decider {
     }
 }
 
-fn rules(cfg: &SpotConfig, fps: f64) -> Result<SegmentRules> {
-    Ok(SegmentRules {
-        edge_fraction: cfg.edge_fraction as f32,
-        merge_frames: frames(cfg.min_distance_s, fps) as u64,
-        min_frames: frames(cfg.min_duration_s, fps).max(1) as u64,
-        max_frames: frames(cfg.max_duration_s, fps).max(2) as u64,
-        // Strictly shorter than micro_max_s is micro.
-        micro_max_frames: (cfg.micro_max_s * fps).ceil() as u64 - 1,
-        blink_px: cfg.blink_px as f32,
-        emit: cfg.emit_kind()?,
-    })
-}
-
-fn builder(cfg: &SpotConfig, fps: f64, crop_size: usize) -> Result<SignalBuilder> {
-    cfg.validate()?;
-    if !(fps.is_finite() && fps > 0.0) {
-        bail!("spotting: frame rate {fps} is not a positive number");
-    }
-    if crop_size < 32 {
-        bail!("spotting: crop size {crop_size} is below 32 pixels");
-    }
-    let layout = roi::RoiLayout::for_crop_size(crop_size);
-    let flow = flow::RoiFlow::new(crop_size, layout, cfg.dis_finest_scale)?;
-    Ok(SignalBuilder::new(
-        flow,
-        crop_size,
-        cfg.lag_frames(fps),
-        cfg.leak_s * fps,
-    ))
-}
-
 impl Spotter {
     /// A spotter for crops of `crop_size`² pixels at `fps` frames per second.
     pub fn new(cfg: &SpotConfig, fps: f64, crop_size: usize) -> Result<Spotter> {
@@ -184,9 +208,7 @@ impl Spotter {
             return Ok(Vec::new());
         };
         self.latest = Some((s.index, s.value));
-        let kind = self.signal.region_kind(s.region);
-        let name = self.signal.region_name(s.region);
-        Ok(self.decider.step(&s, kind, name).into_iter().collect())
+        Ok(step(&mut self.signal, &mut self.decider, &s)?.into_iter().collect())
     }
 
     /// Latest (frame index, spotting signal in crop pixels), for per-frame output.
@@ -205,9 +227,22 @@ impl Spotter {
     }
 }
 
-/// The signal builder alone (for offline use and parameter sweeps over recorded signals).
+/// The signal builder alone (for inspection while tuning).
 pub fn signal_builder(cfg: &SpotConfig, fps: f64, crop_size: usize) -> Result<SignalBuilder> {
     builder(cfg, fps, crop_size)
+}
+
+/// Feeds a sample to the decider and pins / releases the flow reference as events open and close.
+fn step(signal: &mut SignalBuilder, decider: &mut Decider, s: &Sample) -> Result<Option<Interval>> {
+    let kind = signal.region_kind(s.region);
+    let name = signal.region_name(s.region);
+    let out = decider.step(s, kind, name);
+    if decider.in_event() {
+        signal.pin()?;
+    } else if signal.is_pinned() {
+        signal.release();
+    }
+    Ok(out)
 }
 
 /// Offline spotting of one whole video.
@@ -221,71 +256,51 @@ pub struct OfflineSpots {
     pub stats: SpotStats,
 }
 
-/// Offline (look-ahead) spotting over a whole video's crops: the threshold window is centred on
-/// each frame and recomputed without the frames of the first pass's events.
+/// Offline (look-ahead) spotting over a whole video's crops: a live pass finds the events; the
+/// threshold is then taken from a window centred on each frame over the quiet frames (events left
+/// out), and a second pass decides with it.
 pub fn spot_offline(
     cfg: &SpotConfig,
     fps: f64,
     crop_size: usize,
     crops: impl Iterator<Item = (u64, Vec<u8>)>,
 ) -> Result<OfflineSpots> {
+    let crops: Vec<(u64, Vec<u8>)> = crops.collect();
+    // Pass 1: live decisions; record the signal and which samples were inside events.
     let mut b = builder(cfg, fps, crop_size)?;
-    let mut samples: Vec<Sample> = Vec::new();
-    let mut frames_in = 0;
-    for (i, c) in crops {
-        frames_in += 1;
-        if let Some(s) = b.push(i, &c)? {
-            samples.push(s);
+    let mut d = Decider::new(cfg, fps)?;
+    let (mut values, mut inside) = (Vec::new(), Vec::new());
+    for (i, c) in &crops {
+        if let Some(s) = b.push(*i, c)? {
+            values.push(s.value);
+            step(&mut b, &mut d, &s)?;
+            inside.push(d.in_event() || b.is_pinned());
         }
     }
-    let values: Vec<f32> = samples.iter().map(|s| s.value).collect();
-    let window = frames(cfg.window_s, fps);
-    let step = cfg.lag_frames(fps).div_ceil(4);
-    let mut exclude = vec![false; values.len()];
-    let mut result = Vec::new();
-    let mut stats = SpotStats::default();
-    for _pass in 0..2 {
-        let levels = centred_levels(
-            &values,
-            &exclude,
-            window,
-            step,
-            cfg.threshold_mads as f32,
-            cfg.min_threshold_px as f32,
-        );
-        let mut seg = Segmenter::new(rules(cfg, fps)?);
-        stats = SpotStats {
-            frames: frames_in,
-            ..Default::default()
-        };
-        result.clear();
-        let mut decide = |d: Option<Decision>, stats: &mut SpotStats| match d {
-            Some(Decision::Interval(i)) => {
-                stats.intervals += 1;
-                result.push(i);
-            }
-            Some(Decision::Blink) => stats.blinks += 1,
-            Some(Decision::Dropped) => stats.dropped += 1,
-            None => {}
-        };
-        let mut event_start: Option<usize> = None;
-        for (j, s) in samples.iter().enumerate() {
-            let d = seg.step(s, levels[j], b.region_kind(s.region), b.region_name(s.region));
-            match (seg.in_event(), event_start) {
-                (true, None) => event_start = Some(j),
-                (false, Some(a)) => {
-                    exclude[a..=j].iter_mut().for_each(|e| *e = true);
-                    event_start = None;
-                }
-                _ => {}
-            }
-            decide(d, &mut stats);
+    let levels = centred_levels(
+        &values,
+        &inside,
+        frames(cfg.window_s, fps),
+        cfg.lag_frames(fps).div_ceil(4),
+        cfg.threshold_mads as f32,
+        cfg.min_threshold_px as f32,
+    );
+    // Pass 2: the same path with the look-ahead levels.
+    let mut b = builder(cfg, fps, crop_size)?;
+    let mut d = Decider::with_levels(cfg, fps, levels)?;
+    let (mut signal, mut intervals) = (Vec::new(), Vec::new());
+    for (i, c) in &crops {
+        if let Some(s) = b.push(*i, c)? {
+            signal.push((s.index, s.value));
+            intervals.extend(step(&mut b, &mut d, &s)?);
         }
-        decide(seg.finish(), &mut stats);
     }
+    intervals.extend(d.finish());
+    let mut stats = d.stats();
+    stats.frames = crops.len() as u64;
     Ok(OfflineSpots {
-        signal: samples.iter().map(|s| (s.index, s.value)).collect(),
-        intervals: result,
+        signal,
+        intervals,
         stats,
     })
 }

@@ -13,8 +13,6 @@ pub const CALIBRATION_TOML: &str = include_str!("../../calibration/spotting.toml
 pub struct SpotConfig {
     /// Flow lag in seconds: flow between frame t and t−k, k = round(lag_s × fps).
     pub lag_s: f64,
-    /// Time constant (s) of the leak of the displacement integrator.
-    pub leak_s: f64,
     /// Running window (s) of the adaptive threshold.
     pub window_s: f64,
     /// Threshold = running median + threshold_mads × 1.4826 × MAD.
@@ -89,7 +87,6 @@ impl SpotConfig {
             Ok(())
         };
         pos("lag_s", self.lag_s)?;
-        pos("leak_s", self.leak_s)?;
         pos("window_s", self.window_s)?;
         pos("threshold_mads", self.threshold_mads)?;
         pos("micro_max_s", self.micro_max_s)?;
@@ -106,10 +103,15 @@ impl SpotConfig {
                 self.edge_fraction
             );
         }
-        if !(self.min_distance_s.is_finite() && self.min_distance_s >= 0.0) {
+        // Intervals are decided min_distance_s after their offset: below 2k keeps the latency rule.
+        if !(self.min_distance_s.is_finite()
+            && self.min_distance_s >= 0.0
+            && self.min_distance_s < 2.0 * self.lag_s)
+        {
             bail!(
-                "spot.min_distance_s = {}: expected >= 0",
-                self.min_distance_s
+                "spot.min_distance_s = {}: expected 0 <= min_distance_s < 2 x spot.lag_s ({})",
+                self.min_distance_s,
+                self.lag_s
             );
         }
         if !(self.min_duration_s.is_finite()

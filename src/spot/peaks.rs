@@ -26,6 +26,9 @@ pub struct SegmentRules {
     pub blink_px: f32,
     /// What is emitted.
     pub emit: Emit,
+    /// Flow lag k: after an event, no new one opens until frame t−k is past its offset (else the
+    /// k-lag flow would see the old event again).
+    pub lag_frames: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +61,7 @@ pub struct Segmenter {
     capacity: usize,
     open: Option<Open>,
     last: Option<u64>,
+    quiet_from: u64,
 }
 
 impl Segmenter {
@@ -70,6 +74,7 @@ impl Segmenter {
             capacity,
             open: None,
             last: None,
+            quiet_from: 0,
         }
     }
 
@@ -96,6 +101,8 @@ impl Segmenter {
             None => {
                 if let Some(l) = level
                     && s.value > l.threshold
+                    && s.index >= self.quiet_from
+                    && self.reference_was_quiet(s.index, l.threshold)
                 {
                     self.open = Some(Open {
                         start: s.index,
@@ -136,6 +143,18 @@ impl Segmenter {
         }
     }
 
+    /// True when the frame an event opened now would be measured against (t − k) was itself quiet:
+    /// pinning a frame in the middle of motion (the tail of an earlier expression) would leave the
+    /// event open as long as the face stays away from that frame.
+    fn reference_was_quiet(&self, index: u64, threshold: f32) -> bool {
+        let at = index.saturating_sub(self.rules.lag_frames);
+        self.history
+            .iter()
+            .rev()
+            .find(|h| h.0 <= at)
+            .is_none_or(|h| h.1 < threshold)
+    }
+
     /// Closes an open event at the end of the stream.
     pub fn finish(&mut self) -> Option<Decision> {
         let last = self.last?;
@@ -154,15 +173,22 @@ impl Segmenter {
             }
             onset = h.0;
         }
+        // The offset is the last frame at or above the edge before the final quiet run (a lower
+        // bump merged within the merge distance belongs to the interval).
         let mut offset = o.apex;
         for h in self.history.range(apex_pos..) {
-            if h.1 < edge {
+            if o.below_since.is_some_and(|b| h.0 >= b) {
                 break;
             }
-            offset = h.0;
+            if h.1 >= edge {
+                offset = h.0;
+            }
         }
         let frames = offset - onset + 1;
         let r = &self.rules;
+        // The next reference (t − k) must come after this decision: before it, the signal was
+        // measured against this event's pinned reference.
+        self.quiet_from = now + r.lag_frames + 1;
         if frames < r.min_frames {
             return Some(Decision::Dropped);
         }
@@ -211,6 +237,7 @@ mod tests {
             micro_max_frames: 20,
             blink_px: 0.0,
             emit: Emit::Both,
+            lag_frames: 0,
         }
     }
 

@@ -1,9 +1,11 @@
-//! The spotting signal: per-region displacement from neutral, rebuilt from chained k-lag flows.
+//! The spotting signal: per-region motion between the crop k frames back and this one.
 //!
 //! Flow between t−k and t alone shows a short expression twice (once when it appears, once k frames
-//! later when frame t−k holds it), so each region's displacement is integrated along the chain:
-//! `d(t) = f(t−k → t) + λ·d(t−k)`, with a leak λ = exp(−k / (leak_s·fps)) that forgets drift. The
-//! signal is the largest region displacement (crop pixels).
+//! later when frame t−k holds it) and shows a long one only while it changes. So while an event is
+//! open the reference is pinned ([`SignalBuilder::pin`]) to the frame the event was first seen
+//! against (before its onset): the signal is then the displacement from that neutral frame, which
+//! rises to the apex and returns to the noise floor at the offset. The signal is the largest region
+//! motion (crop pixels), nose motion (head) subtracted.
 
 use super::flow::RoiFlow;
 use super::roi::RoiKind;
@@ -34,8 +36,8 @@ struct Entry {
 /// Crop history, flow and integration for one face track.
 pub struct SignalBuilder {
     k: u64,
-    leak_per_frame: f64,
     flow: RoiFlow,
+    pinned: Option<Entry>,
     ring: VecDeque<Entry>,
     spare: Vec<Entry>,
     size: usize,
@@ -43,13 +45,13 @@ pub struct SignalBuilder {
 }
 
 impl SignalBuilder {
-    /// `k` = flow lag in frames; `leak_frames` = integrator time constant in frames.
-    pub fn new(flow: RoiFlow, size: usize, k: usize, leak_frames: f64) -> SignalBuilder {
+    /// `k` = flow lag in frames.
+    pub fn new(flow: RoiFlow, size: usize, k: usize) -> SignalBuilder {
         let n = flow.layout().rois.len();
         SignalBuilder {
             k: k as u64,
-            leak_per_frame: (-1.0 / leak_frames.max(1.0)).exp(),
             flow,
+            pinned: None,
             ring: VecDeque::with_capacity(k + 2),
             spare: Vec::new(),
             size,
@@ -65,6 +67,37 @@ impl SignalBuilder {
     /// Name of region `i`.
     pub fn region_name(&self, i: usize) -> &'static str {
         self.flow.layout().rois[i].name
+    }
+
+    /// Every region's displacement at the latest frame (crop pixels), in layout order.
+    pub fn displacements(&self) -> &[[f32; 2]] {
+        self.ring.back().map_or(&[], |e| &e.disp)
+    }
+
+    /// Number of regions.
+    pub fn regions(&self) -> usize {
+        self.scratch.len()
+    }
+
+    /// Pins the reference the latest sample was measured against: later samples measure motion
+    /// from it until [`release`](Self::release).
+    pub fn pin(&mut self) -> Result<()> {
+        if self.pinned.is_none() {
+            self.pin_front()?;
+        }
+        Ok(())
+    }
+
+    /// Back to the k-frame lag.
+    pub fn release(&mut self) {
+        if let Some(p) = self.pinned.take() {
+            self.spare.push(p);
+        }
+    }
+
+    /// True while the reference is pinned.
+    pub fn is_pinned(&self) -> bool {
+        self.pinned.is_some()
     }
 
     /// Adds frame `index`'s crop; returns its signal once k frames of history exist.
@@ -105,21 +138,19 @@ impl SignalBuilder {
                 self.spare.push(old);
             }
         }
-        let sample = match self.ring.front() {
-            Some(r) if r.index + self.k <= index => {
+        let reference = match &self.pinned {
+            Some(p) => Some(p),
+            None => self.ring.front().filter(|r| r.index + self.k <= index),
+        };
+        let sample = match reference {
+            Some(r) => {
                 self.flow.measure(&r.crop, &e.crop, &mut self.scratch)?;
-                let leak = self.leak_per_frame.powf((index - r.index) as f64) as f32;
                 let mut best = (0usize, 0f32, [0f32; 2]);
-                for (i, (d, (f, p))) in e
-                    .disp
-                    .iter_mut()
-                    .zip(self.scratch.iter().zip(&r.disp))
-                    .enumerate()
-                {
-                    *d = [f[0] + leak * p[0], f[1] + leak * p[1]];
-                    let m = (d[0] * d[0] + d[1] * d[1]).sqrt();
+                for (i, (d, f)) in e.disp.iter_mut().zip(&self.scratch).enumerate() {
+                    *d = *f;
+                    let m = (f[0] * f[0] + f[1] * f[1]).sqrt();
                     if m > best.1 {
-                        best = (i, m, *d);
+                        best = (i, m, *f);
                     }
                 }
                 Some(Sample {
@@ -129,12 +160,31 @@ impl SignalBuilder {
                     vector: best.2,
                 })
             }
-            _ => {
+            None => {
                 e.disp.iter_mut().for_each(|d| *d = [0.0; 2]);
                 None
             }
         };
         self.ring.push_back(e);
         Ok(sample)
+    }
+
+    /// Copies the current reference (front of the ring) into the pinned slot.
+    fn pin_front(&mut self) -> Result<()> {
+        let Some(front) = self.ring.front() else {
+            return Ok(());
+        };
+        let mut p = match self.spare.pop() {
+            Some(p) => p,
+            None => Entry {
+                index: 0,
+                crop: Mat::default(),
+                disp: vec![[0.0; 2]; self.scratch.len()],
+            },
+        };
+        p.index = front.index;
+        front.crop.copy_to(&mut p.crop).context("pinning the reference crop")?;
+        self.pinned = Some(p);
+        Ok(())
     }
 }
