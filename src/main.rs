@@ -348,7 +348,15 @@ fn spot_command(cfg: &Config, a: SpotArgs) -> Result<ExitCode> {
             let i = &iv.interval;
             println!(
                 "face {} {:?} onset {} apex {} offset {} ({:.3}-{:.3} s) score {:.2} region {}",
-                iv.face_id, i.kind, i.onset, i.apex, i.offset, iv.onset_s, iv.offset_s, i.score, i.region
+                iv.face_id,
+                i.kind,
+                i.onset,
+                i.apex,
+                i.offset,
+                iv.onset_s,
+                iv.offset_s,
+                i.score,
+                i.region
             );
         }
         Ok(())
@@ -385,7 +393,11 @@ fn spot_eval_command(cfg: &Config, a: SpotEvalArgs) -> Result<ExitCode> {
             for (f1, c) in best.iter().take(15) {
                 println!(
                     "F1 {f1:.3}  threshold_mads {} min_threshold_px {} edge_fraction {} blink_px {} min_distance_s {}",
-                    c.threshold_mads, c.min_threshold_px, c.edge_fraction, c.blink_px, c.min_distance_s
+                    c.threshold_mads,
+                    c.min_threshold_px,
+                    c.edge_fraction,
+                    c.blink_px,
+                    c.min_distance_s
                 );
             }
             continue;

@@ -62,8 +62,16 @@ fn synthme_intervals_are_found_in_time_and_labelled_by_duration() {
         labelled.0 += c.micro.tp;
         labelled.1 += c.macro_.tp;
     }
-    assert!(labelled.0 >= 4, "micro TPs with the micro label: {}", labelled.0);
-    assert!(labelled.1 >= 1, "macro TPs with the macro label: {}", labelled.1);
+    assert!(
+        labelled.0 >= 4,
+        "micro TPs with the micro label: {}",
+        labelled.0
+    );
+    assert!(
+        labelled.1 >= 1,
+        "macro TPs with the macro label: {}",
+        labelled.1
+    );
 
     // Frame-rate scaling: the same video as 100 fps (every second frame) is spotted with k = 10
     // and finds the same expressions (times agree within a few frames of 200 fps).
@@ -158,7 +166,10 @@ fn bad_input_is_a_clear_error() {
     let mut bad = cfg.spot.clone();
     bad.threshold_mads = -1.0;
     let err = Spotter::new(&bad, 200.0, 128).err().unwrap();
-    assert!(format!("{err:#}").contains("spot.threshold_mads"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("spot.threshold_mads"),
+        "{err:#}"
+    );
     let mut sp = Spotter::new(&cfg.spot, 200.0, 128).unwrap();
     let err = sp.push(0, &[0u8; 100]).unwrap_err();
     assert!(format!("{err:#}").contains("frame 0"), "{err:#}");

@@ -35,7 +35,11 @@ pub fn load_set(cfg: &Config, root: &Path, cache: Option<&Path>) -> Result<Vec<V
     let mut truth: BTreeMap<String, Vec<(Span, ExpressionKind)>> = BTreeMap::new();
     for iv in &loaded.intervals {
         let offset = iv.offset.with_context(|| {
-            format!("{}: interval {} has no offset", root.display(), iv.expression)
+            format!(
+                "{}: interval {} has no offset",
+                root.display(),
+                iv.expression
+            )
         })?;
         truth.entry(iv.video.clone()).or_default().push((
             Span {
@@ -49,7 +53,10 @@ pub fn load_set(cfg: &Config, root: &Path, cache: Option<&Path>) -> Result<Vec<V
     let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("cannot list {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "avi" || e == "mkv" || e == "mp4"))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "avi" || e == "mkv" || e == "mp4")
+        })
         .collect();
     names.sort();
     if names.is_empty() {
@@ -358,7 +365,9 @@ pub fn sweep(base: &SpotConfig, videos: &[VideoData]) -> Result<Vec<(f64, SpotCo
     type Set = fn(&mut SpotConfig, f64);
     let axes: [(&str, &[f64], Set); 5] = [
         ("threshold_mads", &[4.0, 8.0], |c, v| c.threshold_mads = v),
-        ("min_threshold_px", &[0.08, 0.16], |c, v| c.min_threshold_px = v),
+        ("min_threshold_px", &[0.08, 0.16], |c, v| {
+            c.min_threshold_px = v
+        }),
         ("edge_fraction", &[0.15, 0.35], |c, v| c.edge_fraction = v),
         ("blink_px", &[0.25, 0.6], |c, v| c.blink_px = v),
         ("min_distance_s", &[0.1], |c, v| c.min_distance_s = v),

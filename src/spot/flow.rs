@@ -39,12 +39,8 @@ impl RoiFlow {
         }
         let (x0, y0) = (x0.saturating_sub(MARGIN), y0.saturating_sub(MARGIN));
         let (x1, y1) = ((x1 + MARGIN).min(size), (y1 + MARGIN).min(size));
-        let window = opencv::core::Rect::new(
-            x0 as i32,
-            y0 as i32,
-            (x1 - x0) as i32,
-            (y1 - y0) as i32,
-        );
+        let window =
+            opencv::core::Rect::new(x0 as i32, y0 as i32, (x1 - x0) as i32, (y1 - y0) as i32);
         Ok(RoiFlow {
             dis,
             flow: Mat::default(),

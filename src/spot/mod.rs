@@ -208,7 +208,9 @@ impl Spotter {
             return Ok(Vec::new());
         };
         self.latest = Some((s.index, s.value));
-        Ok(step(&mut self.signal, &mut self.decider, &s)?.into_iter().collect())
+        Ok(step(&mut self.signal, &mut self.decider, &s)?
+            .into_iter()
+            .collect())
     }
 
     /// Latest (frame index, spotting signal in crop pixels), for per-frame output.

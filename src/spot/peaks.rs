@@ -237,7 +237,7 @@ mod tests {
             micro_max_frames: 20,
             blink_px: 0.0,
             emit: Emit::Both,
-            lag_frames: 0,
+            lag_frames: 3,
         }
     }
 
@@ -269,7 +269,10 @@ mod tests {
     fn a_bump_gives_one_interval_at_its_edges() {
         let mut v = vec![0.1f32; 60];
         // Bump from 20 to 30, apex 24 at 2.1.
-        for (i, x) in [0.3, 0.7, 1.2, 1.8, 2.1, 1.9, 1.4, 0.9, 0.5, 0.3, 0.2].iter().enumerate() {
+        for (i, x) in [0.3, 0.7, 1.2, 1.8, 2.1, 1.9, 1.4, 0.9, 0.5, 0.3, 0.2]
+            .iter()
+            .enumerate()
+        {
             v[20 + i] = *x;
         }
         let iv = run(&v);

@@ -117,13 +117,22 @@ mod tests {
         };
         // Eyes at (0.34, 0.40) and (0.66, 0.40), mouth centre at (0.5, 0.76) of 128 px.
         let er = centre("eye_r");
-        assert!((er[0] - 0.32 * 128.0).abs() < 3.0 && (er[1] - 0.415 * 128.0).abs() < 3.0, "{er:?}");
+        assert!(
+            (er[0] - 0.32 * 128.0).abs() < 3.0 && (er[1] - 0.415 * 128.0).abs() < 3.0,
+            "{er:?}"
+        );
         let m = centre("mouth_l");
-        assert!(m[0] > 64.0 + 10.0 && (m[1] - 0.745 * 128.0).abs() < 4.0, "{m:?}");
+        assert!(
+            m[0] > 64.0 + 10.0 && (m[1] - 0.745 * 128.0).abs() < 4.0,
+            "{m:?}"
+        );
         assert!(centre("brow_inner_r")[1] < er[1] - 5.0);
         assert!(centre("chin")[1] > m[1] + 10.0);
         for r in l.rois.iter().map(|r| r.rect).chain([l.reference]) {
-            assert!(r[0] < r[2] && r[1] < r[3] && r[2] <= 128 && r[3] <= 128, "{r:?}");
+            assert!(
+                r[0] < r[2] && r[1] < r[3] && r[2] <= 128 && r[3] <= 128,
+                "{r:?}"
+            );
         }
         // Scales with the crop.
         let s = RoiLayout::for_crop_size(64);

@@ -122,8 +122,13 @@ impl SignalBuilder {
             Some(e) => e,
             None => Entry {
                 index,
-                crop: Mat::new_rows_cols_with_default(n as i32, n as i32, CV_8UC1, Scalar::all(0.0))
-                    .context("crop buffer")?,
+                crop: Mat::new_rows_cols_with_default(
+                    n as i32,
+                    n as i32,
+                    CV_8UC1,
+                    Scalar::all(0.0),
+                )
+                .context("crop buffer")?,
                 disp: vec![[0.0; 2]; self.scratch.len()],
             },
         };
@@ -183,7 +188,10 @@ impl SignalBuilder {
             },
         };
         p.index = front.index;
-        front.crop.copy_to(&mut p.crop).context("pinning the reference crop")?;
+        front
+            .crop
+            .copy_to(&mut p.crop)
+            .context("pinning the reference crop")?;
         self.pinned = Some(p);
         Ok(())
     }
