@@ -24,6 +24,9 @@ pub struct Config {
     pub train: TrainConfig,
     /// AU events and their sinks (bus queues, server bind address, tokens, LSL).
     pub events: EventsConfig,
+    /// Onset/apex/offset spotting; defaults come from calibration/spotting.toml.
+    #[serde(deserialize_with = "crate::spot::params::deserialize_over_calibration")]
+    pub spot: crate::spot::SpotConfig,
 }
 
 /// `aullm train`: optimiser, schedule, losses and augmentation (paper defaults where it gives them).
@@ -660,6 +663,7 @@ impl Config {
         crate::graph::reasoner::LoraConfig::new(r.lora.rank, r.lora.alpha, &r.lora.targets)
             .context("reasoner.lora")?;
         self.frontend.validate()?;
+        self.spot.validate()?;
         Ok(())
     }
 

@@ -19,4 +19,5 @@ pub mod jobs;
 pub mod models;
 pub mod output;
 pub mod runtime;
+pub mod spot;
 pub mod train;

@@ -63,6 +63,10 @@ enum Command {
     Train(TrainArgs),
     /// Run a protocol (LOSO, subject k-fold, leave-one-dataset-out): train per fold, score held-out clips, write a report.
     Eval(EvalArgs),
+    /// Spot micro/macro-expression intervals (onset, apex, offset) live on a source.
+    Spot(SpotArgs),
+    /// Evaluate spotting on SAMM-LV-layout folders (e.g. SynthME long videos) with the MEGC metric.
+    SpotEval(SpotEvalArgs),
     /// AU events: replay a recorded JSON-lines file to sinks, or validate one.
     Events {
         #[command(subcommand)]
@@ -166,6 +170,40 @@ struct ReplayArgs {
     /// Also write the per-sink statistics as JSON here.
     #[arg(long)]
     stats: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct SpotArgs {
+    /// Video file, URI, `pipeline:NAME?...` or `gst:...`.
+    source: String,
+    /// Print each interval as a JSON line (`aullm.spot_interval/1`) and the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Frame rate for the spotting windows (default: from the timestamps).
+    #[arg(long)]
+    fps: Option<f64>,
+}
+
+#[derive(clap::Args)]
+struct SpotEvalArgs {
+    /// SAMM-LV-layout folders with `videos/` (e.g. written by `aullm synth`).
+    #[arg(required = true)]
+    roots: Vec<PathBuf>,
+    /// Keep each video's aligned crops here and reuse them (skips face tracking on later runs).
+    #[arg(long)]
+    crop_cache: Option<PathBuf>,
+    /// Write the report (JSON) here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Grid-search the swept parameters on these folders (tuning data only) and print the best.
+    #[arg(long)]
+    sweep: bool,
+    /// Write per-frame region displacements as CSV files into this folder (tuning aid).
+    #[arg(long)]
+    dump: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -406,6 +444,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Train(a) => train_command(&mut cfg, a),
         Command::Eval(a) => eval_command(&mut cfg, a),
         Command::Events { action } => events_command(&cfg, action),
+        Command::Spot(a) => spot_command(&cfg, a),
+        Command::SpotEval(a) => spot_eval_command(&cfg, a),
     }
 }
 
@@ -500,6 +540,92 @@ fn eval_command(cfg: &mut Config, a: EvalArgs) -> Result<ExitCode> {
     );
     for f in files {
         println!("wrote {}", f.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn spot_command(cfg: &Config, a: SpotArgs) -> Result<ExitCode> {
+    let source = aullm::ingest::Source::parse(&a.source)?;
+    let summary = aullm::spot::run::spot_source(cfg, &source, a.fps, |iv| {
+        if a.json {
+            println!("{}", serde_json::to_string(iv)?);
+        } else {
+            let i = &iv.interval;
+            println!(
+                "face {} {:?} onset {} apex {} offset {} ({:.3}-{:.3} s) score {:.2} region {}",
+                iv.face_id,
+                i.kind,
+                i.onset,
+                i.apex,
+                i.offset,
+                iv.onset_s,
+                iv.offset_s,
+                i.score,
+                i.region
+            );
+        }
+        Ok(())
+    })?;
+    if a.json {
+        eprintln!("{}", serde_json::to_string(&summary)?);
+    } else {
+        eprintln!(
+            "{}: {} frames at {:.1} fps, {} intervals; face {:.0} µs/frame, spotting {:.0} µs/frame/face",
+            summary.source,
+            summary.frames,
+            summary.fps,
+            summary.intervals,
+            summary.face_us_per_frame,
+            summary.spot_us_per_frame
+        );
+    }
+    if let Some(e) = summary.error {
+        bail!("the stream ended with an error: {e}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn spot_eval_command(cfg: &Config, a: SpotEvalArgs) -> Result<ExitCode> {
+    use aullm::spot::eval;
+    let mut results = Vec::new();
+    for root in &a.roots {
+        let videos = eval::load_set(cfg, root, a.crop_cache.as_deref())?;
+        if let Some(d) = &a.dump {
+            eval::dump_signals(&cfg.spot, &videos, d)?;
+        }
+        if a.sweep {
+            let best = eval::sweep(&cfg.spot, &videos)?;
+            for (f1, c) in best.iter().take(15) {
+                println!(
+                    "F1 {f1:.3}  threshold_mads {} min_threshold_px {} edge_fraction {} blink_px {} min_distance_s {}",
+                    c.threshold_mads,
+                    c.min_threshold_px,
+                    c.edge_fraction,
+                    c.blink_px,
+                    c.min_distance_s
+                );
+            }
+            continue;
+        }
+        results.push(eval::evaluate_set(&cfg.spot, root, &videos)?);
+    }
+    if a.sweep {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let json = serde_json::to_string_pretty(&serde_json::json!({
+        "schema": "aullm.spot_eval/1",
+        "spot": cfg.spot,
+        "sets": results,
+    }))?;
+    if let Some(p) = &a.out {
+        let mut f = aullm::output::atomic::AtomicFile::create(p)?;
+        std::io::Write::write_all(&mut f, json.as_bytes())?;
+        f.commit()?;
+    }
+    if a.json {
+        println!("{json}");
+    } else {
+        print!("{}", eval::render(&results));
     }
     Ok(ExitCode::SUCCESS)
 }

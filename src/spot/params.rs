@@ -1,0 +1,208 @@
+//! The `[spot]` configuration section. Its defaults are calibration/spotting.toml (embedded), which
+//! records how each value was chosen; a config file or `--set spot.KEY=VALUE` overrides single keys.
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The calibrated spotting parameters, with their provenance in comments.
+pub const CALIBRATION_TOML: &str = include_str!("../../calibration/spotting.toml");
+
+/// Spotting parameters (see calibration/spotting.toml for what each one does and where it came from).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SpotConfig {
+    /// Flow lag in seconds: flow between frame t and t−k, k = round(lag_s × fps).
+    pub lag_s: f64,
+    /// Running window (s) of the adaptive threshold.
+    pub window_s: f64,
+    /// Threshold = running median + threshold_mads × 1.4826 × MAD.
+    pub threshold_mads: f64,
+    /// Lowest threshold, crop pixels.
+    pub min_threshold_px: f64,
+    /// Onset/offset at this fraction of the apex height above the baseline.
+    pub edge_fraction: f64,
+    /// Peaks closer than this (s) merge; also the wait before an interval is emitted.
+    pub min_distance_s: f64,
+    /// Micro-expressions are shorter than this (s); longer intervals are macro.
+    pub micro_max_s: f64,
+    /// Shortest interval kept (s).
+    pub min_duration_s: f64,
+    /// Longest interval (s): an event open this long is closed.
+    pub max_duration_s: f64,
+    /// Eye-led downward motion above this (px) is a blink and is not emitted; 0 disables.
+    pub blink_px: f64,
+    /// "both", "micro" or "macro".
+    pub emit: String,
+    /// DIS optical flow finest pyramid scale (0 = full resolution).
+    pub dis_finest_scale: i32,
+}
+
+impl Default for SpotConfig {
+    fn default() -> Self {
+        // The embedded file is part of the build; a unit test parses and validates it.
+        Self::deserialize(calibration_table())
+            .expect("calibration/spotting.toml is a complete [spot] table")
+    }
+}
+
+/// The `[spot]` table of the embedded calibration file.
+fn calibration_table() -> toml::Value {
+    let mut t: toml::Table = toml::from_str(CALIBRATION_TOML).unwrap_or_default();
+    t.remove("spot")
+        .unwrap_or(toml::Value::Table(toml::Table::new()))
+}
+
+/// Deserializes a (possibly partial) `[spot]` table over the calibrated values.
+pub fn deserialize_over_calibration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<SpotConfig, D::Error> {
+    let given = toml::Table::deserialize(d)?;
+    let mut base = match calibration_table() {
+        toml::Value::Table(t) => t,
+        _ => toml::Table::new(),
+    };
+    base.extend(given);
+    SpotConfig::deserialize(toml::Value::Table(base))
+        .map_err(|e| serde::de::Error::custom(format!("[spot] {}", e.message())))
+}
+
+/// Which intervals are emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emit {
+    /// Micro and macro, labelled.
+    Both,
+    /// Micro-expressions only.
+    Micro,
+    /// Macro-expressions only.
+    Macro,
+}
+
+impl SpotConfig {
+    /// Checks ranges; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        let pos = |name: &str, v: f64| -> Result<()> {
+            if !(v.is_finite() && v > 0.0) {
+                bail!("spot.{name} = {v}: expected a positive number");
+            }
+            Ok(())
+        };
+        pos("lag_s", self.lag_s)?;
+        pos("window_s", self.window_s)?;
+        pos("threshold_mads", self.threshold_mads)?;
+        pos("micro_max_s", self.micro_max_s)?;
+        pos("max_duration_s", self.max_duration_s)?;
+        if !(self.min_threshold_px.is_finite() && self.min_threshold_px >= 0.0) {
+            bail!(
+                "spot.min_threshold_px = {}: expected >= 0",
+                self.min_threshold_px
+            );
+        }
+        if !(self.edge_fraction > 0.0 && self.edge_fraction < 1.0) {
+            bail!(
+                "spot.edge_fraction = {}: expected 0 < f < 1",
+                self.edge_fraction
+            );
+        }
+        // Intervals are decided min_distance_s after their offset: below 2k keeps the latency rule.
+        if !(self.min_distance_s.is_finite()
+            && self.min_distance_s >= 0.0
+            && self.min_distance_s < 2.0 * self.lag_s)
+        {
+            bail!(
+                "spot.min_distance_s = {}: expected 0 <= min_distance_s < 2 x spot.lag_s ({})",
+                self.min_distance_s,
+                self.lag_s
+            );
+        }
+        if !(self.min_duration_s.is_finite()
+            && self.min_duration_s >= 0.0
+            && self.min_duration_s < self.max_duration_s)
+        {
+            bail!(
+                "spot.min_duration_s = {}: expected 0 <= min_duration_s < max_duration_s ({})",
+                self.min_duration_s,
+                self.max_duration_s
+            );
+        }
+        if !(self.blink_px.is_finite() && self.blink_px >= 0.0) {
+            bail!(
+                "spot.blink_px = {}: expected >= 0 (0 disables the blink rule)",
+                self.blink_px
+            );
+        }
+        if self.window_s < 4.0 * self.lag_s {
+            bail!(
+                "spot.window_s = {}: expected at least 4 x spot.lag_s ({})",
+                self.window_s,
+                self.lag_s
+            );
+        }
+        if !(0..=4).contains(&self.dis_finest_scale) {
+            bail!(
+                "spot.dis_finest_scale = {}: expected 0..=4",
+                self.dis_finest_scale
+            );
+        }
+        self.emit_kind()?;
+        Ok(())
+    }
+
+    /// The parsed `emit` key.
+    pub fn emit_kind(&self) -> Result<Emit> {
+        Ok(match self.emit.as_str() {
+            "both" => Emit::Both,
+            "micro" => Emit::Micro,
+            "macro" => Emit::Macro,
+            other => bail!("spot.emit = {other:?}: expected \"both\", \"micro\" or \"macro\""),
+        })
+    }
+
+    /// The flow lag k in frames at `fps` (at least 1).
+    pub fn lag_frames(&self, fps: f64) -> usize {
+        frames(self.lag_s, fps).max(1)
+    }
+}
+
+/// `seconds × fps` rounded to whole frames.
+pub fn frames(seconds: f64, fps: f64) -> usize {
+    (seconds * fps).round().max(0.0) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calibration_file_parses_completely() {
+        let t: toml::Table = toml::from_str(CALIBRATION_TOML).unwrap();
+        let strict = SpotConfig::deserialize(t["spot"].clone()).unwrap();
+        strict.validate().unwrap();
+        assert_eq!(strict, SpotConfig::default());
+        assert_eq!(strict.lag_frames(200.0), 20);
+        assert_eq!(strict.lag_frames(100.0), 10);
+    }
+
+    #[test]
+    fn partial_section_overrides_one_key_and_bad_values_name_the_key() {
+        let cfg = crate::config::Config::load(None, &["spot.threshold_mads=9".into()]).unwrap();
+        assert_eq!(cfg.spot.threshold_mads, 9.0);
+        assert_eq!(cfg.spot.lag_s, SpotConfig::default().lag_s);
+        for (ov, key) in [
+            ("spot.lag_s=0", "spot.lag_s"),
+            ("spot.edge_fraction=1.5", "spot.edge_fraction"),
+            ("spot.emit=\"all\"", "spot.emit"),
+            ("spot.window_s=0.1", "spot.window_s"),
+        ] {
+            let err = format!(
+                "{:#}",
+                crate::config::Config::load(None, &[ov.into()]).unwrap_err()
+            );
+            assert!(err.contains(key), "{ov}: {err}");
+        }
+        let err = format!(
+            "{:#}",
+            crate::config::Config::load(None, &["spot.lag=0.1".into()]).unwrap_err()
+        );
+        assert!(err.contains("lag") && err.contains("spot"), "{err}");
+    }
+}

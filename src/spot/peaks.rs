@@ -1,0 +1,301 @@
+//! Events from the signal: open when it crosses the threshold, follow the peak (apex), close when
+//! it stays below the edge level for the merge distance; onset and offset are where the signal
+//! crosses the edge level (a fraction of the apex height above the baseline).
+
+use super::params::Emit;
+use super::roi::RoiKind;
+use super::signal::Sample;
+use super::threshold::Level;
+use super::{Interval, IntervalKind};
+use std::collections::VecDeque;
+
+/// Segmenter settings in frames.
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentRules {
+    /// Edge level as a fraction of the apex height above the baseline.
+    pub edge_fraction: f32,
+    /// Frames below the edge before an event closes (peaks closer than this merge).
+    pub merge_frames: u64,
+    /// Shortest interval kept.
+    pub min_frames: u64,
+    /// Longest interval: an event open this long is closed.
+    pub max_frames: u64,
+    /// Longest micro-expression.
+    pub micro_max_frames: u64,
+    /// Downward eye motion (px) above which an eye-led event is a blink; 0 = off.
+    pub blink_px: f32,
+    /// What is emitted.
+    pub emit: Emit,
+    /// Flow lag k: after an event, no new one opens until frame t−k is past its offset (else the
+    /// k-lag flow would see the old event again).
+    pub lag_frames: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Open {
+    start: u64,
+    level: Level,
+    peak: f32,
+    apex: u64,
+    kind: RoiKind,
+    vector: [f32; 2],
+    region: &'static str,
+    below_since: Option<u64>,
+}
+
+/// What the segmenter decided about an event.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decision {
+    /// An interval to emit.
+    Interval(Interval),
+    /// Dropped: a blink (eye-led downward motion).
+    Blink,
+    /// Dropped: too short, or of a kind not emitted.
+    Dropped,
+}
+
+/// The event state machine of one signal.
+pub struct Segmenter {
+    rules: SegmentRules,
+    history: VecDeque<(u64, f32)>,
+    capacity: usize,
+    open: Option<Open>,
+    last: Option<u64>,
+    quiet_from: u64,
+}
+
+impl Segmenter {
+    /// A segmenter with empty history.
+    pub fn new(rules: SegmentRules) -> Self {
+        let capacity = (rules.max_frames + 2 * rules.merge_frames + 8) as usize;
+        Self {
+            rules,
+            history: VecDeque::with_capacity(capacity),
+            capacity,
+            open: None,
+            last: None,
+            quiet_from: 0,
+        }
+    }
+
+    /// True while an event is open.
+    pub fn in_event(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Feeds one sample with the current level (None while the threshold warms up) and the kind and
+    /// name of the sample's region; returns a decision when an event closes at this frame.
+    pub fn step(
+        &mut self,
+        s: &Sample,
+        level: Option<Level>,
+        kind: RoiKind,
+        region: &'static str,
+    ) -> Option<Decision> {
+        if self.history.len() == self.capacity {
+            self.history.pop_front();
+        }
+        self.history.push_back((s.index, s.value));
+        self.last = Some(s.index);
+        match self.open.as_mut() {
+            None => {
+                if let Some(l) = level
+                    && s.value > l.threshold
+                    && s.index >= self.quiet_from
+                    && self.reference_was_quiet(s.index, l.threshold)
+                {
+                    self.open = Some(Open {
+                        start: s.index,
+                        level: l,
+                        peak: s.value,
+                        apex: s.index,
+                        kind,
+                        vector: s.vector,
+                        region,
+                        below_since: None,
+                    });
+                }
+                None
+            }
+            Some(o) => {
+                if s.value > o.peak {
+                    o.peak = s.value;
+                    o.apex = s.index;
+                    o.kind = kind;
+                    o.vector = s.vector;
+                    o.region = region;
+                }
+                let edge = edge_level(o, self.rules.edge_fraction);
+                if s.value >= edge {
+                    o.below_since = None;
+                } else if o.below_since.is_none() {
+                    o.below_since = Some(s.index);
+                }
+                let quiet = o
+                    .below_since
+                    .is_some_and(|b| s.index - b >= self.rules.merge_frames);
+                if quiet || s.index - o.start >= self.rules.max_frames {
+                    self.close(s.index)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// True when the frame an event opened now would be measured against (t − k) was itself quiet:
+    /// pinning a frame in the middle of motion (the tail of an earlier expression) would leave the
+    /// event open as long as the face stays away from that frame.
+    fn reference_was_quiet(&self, index: u64, threshold: f32) -> bool {
+        let at = index.saturating_sub(self.rules.lag_frames);
+        self.history
+            .iter()
+            .rev()
+            .find(|h| h.0 <= at)
+            .is_none_or(|h| h.1 < threshold)
+    }
+
+    /// Closes an open event at the end of the stream.
+    pub fn finish(&mut self) -> Option<Decision> {
+        let last = self.last?;
+        self.open.as_ref()?;
+        self.close(last)
+    }
+
+    fn close(&mut self, now: u64) -> Option<Decision> {
+        let o = self.open.take()?;
+        let edge = edge_level(&o, self.rules.edge_fraction);
+        let apex_pos = self.history.iter().position(|h| h.0 == o.apex)?;
+        let mut onset = o.apex;
+        for h in self.history.range(..apex_pos).rev() {
+            if h.1 < edge {
+                break;
+            }
+            onset = h.0;
+        }
+        // The offset is the last frame at or above the edge before the final quiet run (a lower
+        // bump merged within the merge distance belongs to the interval).
+        let mut offset = o.apex;
+        for h in self.history.range(apex_pos..) {
+            if o.below_since.is_some_and(|b| h.0 >= b) {
+                break;
+            }
+            if h.1 >= edge {
+                offset = h.0;
+            }
+        }
+        let frames = offset - onset + 1;
+        let r = &self.rules;
+        // The next reference (t − k) must come after this decision: before it, the signal was
+        // measured against this event's pinned reference.
+        self.quiet_from = now + r.lag_frames + 1;
+        if frames < r.min_frames {
+            return Some(Decision::Dropped);
+        }
+        if r.blink_px > 0.0 && o.kind == RoiKind::Eye && o.vector[1] > r.blink_px {
+            return Some(Decision::Blink);
+        }
+        let kind = if frames <= r.micro_max_frames {
+            IntervalKind::Micro
+        } else {
+            IntervalKind::Macro
+        };
+        let wanted = match r.emit {
+            Emit::Both => true,
+            Emit::Micro => kind == IntervalKind::Micro,
+            Emit::Macro => kind == IntervalKind::Macro,
+        };
+        if !wanted {
+            return Some(Decision::Dropped);
+        }
+        Some(Decision::Interval(Interval {
+            onset,
+            apex: o.apex,
+            offset,
+            score: o.peak / o.level.threshold.max(1e-6),
+            kind,
+            decided_at: now,
+            region: o.region,
+        }))
+    }
+}
+
+fn edge_level(o: &Open, fraction: f32) -> f32 {
+    o.level.baseline + fraction * (o.peak - o.level.baseline)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> SegmentRules {
+        SegmentRules {
+            edge_fraction: 0.25,
+            merge_frames: 5,
+            min_frames: 2,
+            max_frames: 400,
+            micro_max_frames: 20,
+            blink_px: 0.0,
+            emit: Emit::Both,
+            lag_frames: 3,
+        }
+    }
+
+    fn run(values: &[f32]) -> Vec<Interval> {
+        let mut s = Segmenter::new(rules());
+        let level = Level {
+            baseline: 0.1,
+            threshold: 0.5,
+        };
+        let mut out = Vec::new();
+        for (i, &v) in values.iter().enumerate() {
+            let smp = Sample {
+                index: i as u64,
+                value: v,
+                region: 0,
+                vector: [0.0, v],
+            };
+            if let Some(Decision::Interval(iv)) = s.step(&smp, Some(level), RoiKind::Brow, "brow") {
+                out.push(iv);
+            }
+        }
+        if let Some(Decision::Interval(iv)) = s.finish() {
+            out.push(iv);
+        }
+        out
+    }
+
+    #[test]
+    fn a_bump_gives_one_interval_at_its_edges() {
+        let mut v = vec![0.1f32; 60];
+        // Bump from 20 to 30, apex 24 at 2.1.
+        for (i, x) in [0.3, 0.7, 1.2, 1.8, 2.1, 1.9, 1.4, 0.9, 0.5, 0.3, 0.2]
+            .iter()
+            .enumerate()
+        {
+            v[20 + i] = *x;
+        }
+        let iv = run(&v);
+        assert_eq!(iv.len(), 1, "{iv:?}");
+        // Edge = 0.1 + 0.25 * 2.0 = 0.6.
+        assert_eq!((iv[0].onset, iv[0].apex, iv[0].offset), (21, 24, 27));
+        assert_eq!(iv[0].kind, IntervalKind::Micro);
+        assert!(iv[0].decided_at <= 28 + 5);
+        // Two bumps 3 frames apart merge; 20 apart do not.
+        let mut w = v.clone();
+        w[33] = 1.5;
+        w[34] = 1.5;
+        assert_eq!(run(&w).len(), 1);
+        let mut w = v.clone();
+        w[48] = 1.5;
+        w[49] = 1.5;
+        assert_eq!(run(&w).len(), 2);
+        // A long plateau is macro.
+        let mut w = vec![0.1f32; 100];
+        w[10..60].iter_mut().for_each(|x| *x = 2.0);
+        let iv = run(&w);
+        assert_eq!(iv.len(), 1);
+        assert_eq!(iv[0].kind, IntervalKind::Macro);
+        assert_eq!((iv[0].onset, iv[0].offset), (10, 59));
+    }
+}

@@ -1,0 +1,198 @@
+//! The spotting signal: per-region motion between the crop k frames back and this one.
+//!
+//! Flow between t−k and t alone shows a short expression twice (once when it appears, once k frames
+//! later when frame t−k holds it) and shows a long one only while it changes. So while an event is
+//! open the reference is pinned ([`SignalBuilder::pin`]) to the frame the event was first seen
+//! against (before its onset): the signal is then the displacement from that neutral frame, which
+//! rises to the apex and returns to the noise floor at the offset. The signal is the largest region
+//! motion (crop pixels), nose motion (head) subtracted.
+
+use super::flow::RoiFlow;
+use super::roi::RoiKind;
+use anyhow::{Context, Result, bail};
+use opencv::core::{CV_8UC1, Mat, Scalar};
+use opencv::prelude::*;
+use std::collections::VecDeque;
+
+/// One signal value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// Frame index.
+    pub index: u64,
+    /// Largest region displacement, crop pixels.
+    pub value: f32,
+    /// Which region it is (index into the layout).
+    pub region: usize,
+    /// That region's displacement vector.
+    pub vector: [f32; 2],
+}
+
+struct Entry {
+    index: u64,
+    crop: Mat,
+    disp: Vec<[f32; 2]>,
+}
+
+/// Crop history, flow and integration for one face track.
+pub struct SignalBuilder {
+    k: u64,
+    flow: RoiFlow,
+    pinned: Option<Entry>,
+    ring: VecDeque<Entry>,
+    spare: Vec<Entry>,
+    size: usize,
+    scratch: Vec<[f32; 2]>,
+}
+
+impl SignalBuilder {
+    /// `k` = flow lag in frames.
+    pub fn new(flow: RoiFlow, size: usize, k: usize) -> SignalBuilder {
+        let n = flow.layout().rois.len();
+        SignalBuilder {
+            k: k as u64,
+            flow,
+            pinned: None,
+            ring: VecDeque::with_capacity(k + 2),
+            spare: Vec::new(),
+            size,
+            scratch: vec![[0.0; 2]; n],
+        }
+    }
+
+    /// Kind of region `i`.
+    pub fn region_kind(&self, i: usize) -> RoiKind {
+        self.flow.layout().rois[i].kind
+    }
+
+    /// Name of region `i`.
+    pub fn region_name(&self, i: usize) -> &'static str {
+        self.flow.layout().rois[i].name
+    }
+
+    /// Every region's displacement at the latest frame (crop pixels), in layout order.
+    pub fn displacements(&self) -> &[[f32; 2]] {
+        self.ring.back().map_or(&[], |e| &e.disp)
+    }
+
+    /// Number of regions.
+    pub fn regions(&self) -> usize {
+        self.scratch.len()
+    }
+
+    /// Pins the reference the latest sample was measured against: later samples measure motion
+    /// from it until [`release`](Self::release).
+    pub fn pin(&mut self) -> Result<()> {
+        if self.pinned.is_none() {
+            self.pin_front()?;
+        }
+        Ok(())
+    }
+
+    /// Back to the k-frame lag.
+    pub fn release(&mut self) {
+        if let Some(p) = self.pinned.take() {
+            self.spare.push(p);
+        }
+    }
+
+    /// True while the reference is pinned.
+    pub fn is_pinned(&self) -> bool {
+        self.pinned.is_some()
+    }
+
+    /// Adds frame `index`'s crop; returns its signal once k frames of history exist.
+    pub fn push(&mut self, index: u64, crop: &[u8]) -> Result<Option<Sample>> {
+        let n = self.size;
+        if crop.len() != n * n {
+            bail!(
+                "spotting: crop of frame {index} has {} bytes, expected {n}x{n} = {}",
+                crop.len(),
+                n * n
+            );
+        }
+        if let Some(last) = self.ring.back()
+            && index <= last.index
+        {
+            bail!(
+                "spotting: frame index {index} does not increase (previous {})",
+                last.index
+            );
+        }
+        let mut e = match self.spare.pop() {
+            Some(e) => e,
+            None => Entry {
+                index,
+                crop: Mat::new_rows_cols_with_default(
+                    n as i32,
+                    n as i32,
+                    CV_8UC1,
+                    Scalar::all(0.0),
+                )
+                .context("crop buffer")?,
+                disp: vec![[0.0; 2]; self.scratch.len()],
+            },
+        };
+        e.index = index;
+        e.crop
+            .data_bytes_mut()
+            .context("crop buffer")?
+            .copy_from_slice(crop);
+        // Keep the newest entry at least k frames old at the front: the flow reference.
+        while self.ring.len() >= 2 && self.ring[1].index + self.k <= index {
+            if let Some(old) = self.ring.pop_front() {
+                self.spare.push(old);
+            }
+        }
+        let reference = match &self.pinned {
+            Some(p) => Some(p),
+            None => self.ring.front().filter(|r| r.index + self.k <= index),
+        };
+        let sample = match reference {
+            Some(r) => {
+                self.flow.measure(&r.crop, &e.crop, &mut self.scratch)?;
+                let mut best = (0usize, 0f32, [0f32; 2]);
+                for (i, (d, f)) in e.disp.iter_mut().zip(&self.scratch).enumerate() {
+                    *d = *f;
+                    let m = (f[0] * f[0] + f[1] * f[1]).sqrt();
+                    if m > best.1 {
+                        best = (i, m, *f);
+                    }
+                }
+                Some(Sample {
+                    index,
+                    value: best.1,
+                    region: best.0,
+                    vector: best.2,
+                })
+            }
+            None => {
+                e.disp.iter_mut().for_each(|d| *d = [0.0; 2]);
+                None
+            }
+        };
+        self.ring.push_back(e);
+        Ok(sample)
+    }
+
+    /// Copies the current reference (front of the ring) into the pinned slot.
+    fn pin_front(&mut self) -> Result<()> {
+        let Some(front) = self.ring.front() else {
+            return Ok(());
+        };
+        let mut p = match self.spare.pop() {
+            Some(p) => p,
+            None => Entry {
+                index: 0,
+                crop: Mat::default(),
+                disp: vec![[0.0; 2]; self.scratch.len()],
+            },
+        };
+        p.index = front.index;
+        front
+            .crop
+            .copy_to(&mut p.crop)
+            .context("pinning the reference crop")?;
+        self.pinned = Some(p);
+        Ok(())
+    }
+}

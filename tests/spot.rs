@@ -1,0 +1,179 @@
+//! Spotting on real rendered video through the real path (GStreamer → BlazeFace tracking →
+//! aligned crops → Spotter), scored with the MEGC metric against SynthME's annotations.
+
+use aullm::config::Config;
+use aullm::data::synth::{SynthConfig, generate};
+use aullm::fixtures::{FaceVideoSpec, Motion, Photo, write_face_video_with};
+use aullm::ingest::Source;
+use aullm::output::video::VideoCodec;
+use aullm::spot::eval::{evaluate_set, load_set, score_video};
+use aullm::spot::run::{spot_source, track_crops};
+use aullm::spot::{IntervalKind, Spotter, spot_offline};
+use std::path::Path;
+
+/// Two 8 s long videos at 200 fps with default amplitudes and nuisances: 4 micros, 1 macro, blinks.
+fn small_synth(root: &Path) -> Config {
+    let cfg = Config::default();
+    let photo = Photo::astronaut(&cfg).unwrap();
+    let sc = SynthConfig {
+        seed: 31,
+        subjects: 2,
+        clips_per_subject: 0,
+        long_videos: 2,
+        long_seconds: 8.0,
+        micros_per_video: 4,
+        macros_per_video: 1,
+        ..SynthConfig::bench()
+    };
+    generate(&sc, &photo, root, 2).unwrap();
+    cfg
+}
+
+#[test]
+fn synthme_intervals_are_found_in_time_and_labelled_by_duration() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_synth(dir.path());
+    let videos = load_set(&cfg, dir.path(), None).unwrap();
+    assert_eq!(videos.len(), 2);
+    let r = evaluate_set(&cfg.spot, dir.path(), &videos).unwrap();
+    eprintln!("{}", aullm::spot::eval::render(std::slice::from_ref(&r)));
+    assert_eq!(r.k, 20, "k = 0.1 s at 200 fps");
+    let f1 = r.live.f1.unwrap();
+    assert!(f1 >= 0.6, "live F1 {f1}");
+    assert!(r.offline.f1.unwrap() >= 0.6, "{:?}", r.offline);
+    // Latency rule: every interval decided within 2k frames after its offset.
+    assert_eq!(r.live.late, 0, "{:?}", r.live);
+    assert!(r.live.max_decision_delay <= 2 * r.k as u64);
+
+    // Labels follow duration: matched macro-expressions come out macro, micro ones micro.
+    let mut labelled = (0, 0);
+    for v in &videos {
+        let mut sp = Spotter::new(&cfg.spot, v.fps, 128).unwrap();
+        let mut pred = Vec::new();
+        for (i, c) in &v.crops {
+            pred.extend(sp.push(*i, c).unwrap());
+        }
+        pred.extend(sp.finish());
+        for p in &pred {
+            let micro = (p.offset - p.onset + 1) as f64 / v.fps < cfg.spot.micro_max_s;
+            assert_eq!(p.kind == IntervalKind::Micro, micro, "{p:?}");
+        }
+        let c = score_video(&v.truth, &pred);
+        labelled.0 += c.micro.tp;
+        labelled.1 += c.macro_.tp;
+    }
+    assert!(
+        labelled.0 >= 4,
+        "micro TPs with the micro label: {}",
+        labelled.0
+    );
+    assert!(
+        labelled.1 >= 1,
+        "macro TPs with the macro label: {}",
+        labelled.1
+    );
+
+    // Frame-rate scaling: the same video as 100 fps (every second frame) is spotted with k = 10
+    // and finds the same expressions (times agree within a few frames of 200 fps).
+    let v = &videos[0];
+    let half: Vec<(u64, Vec<u8>)> = v
+        .crops
+        .iter()
+        .filter(|(i, _)| i % 2 == 0)
+        .map(|(i, c)| (i / 2, c.clone()))
+        .collect();
+    assert_eq!(cfg.spot.lag_frames(100.0), 10);
+    let full = spot_offline(&cfg.spot, v.fps, 128, v.crops.iter().cloned()).unwrap();
+    let halved = spot_offline(&cfg.spot, v.fps / 2.0, 128, half.into_iter()).unwrap();
+    let doubled: Vec<_> = halved
+        .intervals
+        .iter()
+        .map(|i| aullm::spot::Interval {
+            onset: i.onset * 2,
+            apex: i.apex * 2,
+            offset: i.offset * 2 + 1,
+            ..*i
+        })
+        .collect();
+    let a = score_video(&v.truth, &full.intervals).all;
+    let b = score_video(&v.truth, &doubled).all;
+    eprintln!("200 fps {a:?}, 100 fps {b:?}");
+    assert!(b.tp + 1 >= a.tp && a.tp >= 2, "{a:?} vs {b:?}");
+}
+
+fn face_video(dir: &Path, motion: Motion) -> std::path::PathBuf {
+    let cfg = Config::default();
+    let photo = Photo::astronaut(&cfg).unwrap();
+    let spec = FaceVideoSpec {
+        width: 640,
+        height: 480,
+        fps: 200.0,
+        frames: 1000,
+        noise_sigma: 2.0,
+        motion,
+        seed: 5,
+    };
+    let p = dir.join("face.mkv");
+    write_face_video_with(&spec, &photo, &p, VideoCodec::Ffv1).unwrap();
+    p
+}
+
+#[test]
+fn a_still_face_gives_no_interval_and_head_sway_few() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::default();
+    let still = face_video(dir.path(), Motion::Still);
+    let mut got = Vec::new();
+    let s = spot_source(&cfg, &Source::File(still), None, |iv| {
+        got.push(iv.clone());
+        Ok(())
+    })
+    .unwrap();
+    assert!((s.fps - 200.0).abs() < 1.0, "{}", s.fps);
+    assert_eq!(s.frames, 1000);
+    assert!(got.is_empty(), "still face: {got:?}");
+
+    // Head sway (±3 px, ±1°, 1.5 s period, 5 px drift) with no expression at all.
+    let dir2 = tempfile::tempdir().unwrap();
+    let sway = face_video(
+        dir2.path(),
+        Motion::Sway {
+            amplitude_px: 3.0,
+            rotation_deg: 1.0,
+            period_frames: 300.0,
+            drift_px: 5.0,
+        },
+    );
+    let t = track_crops(&cfg, &sway).unwrap();
+    let off = spot_offline(&cfg.spot, t.fps, 128, t.crops.iter().cloned()).unwrap();
+    let mut sp = Spotter::new(&cfg.spot, t.fps, 128).unwrap();
+    let mut live = Vec::new();
+    for (i, c) in &t.crops {
+        live.extend(sp.push(*i, c).unwrap());
+        assert!(sp.signal().is_none_or(|(j, v)| j == *i && v.is_finite()));
+    }
+    live.extend(sp.finish());
+    eprintln!("sway: live {live:?}, offline {:?}", off.intervals);
+    assert!(live.len() <= 1, "{live:?}");
+    assert!(off.intervals.len() <= 1, "{:?}", off.intervals);
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let cfg = Config::default();
+    let err = Spotter::new(&cfg.spot, 0.0, 128).err().unwrap();
+    assert!(format!("{err:#}").contains("frame rate"), "{err:#}");
+    let mut bad = cfg.spot.clone();
+    bad.threshold_mads = -1.0;
+    let err = Spotter::new(&bad, 200.0, 128).err().unwrap();
+    assert!(
+        format!("{err:#}").contains("spot.threshold_mads"),
+        "{err:#}"
+    );
+    let mut sp = Spotter::new(&cfg.spot, 200.0, 128).unwrap();
+    let err = sp.push(0, &[0u8; 100]).unwrap_err();
+    assert!(format!("{err:#}").contains("frame 0"), "{err:#}");
+    sp.push(5, &[0u8; 128 * 128]).unwrap();
+    let err = sp.push(5, &[0u8; 128 * 128]).unwrap_err();
+    assert!(format!("{err:#}").contains("does not increase"), "{err:#}");
+}
