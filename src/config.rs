@@ -22,11 +22,38 @@ pub struct Config {
     pub frontend: FrontendConfig,
     /// Training: optimiser, losses (CCR), augmentation, thresholds.
     pub train: TrainConfig,
+    /// The live pipeline: model, clip queue, batching, crop ring.
+    pub stream: StreamConfig,
     /// AU events and their sinks (bus queues, server bind address, tokens, LSL).
     pub events: EventsConfig,
     /// Onset/apex/offset spotting; defaults come from calibration/spotting.toml.
     #[serde(deserialize_with = "crate::spot::params::deserialize_over_calibration")]
     pub spot: crate::spot::SpotConfig,
+}
+
+/// `aullm run` / `aullm serve` / `aullm batch`: which model and how clips reach it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamConfig {
+    /// Model name (a folder under models/) or path.
+    pub model: String,
+    /// Clips waiting for inference; when full, a new clip is dropped and counted (live only).
+    pub clip_queue: usize,
+    /// Most clips per model call.
+    pub max_batch: usize,
+    /// Seconds of aligned crops kept per face (longer than the longest interval the spotter emits).
+    pub ring_s: f64,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            model: "default".into(),
+            clip_queue: 32,
+            max_batch: 8,
+            ring_s: 4.5,
+        }
+    }
 }
 
 /// `aullm train`: optimiser, schedule, losses and augmentation (paper defaults where it gives them).
@@ -641,6 +668,12 @@ impl Config {
             bail!("align.size = {}: expected at least 32", self.align.size);
         }
         self.train.validate()?;
+        if self.stream.clip_queue == 0 || self.stream.max_batch == 0 {
+            bail!("stream.clip_queue and stream.max_batch must be at least 1");
+        }
+        if !(self.stream.ring_s > 0.0 && self.stream.ring_s.is_finite()) {
+            bail!("stream.ring_s = {}: expected seconds > 0", self.stream.ring_s);
+        }
         let r = &self.reasoner;
         if r.weights.trim().is_empty() {
             bail!(

@@ -20,4 +20,5 @@ pub mod models;
 pub mod output;
 pub mod runtime;
 pub mod spot;
+pub mod stream;
 pub mod train;

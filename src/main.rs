@@ -59,6 +59,10 @@ enum Command {
     Score(ScoreArgs),
     /// Export the AULLM++ front-end (clip → T_v, τ_au) as an ONNX model (opset 17) for ONNX Runtime.
     Export(ExportArgs),
+    /// The main job: spot micro-expressions on a source and publish timestamped AU events to sinks.
+    Run(RunArgs),
+    /// Serve a camera: `run` on a template source that reconnects with back-off when the camera goes away.
+    Serve(ServeArgs),
     /// Train AULLM++ (front-end, R-AUGNN, LoRA, AU head; CCR) on datasets, and export the model.
     Train(TrainArgs),
     /// Run a protocol (LOSO, subject k-fold, leave-one-dataset-out): train per fold, score held-out clips, write a report.
@@ -72,6 +76,47 @@ enum Command {
         #[command(subcommand)]
         action: EventsAction,
     },
+}
+
+#[derive(clap::Args)]
+struct PipelineArgs {
+    /// Model name (folder under models/) or path (default stream.model = "default").
+    #[arg(long)]
+    model: Option<String>,
+    #[command(flatten)]
+    sinks: SinkArgs,
+    /// Print a statistics line every second (stderr).
+    #[arg(long)]
+    stats: bool,
+    /// Frame rate for the spotting windows (default: from the timestamps).
+    #[arg(long)]
+    fps: Option<f64>,
+    /// Also write the final summary as JSON here.
+    #[arg(long)]
+    summary: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Video file, URI, `pipeline:NAME?k=v&...` (see `aullm pipelines`) or `gst:DESCRIPTION`.
+    source: String,
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Source template (aravis, pylon, v4l2, rtsp, test, ...; see `aullm pipelines`).
+    #[arg(long)]
+    template: String,
+    /// Template parameter KEY=VALUE (repeatable), e.g. `--param camera=Basler-1234`.
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    params: Vec<String>,
+    /// Longest wait between reconnection attempts, seconds.
+    #[arg(long, default_value_t = 30.0)]
+    max_backoff: f64,
+    #[command(flatten)]
+    pipeline: PipelineArgs,
 }
 
 #[derive(clap::Args)]
@@ -142,7 +187,7 @@ enum EventsAction {
 #[derive(clap::Args)]
 struct SinkArgs {
     /// jsonl:PATH, jsonl:- (stdout), tcp:[IP:]PORT, ws:[IP:]PORT or lsl:NAME (repeatable).
-    #[arg(long = "sink", value_name = "SPEC", required = true)]
+    #[arg(long = "sink", value_name = "SPEC")]
     sinks: Vec<String>,
     /// Address for servers given a bare port (default events.bind = 127.0.0.1).
     #[arg(long)]
@@ -441,12 +486,154 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Data { action } => data_command(&cfg, action),
         Command::Score(a) => score_command(a),
         Command::Export(a) => export_command(&cfg, a),
+        Command::Run(a) => run_command(&cfg, a),
+        Command::Serve(a) => serve_command(&cfg, a),
         Command::Train(a) => train_command(&mut cfg, a),
         Command::Eval(a) => eval_command(&mut cfg, a),
         Command::Events { action } => events_command(&cfg, action),
         Command::Spot(a) => spot_command(&cfg, a),
         Command::SpotEval(a) => spot_eval_command(&cfg, a),
     }
+}
+
+/// Sinks, model and options shared by `run` and `serve`; installs the Ctrl-C handler.
+struct Pipeline {
+    bus: aullm::events::EventBus,
+    model_dir: PathBuf,
+    opts: aullm::stream::StreamOptions,
+    summary: Option<PathBuf>,
+}
+
+fn open_pipeline(cfg: &Config, p: PipelineArgs) -> Result<Pipeline> {
+    use aullm::events::SinkSpec;
+    let model_dir = aullm::bundle::locate(p.model.as_deref().unwrap_or(&cfg.stream.model))?;
+    let manifest = aullm::bundle::verify(&model_dir)?;
+    let sinks = if p.sinks.sinks.is_empty() {
+        vec!["jsonl:-".to_string()]
+    } else {
+        p.sinks.sinks.clone()
+    };
+    let specs = sinks
+        .iter()
+        .map(|s| SinkSpec::parse(s))
+        .collect::<Result<Vec<_>>>()?;
+    let aus = manifest.aus.iter().map(|a| format!("AU{a}")).collect();
+    let sopts = aullm::events::sink_options(
+        cfg,
+        &specs,
+        p.sinks.bind.as_deref(),
+        p.sinks.token.as_deref(),
+        aus,
+    )?;
+    let bus = aullm::events::open_sinks(&specs, &sopts)?;
+    for (name, addr) in bus.local_addrs() {
+        eprintln!("listening: {name} on {addr}");
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping: draining the queues (Ctrl-C again to quit now)");
+    });
+    Ok(Pipeline {
+        bus,
+        model_dir,
+        opts: aullm::stream::StreamOptions {
+            fps: p.fps,
+            clip_queue: cfg.stream.clip_queue,
+            max_batch: cfg.stream.max_batch,
+            ring_s: cfg.stream.ring_s,
+            stats_every: p.stats.then(|| std::time::Duration::from_secs(1)),
+            stop,
+        },
+        summary: p.summary,
+    })
+}
+
+/// Prints the summary (and writes it as JSON when asked); closing the bus drains the sinks first.
+fn finish_pipeline(
+    p: Pipeline,
+    mut last: Option<aullm::stream::RunSummary>,
+) -> Result<Option<aullm::stream::RunSummary>> {
+    let sinks = p.bus.close();
+    if let Some(s) = last.as_mut() {
+        s.sinks = sinks;
+        eprint!("{}", s.render());
+        if let Some(path) = &p.summary {
+            std::fs::write(path, serde_json::to_string_pretty(s)?)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    Ok(last)
+}
+
+fn run_command(cfg: &Config, a: RunArgs) -> Result<ExitCode> {
+    let source = aullm::ingest::Source::parse(&a.source)?;
+    let p = open_pipeline(cfg, a.pipeline)?;
+    let det = aullm::bundle::Detector::load(&p.model_dir, cfg, None)?;
+    let mut seq = 0;
+    let r = aullm::stream::run(cfg, &source, det, &p.bus, &p.opts, &mut seq);
+    let summary = match r {
+        Ok(s) => Some(s),
+        Err(e) => {
+            finish_pipeline(p, None)?;
+            return Err(e);
+        }
+    };
+    let s = finish_pipeline(p, summary)?.expect("summary");
+    Ok(if s.error.is_some() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn serve_command(cfg: &Config, a: ServeArgs) -> Result<ExitCode> {
+    let mut spec = format!("pipeline:{}", a.template);
+    if !a.params.is_empty() {
+        spec.push('?');
+        spec.push_str(&a.params.join("&"));
+    }
+    if let Some(f) = a.pipeline.fps
+        && !a.params.iter().any(|p| p.starts_with("fps="))
+    {
+        spec.push(if a.params.is_empty() { '?' } else { '&' });
+        spec.push_str(&format!("fps={f}"));
+    }
+    let source = aullm::ingest::Source::parse(&spec)?;
+    let p = open_pipeline(cfg, a.pipeline)?;
+    let mut seq = 0;
+    let mut backoff = 1.0f64;
+    let mut last = None;
+    // Events keep one numbering and the sinks stay up across reconnections.
+    while !p.opts.stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let det = aullm::bundle::Detector::load(&p.model_dir, cfg, None)?;
+        let started = std::time::Instant::now();
+        match aullm::stream::run(cfg, &source, det, &p.bus, &p.opts, &mut seq) {
+            Ok(s) => {
+                eprint!("{}", s.render());
+                let clean = s.error.is_none();
+                last = Some(s);
+                if clean && p.opts.stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+            }
+            Err(e) => eprintln!("source {spec}: {e:#}"),
+        }
+        if started.elapsed().as_secs_f64() > 60.0 {
+            backoff = 1.0; // it ran for a while: the camera came back
+        }
+        eprintln!("reconnecting to {spec} in {backoff:.0} s");
+        let until = std::time::Instant::now() + std::time::Duration::from_secs_f64(backoff);
+        while std::time::Instant::now() < until && !p.opts.stop.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        backoff = (backoff * 2.0).min(a.max_backoff);
+    }
+    finish_pipeline(p, last)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Applies the shared training flags to the configuration and builds the protocol options.
@@ -642,6 +829,9 @@ fn events_command(cfg: &Config, action: EventsAction) -> Result<ExitCode> {
         }
         EventsAction::Replay(a) => a,
     };
+    if a.sinks.sinks.is_empty() {
+        bail!("events replay needs at least one --sink");
+    }
     let specs = a
         .sinks
         .sinks

@@ -121,7 +121,7 @@ pub struct AuEvent {
     pub offset: TimePoint,
     /// Offset minus onset presentation time, ms.
     pub duration_ms: f64,
-    /// Spotter confidence in [0, 1].
+    /// Apex motion over the spotter's adaptive threshold (> 1 means above it).
     pub spotting_score: f32,
     /// Per-AU probabilities and decisions, in the model's AU order.
     pub aus: Vec<AuDecision>,
@@ -179,9 +179,9 @@ impl AuEvent {
                 self.latency_ms
             );
         }
-        if !(0.0..=1.0).contains(&self.spotting_score) {
+        if !(self.spotting_score.is_finite() && self.spotting_score >= 0.0) {
             bail!(
-                "event seq {}: spotting_score {} is outside [0, 1]",
+                "event seq {}: spotting_score {} is not a finite number >= 0",
                 self.seq,
                 self.spotting_score
             );

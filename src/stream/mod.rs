@@ -1,0 +1,366 @@
+//! The live pipeline behind `aullm run` and `aullm serve`:
+//!
+//! GStreamer streaming thread → frame queue (drop-oldest when live) → face/align/spot thread (this
+//! module's caller) → bounded clip queue → inference worker (ONNX Runtime front-end + candle
+//! reasoner, batching the clips that wait) → event bus → sinks.
+//!
+//! The camera path never waits on inference or sinks: a full clip queue drops the clip (counted), a
+//! slow sink drops events (counted by the bus). End of stream and Ctrl-C drain every queue.
+
+pub mod clips;
+pub mod worker;
+
+use crate::bundle::Detector;
+use crate::config::Config;
+use crate::events::{EventBus, SinkStats};
+use crate::face::FaceTracker;
+use crate::ingest::{Ingest, IngestCounts, Source};
+use crate::spot::Spotter;
+use anyhow::{Context, Result};
+use clips::{ClipJob, FaceState, FrameTimes};
+use crossbeam_channel::TrySendError;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use worker::{EventOut, WorkerReport, thread_cpu_s};
+
+/// How a run is driven (the `[stream]` configuration and command-line flags).
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// Frame rate for the spotting windows (None: from the timestamps).
+    pub fps: Option<f64>,
+    /// Clips waiting for inference; a full queue drops the newest clip (counted).
+    pub clip_queue: usize,
+    /// Most clips per model call.
+    pub max_batch: usize,
+    /// Seconds of aligned crops kept per face.
+    pub ring_s: f64,
+    /// Print a statistics line this often.
+    pub stats_every: Option<Duration>,
+    /// Set to stop (Ctrl-C): the source ends at the next frame and the queues drain.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Latency percentiles, ms.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub median_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+}
+
+impl Latency {
+    /// Percentiles of `v` (nearest rank).
+    pub fn of(v: &[f64]) -> Latency {
+        if v.is_empty() {
+            return Latency::default();
+        }
+        let mut s = v.to_vec();
+        s.sort_by(f64::total_cmp);
+        let at = |q: f64| s[((q * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1];
+        Latency {
+            median_ms: at(0.5),
+            p99_ms: at(0.99),
+            max_ms: *s.last().unwrap_or(&0.0),
+        }
+    }
+}
+
+/// CPU seconds per stage and their share of one core over the run.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct CpuShare {
+    /// Wall seconds of the run.
+    pub wall_s: f64,
+    /// Face detection, tracking, alignment and spotting (the camera path).
+    pub face_spot_s: f64,
+    /// Front-end and reasoner.
+    pub inference_s: f64,
+    /// Everything else in the process: GStreamer decoding/streaming threads and sinks.
+    pub ingest_and_sinks_s: f64,
+}
+
+/// What a run did; every loss is here.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// Source label.
+    pub source: String,
+    /// Model id and where its front-end ran.
+    pub model: String,
+    /// ONNX Runtime provider of the front-end.
+    pub execution_provider: String,
+    /// Frame rate used by the spotter.
+    pub fps: f64,
+    /// Frames processed by the face/spot thread.
+    pub frames: u64,
+    /// Frames per wall second.
+    pub frames_per_s: f64,
+    /// Ingest counters (frames dropped by cause).
+    pub ingest: IngestCounts,
+    /// Faces seen (track ids).
+    pub faces: u64,
+    /// Intervals the spotter decided.
+    pub intervals: u64,
+    /// Clips dropped because the inference queue was full.
+    pub clips_dropped: u64,
+    /// Clips whose onset was older than the crop ring.
+    pub clips_truncated: u64,
+    /// Events published.
+    pub events: u64,
+    /// Event latency: offset frame capture → published.
+    pub latency: Latency,
+    /// CPU per stage.
+    pub cpu: CpuShare,
+    /// Per-sink delivery.
+    pub sinks: Vec<SinkStats>,
+    /// The error that ended the stream or the worker, if any.
+    pub error: Option<String>,
+}
+
+impl RunSummary {
+    /// Human-readable lines.
+    pub fn render(&self) -> String {
+        let c = &self.cpu;
+        let mut s = format!(
+            "{}: {} frames at {:.1} fps ({:.0} frames/s processed), dropped {} (queue {}, gaps {}, QoS {}), faces {}\n\
+             intervals {}, clips dropped {} (queue full), truncated {}, events {} (latency median {:.1} ms, p99 {:.1} ms)\n\
+             model {} on {}; CPU over {:.1} s: face+spot {:.0}%, inference {:.0}%, ingest+sinks {:.0}% of one core\n",
+            self.source,
+            self.frames,
+            self.fps,
+            self.frames_per_s,
+            self.ingest.dropped(),
+            self.ingest.dropped_queue,
+            self.ingest.dropped_gap,
+            self.ingest.dropped_qos,
+            self.faces,
+            self.intervals,
+            self.clips_dropped,
+            self.clips_truncated,
+            self.events,
+            self.latency.median_ms,
+            self.latency.p99_ms,
+            self.model,
+            self.execution_provider,
+            c.wall_s,
+            100.0 * c.face_spot_s / c.wall_s.max(1e-9),
+            100.0 * c.inference_s / c.wall_s.max(1e-9),
+            100.0 * c.ingest_and_sinks_s / c.wall_s.max(1e-9),
+        );
+        for k in &self.sinks {
+            s.push_str(&k.render());
+            s.push('\n');
+        }
+        if let Some(e) = &self.error {
+            s.push_str(&format!("error: {e}\n"));
+        }
+        s
+    }
+}
+
+/// The event bus as the worker's output.
+struct BusOut<'a>(&'a EventBus);
+
+impl EventOut for BusOut<'_> {
+    fn publish(&mut self, ev: crate::events::AuEvent) {
+        self.0.publish(ev);
+    }
+    fn clock(&self) -> crate::events::LslClock {
+        self.0.clock()
+    }
+}
+
+/// Runs `source` through the whole pipeline into `bus`, numbering events from `*seq`.
+pub fn run(
+    cfg: &Config,
+    source: &Source,
+    det: Detector,
+    bus: &EventBus,
+    opts: &StreamOptions,
+    seq: &mut u64,
+) -> Result<RunSummary> {
+    let t0 = Instant::now();
+    let cpu0 = process_cpu_s();
+    let mut tracker = FaceTracker::from_config(cfg)?;
+    let mut ingest = Ingest::open(source, &cfg.ingest)?;
+    let stop_handle = ingest.stop_handle();
+    let model = det.manifest.name.clone();
+    let provider = det.execution_provider().to_string();
+    let frames_per_clip = det.config.frontend.frames;
+    let (tx, rx) = crossbeam_channel::bounded::<ClipJob>(opts.clip_queue.max(1));
+    let label = source.label();
+    let max_batch = opts.max_batch;
+    std::thread::scope(|s| -> Result<RunSummary> {
+        let worker = std::thread::Builder::new()
+            .name("aullm-infer".into())
+            .spawn_scoped(s, {
+                let label = label.clone();
+                let seq = &mut *seq;
+                move || {
+                    let mut out = BusOut(bus);
+                    worker::run(det, rx, &mut out, &label, max_batch, seq)
+                }
+            })
+            .context("cannot start the inference thread")?;
+        let cam = camera_path(cfg, &mut ingest, &mut tracker, tx, opts, frames_per_clip, &stop_handle);
+        let rep: WorkerReport = worker
+            .join()
+            .unwrap_or_else(|_| WorkerReport {
+                error: Some("the inference thread panicked".into()),
+                ..WorkerReport::default()
+            });
+        let cam = cam?;
+        let wall = t0.elapsed().as_secs_f64();
+        let total_cpu = process_cpu_s() - cpu0;
+        Ok(RunSummary {
+            source: label.clone(),
+            model: model.clone(),
+            execution_provider: provider.clone(),
+            fps: cam.fps,
+            frames: cam.frames,
+            frames_per_s: cam.frames as f64 / wall.max(1e-9),
+            ingest: ingest.counts(),
+            faces: cam.faces,
+            intervals: cam.intervals,
+            clips_dropped: cam.clips_dropped,
+            clips_truncated: cam.clips_truncated,
+            events: rep.events,
+            latency: Latency::of(&rep.latencies_ms),
+            cpu: CpuShare {
+                wall_s: wall,
+                face_spot_s: cam.cpu_s,
+                inference_s: rep.cpu_s,
+                ingest_and_sinks_s: (total_cpu - cam.cpu_s - rep.cpu_s).max(0.0),
+            },
+            sinks: bus.stats(),
+            error: cam.error.or(rep.error),
+        })
+    })
+}
+
+/// What the camera path counted.
+#[derive(Debug, Default)]
+struct CameraReport {
+    fps: f64,
+    frames: u64,
+    faces: u64,
+    intervals: u64,
+    clips_dropped: u64,
+    clips_truncated: u64,
+    cpu_s: f64,
+    error: Option<String>,
+}
+
+/// The face/align/spot loop on the calling thread; closes the clip queue when the stream ends.
+fn camera_path(
+    cfg: &Config,
+    ingest: &mut Ingest,
+    tracker: &mut FaceTracker,
+    tx: crossbeam_channel::Sender<ClipJob>,
+    opts: &StreamOptions,
+    frames_per_clip: usize,
+    stop_handle: &crate::ingest::StopHandle,
+) -> Result<CameraReport> {
+    let cpu0 = thread_cpu_s();
+    let size = cfg.align.size as usize;
+    let mut rep = CameraReport::default();
+    let mut faces: BTreeMap<u32, FaceState> = BTreeMap::new();
+    let mut first_pts: Option<u64> = None;
+    let mut fps = opts.fps;
+    let mut last_stats = Instant::now();
+    let mut stopped = false;
+    loop {
+        if !stopped && opts.stop.load(Ordering::SeqCst) {
+            stop_handle.stop();
+            stopped = true;
+        }
+        let frame = match ingest.next_frame() {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                rep.error = Some(e.to_string());
+                break;
+            }
+        };
+        rep.frames += 1;
+        let p0 = *first_pts.get_or_insert(frame.pts_ns);
+        if fps.is_none() && frame.seq > 0 && frame.pts_ns > p0 {
+            fps = Some(1e9 * frame.seq as f64 / (frame.pts_ns - p0) as f64);
+        }
+        let obs = tracker.process(frame.data(), frame.width as usize, frame.height as usize)?;
+        // The windows need the frame rate: on a file without a declared rate, spotting starts
+        // on the second frame.
+        let Some(rate) = fps else { continue };
+        let times = FrameTimes {
+            seq: frame.seq,
+            stream_s: (frame.pts_ns.saturating_sub(p0)) as f64 / 1e9,
+            host_ns: frame.host_ns as i64,
+            mono_ns: frame.mono_ns as i64,
+        };
+        drop(frame); // back to the pool before the heavier work
+        for o in obs {
+            let st = match faces.entry(o.track_id) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    rep.faces += 1;
+                    let capacity = (opts.ring_s * rate).ceil() as usize;
+                    e.insert(FaceState::new(Spotter::new(&cfg.spot, rate, size)?, capacity))
+                }
+            };
+            for job in st.push(o.track_id, times, o.crop, size, frames_per_clip)? {
+                send(&tx, job, &mut rep);
+            }
+        }
+        if let Some(every) = opts.stats_every
+            && last_stats.elapsed() >= every
+        {
+            last_stats = Instant::now();
+            let c = ingest.counts();
+            eprintln!(
+                "[stats] frames {} dropped {} (queue {}, gaps {}, QoS {}) faces {} intervals {} clips queued {} dropped {}",
+                rep.frames,
+                c.dropped(),
+                c.dropped_queue,
+                c.dropped_gap,
+                c.dropped_qos,
+                faces.len(),
+                rep.intervals,
+                tx.len(),
+                rep.clips_dropped
+            );
+        }
+    }
+    for (id, st) in faces.iter_mut() {
+        for job in st.finish(*id, size, frames_per_clip) {
+            send(&tx, job, &mut rep);
+        }
+    }
+    drop(tx); // the worker drains what is queued, then stops
+    rep.fps = fps.unwrap_or(0.0);
+    rep.cpu_s = thread_cpu_s() - cpu0;
+    Ok(rep)
+}
+
+/// Hands a clip to inference without waiting: a full queue drops it (counted).
+fn send(tx: &crossbeam_channel::Sender<ClipJob>, job: ClipJob, rep: &mut CameraReport) {
+    rep.intervals += 1;
+    rep.clips_truncated += job.truncated as u64;
+    if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(job) {
+        rep.clips_dropped += 1;
+    }
+}
+
+/// CPU seconds used by the whole process.
+fn process_cpu_s() -> f64 {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}

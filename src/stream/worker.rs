@@ -1,0 +1,149 @@
+//! The inference worker: takes the clips that are waiting (up to a batch), runs the model
+//! (ONNX Runtime front-end + candle reasoner), and publishes one AU event per clip.
+
+use super::clips::{ClipJob, FrameTimes};
+use crate::bundle::Detector;
+use crate::clip::{CropBox, clip_data};
+use crate::events::clock::LslClock;
+use crate::events::schema::{AuDecision, AuEvent, ExpressionKind, ModelInfo, SchemaV1, TimePoint};
+use crate::spot::IntervalKind;
+use anyhow::Result;
+use crossbeam_channel::Receiver;
+
+/// What the worker did.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerReport {
+    /// Events published.
+    pub events: u64,
+    /// Model calls.
+    pub batches: u64,
+    /// End-to-end latencies (offset frame capture → event published), ms.
+    pub latencies_ms: Vec<f64>,
+    /// Thread CPU seconds.
+    pub cpu_s: f64,
+    /// The error that stopped the worker, if any.
+    pub error: Option<String>,
+}
+
+/// Where events go and how they are labelled.
+pub trait EventOut: Send {
+    /// Publishes one event (never blocks the caller for long).
+    fn publish(&mut self, ev: AuEvent);
+    /// The clock that maps capture times to LSL time.
+    fn clock(&self) -> LslClock;
+}
+
+/// Runs until `jobs` is closed and drained.
+pub fn run(
+    mut det: Detector,
+    jobs: Receiver<ClipJob>,
+    out: &mut dyn EventOut,
+    source: &str,
+    max_batch: usize,
+    first_seq: &mut u64,
+) -> WorkerReport {
+    let mut rep = WorkerReport::default();
+    let clock = out.clock();
+    let mut data = Vec::new();
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch.max(1) {
+            match jobs.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        match infer(&mut det, &batch, &mut data) {
+            Ok(probs) => {
+                rep.batches += 1;
+                for (job, p) in batch.iter().zip(probs) {
+                    let ev = event(&det, job, &p, source, *first_seq, &clock);
+                    *first_seq += 1;
+                    rep.latencies_ms.push(ev.latency_ms);
+                    out.publish(ev);
+                    rep.events += 1;
+                }
+            }
+            Err(e) => {
+                rep.error = Some(format!("{e:#}"));
+                break;
+            }
+        }
+    }
+    rep.cpu_s = thread_cpu_s();
+    rep
+}
+
+/// Probabilities for a batch of clips.
+pub fn infer(det: &mut Detector, batch: &[ClipJob], data: &mut Vec<f32>) -> Result<Vec<Vec<f32>>> {
+    data.clear();
+    let cfg = det.config.clone();
+    for job in batch {
+        let frames: Vec<&[u8]> = job.crops.iter().map(Vec::as_slice).collect();
+        let bx = CropBox::centre(job.crop_size, cfg.train.crop_margin);
+        clip_data(&frames, job.crop_size, &cfg.frontend, bx, false, data)?;
+    }
+    det.predict(data, batch.len())
+}
+
+/// The AU event of one clip.
+pub fn event(
+    det: &Detector,
+    job: &ClipJob,
+    probs: &[f32],
+    source: &str,
+    seq: u64,
+    clock: &LslClock,
+) -> AuEvent {
+    let tp = |t: &FrameTimes| TimePoint::at(t.seq, t.stream_s, t.host_ns, t.mono_ns, clock);
+    let [on, ap, off] = &job.times;
+    let m = &det.manifest;
+    let aus = m
+        .aus
+        .iter()
+        .zip(probs)
+        .zip(&m.thresholds)
+        .map(|((au, &p), &t)| AuDecision {
+            au: format!("AU{au}"),
+            probability: p.clamp(0.0, 1.0),
+            threshold: t,
+            present: p >= t,
+        })
+        .collect();
+    let now = crate::frame::mono_now_ns() as i64;
+    AuEvent {
+        schema: SchemaV1,
+        source: source.to_string(),
+        face_id: job.face_id,
+        seq,
+        kind: match job.interval.kind {
+            IntervalKind::Micro => ExpressionKind::Micro,
+            IntervalKind::Macro => ExpressionKind::Macro,
+        },
+        onset: tp(on),
+        apex: tp(ap),
+        offset: tp(off),
+        duration_ms: ((off.stream_s - on.stream_s) * 1e3).max(0.0),
+        spotting_score: job.interval.score,
+        aus,
+        model: ModelInfo {
+            id: m.name.clone(),
+            execution_provider: det.execution_provider().to_string(),
+        },
+        latency_ms: ((now - off.mono_ns) as f64 / 1e6).max(0.0),
+    }
+}
+
+/// CPU seconds the calling thread has used.
+pub fn thread_cpu_s() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we pass; the clock id is a constant.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0.0;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
