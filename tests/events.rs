@@ -6,91 +6,11 @@ use aullm::config::Config;
 use aullm::events::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Failsafe for waits on other processes (not an assertion on speed).
-const PATIENCE: Duration = Duration::from_secs(60);
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The Python with websockets + pylsl that `make setup` installs (or $AULLM_TEST_PYTHON).
-fn python() -> PathBuf {
-    let py = std::env::var_os("AULLM_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".venv/bin/python"));
-    let ok = Command::new(&py)
-        .args(["-c", "import websockets, pylsl"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "{} cannot import websockets and pylsl: run `make python-test-deps` (part of `make setup`)",
-        py.display()
-    );
-    py
-}
-
-/// A running Python client whose stdout lines arrive on a channel.
-struct Py {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Py {
-    fn start(args: &[&str]) -> Py {
-        let mut child = Command::new(python())
-            .arg(root().join("tests/events/client.py"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start python client");
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        Py { child, lines }
-    }
-
-    fn line(&self) -> String {
-        self.lines
-            .recv_timeout(PATIENCE)
-            .expect("python client said nothing")
-    }
-
-    /// Lines until "END" (exclusive).
-    fn until_end(&self) -> Vec<String> {
-        let mut v = Vec::new();
-        loop {
-            let l = self.line();
-            if l == "END" {
-                return v;
-            }
-            assert!(
-                l != "TIMEOUT" && l != "NOT FOUND" && !l.starts_with("UNCLEAN"),
-                "python client: {l}"
-            );
-            v.push(l);
-        }
-    }
-}
-
-impl Drop for Py {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod clients;
+use clients::*;
 
 const AUS: [&str; 3] = ["AU1", "AU4", "AU12"];
 
@@ -157,38 +77,6 @@ fn addr(bus: &EventBus, kind: &str) -> SocketAddr {
         .find(|(n, _)| n.starts_with(kind))
         .map(|(_, a)| a)
         .unwrap()
-}
-
-/// Waits (failsafe-bounded) until `cond` holds.
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !cond() {
-        assert!(t0.elapsed() < PATIENCE, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// A TCP client reading JSON lines into a shared list (after an optional AUTH exchange).
-fn tcp_reader(
-    a: SocketAddr,
-    token: Option<&str>,
-) -> (Arc<Mutex<Vec<String>>>, std::thread::JoinHandle<()>) {
-    let mut s = TcpStream::connect(a).unwrap();
-    let mut r = BufReader::new(s.try_clone().unwrap());
-    if let Some(t) = token {
-        writeln!(s, "AUTH {t}").unwrap();
-        let mut ok = String::new();
-        r.read_line(&mut ok).unwrap();
-        assert_eq!(ok, "OK\n");
-    }
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let g = got.clone();
-    let h = std::thread::spawn(move || {
-        for l in r.lines().map_while(Result::ok) {
-            g.lock().unwrap().push(l);
-        }
-    });
-    (got, h)
 }
 
 #[test]

@@ -1,0 +1,124 @@
+//! Real clients shared by the event and pipeline tests: the Python WebSocket client and pylsl
+//! inlet of `tests/events/client.py` (from the `.venv` that `make setup` builds) and TCP readers.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Failsafe for waits on other processes (not an assertion on speed).
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python with websockets + pylsl that `make setup` installs (or $AULLM_TEST_PYTHON).
+pub fn python() -> PathBuf {
+    let py = std::env::var_os("AULLM_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv/bin/python"));
+    let ok = Command::new(&py)
+        .args(["-c", "import websockets, pylsl"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{} cannot import websockets and pylsl: run `make python-test-deps` (part of `make setup`)",
+        py.display()
+    );
+    py
+}
+
+/// A running Python client whose stdout lines arrive on a channel.
+pub struct Py {
+    pub child: Child,
+    pub lines: Receiver<String>,
+}
+
+impl Py {
+    pub fn start(args: &[&str]) -> Py {
+        let mut child = Command::new(python())
+            .arg(root().join("tests/events/client.py"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start python client");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Py { child, lines }
+    }
+
+    pub fn line(&self) -> String {
+        self.lines
+            .recv_timeout(PATIENCE)
+            .expect("python client said nothing")
+    }
+
+    /// Lines until "END" (exclusive).
+    pub fn until_end(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        loop {
+            let l = self.line();
+            if l == "END" {
+                return v;
+            }
+            assert!(
+                l != "TIMEOUT" && l != "NOT FOUND" && !l.starts_with("UNCLEAN"),
+                "python client: {l}"
+            );
+            v.push(l);
+        }
+    }
+}
+
+impl Drop for Py {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits (failsafe-bounded) until `cond` holds.
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !cond() {
+        assert!(t0.elapsed() < PATIENCE, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A TCP client reading JSON lines into a shared list (after an optional AUTH exchange).
+pub fn tcp_reader(
+    a: SocketAddr,
+    token: Option<&str>,
+) -> (Arc<Mutex<Vec<String>>>, std::thread::JoinHandle<()>) {
+    let mut s = TcpStream::connect(a).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    if let Some(t) = token {
+        writeln!(s, "AUTH {t}").unwrap();
+        let mut ok = String::new();
+        r.read_line(&mut ok).unwrap();
+        assert_eq!(ok, "OK\n");
+    }
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    let h = std::thread::spawn(move || {
+        for l in r.lines().map_while(Result::ok) {
+            g.lock().unwrap().push(l);
+        }
+    });
+    (got, h)
+}
+
