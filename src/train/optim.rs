@@ -99,13 +99,15 @@ impl AdamW {
                 let Some(grad) = grads.get(var.as_tensor()) else {
                     continue;
                 };
-                let grad = (grad * gscale)?;
-                let m = ((&g.m[i] * b1)? + (&grad * (1.0 - b1))?)?;
-                let v = ((&g.v[i] * b2)? + (grad.sqr()? * (1.0 - b2))?)?;
+                // Gradients can carry the step's graph; the moments must not, or every step's
+                // graph would stay alive through them.
+                let grad = (grad.detach() * gscale)?;
+                let m = ((&g.m[i] * b1)? + (&grad * (1.0 - b1))?)?.detach();
+                let v = ((&g.v[i] * b2)? + (grad.sqr()? * (1.0 - b2))?)?.detach();
                 let update = ((&m / c1)? / ((&v / c2)?.sqrt()? + self.eps)?)?;
                 let theta = var.as_tensor();
                 let decayed = (theta * (1.0 - lr * self.weight_decay))?;
-                var.set(&(decayed - (update * lr)?)?)?;
+                var.set(&(decayed - (update * lr)?)?.detach())?;
                 g.m[i] = m;
                 g.v[i] = v;
             }
