@@ -672,7 +672,10 @@ impl Config {
             bail!("stream.clip_queue and stream.max_batch must be at least 1");
         }
         if !(self.stream.ring_s > 0.0 && self.stream.ring_s.is_finite()) {
-            bail!("stream.ring_s = {}: expected seconds > 0", self.stream.ring_s);
+            bail!(
+                "stream.ring_s = {}: expected seconds > 0",
+                self.stream.ring_s
+            );
         }
         let r = &self.reasoner;
         if r.weights.trim().is_empty() {

@@ -100,6 +100,9 @@ struct PipelineArgs {
 struct RunArgs {
     /// Video file, URI, `pipeline:NAME?k=v&...` (see `aullm pipelines`) or `gst:DESCRIPTION`.
     source: String,
+    /// Compare the events with this SAMM-LV-layout folder's annotations (video id = file stem).
+    #[arg(long)]
+    truth: Option<PathBuf>,
     #[command(flatten)]
     pipeline: PipelineArgs,
 }
@@ -547,6 +550,7 @@ fn open_pipeline(cfg: &Config, p: PipelineArgs) -> Result<Pipeline> {
             ring_s: cfg.stream.ring_s,
             stats_every: p.stats.then(|| std::time::Duration::from_secs(1)),
             stop,
+            record: false,
         },
         summary: p.summary,
     })
@@ -571,7 +575,18 @@ fn finish_pipeline(
 
 fn run_command(cfg: &Config, a: RunArgs) -> Result<ExitCode> {
     let source = aullm::ingest::Source::parse(&a.source)?;
-    let p = open_pipeline(cfg, a.pipeline)?;
+    let truth = match &a.truth {
+        Some(root) => {
+            let stem = std::path::Path::new(&a.source)
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .context("--truth needs a video file source (its name is the video id)")?;
+            Some(aullm::stream::truth::load_truth(root, &stem)?)
+        }
+        None => None,
+    };
+    let mut p = open_pipeline(cfg, a.pipeline)?;
+    p.opts.record = truth.is_some();
     let det = aullm::bundle::Detector::load(&p.model_dir, cfg, None)?;
     let mut seq = 0;
     let r = aullm::stream::run(cfg, &source, det, &p.bus, &p.opts, &mut seq);
@@ -583,6 +598,9 @@ fn run_command(cfg: &Config, a: RunArgs) -> Result<ExitCode> {
         }
     };
     let s = finish_pipeline(p, summary)?.expect("summary");
+    if let (Some(t), Some(r)) = (&truth, &s.recording) {
+        print!("{}", aullm::stream::truth::compare(&r.events, t));
+    }
     Ok(if s.error.is_some() {
         ExitCode::from(1)
     } else {
@@ -627,7 +645,9 @@ fn serve_command(cfg: &Config, a: ServeArgs) -> Result<ExitCode> {
         }
         eprintln!("reconnecting to {spec} in {backoff:.0} s");
         let until = std::time::Instant::now() + std::time::Duration::from_secs_f64(backoff);
-        while std::time::Instant::now() < until && !p.opts.stop.load(std::sync::atomic::Ordering::SeqCst) {
+        while std::time::Instant::now() < until
+            && !p.opts.stop.load(std::sync::atomic::Ordering::SeqCst)
+        {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
         backoff = (backoff * 2.0).min(a.max_backoff);

@@ -55,7 +55,8 @@ fn fixture() -> &'static Fixture {
         )
         .unwrap();
         mcfg.train.threads = 2;
-        let net = aullm::train::model::Net::new(&mcfg, Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let net =
+            aullm::train::model::Net::new(&mcfg, Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
         let model = root.join("model");
         aullm::bundle::export(&net, &mcfg, &[0.5; 8], "test-model", &model).unwrap();
         Fixture {
@@ -75,6 +76,7 @@ fn options() -> StreamOptions {
         ring_s: c.ring_s,
         stats_every: None,
         stop: Arc::new(AtomicBool::new(false)),
+        record: false,
     }
 }
 
@@ -84,11 +86,22 @@ fn run(bus: &EventBus) -> RunSummary {
     let cfg = Config::default();
     let det = aullm::bundle::Detector::load(&f.model, &cfg, None).unwrap();
     let mut seq = 0;
-    aullm::stream::run(&cfg, &Source::File(f.video.clone()), det, bus, &options(), &mut seq).unwrap()
+    aullm::stream::run(
+        &cfg,
+        &Source::File(f.video.clone()),
+        det,
+        bus,
+        &options(),
+        &mut seq,
+    )
+    .unwrap()
 }
 
 fn sink_options(specs: &[SinkSpec]) -> SinkOptions {
-    let aus = [1, 2, 4, 7, 12, 14, 15, 17].iter().map(|a| format!("AU{a}")).collect();
+    let aus = [1, 2, 4, 7, 12, 14, 15, 17]
+        .iter()
+        .map(|a| format!("AU{a}"))
+        .collect();
     let mut o = aullm::events::sink_options(&Config::default(), specs, None, None, aus).unwrap();
     if specs.iter().any(|s| matches!(s, SinkSpec::Lsl(_))) {
         o.lsl_lib = Some(lsl_library(&Config::default()).unwrap());
@@ -161,12 +174,19 @@ fn events_match_ground_truth_and_are_identical_across_sinks() {
     assert_eq!(lsl_rows.len(), lines.len(), "LSL markers");
 
     // Events against SynthME's annotations (MEGC matching, 1-based truth frames).
-    let events: Vec<AuEvent> = lines.iter().map(|l| AuEvent::from_json(l).unwrap()).collect();
+    let events: Vec<AuEvent> = lines
+        .iter()
+        .map(|l| AuEvent::from_json(l).unwrap())
+        .collect();
     for (ev, row) in events.iter().zip(&lsl_rows) {
         assert_eq!(row["marker"].as_str().unwrap(), lines[ev.seq as usize]);
         // The numeric sample is stamped with the apex capture time on LSL's clock.
         let ts = row["values_ts"].as_f64().unwrap();
-        assert!((ts - ev.apex.lsl_s).abs() < 1e-3, "{ts} vs {}", ev.apex.lsl_s);
+        assert!(
+            (ts - ev.apex.lsl_s).abs() < 1e-3,
+            "{ts} vs {}",
+            ev.apex.lsl_s
+        );
         assert!(ev.onset.frame <= ev.apex.frame && ev.apex.frame <= ev.offset.frame);
         assert_eq!(ev.aus.len(), 8);
         assert_eq!(ev.model.id, "test-model");
@@ -189,7 +209,10 @@ fn events_match_ground_truth_and_are_identical_across_sinks() {
         .collect();
     let c = aullm::spot::eval::score_video(&truth[0].truth, &pred).all;
     eprintln!("events vs truth: {c:?}");
-    assert!(c.tp >= 3, "{c:?}: at least 3 of the 4 annotated expressions");
+    assert!(
+        c.tp >= 3,
+        "{c:?}: at least 3 of the 4 annotated expressions"
+    );
     assert!(c.fp <= 1, "{c:?}");
 }
 

@@ -29,6 +29,8 @@ pub struct ClipJob {
     pub times: [FrameTimes; 3],
     /// T aligned crops, onset → apex → offset.
     pub crops: Vec<Vec<u8>>,
+    /// The apex frame's crop (report thumbnails).
+    pub apex_crop: Vec<u8>,
     /// Side of each crop.
     pub crop_size: usize,
     /// Whether the onset was older than the ring (the clip starts at the oldest crop kept).
@@ -112,6 +114,7 @@ impl FaceState {
             interval: iv,
             times: [find(onset).0, find(apex).0, find(offset).0],
             crops,
+            apex_crop: find(apex).1.clone(),
             crop_size,
             truncated,
         })

@@ -8,6 +8,7 @@
 //! slow sink drops events (counted by the bus). End of stream and Ctrl-C drain every queue.
 
 pub mod clips;
+pub mod truth;
 pub mod worker;
 
 use crate::bundle::Detector;
@@ -41,6 +42,38 @@ pub struct StreamOptions {
     pub stats_every: Option<Duration>,
     /// Set to stop (Ctrl-C): the source ends at the next frame and the queues drain.
     pub stop: Arc<AtomicBool>,
+    /// Keep every event, a row per face per frame, and each event's apex crop (batch reports).
+    pub record: bool,
+}
+
+/// One face on one frame (the per-frame CSV).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FrameRow {
+    /// Source frame number.
+    pub frame: u64,
+    /// Face track id.
+    pub face_id: u32,
+    /// Seconds from the first frame.
+    pub timestamp: f64,
+    /// Detector confidence of the track.
+    pub confidence: f32,
+    /// Whether the detector confirmed the face on this frame (else the tracker carried it).
+    pub detected: bool,
+    /// Spotting signal (crop pixels of motion), when the spotter has one for this frame.
+    pub signal: Option<f32>,
+}
+
+/// What a recorded run kept.
+#[derive(Debug, Clone, Default)]
+pub struct Recording {
+    /// Events in publication order.
+    pub events: Vec<crate::events::AuEvent>,
+    /// Per face per frame.
+    pub frames: Vec<FrameRow>,
+    /// Apex crop of each event (by event seq), `crop_size`² gray.
+    pub apex_crops: BTreeMap<u64, Vec<u8>>,
+    /// Side of the crops.
+    pub crop_size: usize,
 }
 
 /// Latency percentiles, ms.
@@ -119,6 +152,9 @@ pub struct RunSummary {
     pub sinks: Vec<SinkStats>,
     /// The error that ended the stream or the worker, if any.
     pub error: Option<String>,
+    /// Events, frame rows and apex crops, when `StreamOptions::record` was set.
+    #[serde(skip)]
+    pub recording: Option<Recording>,
 }
 
 impl RunSummary {
@@ -200,21 +236,34 @@ pub fn run(
             .spawn_scoped(s, {
                 let label = label.clone();
                 let seq = &mut *seq;
+                let record = opts.record;
                 move || {
                     let mut out = BusOut(bus);
-                    worker::run(det, rx, &mut out, &label, max_batch, seq)
+                    worker::run(det, rx, &mut out, &label, max_batch, seq, record)
                 }
             })
             .context("cannot start the inference thread")?;
-        let cam = camera_path(cfg, &mut ingest, &mut tracker, tx, opts, frames_per_clip, &stop_handle);
-        let rep: WorkerReport = worker
-            .join()
-            .unwrap_or_else(|_| WorkerReport {
-                error: Some("the inference thread panicked".into()),
-                ..WorkerReport::default()
-            });
-        let cam = cam?;
+        let cam = camera_path(
+            cfg,
+            &mut ingest,
+            &mut tracker,
+            tx,
+            opts,
+            frames_per_clip,
+            &stop_handle,
+        );
+        let rep: WorkerReport = worker.join().unwrap_or_else(|_| WorkerReport {
+            error: Some("the inference thread panicked".into()),
+            ..WorkerReport::default()
+        });
+        let mut cam = cam?;
         let wall = t0.elapsed().as_secs_f64();
+        let recording = opts.record.then(|| Recording {
+            events: rep.kept.clone(),
+            frames: std::mem::take(&mut cam.rows),
+            apex_crops: rep.apex_crops.clone(),
+            crop_size: cfg.align.size as usize,
+        });
         let total_cpu = process_cpu_s() - cpu0;
         Ok(RunSummary {
             source: label.clone(),
@@ -238,6 +287,7 @@ pub fn run(
             },
             sinks: bus.stats(),
             error: cam.error.or(rep.error),
+            recording,
         })
     })
 }
@@ -253,6 +303,7 @@ struct CameraReport {
     clips_truncated: u64,
     cpu_s: f64,
     error: Option<String>,
+    rows: Vec<FrameRow>,
 }
 
 /// The face/align/spot loop on the calling thread; closes the clip queue when the stream ends.
@@ -303,16 +354,30 @@ fn camera_path(
         };
         drop(frame); // back to the pool before the heavier work
         for o in obs {
+            let (id, confidence, detected) = (o.track_id, o.confidence, o.detected);
             let st = match faces.entry(o.track_id) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => {
                     rep.faces += 1;
                     let capacity = (opts.ring_s * rate).ceil() as usize;
-                    e.insert(FaceState::new(Spotter::new(&cfg.spot, rate, size)?, capacity))
+                    e.insert(FaceState::new(
+                        Spotter::new(&cfg.spot, rate, size)?,
+                        capacity,
+                    ))
                 }
             };
             for job in st.push(o.track_id, times, o.crop, size, frames_per_clip)? {
                 send(&tx, job, &mut rep);
+            }
+            if opts.record {
+                rep.rows.push(FrameRow {
+                    frame: times.seq,
+                    face_id: id,
+                    timestamp: times.stream_s,
+                    confidence,
+                    detected,
+                    signal: st.signal().filter(|(f, _)| *f == times.seq).map(|(_, v)| v),
+                });
             }
         }
         if let Some(every) = opts.stats_every

@@ -23,6 +23,10 @@ pub struct WorkerReport {
     pub cpu_s: f64,
     /// The error that stopped the worker, if any.
     pub error: Option<String>,
+    /// Every event (when recording).
+    pub kept: Vec<AuEvent>,
+    /// Apex crop per event seq (when recording).
+    pub apex_crops: std::collections::BTreeMap<u64, Vec<u8>>,
 }
 
 /// Where events go and how they are labelled.
@@ -41,6 +45,7 @@ pub fn run(
     source: &str,
     max_batch: usize,
     first_seq: &mut u64,
+    record: bool,
 ) -> WorkerReport {
     let mut rep = WorkerReport::default();
     let clock = out.clock();
@@ -60,6 +65,10 @@ pub fn run(
                     let ev = event(&det, job, &p, source, *first_seq, &clock);
                     *first_seq += 1;
                     rep.latencies_ms.push(ev.latency_ms);
+                    if record {
+                        rep.kept.push(ev.clone());
+                        rep.apex_crops.insert(ev.seq, job.apex_crop.clone());
+                    }
                     out.publish(ev);
                     rep.events += 1;
                 }

@@ -121,4 +121,3 @@ pub fn tcp_reader(
     });
     (got, h)
 }
-
