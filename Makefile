@@ -26,10 +26,10 @@ system-packages:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	else echo "system packages present"; fi
 
-## python-test-deps: the real clients tests/events.rs drives (websockets, pylsl) in a local venv.
+## python-test-deps: the real clients the tests drive (websockets, pylsl) and pandas (batch CSV) in a local venv.
 python-test-deps:
-	@if $(VENV)/bin/python -c 'import websockets, pylsl' 2>/dev/null; then echo "python test packages present"; \
-	else $(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q -r tests/events/requirements.txt; fi
+	@if $(VENV)/bin/python -c 'import websockets, pylsl, pandas' 2>/dev/null; then echo "python test packages present"; \
+	else ( [ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV) ) && $(VENV)/bin/pip install -q -r tests/events/requirements.txt; fi
 
 ## demo: the main job on the embedded default (Megamind.avi): faces CSV, contact sheet, crops video.
 demo: setup

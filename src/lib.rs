@@ -2,6 +2,7 @@
 //! and training. See README.md and DESIGN.md for the data flow.
 
 pub mod assets;
+pub mod batch;
 pub mod bundle;
 pub mod clip;
 pub mod config;

@@ -61,6 +61,8 @@ enum Command {
     Export(ExportArgs),
     /// The main job: spot micro-expressions on a source and publish timestamped AU events to sinks.
     Run(RunArgs),
+    /// Process recorded videos (files, folders, list files) in parallel: events, per-frame CSV, HTML reports.
+    Batch(BatchArgs),
     /// Serve a camera: `run` on a template source that reconnects with back-off when the camera goes away.
     Serve(ServeArgs),
     /// Train AULLM++ (front-end, R-AUGNN, LoRA, AU head; CCR) on datasets, and export the model.
@@ -105,6 +107,40 @@ struct RunArgs {
     truth: Option<PathBuf>,
     #[command(flatten)]
     pipeline: PipelineArgs,
+}
+
+#[derive(clap::Args)]
+struct BatchArgs {
+    /// Video files, folders (searched recursively) or list files (.txt/.lst, one path per line).
+    #[arg(required_unless_present = "merge")]
+    inputs: Vec<PathBuf>,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// Only files in folders whose name matches this glob (default: common video extensions).
+    #[arg(long)]
+    glob: Option<String>,
+    /// Videos processed at once (default: one per two cores, at least one).
+    #[arg(short = 'j', long)]
+    jobs: Option<usize>,
+    /// Skip videos whose outputs are complete and unchanged (checked against done.json).
+    #[arg(long)]
+    resume: bool,
+    /// Process only shard I of N (1-based) of the sorted inputs, e.g. `--shard $SLURM_ARRAY_TASK_ID/8`.
+    #[arg(long)]
+    shard: Option<String>,
+    /// Build one index over these shard output folders (instead of processing videos).
+    #[arg(long, num_args = 1.., value_name = "DIR")]
+    merge: Vec<PathBuf>,
+    /// Model name (folder under models/) or path (default stream.model).
+    #[arg(long)]
+    model: Option<String>,
+    /// Also write the summary as JSON here.
+    #[arg(long)]
+    summary: Option<PathBuf>,
+    /// No progress display.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(clap::Args)]
@@ -491,6 +527,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Export(a) => export_command(&cfg, a),
         Command::Run(a) => run_command(&cfg, a),
         Command::Serve(a) => serve_command(&cfg, a),
+        Command::Batch(a) => batch_command(&cfg, a),
         Command::Train(a) => train_command(&mut cfg, a),
         Command::Eval(a) => eval_command(&mut cfg, a),
         Command::Events { action } => events_command(&cfg, action),
@@ -545,12 +582,9 @@ fn open_pipeline(cfg: &Config, p: PipelineArgs) -> Result<Pipeline> {
         model_dir,
         opts: aullm::stream::StreamOptions {
             fps: p.fps,
-            clip_queue: cfg.stream.clip_queue,
-            max_batch: cfg.stream.max_batch,
-            ring_s: cfg.stream.ring_s,
             stats_every: p.stats.then(|| std::time::Duration::from_secs(1)),
             stop,
-            record: false,
+            ..aullm::stream::StreamOptions::from_config(cfg)
         },
         summary: p.summary,
     })
@@ -573,6 +607,55 @@ fn finish_pipeline(
     Ok(last)
 }
 
+fn batch_command(cfg: &Config, a: BatchArgs) -> Result<ExitCode> {
+    if !a.merge.is_empty() {
+        let rows = aullm::batch::write_index(&a.merge, &a.out)?;
+        let failed = rows.iter().filter(|r| r.status != "ok").count();
+        println!(
+            "index of {} videos ({failed} failed) written to {}",
+            rows.len(),
+            a.out.join("index.html").display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping: finishing the videos in progress (Ctrl-C again to quit now)");
+    });
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let o = aullm::batch::BatchOptions {
+        inputs: a.inputs,
+        glob: a.glob,
+        out: a.out,
+        jobs: a.jobs.unwrap_or((cores / 2).max(1)),
+        resume: a.resume,
+        shard: a
+            .shard
+            .as_deref()
+            .map(aullm::batch::inputs::parse_shard)
+            .transpose()?,
+        model_dir: aullm::bundle::locate(a.model.as_deref().unwrap_or(&cfg.stream.model))?,
+        quiet: a.quiet,
+        stop,
+    };
+    let s = aullm::batch::run(cfg, &o)?;
+    eprint!("{}", s.render());
+    println!("index: {}", o.out.join("index.html").display());
+    if let Some(p) = &a.summary {
+        std::fs::write(p, serde_json::to_string_pretty(&s)?)
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    Ok(if s.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
 fn run_command(cfg: &Config, a: RunArgs) -> Result<ExitCode> {
     let source = aullm::ingest::Source::parse(&a.source)?;
     let truth = match &a.truth {
@@ -587,9 +670,9 @@ fn run_command(cfg: &Config, a: RunArgs) -> Result<ExitCode> {
     };
     let mut p = open_pipeline(cfg, a.pipeline)?;
     p.opts.record = truth.is_some();
-    let det = aullm::bundle::Detector::load(&p.model_dir, cfg, None)?;
+    let mut det = aullm::bundle::Detector::load(&p.model_dir, cfg, None)?;
     let mut seq = 0;
-    let r = aullm::stream::run(cfg, &source, det, &p.bus, &p.opts, &mut seq);
+    let r = aullm::stream::run(cfg, &source, &mut det, &p.bus, &p.opts, &mut seq);
     let summary = match r {
         Ok(s) => Some(s),
         Err(e) => {
@@ -627,9 +710,9 @@ fn serve_command(cfg: &Config, a: ServeArgs) -> Result<ExitCode> {
     let mut last = None;
     // Events keep one numbering and the sinks stay up across reconnections.
     while !p.opts.stop.load(std::sync::atomic::Ordering::SeqCst) {
-        let det = aullm::bundle::Detector::load(&p.model_dir, cfg, None)?;
+        let mut det = aullm::bundle::Detector::load(&p.model_dir, cfg, None)?;
         let started = std::time::Instant::now();
-        match aullm::stream::run(cfg, &source, det, &p.bus, &p.opts, &mut seq) {
+        match aullm::stream::run(cfg, &source, &mut det, &p.bus, &p.opts, &mut seq) {
             Ok(s) => {
                 eprint!("{}", s.render());
                 let clean = s.error.is_none();

@@ -15,8 +15,7 @@ use aullm::stream::{RunSummary, StreamOptions};
 use clients::*;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 /// One 6 s SynthME long video (200 fps, default amplitudes and nuisances, 3 micro-expressions,
 /// 1 macro) and a model bundle (tiny front-end, SmolLM2 reasoner with a fresh adapter), made once.
@@ -68,16 +67,7 @@ fn fixture() -> &'static Fixture {
 }
 
 fn options() -> StreamOptions {
-    let c = Config::default().stream;
-    StreamOptions {
-        fps: None,
-        clip_queue: c.clip_queue,
-        max_batch: c.max_batch,
-        ring_s: c.ring_s,
-        stats_every: None,
-        stop: Arc::new(AtomicBool::new(false)),
-        record: false,
-    }
+    StreamOptions::from_config(&Config::default())
 }
 
 /// Runs the fixture video into `bus`.

@@ -44,6 +44,29 @@ pub struct StreamOptions {
     pub stop: Arc<AtomicBool>,
     /// Keep every event, a row per face per frame, and each event's apex crop (batch reports).
     pub record: bool,
+    /// Offline processing of a recording: frame times come from the stream (`host_ns` = this
+    /// origin + presentation time, `mono_ns` = presentation time), so outputs are reproducible;
+    /// latency is not meaningful and is written as 0.
+    pub offline_origin_ns: Option<i64>,
+    /// Frames processed so far (progress display).
+    pub progress: Option<Arc<std::sync::atomic::AtomicU64>>,
+}
+
+impl StreamOptions {
+    /// Options from `[stream]` with nothing recorded.
+    pub fn from_config(cfg: &Config) -> StreamOptions {
+        StreamOptions {
+            fps: None,
+            clip_queue: cfg.stream.clip_queue,
+            max_batch: cfg.stream.max_batch,
+            ring_s: cfg.stream.ring_s,
+            stats_every: None,
+            stop: Arc::new(AtomicBool::new(false)),
+            record: false,
+            offline_origin_ns: None,
+            progress: None,
+        }
+    }
 }
 
 /// One face on one frame (the per-frame CSV).
@@ -57,6 +80,9 @@ pub struct FrameRow {
     pub timestamp: f64,
     /// Detector confidence of the track.
     pub confidence: f32,
+    /// Whether a face is tracked on this frame (rows with `face_id` 0 and `success` false mark
+    /// frames without one).
+    pub success: bool,
     /// Whether the detector confirmed the face on this frame (else the tracker carried it).
     pub detected: bool,
     /// Spotting signal (crop pixels of motion), when the spotter has one for this frame.
@@ -214,7 +240,7 @@ impl EventOut for BusOut<'_> {
 pub fn run(
     cfg: &Config,
     source: &Source,
-    det: Detector,
+    det: &mut Detector,
     bus: &EventBus,
     opts: &StreamOptions,
     seq: &mut u64,
@@ -237,9 +263,10 @@ pub fn run(
                 let label = label.clone();
                 let seq = &mut *seq;
                 let record = opts.record;
+                let offline = opts.offline_origin_ns.is_some();
                 move || {
                     let mut out = BusOut(bus);
-                    worker::run(det, rx, &mut out, &label, max_batch, seq, record)
+                    worker::run(det, rx, &mut out, &label, max_batch, seq, record, offline)
                 }
             })
             .context("cannot start the inference thread")?;
@@ -324,6 +351,8 @@ fn camera_path(
     let mut fps = opts.fps;
     let mut last_stats = Instant::now();
     let mut stopped = false;
+    // A recording is never dropped from: a full clip queue waits for inference instead.
+    let blocking = !ingest.is_live();
     loop {
         if !stopped && opts.stop.load(Ordering::SeqCst) {
             stop_handle.stop();
@@ -346,13 +375,36 @@ fn camera_path(
         // The windows need the frame rate: on a file without a declared rate, spotting starts
         // on the second frame.
         let Some(rate) = fps else { continue };
-        let times = FrameTimes {
-            seq: frame.seq,
-            stream_s: (frame.pts_ns.saturating_sub(p0)) as f64 / 1e9,
-            host_ns: frame.host_ns as i64,
-            mono_ns: frame.mono_ns as i64,
+        let rel = frame.pts_ns.saturating_sub(p0);
+        let times = match opts.offline_origin_ns {
+            Some(origin) => FrameTimes {
+                seq: frame.seq,
+                stream_s: rel as f64 / 1e9,
+                host_ns: origin + rel as i64,
+                mono_ns: rel as i64,
+            },
+            None => FrameTimes {
+                seq: frame.seq,
+                stream_s: rel as f64 / 1e9,
+                host_ns: frame.host_ns as i64,
+                mono_ns: frame.mono_ns as i64,
+            },
         };
         drop(frame); // back to the pool before the heavier work
+        if let Some(p) = &opts.progress {
+            p.store(rep.frames, Ordering::Relaxed);
+        }
+        if opts.record && obs.is_empty() {
+            rep.rows.push(FrameRow {
+                frame: times.seq,
+                face_id: 0,
+                timestamp: times.stream_s,
+                confidence: 0.0,
+                success: false,
+                detected: false,
+                signal: None,
+            });
+        }
         for o in obs {
             let (id, confidence, detected) = (o.track_id, o.confidence, o.detected);
             let st = match faces.entry(o.track_id) {
@@ -367,7 +419,7 @@ fn camera_path(
                 }
             };
             for job in st.push(o.track_id, times, o.crop, size, frames_per_clip)? {
-                send(&tx, job, &mut rep);
+                send(&tx, job, &mut rep, blocking);
             }
             if opts.record {
                 rep.rows.push(FrameRow {
@@ -375,6 +427,7 @@ fn camera_path(
                     face_id: id,
                     timestamp: times.stream_s,
                     confidence,
+                    success: true,
                     detected,
                     signal: st.signal().filter(|(f, _)| *f == times.seq).map(|(_, v)| v),
                 });
@@ -401,7 +454,7 @@ fn camera_path(
     }
     for (id, st) in faces.iter_mut() {
         for job in st.finish(*id, size, frames_per_clip) {
-            send(&tx, job, &mut rep);
+            send(&tx, job, &mut rep, blocking);
         }
     }
     drop(tx); // the worker drains what is queued, then stops
@@ -410,11 +463,21 @@ fn camera_path(
     Ok(rep)
 }
 
-/// Hands a clip to inference without waiting: a full queue drops it (counted).
-fn send(tx: &crossbeam_channel::Sender<ClipJob>, job: ClipJob, rep: &mut CameraReport) {
+/// Hands a clip to inference: live, without waiting (a full queue drops it, counted); from a
+/// recording, waiting for room.
+fn send(
+    tx: &crossbeam_channel::Sender<ClipJob>,
+    job: ClipJob,
+    rep: &mut CameraReport,
+    blocking: bool,
+) {
     rep.intervals += 1;
     rep.clips_truncated += job.truncated as u64;
-    if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(job) {
+    if blocking {
+        if tx.send(job).is_err() {
+            rep.clips_dropped += 1;
+        }
+    } else if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(job) {
         rep.clips_dropped += 1;
     }
 }

@@ -38,14 +38,16 @@ pub trait EventOut: Send {
 }
 
 /// Runs until `jobs` is closed and drained.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
-    mut det: Detector,
+    det: &mut Detector,
     jobs: Receiver<ClipJob>,
     out: &mut dyn EventOut,
     source: &str,
     max_batch: usize,
     first_seq: &mut u64,
     record: bool,
+    offline: bool,
 ) -> WorkerReport {
     let mut rep = WorkerReport::default();
     let clock = out.clock();
@@ -58,11 +60,14 @@ pub fn run(
                 Err(_) => break,
             }
         }
-        match infer(&mut det, &batch, &mut data) {
+        match infer(det, &batch, &mut data) {
             Ok(probs) => {
                 rep.batches += 1;
                 for (job, p) in batch.iter().zip(probs) {
-                    let ev = event(&det, job, &p, source, *first_seq, &clock);
+                    let mut ev = event(det, job, &p, source, *first_seq, &clock);
+                    if offline {
+                        ev.latency_ms = 0.0; // no capture clock to measure against
+                    }
                     *first_seq += 1;
                     rep.latencies_ms.push(ev.latency_ms);
                     if record {
