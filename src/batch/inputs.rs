@@ -205,7 +205,7 @@ mod tests {
         assert_eq!(ids, ["b__x", "y"]);
         let list = d.path().join("list.txt");
         std::fs::write(&list, "# videos\na/y.mp4\n\na/b/x.avi\n").unwrap();
-        assert_eq!(collect(&[list.clone()], None).unwrap().len(), 2);
+        assert_eq!(collect(std::slice::from_ref(&list), None).unwrap().len(), 2);
         std::fs::write(&list, "a/missing.avi\n").unwrap();
         let e = collect(&[list], None).unwrap_err().to_string();
         assert!(e.contains("line 1"), "{e}");

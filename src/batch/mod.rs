@@ -348,7 +348,7 @@ pub fn run(cfg: &Config, o: &BatchOptions) -> Result<BatchSummary> {
         }
     }
     failed.sort();
-    write_index(&[o.out.clone()], &o.out)?;
+    write_index(std::slice::from_ref(&o.out), &o.out)?;
     let wall = t0.elapsed().as_secs_f64();
     Ok(BatchSummary {
         videos: all.len(),
