@@ -74,12 +74,12 @@ fn options() -> StreamOptions {
 fn run(bus: &EventBus) -> RunSummary {
     let f = fixture();
     let cfg = Config::default();
-    let det = aullm::bundle::Detector::load(&f.model, &cfg, None).unwrap();
+    let mut det = aullm::bundle::Detector::load(&f.model, &cfg, None).unwrap();
     let mut seq = 0;
     aullm::stream::run(
         &cfg,
         &Source::File(f.video.clone()),
-        det,
+        &mut det,
         bus,
         &options(),
         &mut seq,
