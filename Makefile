@@ -31,12 +31,16 @@ python-test-deps:
 	@if $(VENV)/bin/python -c 'import websockets, pylsl, pandas' 2>/dev/null; then echo "python test packages present"; \
 	else ( [ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV) ) && $(VENV)/bin/pip install -q -r tests/events/requirements.txt; fi
 
-## demo: the main job on the embedded default (Megamind.avi): faces CSV, contact sheet, crops video.
+## demo: render a SynthME long video, run the whole pipeline on it with models/default, print the
+## events beside the ground truth; also `aullm faces` on Megamind.avi.
 demo: setup
 	$(CARGO) build --release --locked
 	$(REL_BIN) doctor
-	$(REL_BIN) faces "$$($(REL_BIN) models path megamind)" --out $(DEMO_OUT) --crops $(DEMO_OUT)/crops.mkv
-	@echo "outputs: $(DEMO_OUT)/faces.csv  $(DEMO_OUT)/contact_sheet.png  $(DEMO_OUT)/crops_face*.mkv"
+	$(REL_BIN) synth $(DEMO_OUT)/synth --preset bench --subjects 1 --clips 0 --long-videos 1 --seed 3
+	$(REL_BIN) run $(DEMO_OUT)/synth/videos/001_1.avi --sink jsonl:$(DEMO_OUT)/events.jsonl \
+		--truth $(DEMO_OUT)/synth --summary $(DEMO_OUT)/summary.json
+	$(REL_BIN) faces "$$($(REL_BIN) models path megamind)" --out $(DEMO_OUT)/faces --crops $(DEMO_OUT)/faces/crops.mkv
+	@echo "outputs: $(DEMO_OUT)/events.jsonl  $(DEMO_OUT)/summary.json  $(DEMO_OUT)/faces/"
 
 ## test: formatting, lints, then every test (unit + integration on real media).
 test: setup lint
@@ -50,11 +54,17 @@ lint:
 bench: setup
 	$(CARGO) bench --locked --bench face_path --bench reasoner --bench events
 
-## bench-live: a live 640x480 GRAY8 200 fps test source for 60 s through ingest → face → align.
+## bench-live: the whole pipeline on a live 640x480 200 fps camera-like source for 10 minutes (a face
+## on a test pattern), then a SynthME video paced in real time for event latency. Not part of `make test`.
+BENCH_OUT ?= out/bench-live
 bench-live: setup
 	$(CARGO) build --release --locked
-	$(REL_BIN) faces "pipeline:test?fps=200&width=640&height=480&live=true&frames=12000&pattern=ball" \
-		--out out/bench-live --no-contact-sheet --json
+	mkdir -p $(BENCH_OUT)
+	$(REL_BIN) run "pipeline:face-test?image=$$($(REL_BIN) models path astronaut)&fps=200&width=640&height=480&frames=120000" \
+		--sink jsonl:$(BENCH_OUT)/face-test-events.jsonl --summary $(BENCH_OUT)/face-test-summary.json
+	$(REL_BIN) synth $(BENCH_OUT)/synth --preset bench --subjects 1 --clips 0 --long-videos 1 --seed 11
+	$(REL_BIN) run "gst:filesrc location=$(BENCH_OUT)/synth/videos/001_1.avi ! decodebin ! videoconvert ! clocksync" \
+		--set ingest.live=yes --fps 200 --sink jsonl:$(BENCH_OUT)/paced-events.jsonl --summary $(BENCH_OUT)/paced-summary.json
 
 clean:
 	$(CARGO) clean
