@@ -18,6 +18,8 @@ pub struct Frame {
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
+    /// Frame period the source declares in its caps (ns), when it declares a rate.
+    pub period_ns: Option<u64>,
     /// Pixels, tightly packed rows of `width` bytes.
     pub pixels: PooledBuf,
 }

@@ -143,6 +143,7 @@ impl SinkState {
             mono_ns,
             width: w as u32,
             height: h as u32,
+            period_ns,
             pixels,
         };
         self.seq += 1;

@@ -368,6 +368,11 @@ fn camera_path(
         };
         rep.frames += 1;
         let p0 = *first_pts.get_or_insert(frame.pts_ns);
+        if fps.is_none()
+            && let Some(p) = frame.period_ns.filter(|&p| p > 0)
+        {
+            fps = Some(1e9 / p as f64);
+        }
         if fps.is_none() && frame.seq > 0 && frame.pts_ns > p0 {
             fps = Some(1e9 * frame.seq as f64 / (frame.pts_ns - p0) as f64);
         }
