@@ -36,7 +36,7 @@ python-test-deps:
 demo: setup
 	$(CARGO) build --release --locked
 	$(REL_BIN) doctor
-	$(REL_BIN) synth $(DEMO_OUT)/synth --preset bench --subjects 1 --clips 0 --long-videos 1 --seed 3
+	$(REL_BIN) synth $(DEMO_OUT)/synth --preset bench --subjects 1 --clips 0 --long-videos 1
 	$(REL_BIN) run $(DEMO_OUT)/synth/videos/001_1.avi --sink jsonl:$(DEMO_OUT)/events.jsonl \
 		--truth $(DEMO_OUT)/synth --summary $(DEMO_OUT)/summary.json
 	$(REL_BIN) faces "$$($(REL_BIN) models path megamind)" --out $(DEMO_OUT)/faces --crops $(DEMO_OUT)/faces/crops.mkv
