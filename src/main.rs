@@ -544,31 +544,31 @@ struct Pipeline {
     summary: Option<PathBuf>,
 }
 
-fn open_pipeline(cfg: &Config, p: PipelineArgs) -> Result<Pipeline> {
-    use aullm::events::SinkSpec;
-    let model_dir = aullm::bundle::locate(p.model.as_deref().unwrap_or(&cfg.stream.model))?;
-    let manifest = aullm::bundle::verify(&model_dir)?;
-    let sinks = if p.sinks.sinks.is_empty() {
-        vec!["jsonl:-".to_string()]
-    } else {
-        p.sinks.sinks.clone()
-    };
-    let specs = sinks
+/// Parses `--sink` specs and opens them with `--bind`/`--token` and the AU channel order.
+fn open_bus(cfg: &Config, a: &SinkArgs, aus: Vec<String>) -> Result<aullm::events::EventBus> {
+    let specs = a
+        .sinks
         .iter()
-        .map(|s| SinkSpec::parse(s))
+        .map(|s| aullm::events::SinkSpec::parse(s))
         .collect::<Result<Vec<_>>>()?;
-    let aus = manifest.aus.iter().map(|a| format!("AU{a}")).collect();
-    let sopts = aullm::events::sink_options(
-        cfg,
-        &specs,
-        p.sinks.bind.as_deref(),
-        p.sinks.token.as_deref(),
-        aus,
-    )?;
-    let bus = aullm::events::open_sinks(&specs, &sopts)?;
+    let opts =
+        aullm::events::sink_options(cfg, &specs, a.bind.as_deref(), a.token.as_deref(), aus)?;
+    let bus = aullm::events::open_sinks(&specs, &opts)?;
     for (name, addr) in bus.local_addrs() {
         eprintln!("listening: {name} on {addr}");
     }
+    Ok(bus)
+}
+
+fn open_pipeline(cfg: &Config, p: PipelineArgs) -> Result<Pipeline> {
+    let model_dir = aullm::bundle::locate(p.model.as_deref().unwrap_or(&cfg.stream.model))?;
+    let manifest = aullm::bundle::verify(&model_dir)?;
+    let mut sinks = p.sinks;
+    if sinks.sinks.is_empty() {
+        sinks.sinks.push("jsonl:-".to_string());
+    }
+    let aus = manifest.aus.iter().map(|a| format!("AU{a}")).collect();
+    let bus = open_bus(cfg, &sinks, aus)?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = stop.clone();
     let _ = ctrlc::set_handler(move || {
@@ -921,7 +921,7 @@ fn spot_eval_command(cfg: &Config, a: SpotEvalArgs) -> Result<ExitCode> {
 }
 
 fn events_command(cfg: &Config, action: EventsAction) -> Result<ExitCode> {
-    use aullm::events::{SinkSpec, replay};
+    use aullm::events::replay;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     let a = match action {
@@ -935,28 +935,12 @@ fn events_command(cfg: &Config, action: EventsAction) -> Result<ExitCode> {
     if a.sinks.sinks.is_empty() {
         bail!("events replay needs at least one --sink");
     }
-    let specs = a
-        .sinks
-        .sinks
-        .iter()
-        .map(|s| SinkSpec::parse(s))
-        .collect::<Result<Vec<_>>>()?;
     let mut events = replay::read_events(&a.file)?;
     let aus = events
         .first()
         .map(|e| e.aus.iter().map(|d| d.au.clone()).collect())
         .unwrap_or_default();
-    let opts = aullm::events::sink_options(
-        cfg,
-        &specs,
-        a.sinks.bind.as_deref(),
-        a.sinks.token.as_deref(),
-        aus,
-    )?;
-    let bus = aullm::events::open_sinks(&specs, &opts)?;
-    for (name, _) in bus.local_addrs() {
-        eprintln!("listening: {name}");
-    }
+    let bus = open_bus(cfg, &a.sinks, aus)?;
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = stop.clone();
     // Ctrl-C stops publishing; the queues still drain so every published event reaches the sinks.

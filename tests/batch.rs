@@ -65,21 +65,7 @@ fn fixture() -> &'static Fixture {
         }
         w.finish().unwrap();
         std::fs::write(videos.join("notes.txt"), "not a video").unwrap();
-        let mcfg = Config::load(
-            None,
-            &[
-                "frontend.size=32".into(),
-                "frontend.frames=4".into(),
-                "frontend.channels=[4, 8, 8, 12]".into(),
-                "frontend.node_dim=8".into(),
-                "frontend.head_hidden=8".into(),
-            ],
-        )
-        .unwrap();
-        let net =
-            aullm::train::model::Net::new(&mcfg, Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
-        let model = root.join("model");
-        aullm::bundle::export(&net, &mcfg, &[0.5; 8], "batch-test", &model).unwrap();
+        let model = clients::tiny_model(&root, "batch-test");
         Fixture { videos, model }
     })
 }

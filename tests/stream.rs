@@ -42,22 +42,7 @@ fn fixture() -> &'static Fixture {
             ..SynthConfig::bench()
         };
         generate(&sc, &photo, &root, 2).unwrap();
-        let mut mcfg = Config::load(
-            None,
-            &[
-                "frontend.size=32".into(),
-                "frontend.frames=4".into(),
-                "frontend.channels=[4, 8, 8, 12]".into(),
-                "frontend.node_dim=8".into(),
-                "frontend.head_hidden=8".into(),
-            ],
-        )
-        .unwrap();
-        mcfg.train.threads = 2;
-        let net =
-            aullm::train::model::Net::new(&mcfg, Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
-        let model = root.join("model");
-        aullm::bundle::export(&net, &mcfg, &[0.5; 8], "test-model", &model).unwrap();
+        let model = tiny_model(&root, "test-model");
         Fixture {
             video: root.join("videos/001_1.avi"),
             root,

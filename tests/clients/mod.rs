@@ -1,5 +1,6 @@
-//! Real clients shared by the event and pipeline tests: the Python WebSocket client and pylsl
-//! inlet of `tests/events/client.py` (from the `.venv` that `make setup` builds) and TCP readers.
+//! Shared by the event, pipeline and batch tests: the Python WebSocket client and pylsl inlet of
+//! `tests/events/client.py` (from the `.venv` that `make setup` builds), TCP readers, and a small
+//! model bundle.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -120,4 +121,25 @@ pub fn tcp_reader(
         }
     });
     (got, h)
+}
+
+/// A model bundle `name` in `dir`: a tiny, untrained front-end (32 px, 4 frames) before the real
+/// SmolLM2 reasoner with a fresh adapter, thresholds 0.5.
+pub fn tiny_model(dir: &std::path::Path, name: &str) -> PathBuf {
+    let cfg = aullm::config::Config::load(
+        None,
+        &[
+            "frontend.size=32".into(),
+            "frontend.frames=4".into(),
+            "frontend.channels=[4, 8, 8, 12]".into(),
+            "frontend.node_dim=8".into(),
+            "frontend.head_hidden=8".into(),
+        ],
+    )
+    .unwrap();
+    let net = aullm::train::model::Net::new(&cfg, std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
+        .unwrap();
+    let model = dir.join("model");
+    aullm::bundle::export(&net, &cfg, &[0.5; 8], name, &model).unwrap();
+    model
 }
