@@ -164,6 +164,7 @@ pub struct Detector {
     provider: &'static str,
     reasoner: Option<Reasoner>,
     mlp: Option<crate::graph::frontend::FrontendModel>,
+    dir: PathBuf,
 }
 
 impl Detector {
@@ -210,6 +211,33 @@ impl Detector {
             provider,
             reasoner,
             mlp,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// A second detector for another thread: the reasoner's weights are shared, not loaded again
+    /// (loading costs about a second per worker); the ONNX session is its own.
+    pub fn fork(&self) -> Result<Detector> {
+        let (session, provider) = crate::runtime::onnx::session_on(
+            &self.dir.join("frontend.onnx"),
+            self.config.frontend.intra_threads,
+            &self.config.frontend.execution_provider,
+        )?;
+        let mlp = match &self.mlp {
+            Some(_) => Some(crate::graph::checkpoint::load(
+                &self.dir.join("frontend.safetensors"),
+                &Device::Cpu,
+            )?),
+            None => None,
+        };
+        Ok(Detector {
+            manifest: self.manifest.clone(),
+            config: self.config.clone(),
+            session,
+            provider,
+            reasoner: self.reasoner.clone(),
+            mlp,
+            dir: self.dir.clone(),
         })
     }
 

@@ -457,6 +457,11 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .try_init();
+    // OpenCV only sees small images here (128 px crops, flow windows): its worker pool costs more in
+    // spinning than it gains, and parallelism comes from pipeline stages and batch jobs instead.
+    if let Err(e) = opencv::core::set_num_threads(1) {
+        tracing::warn!("could not limit OpenCV to one thread: {e}");
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -289,12 +289,19 @@ pub fn run(cfg: &Config, o: &BatchOptions) -> Result<BatchSummary> {
         .map(|_| (Mutex::new(String::new()), Arc::new(AtomicU64::new(0))))
         .collect();
     let finished = AtomicBool::new(false);
+    // One load; the workers share its weights.
+    let t_load = Instant::now();
+    let first = Detector::load(&o.model_dir, cfg, None)?;
+    tracing::info!("model loaded in {:.2} s", t_load.elapsed().as_secs_f64());
+    let mut dets = (1..jobs)
+        .map(|_| first.fork())
+        .collect::<Result<Vec<_>>>()?;
+    dets.insert(0, first);
     std::thread::scope(|s| -> Result<()> {
         let mut handles = Vec::new();
-        for (w, slot) in slots.iter().enumerate() {
+        for ((w, slot), mut det) in slots.iter().enumerate().zip(dets) {
             let (todo, next, results, model) = (&todo, &next, &results, &model);
             handles.push(s.spawn(move || -> Result<()> {
-                let mut det = Detector::load(&o.model_dir, cfg, None)?;
                 loop {
                     if o.stop.load(Ordering::SeqCst) {
                         return Ok(());

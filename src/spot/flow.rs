@@ -25,10 +25,16 @@ const MARGIN: usize = 8;
 impl RoiFlow {
     /// DIS "ultrafast" with the given finest pyramid scale (0 = full resolution: sub-pixel motion
     /// of small skin regions survives; the preset's 2 averages it away).
-    pub fn new(size: usize, layout: RoiLayout, finest_scale: i32) -> Result<RoiFlow> {
+    pub fn new(
+        size: usize,
+        layout: RoiLayout,
+        finest_scale: i32,
+        patch_stride: i32,
+    ) -> Result<RoiFlow> {
         let mut dis = DISOpticalFlow::create(opencv::video::DISOpticalFlow_PRESET_ULTRAFAST)
             .context("creating DIS optical flow")?;
         dis.set_finest_scale(finest_scale)?;
+        dis.set_patch_stride(patch_stride)?;
         let rects = layout.rois.iter().map(|r| r.rect).chain([layout.reference]);
         let (mut x0, mut y0, mut x1, mut y1) = (size, size, 0, 0);
         for r in rects {

@@ -87,6 +87,11 @@ fn rules(cfg: &SpotConfig, fps: f64) -> Result<SegmentRules> {
     })
 }
 
+/// Signal samples spanning `n` frames (one sample per `flow_every` frames).
+fn samples(cfg: &SpotConfig, n: usize) -> usize {
+    (n / cfg.flow_every.max(1) as usize).max(1)
+}
+
 fn builder(cfg: &SpotConfig, fps: f64, crop_size: usize) -> Result<SignalBuilder> {
     cfg.validate()?;
     if !(fps.is_finite() && fps > 0.0) {
@@ -96,8 +101,13 @@ fn builder(cfg: &SpotConfig, fps: f64, crop_size: usize) -> Result<SignalBuilder
         bail!("spotting: crop size {crop_size} is below 32 pixels");
     }
     let layout = roi::RoiLayout::for_crop_size(crop_size);
-    let flow = flow::RoiFlow::new(crop_size, layout, cfg.dis_finest_scale)?;
-    Ok(SignalBuilder::new(flow, crop_size, cfg.lag_frames(fps)))
+    let flow = flow::RoiFlow::new(crop_size, layout, cfg.dis_finest_scale, cfg.dis_patch_stride)?;
+    Ok(SignalBuilder::new(
+        flow,
+        crop_size,
+        cfg.lag_frames(fps),
+        cfg.flow_every as usize,
+    ))
 }
 
 /// Where decision levels come from: a causal running window (live) or precomputed (offline).
@@ -119,8 +129,8 @@ impl Decider {
         let k = cfg.lag_frames(fps);
         Ok(Decider {
             levels: Levels::Running(RunningThreshold::new(
-                frames(cfg.window_s, fps),
-                2 * k,
+                samples(cfg, frames(cfg.window_s, fps)),
+                samples(cfg, 2 * k),
                 cfg.threshold_mads as f32,
                 cfg.min_threshold_px as f32,
             )),
@@ -282,8 +292,8 @@ pub fn spot_offline(
     let levels = centred_levels(
         &values,
         &inside,
-        frames(cfg.window_s, fps),
-        cfg.lag_frames(fps).div_ceil(4),
+        samples(cfg, frames(cfg.window_s, fps)),
+        samples(cfg, cfg.lag_frames(fps).div_ceil(4)),
         cfg.threshold_mads as f32,
         cfg.min_threshold_px as f32,
     );

@@ -35,6 +35,10 @@ pub struct SpotConfig {
     pub emit: String,
     /// DIS optical flow finest pyramid scale (0 = full resolution).
     pub dis_finest_scale: i32,
+    /// DIS patch stride in pixels (the preset's is 4); larger is cheaper and coarser.
+    pub dis_patch_stride: i32,
+    /// Flow is measured on every N-th frame (1 = all); decisions keep whole-frame indices.
+    pub flow_every: u32,
 }
 
 impl Default for SpotConfig {
@@ -141,6 +145,15 @@ impl SpotConfig {
             bail!(
                 "spot.dis_finest_scale = {}: expected 0..=4",
                 self.dis_finest_scale
+            );
+        }
+        if !(1..=4).contains(&self.flow_every) {
+            bail!("spot.flow_every = {}: expected 1..=4", self.flow_every);
+        }
+        if !(1..=8).contains(&self.dis_patch_stride) {
+            bail!(
+                "spot.dis_patch_stride = {}: expected 1..=8 (the patch is 8 pixels)",
+                self.dis_patch_stride
             );
         }
         self.emit_kind()?;

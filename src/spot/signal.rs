@@ -36,6 +36,8 @@ struct Entry {
 /// Crop history, flow and integration for one face track.
 pub struct SignalBuilder {
     k: u64,
+    /// Flow is measured on frames whose index is a multiple of this.
+    every: u64,
     flow: RoiFlow,
     pinned: Option<Entry>,
     ring: VecDeque<Entry>,
@@ -45,11 +47,12 @@ pub struct SignalBuilder {
 }
 
 impl SignalBuilder {
-    /// `k` = flow lag in frames.
-    pub fn new(flow: RoiFlow, size: usize, k: usize) -> SignalBuilder {
+    /// `k` = flow lag in frames; flow is measured on every `every`-th frame (by index).
+    pub fn new(flow: RoiFlow, size: usize, k: usize, every: usize) -> SignalBuilder {
         let n = flow.layout().rois.len();
         SignalBuilder {
             k: k as u64,
+            every: every.max(1) as u64,
             flow,
             pinned: None,
             ring: VecDeque::with_capacity(k + 2),
@@ -100,8 +103,12 @@ impl SignalBuilder {
         self.pinned.is_some()
     }
 
-    /// Adds frame `index`'s crop; returns its signal once k frames of history exist.
+    /// Adds frame `index`'s crop; returns its signal once k frames of history exist (frames off
+    /// the `every` grid are skipped and give none).
     pub fn push(&mut self, index: u64, crop: &[u8]) -> Result<Option<Sample>> {
+        if index % self.every != 0 {
+            return Ok(None);
+        }
         let n = self.size;
         if crop.len() != n * n {
             bail!(

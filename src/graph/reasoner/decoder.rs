@@ -249,9 +249,22 @@ impl Decoder {
         };
         // Matrices (the embedding table too: it is read once per prompt) in the weight dtype;
         // norms and biases in the compute dtype.
-        let mut get = |n: WeightName, shape: &[usize]| {
-            let matrix = shape.len() == 2;
-            src.load(n, shape, if matrix { wdtype } else { dtype }, device)
+        let wanted: Vec<(WeightName, Vec<usize>, DType)> = super::weights::expected_tensors(cfg)
+            .into_iter()
+            .map(|(n, shape)| {
+                let t = if shape.len() == 2 { wdtype } else { dtype };
+                (n, shape, t)
+            })
+            .collect();
+        let mut loaded: std::collections::HashMap<WeightName, Tensor> = wanted
+            .iter()
+            .map(|w| w.0)
+            .zip(src.load_all(&wanted, device)?)
+            .collect();
+        let mut get = |n: WeightName, _shape: &[usize]| {
+            loaded
+                .remove(&n)
+                .with_context(|| format!("tensor {} was not loaded", n.gguf()))
         };
         let embed = get(WeightName::Embed, &[cfg.vocab_size, d])?;
         let eps = cfg.rms_norm_eps as f32;

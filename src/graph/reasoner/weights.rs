@@ -3,7 +3,7 @@
 //! Every tensor is checked against the shape the decoder expects before it is read.
 
 use anyhow::{Context, Result, bail, ensure};
-use candle_core::quantized::gguf_file;
+use candle_core::quantized::{QTensor, gguf_file};
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 use std::collections::{BTreeMap, HashMap};
@@ -15,7 +15,7 @@ use super::arch::DecoderConfig;
 use super::init;
 
 /// One decoder tensor, named independently of the file format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WeightName {
     /// Token embedding table (vocab, D).
     Embed,
@@ -150,6 +150,19 @@ pub trait TensorSource {
         dtype: DType,
         device: &Device,
     ) -> Result<Tensor>;
+
+    /// Every tensor in `wanted` (name, shape, dtype), in order; sources that can convert in
+    /// parallel override this.
+    fn load_all(
+        &mut self,
+        wanted: &[(WeightName, Vec<usize>, DType)],
+        device: &Device,
+    ) -> Result<Vec<Tensor>> {
+        wanted
+            .iter()
+            .map(|(n, shape, dtype)| self.load(*n, shape, *dtype, device))
+            .collect()
+    }
 }
 
 /// Tensors of a GGUF file, dequantised to f32 as they are read.
@@ -202,6 +215,33 @@ impl TensorSource for GgufSource {
         dtype: DType,
         device: &Device,
     ) -> Result<Tensor> {
+        let q = self.read(name, shape)?;
+        self.convert(name, q, dtype, device)
+    }
+
+    fn load_all(
+        &mut self,
+        wanted: &[(WeightName, Vec<usize>, DType)],
+        device: &Device,
+    ) -> Result<Vec<Tensor>> {
+        use rayon::prelude::*;
+        // Reading is sequential file access; dequantising is most of the load time and runs on
+        // every core.
+        let raw = wanted
+            .iter()
+            .map(|(n, shape, _)| self.read(*n, shape))
+            .collect::<Result<Vec<_>>>()?;
+        let this = &*self;
+        raw.into_par_iter()
+            .zip(wanted.par_iter())
+            .map(|(q, (n, _, dtype))| this.convert(*n, q, *dtype, device))
+            .collect()
+    }
+}
+
+impl GgufSource {
+    /// The quantised tensor `name`, checked to have `shape`.
+    fn read(&mut self, name: WeightName, shape: &[usize]) -> Result<QTensor> {
         let key = name.gguf();
         let info = self
             .content
@@ -214,26 +254,28 @@ impl TensorSource for GgufSource {
             self.path.display(),
             info.shape.dims()
         );
-        let q = info
-            .read(
-                &mut self.reader,
-                self.content.tensor_data_offset,
-                &Device::Cpu,
-            )
-            .with_context(|| format!("cannot read tensor {key} from {}", self.path.display()))?;
+        info.read(
+            &mut self.reader,
+            self.content.tensor_data_offset,
+            &Device::Cpu,
+        )
+        .with_context(|| format!("cannot read tensor {key} from {}", self.path.display()))
+    }
+
+    /// `q` dequantised and converted to `dtype` on `device`.
+    fn convert(&self, name: WeightName, q: QTensor, dtype: DType, device: &Device) -> Result<Tensor> {
         let qdtype = q.dtype();
         // Q4 matmuls were measured 10x slower than f32 here (STACK.md): dequantise once at load.
-        let t = q
-            .dequantize(&Device::Cpu)
+        q.dequantize(&Device::Cpu)
             .and_then(|t| t.to_dtype(dtype))
             .and_then(|t| t.to_device(device))
             .with_context(|| {
                 format!(
-                    "cannot dequantise tensor {key} ({qdtype:?}) from {}",
+                    "cannot dequantise tensor {} ({qdtype:?}) from {}",
+                    name.gguf(),
                     self.path.display()
                 )
-            })?;
-        Ok(t)
+            })
     }
 }
 
