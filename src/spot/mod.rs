@@ -101,7 +101,12 @@ fn builder(cfg: &SpotConfig, fps: f64, crop_size: usize) -> Result<SignalBuilder
         bail!("spotting: crop size {crop_size} is below 32 pixels");
     }
     let layout = roi::RoiLayout::for_crop_size(crop_size);
-    let flow = flow::RoiFlow::new(crop_size, layout, cfg.dis_finest_scale, cfg.dis_patch_stride)?;
+    let flow = flow::RoiFlow::new(
+        crop_size,
+        layout,
+        cfg.dis_finest_scale,
+        cfg.dis_patch_stride,
+    )?;
     Ok(SignalBuilder::new(
         flow,
         crop_size,

@@ -263,7 +263,13 @@ impl GgufSource {
     }
 
     /// `q` dequantised and converted to `dtype` on `device`.
-    fn convert(&self, name: WeightName, q: QTensor, dtype: DType, device: &Device) -> Result<Tensor> {
+    fn convert(
+        &self,
+        name: WeightName,
+        q: QTensor,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
         let qdtype = q.dtype();
         // Q4 matmuls were measured 10x slower than f32 here (STACK.md): dequantise once at load.
         q.dequantize(&Device::Cpu)
