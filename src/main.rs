@@ -57,7 +57,8 @@ enum Command {
     },
     /// Score predictions against a dataset's annotations: per-AU F1, or MEGC spotting F1.
     Score(ScoreArgs),
-    /// Export the AULLM++ front-end (clip → T_v, τ_au) as an ONNX model (opset 17) for ONNX Runtime.
+    /// Export a model bundle (models/NAME/) from a training run with --run, or the front-end alone
+    /// (clip → T_v, τ_au) as an ONNX model (opset 17) for ONNX Runtime.
     Export(ExportArgs),
     /// The main job: spot micro-expressions on a source and publish timestamped AU events to sinks.
     Run(RunArgs),
@@ -292,14 +293,28 @@ struct SpotEvalArgs {
 
 #[derive(clap::Args)]
 struct ExportArgs {
-    /// Output ONNX file.
-    out: PathBuf,
+    /// Output ONNX file (front-end alone; not with --run).
+    #[arg(required_unless_present = "run", conflicts_with = "run")]
+    onnx: Option<PathBuf>,
     /// Front-end checkpoint (safetensors); without it the `[frontend]` configuration with random weights.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "run")]
     checkpoint: Option<PathBuf>,
     /// Also write the (random or loaded) weights as a checkpoint here.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "run")]
     save_checkpoint: Option<PathBuf>,
+    /// Training run folder (`aullm train --out`): writes a model bundle from its checkpoint, or
+    /// from a fold's with --fold.
+    #[arg(long, requires = "name")]
+    run: Option<PathBuf>,
+    /// Model name (manifest id) of the bundle.
+    #[arg(long)]
+    name: Option<String>,
+    /// Fold of a multi-fold run, as the report names it (e.g. casme2/sub01).
+    #[arg(long, requires = "run")]
+    fold: Option<String>,
+    /// Bundle folder [default: models/NAME].
+    #[arg(long, requires = "run")]
+    out: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -982,6 +997,28 @@ fn events_command(cfg: &Config, action: EventsAction) -> Result<ExitCode> {
 
 fn export_command(cfg: &Config, a: ExportArgs) -> Result<ExitCode> {
     use aullm::graph::{checkpoint, frontend};
+    if let Some(run) = &a.run {
+        let name = a.name.as_deref().context("--run needs --name")?;
+        let ck = aullm::jobs::export::checkpoint_of(run, a.fold.as_deref())?;
+        let out = a
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("models").join(name));
+        let root = aullm::jobs::train::default_root();
+        let m = aullm::jobs::export::export_run(&ck, cfg, name, &out, &root)?;
+        println!(
+            "model {name} written to {} from {} ({} files, decider {})",
+            out.display(),
+            ck.display(),
+            m.files.len(),
+            m.decider
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let onnx = a
+        .onnx
+        .as_deref()
+        .context("give the ONNX file to write, or --run")?;
     let dev = candle_core::Device::Cpu;
     let model = match &a.checkpoint {
         Some(p) => checkpoint::load(p, &dev)?,
@@ -995,11 +1032,11 @@ fn export_command(cfg: &Config, a: ExportArgs) -> Result<ExitCode> {
     if let Some(p) = &a.save_checkpoint {
         checkpoint::save(&model, p)?;
     }
-    aullm::export::frontend_onnx::export_frontend(&model, &a.out)?;
+    aullm::export::frontend_onnx::export_frontend(&model, onnx)?;
     let c = &model.net.spec().config;
     println!(
         "wrote {} ({:?}, clip [batch, 1, {}, {}, {}] → t_v [batch, 1, {}]{}; {} parameters)",
-        a.out.display(),
+        onnx.display(),
         c.ablation,
         c.frames,
         c.size,

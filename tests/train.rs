@@ -246,9 +246,30 @@ fn resume_continues_exactly_and_export_reproduces_predictions() {
         "{err:#}"
     );
 
-    // Export, load (integrity checked, f32 reasoner), predict: same probabilities as training-time.
+    // `aullm export --run` rebuilds the same bundle from the finished run's checkpoint alone.
     let model_dir = dir.path().join("model");
-    aullm::bundle::export(&a, &cfg, &sa.thresholds, "tiny", &model_dir).unwrap();
+    let m = aullm::bundle::export(&a, &cfg, &sa.thresholds, "tiny", &model_dir).unwrap();
+    let ck = aullm::jobs::export::checkpoint_of(&straight, None).unwrap();
+    let rebuilt =
+        aullm::jobs::export::export_run(&ck, &cfg, "tiny", &dir.path().join("rebuilt"), root())
+            .unwrap();
+    for (file, hash) in &m.files {
+        assert_eq!(
+            rebuilt.files.get(file),
+            Some(hash),
+            "export --run wrote a different {file} than the trained network's export"
+        );
+    }
+    assert_eq!(rebuilt.files.len(), m.files.len());
+    assert_eq!(rebuilt.thresholds, m.thresholds);
+    // A run stopped before its last epoch has no thresholds and is refused, naming the file.
+    let ck = aullm::jobs::export::checkpoint_of(&dir.path().join("split"), None).unwrap();
+    std::fs::remove_file(ck.join("thresholds.json")).ok();
+    let err = aullm::jobs::export::export_run(&ck, &cfg, "x", &dir.path().join("x"), root())
+        .expect_err("an unfinished run must not export");
+    assert!(format!("{err:#}").contains("thresholds.json"), "{err:#}");
+
+    // Export, load (integrity checked, f32 reasoner), predict: same probabilities as training-time.
     let want = predict(&a, &all, &cfg).unwrap();
     let mut det =
         aullm::bundle::Detector::load(&model_dir, &Config::default(), Some("f32")).unwrap();

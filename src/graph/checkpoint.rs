@@ -141,6 +141,38 @@ pub fn load(path: &Path, device: &Device) -> Result<FrontendModel> {
     Ok(model)
 }
 
+/// Rewrites a safetensors file's header with every JSON object's keys in sorted order.
+///
+/// The `safetensors` writer takes metadata as a `HashMap`, so the same tensors and metadata come
+/// out in a different byte order on every run; sorted, equal content gives equal bytes (and equal
+/// SHA-256 in model manifests). The header keeps its length, so tensor offsets are unchanged.
+pub fn sort_header(mut bytes: Vec<u8>) -> Result<Vec<u8>> {
+    fn sorted(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                let b: BTreeMap<String, serde_json::Value> =
+                    m.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+                serde_json::to_value(b).unwrap_or(serde_json::Value::Null)
+            }
+            other => other,
+        }
+    }
+    let n = bytes
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(|b| u64::from_le_bytes(b) as usize)
+        .filter(|&n| bytes.len() >= 8 + n)
+        .ok_or_else(|| anyhow!("not a safetensors buffer"))?;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n])?;
+    let text = serde_json::to_vec(&sorted(header))?;
+    if text.len() > n {
+        return Err(anyhow!("safetensors header grew when sorted"));
+    }
+    bytes[8..8 + text.len()].copy_from_slice(&text);
+    bytes[8 + text.len()..8 + n].fill(b' ');
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

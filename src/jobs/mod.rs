@@ -1,4 +1,5 @@
 //! Top-level jobs behind the CLI commands.
 
+pub mod export;
 pub mod faces;
 pub mod train;

@@ -208,7 +208,7 @@ pub fn score(o: &ProtocolOutcome, paper: bool) -> AuReport {
 }
 
 /// A fold name as a folder name.
-fn sanitize(name: &str) -> String {
+pub(crate) fn sanitize(name: &str) -> String {
     name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {

@@ -119,6 +119,7 @@ pub fn save(out: &Path, net: &Net, opt: &AdamW, st: &TrainState, cfg: &Config) -
     .collect();
     let bytes = safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(meta))
         .context("cannot serialise the optimiser state")?;
+    let bytes = crate::graph::checkpoint::sort_header(bytes)?;
     std::fs::write(tmp.join("optimiser.safetensors"), bytes)?;
     std::fs::write(tmp.join("config.toml"), cfg.to_toml())?;
     std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(st)?)?;
@@ -180,17 +181,53 @@ pub fn load(
             .get("ccr.delta")
             .context("no ccr.delta in checkpoint")?,
     )?;
+    load_weights(&dir, net)?;
+    st.steps_this_run = 0;
+    Ok(st)
+}
+
+/// Sets the front-end and (with a reasoner) the adapter of `net` from checkpoint folder `dir`.
+pub fn load_weights(dir: &Path, net: &mut Net) -> Result<()> {
     let front = dir.join("frontend.safetensors");
-    let saved = candle_core::safetensors::load(&front, &Device::Cpu)?;
+    let saved = candle_core::safetensors::load(&front, &Device::Cpu)
+        .with_context(|| format!("cannot read {}", front.display()))?;
     set_named(&net.visual_vars(), &saved, "frontend.", &front)?;
     if net.reasoner.is_some() {
         let adapter = dir.join("adapter.safetensors");
-        let saved = candle_core::safetensors::load(&adapter, &Device::Cpu)?;
+        let saved = candle_core::safetensors::load(&adapter, &Device::Cpu)
+            .with_context(|| format!("cannot read {}", adapter.display()))?;
         set_named(&net.lora_vars(), &saved, "", &adapter)?;
         net.after_step()?;
     }
-    st.steps_this_run = 0;
-    Ok(st)
+    Ok(())
+}
+
+/// File in the checkpoint holding the per-AU thresholds once training has finished.
+pub const THRESHOLDS_FILE: &str = "thresholds.json";
+
+/// Records the thresholds chosen at the end of training beside the checkpoint (the next `save`,
+/// e.g. a resume with more epochs, drops them until that run finishes).
+pub fn save_thresholds(out: &Path, thresholds: &[f32]) -> Result<()> {
+    let dir = checkpoint_dir(out);
+    let tmp = dir.join(format!("{THRESHOLDS_FILE}.tmp"));
+    std::fs::write(&tmp, serde_json::to_string(thresholds)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join(THRESHOLDS_FILE))
+        .with_context(|| format!("cannot write {}", dir.join(THRESHOLDS_FILE).display()))?;
+    Ok(())
+}
+
+/// The thresholds of a finished run's checkpoint folder `dir`, if training finished.
+pub fn load_thresholds(dir: &Path) -> Result<Option<Vec<f32>>> {
+    let f = dir.join(THRESHOLDS_FILE);
+    if !f.exists() {
+        return Ok(None);
+    }
+    let text =
+        std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
+    let t: Vec<f32> = serde_json::from_str(&text)
+        .with_context(|| format!("{}: expected a JSON list of numbers", f.display()))?;
+    Ok(Some(t))
 }
 
 /// Sets each variable named `prefix + key` from `saved[key]`.

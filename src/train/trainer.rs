@@ -431,7 +431,9 @@ pub fn train(
                     .collect()
             })
             .collect();
-        choose_thresholds(&truth, &probs, cfg.frontend.aus.len())
+        let t = choose_thresholds(&truth, &probs, cfg.frontend.aus.len());
+        state::save_thresholds(&opts.out, &t)?;
+        t
     } else {
         vec![0.5; cfg.frontend.aus.len()]
     };

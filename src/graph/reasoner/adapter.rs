@@ -70,6 +70,7 @@ impl Adapter {
         let bytes =
             safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))
                 .with_context(|| format!("cannot serialise adapter {}", path.display()))?;
+        let bytes = crate::graph::checkpoint::sort_header(bytes)?;
         let mut f = crate::output::atomic::AtomicFile::create(path)?;
         f.write_all(&bytes)
             .with_context(|| format!("cannot write adapter {}", path.display()))?;
