@@ -106,7 +106,7 @@ impl SignalBuilder {
     /// Adds frame `index`'s crop; returns its signal once k frames of history exist (frames off
     /// the `every` grid are skipped and give none).
     pub fn push(&mut self, index: u64, crop: &[u8]) -> Result<Option<Sample>> {
-        if index % self.every != 0 {
+        if !index.is_multiple_of(self.every) {
             return Ok(None);
         }
         let n = self.size;
