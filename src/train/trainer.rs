@@ -285,6 +285,49 @@ fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     idx
 }
 
+/// One optimiser step on batch (`x`, `y`): forward (with CCR when configured), backward, AdamW at
+/// learning-rate scale `lr`, then the reasoner's cached prompt is refreshed. Returns the losses and
+/// the forward pass's seconds.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step(
+    net: &mut Net,
+    opt: &mut AdamW,
+    x: &Tensor,
+    y: &Tensor,
+    pos_weight: &Tensor,
+    cfg: &Config,
+    rng: &mut Rng,
+    lr: f64,
+) -> Result<(StepLoss, f64)> {
+    let t0 = Instant::now();
+    let (loss, parts) = batch_loss(net, x, y, pos_weight, cfg, rng)?;
+    let t_fwd = t0.elapsed().as_secs_f64();
+    ensure!(
+        parts.total.is_finite(),
+        "training diverged at step {} (loss {})",
+        opt.step + 1,
+        parts.total
+    );
+    let grads = loss.backward()?;
+    if tracing::enabled!(tracing::Level::TRACE) {
+        for g in &opt.groups {
+            let with = g
+                .vars
+                .iter()
+                .filter(|(_, v)| grads.get(v.as_tensor()).is_some())
+                .count();
+            tracing::trace!(
+                "group {}: {with}/{} variables have a gradient",
+                g.name,
+                g.vars.len()
+            );
+        }
+    }
+    opt.step(&grads, lr, cfg.train.grad_clip)?;
+    net.after_step()?;
+    Ok((parts, t_fwd))
+}
+
 /// Trains `net` on `train`, choosing thresholds on `val` (or on `train` without augmentation when
 /// `val` is empty). Checkpoints go to `opts.out` after every epoch and on interruption.
 pub fn train(
@@ -335,37 +378,13 @@ pub fn train(
             let ts = Instant::now();
             let (x, y) = make_batch(&batch, cfg, Some(&mut rng))?;
             let t_batch = ts.elapsed().as_secs_f64();
-            let (loss, parts) = batch_loss(net, &x, &y, &pos_weight, cfg, &mut rng)?;
-            let t_fwd = ts.elapsed().as_secs_f64() - t_batch;
-            ensure!(
-                parts.total.is_finite(),
-                "training diverged at step {} (loss {})",
-                opt.step + 1,
-                parts.total
-            );
-            let grads = loss.backward()?;
-            if tracing::enabled!(tracing::Level::TRACE) {
-                for g in &opt.groups {
-                    let with = g
-                        .vars
-                        .iter()
-                        .filter(|(_, v)| grads.get(v.as_tensor()).is_some())
-                        .count();
-                    tracing::trace!(
-                        "group {}: {with}/{} variables have a gradient",
-                        g.name,
-                        g.vars.len()
-                    );
-                }
-            }
             let lr = schedule(
                 opt.step as usize,
                 total_steps,
                 cfg.train.warmup_steps,
                 &cfg.train.schedule,
             );
-            opt.step(&grads, lr, cfg.train.grad_clip)?;
-            net.after_step()?;
+            let (parts, t_fwd) = train_step(net, &mut opt, &x, &y, &pos_weight, cfg, &mut rng, lr)?;
             tracing::debug!(
                 "step {}: batch {:.3} s, forward {:.3} s, backward+update {:.3} s",
                 opt.step,
