@@ -52,7 +52,7 @@ lint:
 
 ## bench: criterion benches per stage and end to end (not part of `make test`).
 bench: setup
-	$(CARGO) bench --locked --bench face_path --bench reasoner --bench events
+	$(CARGO) bench --locked --bench face_path --bench reasoner --bench events --bench spot --bench train_step
 
 ## bench-live: the whole pipeline on a live 640x480 200 fps camera-like source for 10 minutes (a face
 ## on a test pattern), then a SynthME video paced in real time for event latency. Not part of `make test`.
