@@ -486,6 +486,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// A flag the first Ctrl-C raises (printing `message`); a second Ctrl-C exits at once.
+fn interrupt_flag(message: &'static str) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    let raised = flag.clone();
+    let _ = ctrlc::set_handler(move || {
+        if raised.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\n{message} (Ctrl-C again to quit now)");
+    });
+    flag
+}
+
 fn load_config(cli: &Cli) -> Result<Config> {
     let mut cfg = Config::load(cli.config.as_deref(), &cli.overrides)?;
     if let Some(d) = &cli.cache_dir {
@@ -589,14 +603,7 @@ fn open_pipeline(cfg: &Config, p: PipelineArgs) -> Result<Pipeline> {
     }
     let aus = manifest.aus.iter().map(|a| format!("AU{a}")).collect();
     let bus = open_bus(cfg, &sinks, aus)?;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = stop.clone();
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\nstopping: draining the queues (Ctrl-C again to quit now)");
-    });
+    let stop = interrupt_flag("stopping: draining the queues");
     Ok(Pipeline {
         bus,
         model_dir,
@@ -638,14 +645,7 @@ fn batch_command(cfg: &Config, a: BatchArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = stop.clone();
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\nstopping: finishing the videos in progress (Ctrl-C again to quit now)");
-    });
+    let stop = interrupt_flag("stopping: finishing the videos in progress");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let o = aullm::batch::BatchOptions {
         inputs: a.inputs,
@@ -775,17 +775,7 @@ fn protocol_options(
         })?;
     }
     cfg.validate().context("command-line options")?;
-    let interrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = interrupt.clone();
-    // A second Ctrl-C falls through to the default (immediate exit).
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!(
-            "\ninterrupted: finishing this step and writing a checkpoint (Ctrl-C again to quit now)"
-        );
-    });
+    let interrupt = interrupt_flag("interrupted: finishing this step and writing a checkpoint");
     Ok(aullm::jobs::train::ProtocolOptions {
         datasets: c.datasets,
         protocol,

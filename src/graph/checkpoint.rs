@@ -44,13 +44,8 @@ pub fn save(model: &FrontendModel, path: &Path) -> Result<()> {
             .collect()
     };
     let meta = HashMap::from([(META_KEY.to_string(), header)]);
-    let bytes = safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(meta))
-        .map_err(|e| {
-            anyhow!(
-                "cannot serialise front-end checkpoint {}: {e}",
-                path.display()
-            )
-        })?;
+    let bytes = serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), meta)
+        .with_context(|| format!("cannot serialise front-end checkpoint {}", path.display()))?;
     let mut f = AtomicFile::create(path)?;
     f.write_all(&bytes)
         .with_context(|| format!("cannot write front-end checkpoint {}", path.display()))?;
@@ -141,12 +136,21 @@ pub fn load(path: &Path, device: &Device) -> Result<FrontendModel> {
     Ok(model)
 }
 
-/// Rewrites a safetensors file's header with every JSON object's keys in sorted order.
-///
-/// The `safetensors` writer takes metadata as a `HashMap`, so the same tensors and metadata come
-/// out in a different byte order on every run; sorted, equal content gives equal bytes (and equal
-/// SHA-256 in model manifests). The header keeps its length, so tensor offsets are unchanged.
-pub fn sort_header(mut bytes: Vec<u8>) -> Result<Vec<u8>> {
+/// Tensors and metadata as safetensors bytes, header keys in sorted order: the `safetensors` writer
+/// takes metadata as a `HashMap`, so equal content would otherwise give different bytes (and SHA-256
+/// in model manifests) on every run. Every file aullm writes goes through here.
+pub fn serialize<'a>(
+    tensors: impl IntoIterator<Item = (&'a str, &'a Tensor)>,
+    meta: HashMap<String, String>,
+) -> Result<Vec<u8>> {
+    let bytes = safetensors::serialize(tensors, Some(meta))
+        .map_err(|e| anyhow!("cannot serialise tensors: {e}"))?;
+    sort_header(bytes)
+}
+
+/// Rewrites a safetensors header with every JSON object's keys in sorted order; the header keeps
+/// its length, so tensor offsets are unchanged.
+fn sort_header(mut bytes: Vec<u8>) -> Result<Vec<u8>> {
     fn sorted(v: serde_json::Value) -> serde_json::Value {
         match v {
             serde_json::Value::Object(m) => {

@@ -246,9 +246,8 @@ fn write_cache(path: &Path, set: &ClipSet) -> Result<()> {
     .into_iter()
     .collect();
     let bytes =
-        safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))
+        crate::graph::checkpoint::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), metadata)
             .context("cannot serialise the clip cache")?;
-    let bytes = crate::graph::checkpoint::sort_header(bytes)?;
     let mut f = crate::output::atomic::AtomicFile::create(path)?;
     use std::io::Write;
     f.write_all(&bytes)

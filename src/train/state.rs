@@ -117,9 +117,9 @@ pub fn save(out: &Path, net: &Net, opt: &AdamW, st: &TrainState, cfg: &Config) -
     ]
     .into_iter()
     .collect();
-    let bytes = safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(meta))
-        .context("cannot serialise the optimiser state")?;
-    let bytes = crate::graph::checkpoint::sort_header(bytes)?;
+    let bytes =
+        crate::graph::checkpoint::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), meta)
+            .context("cannot serialise the optimiser state")?;
     std::fs::write(tmp.join("optimiser.safetensors"), bytes)?;
     std::fs::write(tmp.join("config.toml"), cfg.to_toml())?;
     std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(st)?)?;

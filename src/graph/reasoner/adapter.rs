@@ -68,9 +68,8 @@ impl Adapter {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         let bytes =
-            safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))
+            crate::graph::checkpoint::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), meta)
                 .with_context(|| format!("cannot serialise adapter {}", path.display()))?;
-        let bytes = crate::graph::checkpoint::sort_header(bytes)?;
         let mut f = crate::output::atomic::AtomicFile::create(path)?;
         f.write_all(&bytes)
             .with_context(|| format!("cannot write adapter {}", path.display()))?;
