@@ -73,7 +73,11 @@ pub fn export(
         }
         None => ("mlp", String::new()),
     };
-    std::fs::write(dir.join("config.toml"), cfg.to_toml())?;
+    // The warm-start run is a folder on the training machine: meaningless to whoever loads the
+    // model (the weights already hold what it contributed), so it is not shipped.
+    let mut shipped = cfg.clone();
+    shipped.train.init_frontend.clear();
+    std::fs::write(dir.join("config.toml"), shipped.to_toml())?;
     let mut files = BTreeMap::new();
     for n in names {
         files.insert(n.to_string(), crate::models::sha256_file(&dir.join(n))?);

@@ -104,6 +104,13 @@ pub struct TrainConfig {
     pub val_fraction: f64,
     /// Compute threads (0 = all cores).
     pub threads: usize,
+    /// Run folder of an earlier `aullm train`/`eval` on the same protocol whose finished front-end
+    /// (per fold) starts this run instead of a seeded one: two-stage training, e.g. an MLP-head run
+    /// then a short LLM run. Each fold checks that its source was trained on exactly its own
+    /// training subjects. "" = a fresh front-end. (Left out of the saved configuration when empty,
+    /// so runs from before this key keep their fingerprints.)
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub init_frontend: String,
 }
 
 impl Default for TrainConfig {
@@ -130,6 +137,7 @@ impl Default for TrainConfig {
             temporal_jitter: 2,
             val_fraction: 0.2,
             threads: 0,
+            init_frontend: String::new(),
         }
     }
 }

@@ -39,7 +39,12 @@ fn tiny_config() -> Config {
 
 /// SynthME's CI preset, generated once and aligned by the real face path.
 fn clips() -> &'static ClipSet {
-    static SET: OnceLock<ClipSet> = OnceLock::new();
+    &synth().1
+}
+
+/// The CI preset's folder and its aligned clips.
+fn synth() -> &'static (std::path::PathBuf, ClipSet) {
+    static SET: OnceLock<(std::path::PathBuf, ClipSet)> = OnceLock::new();
     SET.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
         let photo = Photo::astronaut(&Config::default()).unwrap();
@@ -53,7 +58,7 @@ fn clips() -> &'static ClipSet {
         let set = align_samples(&loaded.samples, &Config::default(), 2).unwrap();
         assert!(set.skipped.is_empty(), "{:?}", set.skipped);
         assert_eq!(set.clips.len(), 6);
-        set
+        (dir, set)
     })
 }
 
@@ -297,4 +302,81 @@ fn resume_continues_exactly_and_export_reproduces_predictions() {
     std::fs::write(&onnx, bytes).unwrap();
     let err = aullm::bundle::verify(&model_dir).unwrap_err();
     assert!(format!("{err:#}").contains("frontend.onnx"), "{err:#}");
+}
+
+/// `aullm train` on the CI preset with `protocol`, writing to `out`.
+fn run_protocol(
+    cfg: &Config,
+    protocol: &str,
+    out: &Path,
+    max_steps: Option<u64>,
+) -> anyhow::Result<(aullm::jobs::train::ProtocolOutcome, Option<Net>)> {
+    let (dir, _) = synth();
+    aullm::jobs::train::run(
+        cfg,
+        &aullm::jobs::train::ProtocolOptions {
+            datasets: vec![format!("casme2:{}", dir.display()).parse().unwrap()],
+            protocol: protocol.parse().unwrap(),
+            out: out.to_path_buf(),
+            resume: false,
+            max_steps,
+            cache_dir: Some(out.join("cache")),
+            root: root().to_path_buf(),
+            quiet: true,
+            interrupt: None,
+            paper_metric: false,
+        },
+    )
+}
+
+#[test]
+fn two_stage_training_starts_from_the_same_folds_frontend_and_refuses_another_split() {
+    let (_, set) = synth();
+    let subjects: std::collections::BTreeSet<String> = set
+        .clips
+        .iter()
+        .map(|c| c.key.rsplit_once('/').unwrap().0.to_string())
+        .collect();
+    let subjects: Vec<String> = subjects.into_iter().collect();
+    assert!(subjects.len() >= 2, "{subjects:?}");
+    let dir = tempfile::tempdir().unwrap();
+
+    // Stage 1: the MLP-head ablation, one finished epoch, with the first subject held out.
+    let mut mlp = tiny_config();
+    mlp.train.epochs = 1;
+    mlp.frontend.ablation = aullm::config::Ablation::MlpHead;
+    let stage1 = dir.path().join("stage1");
+    let split = format!("split:{}", subjects[0]);
+    run_protocol(&mlp, &split, &stage1, None).unwrap();
+    let saved = candle_core::safetensors::load(
+        stage1.join("fold-split/checkpoint/frontend.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+
+    // Stage 2: the LLM model starts from exactly that front-end (no step taken, so it is unchanged).
+    let mut llm = tiny_config();
+    llm.train.epochs = 1;
+    llm.train.init_frontend = stage1.display().to_string();
+    let (_, net) = run_protocol(&llm, &split, &dir.path().join("stage2"), Some(0)).unwrap();
+    let net = net.expect("one fold returns its network");
+    let fresh = Net::new(&llm, root()).unwrap();
+    let mut compared = 0;
+    for ((name, var), (_, fresh_var)) in net.visual_vars().iter().zip(fresh.visual_vars()) {
+        let Some(key) = name.strip_prefix("frontend.") else {
+            continue;
+        };
+        assert_eq!(flat(var.as_tensor()), flat(&saved[key]), "{name}");
+        compared += usize::from(flat(var.as_tensor()) != flat(fresh_var.as_tensor()));
+    }
+    assert!(compared > 0, "the initialised front-end equals a fresh one");
+
+    // A stage 1 that held out another subject trained on this fold's test subject: refused.
+    let other = dir.path().join("other");
+    run_protocol(&mlp, &format!("split:{}", subjects[1]), &other, None).unwrap();
+    llm.train.init_frontend = other.display().to_string();
+    let err = run_protocol(&llm, &split, &dir.path().join("leak"), Some(0))
+        .err()
+        .expect("a front-end trained on the test subject must be refused");
+    assert!(format!("{err:#}").contains("leak test subjects"), "{err:#}");
 }

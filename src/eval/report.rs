@@ -40,6 +40,13 @@ pub fn render_markdown(o: &ProtocolOutcome, r: &AuReport, cfg: Option<&Config>) 
             c.train.imbalance,
             c.train.seed
         );
+        if !c.train.init_frontend.is_empty() {
+            let _ = writeln!(
+                s,
+                "Two-stage training: each fold's front-end started from that fold's finished run in `{}`; the time below is this stage's only.\n",
+                c.train.init_frontend
+            );
+        }
     }
     let _ = writeln!(
         s,

@@ -135,6 +135,13 @@ pub fn run(cfg: &Config, o: &ProtocolOptions) -> Result<(ProtocolOutcome, Option
         }
         let mut net = Net::new(cfg, &o.root)?;
         let resume = o.resume && crate::train::state::checkpoint_dir(&dir).exists();
+        if !cfg.train.init_frontend.is_empty() && !resume {
+            let src = init_source(cfg, o, fold, clips)?;
+            crate::train::state::load_frontend(&src, &mut net)?;
+            if !o.quiet {
+                eprintln!("front-end initialised from {}", src.display());
+            }
+        }
         let run = RunOptions {
             out: dir.clone(),
             resume,
@@ -187,6 +194,60 @@ pub fn run(cfg: &Config, o: &ProtocolOptions) -> Result<(ProtocolOutcome, Option
     // A single fold (all data, or one subject split) is a model worth exporting.
     let net = if fold_list.len() == 1 { last_net } else { None };
     Ok((outcome, net))
+}
+
+/// The finished checkpoint of `train.init_frontend` for `fold`, checked to have been trained on
+/// exactly this fold's training and validation clips (so its front-end never saw the test subjects).
+fn init_source(
+    cfg: &Config,
+    o: &ProtocolOptions,
+    fold: &crate::eval::split::Fold,
+    clips: &[AlignedClip],
+) -> Result<PathBuf> {
+    use crate::train::state::{TrainState, checkpoint_dir, load_thresholds, read_checkpoint_info};
+    let run = PathBuf::from(&cfg.train.init_frontend);
+    let run_dir = if o.protocol == Protocol::All {
+        run.clone()
+    } else {
+        run.join(format!("fold-{}", sanitize(&fold.name)))
+    };
+    let dir = checkpoint_dir(&run_dir);
+    anyhow::ensure!(
+        dir.join("state.json").exists(),
+        "train.init_frontend = {}: no checkpoint for fold {} in {} (train that run on the same protocol first)",
+        run.display(),
+        fold.name,
+        dir.display()
+    );
+    anyhow::ensure!(
+        load_thresholds(&dir)?.is_some(),
+        "train.init_frontend: the run in {} has not finished (continue it with --resume first)",
+        dir.display()
+    );
+    let (src_cfg, st) = read_checkpoint_info(&dir)?;
+    // The decider may differ (that is the point: MLP head first, LLM second); the graph may not.
+    let mut same = src_cfg.frontend.clone();
+    same.ablation = cfg.frontend.ablation;
+    anyhow::ensure!(
+        same == cfg.frontend,
+        "train.init_frontend: {} has another [frontend] configuration than this run",
+        dir.join("config.toml").display()
+    );
+    let (tr, va) = inner_split(
+        &fold.train,
+        clips,
+        src_cfg.train.val_fraction,
+        src_cfg.train.seed,
+    );
+    let tr: Vec<&AlignedClip> = tr.iter().map(|&i| &clips[i]).collect();
+    let va: Vec<&AlignedClip> = va.iter().map(|&i| &clips[i]).collect();
+    anyhow::ensure!(
+        TrainState::new(&src_cfg, &tr, &va).fingerprint == st.fingerprint,
+        "train.init_frontend: the checkpoint in {} was not trained on fold {}'s training clips (another protocol, split seed or dataset); using it could leak test subjects",
+        dir.display(),
+        fold.name
+    );
+    Ok(dir)
 }
 
 /// Per-AU F1 over the held-out predictions: pooled and mean over folds.

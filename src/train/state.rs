@@ -188,10 +188,7 @@ pub fn load(
 
 /// Sets the front-end and (with a reasoner) the adapter of `net` from checkpoint folder `dir`.
 pub fn load_weights(dir: &Path, net: &mut Net) -> Result<()> {
-    let front = dir.join("frontend.safetensors");
-    let saved = candle_core::safetensors::load(&front, &Device::Cpu)
-        .with_context(|| format!("cannot read {}", front.display()))?;
-    set_named(&net.visual_vars(), &saved, "frontend.", &front)?;
+    load_frontend(dir, net)?;
     if net.reasoner.is_some() {
         let adapter = dir.join("adapter.safetensors");
         let saved = candle_core::safetensors::load(&adapter, &Device::Cpu)
@@ -200,6 +197,27 @@ pub fn load_weights(dir: &Path, net: &mut Net) -> Result<()> {
         net.after_step()?;
     }
     Ok(())
+}
+
+/// Sets only the front-end of `net` (backbone, MGE-EFP, R-AUGNN, MLP head) from checkpoint folder `dir`.
+pub fn load_frontend(dir: &Path, net: &mut Net) -> Result<()> {
+    let front = dir.join("frontend.safetensors");
+    let saved = candle_core::safetensors::load(&front, &Device::Cpu)
+        .with_context(|| format!("cannot read {}", front.display()))?;
+    set_named(&net.visual_vars(), &saved, "frontend.", &front)
+}
+
+/// The configuration and loop state a checkpoint folder was written with.
+pub fn read_checkpoint_info(dir: &Path) -> Result<(Config, TrainState)> {
+    let cfg_file = dir.join("config.toml");
+    let cfg = Config::load(Some(&cfg_file), &[])
+        .with_context(|| format!("cannot read {}", cfg_file.display()))?;
+    let st_file = dir.join("state.json");
+    let text = std::fs::read_to_string(&st_file)
+        .with_context(|| format!("cannot read {}", st_file.display()))?;
+    let st: TrainState = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a training state", st_file.display()))?;
+    Ok((cfg, st))
 }
 
 /// File in the checkpoint holding the per-AU thresholds once training has finished.
