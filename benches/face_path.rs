@@ -58,8 +58,8 @@ fn media(cfg: &Config) -> Media {
 fn decode_all(path: &Path, cfg: &Config) -> u64 {
     let mut ing = Ingest::open(&Source::File(path.to_path_buf()), &cfg.ingest).unwrap();
     let mut n = 0;
-    while let Some(f) = ing.next_frame().unwrap() {
-        n += f.data()[0] as u64 & 1 | 1;
+    while let Some(mut f) = ing.next_frame().unwrap() {
+        n += f.data().unwrap()[0] as u64 & 1 | 1;
     }
     n
 }
@@ -68,11 +68,8 @@ fn track_all(path: &Path, cfg: &Config) -> u64 {
     let mut tracker = FaceTracker::from_config(cfg).unwrap();
     let mut ing = Ingest::open(&Source::File(path.to_path_buf()), &cfg.ingest).unwrap();
     let mut faces = 0;
-    while let Some(f) = ing.next_frame().unwrap() {
-        faces += tracker
-            .process(f.data(), f.width as usize, f.height as usize)
-            .unwrap()
-            .len() as u64;
+    while let Some(mut f) = ing.next_frame().unwrap() {
+        faces += tracker.process_frame(&mut f).unwrap().len() as u64;
     }
     faces
 }
@@ -134,9 +131,11 @@ fn stages(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % m.frames640.len();
             reg.register(
-                &m.frames640[i],
-                640,
-                480,
+                &mut aullm::frame::Gray {
+                    data: &m.frames640[i],
+                    width: 640,
+                    height: 480,
+                },
                 &mut a,
                 &mut crop,
                 cfg.align.refine_iters,

@@ -257,6 +257,9 @@ pub struct IngestConfig {
     pub error_drain_s: f64,
     /// A gap in presentation time longer than this many frame periods counts the missing frames as drops.
     pub gap_tolerance: f64,
+    /// MJPEG files stay compressed until the face path reads them, and only the rows and columns it
+    /// reads are decoded (same pixels as GStreamer's decoder); false = GStreamer decodes every frame whole.
+    pub decode_regions: bool,
 }
 
 impl Default for IngestConfig {
@@ -268,6 +271,7 @@ impl Default for IngestConfig {
             pipelines_dir: String::new(),
             error_drain_s: 2.0,
             gap_tolerance: 1.5,
+            decode_regions: true,
         }
     }
 }

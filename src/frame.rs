@@ -1,4 +1,6 @@
-//! Video frames as they leave ingest: 8-bit gray pixels in pooled buffers with their timing.
+//! Video frames as they leave ingest: 8-bit gray pixels in pooled buffers with their timing. A frame
+//! from an MJPEG file may still be compressed: its readers ask for regions ([`Pixels`]) and only
+//! those are decoded.
 
 use crossbeam_queue::ArrayQueue;
 use std::sync::Arc;
@@ -20,15 +22,164 @@ pub struct Frame {
     pub height: u32,
     /// Frame period the source declares in its caps (ns), when it declares a rate.
     pub period_ns: Option<u64>,
-    /// Pixels, tightly packed rows of `width` bytes.
+    /// Pixels, tightly packed rows of `width` bytes (only `valid` holds decoded pixels).
     pub pixels: PooledBuf,
+    /// The compressed frame, while parts of it are still undecoded.
+    pub jpeg: Option<PooledBuf>,
+    /// Rectangle of `pixels` already decoded: the whole frame unless `jpeg` is set.
+    pub valid: Rect,
+    /// Decoder passes this frame took (0 for frames decoded upstream).
+    pub decodes: u32,
 }
 
+/// A pixel rectangle `[x0, y0, x1, y1)`, end exclusive.
+pub type Rect = [u32; 4];
+
+/// Extra rows and columns decoded around what is asked, so that the next request of the same
+/// reader (a registration iteration moving by a pixel) is already there.
+const DECODE_MARGIN: u32 = 16;
+
 impl Frame {
-    /// Pixel rows as a slice of `width * height` bytes.
-    pub fn data(&self) -> &[u8] {
-        &self.pixels
+    /// A decoded frame (tests, still images, generated sources).
+    pub fn gray(pixels: Vec<u8>, width: u32, height: u32) -> Frame {
+        Frame {
+            seq: 0,
+            pts_ns: 0,
+            host_ns: 0,
+            mono_ns: 0,
+            width,
+            height,
+            period_ns: None,
+            pixels: PooledBuf::unpooled(pixels),
+            jpeg: None,
+            valid: [0, 0, width, height],
+            decodes: 0,
+        }
     }
+
+    /// All pixel rows as a slice of `width * height` bytes (decoding what is still compressed).
+    pub fn data(&mut self) -> anyhow::Result<&[u8]> {
+        self.region([0, 0, self.width, self.height])
+    }
+
+    /// Decodes `rect` ahead of the readers (e.g. the tracked faces' neighbourhood).
+    pub fn prefetch(&mut self, rect: Rect) -> anyhow::Result<()> {
+        self.region(rect).map(|_| ())
+    }
+}
+
+/// Rectangle `a` contains `b` (an empty `b` is contained anywhere).
+fn contains(a: &Rect, b: &Rect) -> bool {
+    b[0] >= b[2] || b[1] >= b[3] || (a[0] <= b[0] && a[1] <= b[1] && a[2] >= b[2] && a[3] >= b[3])
+}
+
+/// Read access to a gray image by region: each reader asks for the rectangle it is about to read and
+/// gets the whole `width*height` buffer with at least that rectangle valid.
+pub trait Pixels {
+    /// Width and height.
+    fn size(&self) -> (usize, usize);
+    /// The packed frame buffer with `rect` (clamped to the frame) decoded.
+    fn region(&mut self, rect: Rect) -> anyhow::Result<&[u8]>;
+    /// The whole frame.
+    fn all(&mut self) -> anyhow::Result<&[u8]> {
+        let (w, h) = self.size();
+        self.region([0, 0, w as u32, h as u32])
+    }
+}
+
+impl Pixels for Frame {
+    fn size(&self) -> (usize, usize) {
+        (self.width as usize, self.height as usize)
+    }
+
+    fn region(&mut self, rect: Rect) -> anyhow::Result<&[u8]> {
+        let (w, h) = (self.width, self.height);
+        let want = [
+            rect[0].min(w),
+            rect[1].min(h),
+            rect[2].min(w),
+            rect[3].min(h),
+        ];
+        if !contains(&self.valid, &want) {
+            let Some(jpeg) = &self.jpeg else {
+                anyhow::bail!("frame {}: pixels outside the decoded frame", self.seq);
+            };
+            // libjpeg cannot go back up: a wider request decodes again, the union and a margin.
+            let v = self.valid;
+            let u = if v[0] >= v[2] {
+                want
+            } else {
+                [
+                    v[0].min(want[0]),
+                    v[1].min(want[1]),
+                    v[2].max(want[2]),
+                    v[3].max(want[3]),
+                ]
+            };
+            let m = DECODE_MARGIN;
+            let grown = [
+                u[0].saturating_sub(m),
+                u[1].saturating_sub(m),
+                (u[2] + m).min(w),
+                (u[3] + m).min(h),
+            ];
+            let got = crate::ingest::jpeg::decode_gray(jpeg, w, h, grown, &mut self.pixels)
+                .map_err(|e| anyhow::anyhow!("frame {}: {e:#}", self.seq))?;
+            self.decodes += 1;
+            self.valid = got;
+            if got == [0, 0, w, h] {
+                self.jpeg = None; // nothing left to decode: give the buffer back
+            }
+        }
+        Ok(&self.pixels)
+    }
+}
+
+/// A decoded gray image borrowed as [`Pixels`].
+pub struct Gray<'a> {
+    /// Packed rows.
+    pub data: &'a [u8],
+    /// Width.
+    pub width: usize,
+    /// Height.
+    pub height: usize,
+}
+
+impl Pixels for Gray<'_> {
+    fn size(&self) -> (usize, usize) {
+        (self.width, self.height)
+    }
+
+    fn region(&mut self, _rect: Rect) -> anyhow::Result<&[u8]> {
+        Ok(self.data)
+    }
+}
+
+/// The frame pixels a bilinear warp of the quadrilateral `corners` (frame coordinates) reads, with
+/// `margin` pixels around it, clamped to a `width`×`height` frame.
+pub fn footprint(corners: &[[f64; 2]], margin: f64, width: usize, height: usize) -> Rect {
+    let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
+    for c in corners {
+        x0 = x0.min(c[0]);
+        y0 = y0.min(c[1]);
+        x1 = x1.max(c[0]);
+        y1 = y1.max(c[1]);
+    }
+    if !(x0.is_finite() && y0.is_finite() && x1.is_finite() && y1.is_finite()) {
+        return [0, 0, width as u32, height as u32];
+    }
+    // Samples outside the frame replicate its border: clamping keeps the border in the rectangle.
+    let clamp = |v: f64, hi: usize| v.clamp(0.0, hi as f64) as u32;
+    let (rx0, ry0) = (
+        clamp((x0 - margin).floor(), width.saturating_sub(1)),
+        clamp((y0 - margin).floor(), height.saturating_sub(1)),
+    );
+    [
+        rx0,
+        ry0,
+        clamp((x1 + margin).ceil() + 1.0, width).max(rx0 + 1),
+        clamp((y1 + margin).ceil() + 1.0, height).max(ry0 + 1),
+    ]
 }
 
 /// A byte buffer that returns itself to its pool when dropped, so steady-state ingest allocates nothing.

@@ -26,10 +26,8 @@ fn track_crops(cfg: &Config, video: &Path) -> Vec<Vec<u8>> {
     let mut tracker = FaceTracker::from_config(cfg).unwrap();
     let mut ingest = Ingest::open(&Source::File(video.to_path_buf()), &cfg.ingest).unwrap();
     let mut crops = Vec::new();
-    while let Some(f) = ingest.next_frame().unwrap() {
-        let faces = tracker
-            .process(f.data(), f.width as usize, f.height as usize)
-            .unwrap();
+    while let Some(mut f) = ingest.next_frame().unwrap() {
+        let faces = tracker.process_frame(&mut f).unwrap();
         assert_eq!(faces.len(), 1, "frame {}: expected one face", f.seq);
         if std::env::var_os("AULLM_TEST_TRACE").is_some() {
             eprintln!(
@@ -294,4 +292,52 @@ fn two_faces_keep_their_ids() {
     assert_eq!(ids_right.len(), 1, "right face keeps one id: {ids_right:?}");
     assert_ne!(ids_left, ids_right);
     assert_eq!(tracker.stats().tracks_started, 2);
+}
+
+#[test]
+fn mjpeg_decoded_by_region_tracks_exactly_as_whole_frames() {
+    let cfg = cfg();
+    let photo = Photo::astronaut(&cfg).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let video = dir.path().join("sway.avi");
+    let spec = FaceVideoSpec {
+        motion: Motion::Sway {
+            amplitude_px: 12.0,
+            rotation_deg: 4.0,
+            period_frames: 60.0,
+            drift_px: 20.0,
+        },
+        ..still_spec(80)
+    };
+    aullm::fixtures::write_face_video_with(
+        &spec,
+        &photo,
+        &video,
+        aullm::output::video::VideoCodec::Mjpeg,
+    )
+    .unwrap();
+    let run = |regions: bool| {
+        let mut c = cfg.clone();
+        c.ingest.decode_regions = regions;
+        let mut tracker = FaceTracker::from_config(&c).unwrap();
+        let mut ingest = Ingest::open(&Source::File(video.clone()), &c.ingest).unwrap();
+        let (mut out, mut decoded, mut whole) = (Vec::new(), 0u64, 0u64);
+        while let Some(mut f) = ingest.next_frame().unwrap() {
+            for o in tracker.process_frame(&mut f).unwrap() {
+                out.push((f.seq, o.crop, o.crop_to_frame, o.keypoints));
+            }
+            decoded += ((f.valid[2] - f.valid[0]) * (f.valid[3] - f.valid[1])) as u64;
+            whole += (f.width * f.height) as u64;
+        }
+        (out, decoded as f64 / whole as f64)
+    };
+    let (by_region, fraction) = run(true);
+    let (by_frame, _) = run(false);
+    assert_eq!(by_region.len(), 80, "one face on every frame");
+    assert!(
+        by_region == by_frame,
+        "region decoding changed a crop, transform or keypoint"
+    );
+    eprintln!("decoded {:.0}% of the pixels", 100.0 * fraction);
+    assert!(fraction < 0.8, "decoded {fraction} of the frame area");
 }

@@ -22,12 +22,12 @@ fn slow_consumer_of_a_file_loses_nothing() {
     assert!(!ing.is_live());
     let mut seqs = Vec::new();
     let mut last_pts = None;
-    while let Some(f) = ing.next_frame().unwrap() {
+    while let Some(mut f) = ing.next_frame().unwrap() {
         if seqs.len() % 10 == 0 {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert_eq!((f.width, f.height), (160, 120));
-        assert_eq!(f.data().len(), 160 * 120);
+        assert_eq!(f.data().unwrap().len(), 160 * 120);
         if let Some(p) = last_pts {
             assert!(f.pts_ns > p, "timestamps increase");
         }
@@ -100,11 +100,13 @@ fn gray16_cameras_are_normalised_to_8_bits() {
     let spec = "gst:videotestsrc num-buffers=2 pattern=solid-color foreground-color=0xff404040 ! \
                 video/x-raw,format=GRAY16_LE,width=32,height=16";
     let mut q = open(spec, &cfg12);
-    let f = q.next_frame().unwrap().unwrap();
-    assert!(f.data()[0] == 255, "got {}", f.data()[0]);
+    let mut f = q.next_frame().unwrap().unwrap();
+    let v = f.data().unwrap()[0];
+    assert!(v == 255, "got {v}");
     let mut q16 = open(spec, &cfg);
-    let f16 = q16.next_frame().unwrap().unwrap();
-    assert!((40..=110).contains(&f16.data()[0]), "got {}", f16.data()[0]);
+    let mut f16 = q16.next_frame().unwrap().unwrap();
+    let v = f16.data().unwrap()[0];
+    assert!((40..=110).contains(&v), "got {v}");
 }
 
 #[test]
@@ -153,4 +155,120 @@ fn bad_descriptions_and_templates_are_clear_errors() {
         e.contains("junk.mp4") || e.contains("typefind") || e.contains("decodebin"),
         "{e}"
     );
+}
+
+/// Writes `frames` frames of a moving test pattern as MJPEG in AVI (`format` = the encoder's input).
+fn write_mjpeg(path: &std::path::Path, format: &str, frames: u32) {
+    aullm::ingest::init_gstreamer().unwrap();
+    let desc = format!(
+        "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,format={format},width=200,height=150,framerate=200/1 ! jpegenc quality=90 ! avimux ! filesink location=\"{}\"",
+        path.display()
+    );
+    let p = gstreamer::parse::launch(&desc).unwrap();
+    use gstreamer::prelude::*;
+    p.set_state(gstreamer::State::Playing).unwrap();
+    let bus = p.bus().unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gstreamer::ClockTime::from_seconds(30),
+            &[gstreamer::MessageType::Eos, gstreamer::MessageType::Error],
+        )
+        .unwrap();
+    assert_eq!(msg.type_(), gstreamer::MessageType::Eos, "{msg:?}");
+    p.set_state(gstreamer::State::Null).unwrap();
+}
+
+#[test]
+fn mjpeg_regions_decode_to_the_same_pixels_as_gstreamer() {
+    let dir = tempfile::tempdir().unwrap();
+    for format in ["GRAY8", "I420"] {
+        let path = dir.path().join(format!("{format}.avi"));
+        write_mjpeg(&path, format, 12);
+        let whole = IngestConfig {
+            decode_regions: false,
+            ..Default::default()
+        };
+        let mut a = open(&path.display().to_string(), &IngestConfig::default());
+        let mut b = open(&path.display().to_string(), &whole);
+        let mut n = 0;
+        while let Some(mut fa) = a.next_frame().unwrap() {
+            let mut fb = b.next_frame().unwrap().expect("same frame count");
+            assert_eq!(
+                (fa.seq, fa.pts_ns, fa.period_ns),
+                (fb.seq, fb.pts_ns, fb.period_ns)
+            );
+            assert!(
+                fa.jpeg.is_some(),
+                "{format}: an MJPEG frame arrives compressed"
+            );
+            assert!(fb.jpeg.is_none());
+            let want = fb.data().unwrap().to_vec();
+            let (w, rect) = (200usize, [50u32, 40, 130, 100]);
+            let got = aullm::frame::Pixels::region(&mut fa, rect)
+                .unwrap()
+                .to_vec();
+            // Only the region (grown to whole blocks) was decoded, once, and it matches exactly.
+            assert_eq!(fa.decodes, 1);
+            let v = fa.valid;
+            assert!(
+                v[0] <= 50 && v[1] <= 40 && v[2] >= 130 && v[3] >= 100,
+                "{v:?}"
+            );
+            assert!(
+                (v[2] - v[0]) * (v[3] - v[1]) < 200 * 150 / 2,
+                "{v:?} is most of the frame"
+            );
+            for y in rect[1] as usize..rect[3] as usize {
+                let r = y * w + rect[0] as usize..y * w + rect[2] as usize;
+                assert_eq!(got[r.clone()], want[r], "{format} frame {} row {y}", fa.seq);
+            }
+            // The whole frame afterwards: one more pass, every pixel equal.
+            let seq = fa.seq;
+            assert_eq!(fa.data().unwrap(), &want[..], "{format} frame {seq}");
+            assert_eq!(fa.decodes, 2);
+            n += 1;
+        }
+        assert!(b.next_frame().unwrap().is_none());
+        assert_eq!(n, 12);
+    }
+}
+
+#[test]
+fn a_corrupt_mjpeg_frame_is_an_error_naming_the_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.avi");
+    write_mjpeg(&path, "GRAY8", 6);
+    // Break the fourth frame's JPEG header (its start-of-image marker).
+    let mut bytes = std::fs::read(&path).unwrap();
+    let soi: Vec<usize> = bytes
+        .windows(3)
+        .enumerate()
+        .filter(|(_, w)| w == &[0xff, 0xd8, 0xff])
+        .map(|(i, _)| i)
+        .collect();
+    assert!(soi.len() >= 6, "{} JPEG starts", soi.len());
+    bytes[soi[3] + 1] = 0x00;
+    std::fs::write(&path, bytes).unwrap();
+    let mut ing = open(&path.display().to_string(), &IngestConfig::default());
+    let mut err = None;
+    let mut seen = 0;
+    loop {
+        match ing.next_frame() {
+            Ok(Some(mut f)) => match f.data() {
+                Ok(_) => seen += 1,
+                Err(e) => {
+                    err = Some(format!("{e:#}"));
+                    break;
+                }
+            },
+            Ok(None) => break,
+            Err(e) => {
+                err = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let err = err.expect("the damaged frame must be reported");
+    assert_eq!(seen, 3, "the frames before it decode");
+    assert!(err.contains("frame 3") && err.contains("JPEG"), "{err}");
 }

@@ -233,6 +233,31 @@ pub fn warp_rect(
     warp_into(&level, &to_level.compose(&rect_to_frame), &mut dst)
 }
 
+/// The frame pixels [`warp_rect`] reads for `rect` (crop coordinates) under `crop_to_frame`: the
+/// rectangle's image in the frame, plus the bilinear neighbour or, when pyramid levels are used,
+/// their kernel's reach.
+pub fn warp_footprint(
+    crop_to_frame: &Similarity,
+    rect: [u32; 4],
+    width: usize,
+    height: usize,
+) -> crate::frame::Rect {
+    let (x, y, w, h) = (
+        rect[0] as f64,
+        rect[1] as f64,
+        rect[2] as f64,
+        rect[3] as f64,
+    );
+    let corners = [[x, y], [x + w, y], [x, y + h], [x + w, y + h]].map(|c| crop_to_frame.apply(c));
+    let levels = pyramid_levels(crop_to_frame.scale());
+    let margin = if levels == 0 {
+        2.0
+    } else {
+        4.0 * (1u32 << levels) as f64 + 2.0
+    };
+    crate::frame::footprint(&corners, margin, width, height)
+}
+
 /// Bilinear inverse-mapped warp of `src` into `dst` (whose size is the output size).
 fn warp_into(
     src: &impl opencv::core::ToInputArray,

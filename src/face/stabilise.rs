@@ -6,7 +6,8 @@
 //! (Baker & Matthews 2004) over the rigid middle of the face; keypoints only start tracks and catch
 //! failures. Huber weights keep blinks and expressions from dragging the fit.
 
-use super::align::{Similarity, warp_crop, warp_rect};
+use super::align::{Similarity, warp_crop, warp_footprint, warp_rect};
+use crate::frame::Pixels;
 use anyhow::Result;
 
 /// Result of registering one frame.
@@ -125,9 +126,7 @@ impl Registration {
     /// Registers the frame: refines `crop_to_frame` in place and leaves the final crop in `crop`.
     pub fn register(
         &mut self,
-        frame: &[u8],
-        width: usize,
-        height: usize,
+        px: &mut dyn Pixels,
         crop_to_frame: &mut Similarity,
         crop: &mut Vec<u8>,
         max_iters: u32,
@@ -143,6 +142,8 @@ impl Registration {
         let mut patch = std::mem::take(&mut self.patch);
         for _ in 0..max_iters.max(1) {
             // Iterations only need the region; the full crop is warped once, at the end.
+            let (width, height) = px.size();
+            let frame = px.region(warp_footprint(crop_to_frame, self.rect, width, height))?;
             warp_rect(frame, width, height, crop_to_frame, self.rect, &mut patch)?;
             iterations += 1;
             let (dp, res) = self.solve(&patch);
@@ -159,6 +160,13 @@ impl Registration {
             }
         }
         self.patch = patch;
+        let (width, height) = px.size();
+        let frame = px.region(warp_footprint(
+            crop_to_frame,
+            [0, 0, size, size],
+            width,
+            height,
+        ))?;
         warp_crop(frame, width, height, crop_to_frame, size, crop)?;
         let moved = start.inverse().compose(crop_to_frame);
         self.velocity = Some(moved);

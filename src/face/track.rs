@@ -1,10 +1,11 @@
 //! Multi-face tracking: detect every N frames (or when a track is lost), follow faces in between by
 //! registration, keep stable ids, and emit a stabilised aligned crop per face per frame.
 
-use super::align::{CropTemplate, Similarity, warp_crop};
+use super::align::{CropTemplate, Similarity, warp_crop, warp_footprint};
 use super::detect::{Detection, FaceDetector, iou};
 use super::stabilise::Registration;
 use crate::config::{AlignConfig, FaceConfig};
+use crate::frame::{Frame, Gray, Pixels, Rect};
 use anyhow::Result;
 
 /// One tracked face in one frame.
@@ -113,6 +114,81 @@ impl FaceTracker {
         width: usize,
         height: usize,
     ) -> Result<Vec<FaceObservation>> {
+        self.process_pixels(&mut Gray {
+            data: gray,
+            width,
+            height,
+        })
+    }
+
+    /// Processes one ingest frame: a frame still compressed is decoded only around the faces
+    /// (the whole frame when the detector searches it).
+    pub fn process_frame(&mut self, frame: &mut Frame) -> Result<Vec<FaceObservation>> {
+        if frame.jpeg.is_some() {
+            let hint = self.read_hint(frame.width as usize, frame.height as usize);
+            frame.prefetch(hint)?;
+        }
+        self.process_pixels(frame)
+    }
+
+    /// The frame region the next [`Self::process_pixels`] call will read: every track's crop
+    /// neighbourhood, the detector's squares when a detection is due, or the whole frame when the
+    /// detector searches it. Reads outside it still work (they decode more), only slower.
+    pub fn read_hint(&self, width: usize, height: usize) -> Rect {
+        let whole = [0, 0, width as u32, height as u32];
+        let scheduled = self
+            .frame_index
+            .is_multiple_of(self.face.detect_every as u64);
+        if self.tracks.is_empty() || (scheduled && self.tracks.len() < self.face.max_faces) {
+            return whole;
+        }
+        let size = self.align.size;
+        // Room for a frame's head motion at the predicted transform.
+        const MOTION_PX: f64 = 8.0;
+        let mut hint: Option<Rect> = None;
+        let mut add = |r: Rect| {
+            hint = Some(match hint {
+                None => r,
+                Some(h) => [
+                    h[0].min(r[0]),
+                    h[1].min(r[1]),
+                    h[2].max(r[2]),
+                    h[3].max(r[3]),
+                ],
+            });
+        };
+        for t in &self.tracks {
+            let a = &t.crop_to_frame;
+            let c = warp_footprint(a, [0, 0, size, size], width, height);
+            add(crate::frame::footprint(
+                &[[c[0] as f64, c[1] as f64], [c[2] as f64, c[3] as f64]],
+                MOTION_PX,
+                width,
+                height,
+            ));
+            if scheduled || t.needs_detection {
+                let b = t.bbox_crop;
+                let corners =
+                    [[b[0], b[1]], [b[2], b[1]], [b[0], b[3]], [b[2], b[3]]].map(|c| a.apply(c));
+                let bb = crate::frame::footprint(&corners, 0.0, width, height);
+                let side = self.face.region_scale as f64
+                    * (bb[2] as f64 - bb[0] as f64).max(bb[3] as f64 - bb[1] as f64);
+                let (cx, cy) = ((bb[0] + bb[2]) as f64 / 2.0, (bb[1] + bb[3]) as f64 / 2.0);
+                let h = side / 2.0;
+                add(crate::frame::footprint(
+                    &[[cx - h, cy - h], [cx + h, cy + h]],
+                    MOTION_PX,
+                    width,
+                    height,
+                ));
+            }
+        }
+        hint.unwrap_or(whole)
+    }
+
+    /// Processes one frame read by region.
+    pub fn process_pixels(&mut self, px: &mut dyn Pixels) -> Result<Vec<FaceObservation>> {
+        let (width, height) = px.size();
         self.stats.frames += 1;
         let size = self.align.size;
         let mut out: Vec<FaceObservation> = Vec::with_capacity(self.tracks.len());
@@ -123,14 +199,8 @@ impl FaceTracker {
             let mut residual = 0.0;
             match t.registration.as_mut() {
                 Some(reg) => {
-                    let r = reg.register(
-                        gray,
-                        width,
-                        height,
-                        &mut t.crop_to_frame,
-                        &mut crop,
-                        self.align.refine_iters,
-                    )?;
+                    let r =
+                        reg.register(px, &mut t.crop_to_frame, &mut crop, self.align.refine_iters)?;
                     residual = r.residual;
                     self.stats.registrations += 1;
                     self.stats.registration_iterations += r.iterations as u64;
@@ -138,7 +208,17 @@ impl FaceTracker {
                         t.needs_detection = true;
                     }
                 }
-                None => warp_crop(gray, width, height, &t.crop_to_frame, size, &mut crop)?,
+                None => {
+                    let fp = warp_footprint(&t.crop_to_frame, [0, 0, size, size], width, height);
+                    warp_crop(
+                        px.region(fp)?,
+                        width,
+                        height,
+                        &t.crop_to_frame,
+                        size,
+                        &mut crop,
+                    )?
+                }
             }
             out.push(observation(t, crop, residual, false));
         }
@@ -151,12 +231,12 @@ impl FaceTracker {
             .is_multiple_of(self.face.detect_every as u64);
         let asked = self.tracks.iter().any(|t| t.needs_detection);
         if scheduled || asked {
-            self.refresh_tracks(gray, width, height, &mut out)?;
+            self.refresh_tracks(px, &mut out)?;
         }
         if self.tracks.len() < self.face.max_faces && (scheduled || self.tracks.is_empty()) {
             self.stats.detector_runs += 1;
-            let dets = self.detector.detect(gray, width, height)?;
-            self.start_tracks(&dets, gray, width, height, &mut out)?;
+            let dets = self.detector.detect(px.all()?, width, height)?;
+            self.start_tracks(&dets, px, &mut out)?;
         }
         // Observations of tracks dropped this frame go too.
         out.retain(|o| self.tracks.iter().any(|t| t.id == o.track_id));
@@ -166,25 +246,17 @@ impl FaceTracker {
 
     /// Re-detects every track inside its neighbourhood; re-anchors tracks whose registration failed or
     /// that the detector contradicts twice in a row; drops tracks the detector no longer finds.
-    fn refresh_tracks(
-        &mut self,
-        gray: &[u8],
-        width: usize,
-        height: usize,
-        out: &mut [FaceObservation],
-    ) -> Result<()> {
+    fn refresh_tracks(&mut self, px: &mut dyn Pixels, out: &mut [FaceObservation]) -> Result<()> {
+        let (width, height) = px.size();
         let mut keep = vec![true; self.tracks.len()];
         for (ti, t) in self.tracks.iter_mut().enumerate() {
             let b = out[ti].bbox;
             let side = self.face.region_scale * (b[2] - b[0]).max(b[3] - b[1]);
             let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
             self.stats.detector_runs += 1;
-            let dets = self.detector.detect_region(
-                gray,
-                width,
-                height,
-                [cx - side / 2.0, cy - side / 2.0, side],
-            )?;
+            let square = [cx - side / 2.0, cy - side / 2.0, side];
+            let gray = px.region(detector_footprint(square, width, height))?;
+            let dets = self.detector.detect_region(gray, width, height, square)?;
             let best = dets
                 .iter()
                 .filter(|d| iou(&b, &d.bbox) >= self.face.match_iou)
@@ -222,7 +294,7 @@ impl FaceTracker {
                         "re-anchoring track"
                     );
                 }
-                anchor(t, d, a, &self.align, gray, width, height, &mut out[ti].crop)?;
+                anchor(t, d, a, &self.align, px, &mut out[ti].crop)?;
                 t.disagreements = 0;
             }
             t.needs_detection = false;
@@ -242,11 +314,10 @@ impl FaceTracker {
     fn start_tracks(
         &mut self,
         dets: &[Detection],
-        gray: &[u8],
-        width: usize,
-        height: usize,
+        px: &mut dyn Pixels,
         out: &mut Vec<FaceObservation>,
     ) -> Result<()> {
+        let (width, height) = px.size();
         out.retain(|o| self.tracks.iter().any(|t| t.id == o.track_id));
         for d in dets {
             if self.tracks.len() >= self.face.max_faces {
@@ -260,14 +331,11 @@ impl FaceTracker {
             let side = self.face.region_scale * (d.bbox[2] - d.bbox[0]).max(d.bbox[3] - d.bbox[1]);
             let (cx, cy) = ((d.bbox[0] + d.bbox[2]) / 2.0, (d.bbox[1] + d.bbox[3]) / 2.0);
             self.stats.detector_runs += 1;
+            let square = [cx - side / 2.0, cy - side / 2.0, side];
+            let gray = px.region(detector_footprint(square, width, height))?;
             let closer = self
                 .detector
-                .detect_region(
-                    gray,
-                    width,
-                    height,
-                    [cx - side / 2.0, cy - side / 2.0, side],
-                )?
+                .detect_region(gray, width, height, square)?
                 .into_iter()
                 .filter(|r| iou(&r.bbox, &d.bbox) >= self.face.match_iou)
                 .max_by(|x, y| x.score.total_cmp(&y.score));
@@ -289,7 +357,7 @@ impl FaceTracker {
             self.next_id += 1;
             self.stats.tracks_started += 1;
             let mut crop = Vec::new();
-            anchor(&mut t, d, a, &self.align, gray, width, height, &mut crop)?;
+            anchor(&mut t, d, a, &self.align, px, &mut crop)?;
             out.push(observation(&t, crop, 0.0, true));
             self.tracks.push(t);
         }
@@ -297,18 +365,22 @@ impl FaceTracker {
     }
 }
 
+/// The frame pixels the detector reads for its square `[left, top, side]` (bilinear neighbour included).
+fn detector_footprint(square: [f32; 3], width: usize, height: usize) -> Rect {
+    let [l, t, s] = square.map(|v| v as f64);
+    crate::frame::footprint(&[[l, t], [l + s, t + s]], 2.0, width, height)
+}
+
 /// (Re)starts a track on a detection: transform from keypoints, fresh reference crop.
-#[allow(clippy::too_many_arguments)]
 fn anchor(
     t: &mut Track,
     d: &Detection,
     crop_to_frame: Similarity,
     align: &AlignConfig,
-    gray: &[u8],
-    width: usize,
-    height: usize,
+    px: &mut dyn Pixels,
     crop: &mut Vec<u8>,
 ) -> Result<()> {
+    let (width, height) = px.size();
     t.crop_to_frame = crop_to_frame;
     let inv = crop_to_frame.inverse();
     for k in 0..6 {
@@ -317,7 +389,20 @@ fn anchor(
     let tl = inv.apply([d.bbox[0] as f64, d.bbox[1] as f64]);
     let br = inv.apply([d.bbox[2] as f64, d.bbox[3] as f64]);
     t.bbox_crop = [tl[0], tl[1], br[0], br[1]];
-    warp_crop(gray, width, height, &crop_to_frame, align.size, crop)?;
+    let fp = warp_footprint(
+        &crop_to_frame,
+        [0, 0, align.size, align.size],
+        width,
+        height,
+    );
+    warp_crop(
+        px.region(fp)?,
+        width,
+        height,
+        &crop_to_frame,
+        align.size,
+        crop,
+    )?;
     t.registration = align.stabilise.then(|| {
         Registration::new(
             crop,

@@ -1,6 +1,7 @@
 //! Frames from files, URIs, camera templates or raw GStreamer descriptions, as pooled GRAY8 [`Frame`]s.
 
 mod container;
+pub mod jpeg;
 mod reader;
 pub mod source;
 pub mod stats;
@@ -19,12 +20,65 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use reader::{Control, SinkState};
 use std::path::Path;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Name of the appsink aullm appends to every source description.
 const SINK_NAME: &str = "aullm_sink";
+/// Name given to a file template's trailing decodebin when MJPEG may stay compressed.
+const DECODE_NAME: &str = "aullm_decode";
+
+/// Makes the file template's decodebin stop at JPEG images (and raw media) and links its first
+/// video pad: JPEG straight to the appsink, anything else through GStreamer's gray conversion.
+fn link_on_pad(pipeline: &gst::Pipeline) -> Result<()> {
+    let dec = pipeline
+        .by_name(DECODE_NAME)
+        .ok_or_else(|| anyhow!("no decodebin in the file pipeline"))?;
+    let stop_at = gst::Caps::from_str(
+        "image/jpeg; video/x-raw(ANY); audio/x-raw(ANY); text/x-raw(ANY); subpicture/x-dvd; subpicture/x-pgs",
+    )
+    .context("decodebin caps")?;
+    dec.set_property("caps", &stop_at);
+    let weak = pipeline.downgrade();
+    let linked = Arc::new(AtomicBool::new(false));
+    dec.connect_pad_added(move |_, pad| {
+        let Some(pipeline) = weak.upgrade() else {
+            return;
+        };
+        let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+        let Some(name) = caps.structure(0).map(|s| s.name().to_string()) else {
+            return;
+        };
+        let branch = if name == "image/jpeg" {
+            format!("appsink name={SINK_NAME} sync=false caps=image/jpeg")
+        } else if name.starts_with("video/") {
+            format!(
+                "videoconvert ! video/x-raw,format=(string){{GRAY8,GRAY16_LE}} ! appsink name={SINK_NAME} sync=false"
+            )
+        } else {
+            return;
+        };
+        if linked.swap(true, Ordering::SeqCst) {
+            return; // one video stream is read
+        }
+        let result = (|| -> Result<()> {
+            let bin = gst::parse::bin_from_description(&branch, true)?;
+            pipeline.add(&bin)?;
+            bin.sync_state_with_parent()?;
+            let sink = bin
+                .static_pad("sink")
+                .ok_or_else(|| anyhow!("branch has no sink pad"))?;
+            pad.link(&sink)?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            tracing::error!("cannot link the decoded stream ({name}): {e:#}");
+        }
+    });
+    Ok(())
+}
 
 /// Initialises GStreamer once per process.
 pub fn init_gstreamer() -> Result<()> {
@@ -71,10 +125,18 @@ impl Ingest {
         init_gstreamer()?;
         let dir = (!cfg.pipelines_dir.is_empty()).then(|| Path::new(&cfg.pipelines_dir));
         let head = source.description(dir)?;
-        let desc = format!(
-            "{head} ! videoconvert ! video/x-raw,format=(string){{GRAY8,GRAY16_LE}} ! appsink name={SINK_NAME} sync=false"
-        );
         let label = source.label();
+        // An MJPEG file stays compressed to the face thread, which decodes the regions it reads;
+        // everything else is decoded and converted to gray by GStreamer.
+        let regions =
+            cfg.decode_regions && source.is_file() && head.trim_end().ends_with("decodebin");
+        let desc = if regions {
+            format!("{head} name={DECODE_NAME}")
+        } else {
+            format!(
+                "{head} ! videoconvert ! video/x-raw,format=(string){{GRAY8,GRAY16_LE}} ! appsink name={SINK_NAME} sync=false"
+            )
+        };
         tracing::debug!(%desc, "ingest pipeline");
         let element = gst::parse::launch(&desc).map_err(|e| {
             anyhow!("source {label}: cannot build GStreamer pipeline `{desc}`: {e}")
@@ -82,14 +144,13 @@ impl Ingest {
         let pipeline = element
             .downcast::<gst::Pipeline>()
             .map_err(|_| anyhow!("source {label}: description did not make a pipeline"))?;
+        if regions {
+            link_on_pad(&pipeline).with_context(|| format!("source {label}"))?;
+        }
         // The pipeline clock is CLOCK_MONOTONIC, the clock LSL timestamps live on.
         let clock = gst::SystemClock::obtain();
         clock.set_property("clock-type", gst::ClockType::Monotonic);
         pipeline.use_clock(Some(&clock));
-        let sink = pipeline
-            .by_name(SINK_NAME)
-            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-            .ok_or_else(|| anyhow!("source {label}: pipeline has no appsink {SINK_NAME}"))?;
 
         let stats = Arc::new(IngestStats::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -143,6 +204,11 @@ impl Ingest {
                 .map(|d| d.nseconds());
         }
 
+        // The decoding branch (and its appsink) may only exist once the demuxer found the stream.
+        let sink = pipeline
+            .by_name(SINK_NAME)
+            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+            .ok_or_else(|| anyhow!("source {label}: the file has no video stream"))?;
         let (tx, rx): (Sender<Frame>, Receiver<Frame>) =
             crossbeam_channel::bounded(cfg.queue_frames);
         ingest.frames = rx.clone();
@@ -163,6 +229,7 @@ impl Ingest {
                 last_offset: None,
                 info: None,
                 stopping: stop,
+                jpeg_pool: FramePool::new(cfg.queue_frames + 8),
             },
         );
         if pipeline.set_state(gst::State::Playing).is_err() {

@@ -42,12 +42,58 @@ pub(crate) struct SinkState {
     pub seq: u64,
     pub last_pts: Option<u64>,
     pub last_offset: Option<u64>,
-    pub info: Option<(gst::Caps, gst_video::VideoInfo)>,
+    pub info: Option<(gst::Caps, Layout)>,
     pub stopping: Arc<AtomicBool>,
+    /// Buffers for compressed (MJPEG) frames.
+    pub jpeg_pool: FramePool,
+}
+
+/// What the appsink's caps say a sample holds.
+#[derive(Clone)]
+pub(crate) enum Layout {
+    /// Raw GRAY8/GRAY16 video.
+    Raw(gst_video::VideoInfo),
+    /// One JPEG image per buffer (MJPEG), kept compressed.
+    Jpeg {
+        width: Option<u32>,
+        height: Option<u32>,
+        period_ns: Option<u64>,
+    },
+}
+
+impl Layout {
+    fn of(caps: &gst::CapsRef) -> Option<Layout> {
+        let s = caps.structure(0)?;
+        if s.name() == "image/jpeg" {
+            let period_ns = s
+                .get::<gst::Fraction>("framerate")
+                .ok()
+                .filter(|f| f.numer() > 0 && f.denom() > 0)
+                .map(|f| 1_000_000_000u64 * f.denom() as u64 / f.numer() as u64);
+            return Some(Layout::Jpeg {
+                width: s.get::<i32>("width").ok().map(|v| v as u32),
+                height: s.get::<i32>("height").ok().map(|v| v as u32),
+                period_ns,
+            });
+        }
+        gst_video::VideoInfo::from_caps(caps).ok().map(Layout::Raw)
+    }
+
+    fn period_ns(&self) -> Option<u64> {
+        match self {
+            Layout::Raw(info) => {
+                let fps = info.fps();
+                (fps.numer() > 0 && fps.denom() > 0)
+                    .then(|| 1_000_000_000u64 * fps.denom() as u64 / fps.numer() as u64)
+            }
+            Layout::Jpeg { period_ns, .. } => *period_ns,
+        }
+    }
 }
 
 impl SinkState {
-    /// Converts one sample to a pooled GRAY8 frame and queues it (blocking for files, evicting for live).
+    /// Converts one sample to a pooled GRAY8 frame (or keeps an MJPEG frame compressed, to be
+    /// decoded by region) and queues it (blocking for files, evicting for live).
     pub fn on_sample(
         &mut self,
         sink: &gst_app::AppSink,
@@ -62,29 +108,74 @@ impl SinkState {
             None => true,
         };
         if fresh {
-            let info =
-                gst_video::VideoInfo::from_caps(caps).map_err(|_| gst::FlowError::NotNegotiated)?;
-            self.info = Some((caps.to_owned(), info));
+            let layout = Layout::of(caps).ok_or(gst::FlowError::NotNegotiated)?;
+            self.info = Some((caps.to_owned(), layout));
         }
-        let Some((_, info)) = &self.info else {
+        let Some((_, layout)) = &self.info else {
             return Err(gst::FlowError::NotNegotiated);
         };
+        let layout = layout.clone();
         let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
-        let (w, h) = (info.width() as usize, info.height() as usize);
-        let stride = info.stride()[0] as usize;
-        let format = info.format();
-        let period_ns = {
-            let fps = info.fps();
-            if fps.numer() > 0 && fps.denom() > 0 {
-                Some(1_000_000_000u64 * fps.denom() as u64 / fps.numer() as u64)
-            } else {
-                None
-            }
-        };
+        let period_ns = layout.period_ns();
         let pts = buffer.pts().map(|t| t.nseconds());
         let offset = Some(buffer.offset()).filter(|&o| o != u64::MAX);
+        self.count_gaps(pts, offset, period_ns);
 
-        // Losses upstream of us show up as holes in the source's frame counter or clock.
+        let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+        let src = map.as_slice();
+        let (w, h, pixels, jpeg) = match &layout {
+            Layout::Raw(info) => {
+                let (w, h) = (info.width() as usize, info.height() as usize);
+                (w, h, self.convert(info, src, w, h)?, None)
+            }
+            Layout::Jpeg { width, height, .. } => {
+                let (w, h) = match (width, height) {
+                    (Some(w), Some(h)) => (*w as usize, *h as usize),
+                    _ => match super::jpeg::dims(src) {
+                        Ok((w, h)) => (w as usize, h as usize),
+                        Err(e) => {
+                            self.post_error(sink, &format!("frame {}: {e:#}", self.seq));
+                            return Err(gst::FlowError::Error);
+                        }
+                    },
+                };
+                let mut bytes = self.jpeg_pool.take(src.len());
+                bytes.copy_from_slice(src);
+                // Decoded later, by region, on the face thread.
+                (w, h, self.pool.take(w * h), Some(bytes))
+            }
+        };
+        drop(map);
+
+        // Live: the camera's own timestamp on the pipeline clock (CLOCK_MONOTONIC) is the capture time.
+        let mono_ns = match (self.live, pts, sink.base_time()) {
+            (true, Some(p), Some(base)) => base.nseconds() + p,
+            _ => arrival_mono,
+        };
+        let valid = if jpeg.is_some() {
+            [0, 0, 0, 0]
+        } else {
+            [0, 0, w as u32, h as u32]
+        };
+        let frame = Frame {
+            seq: self.seq,
+            pts_ns: pts.unwrap_or_else(|| self.seq * period_ns.unwrap_or(0)),
+            host_ns: arrival_host,
+            mono_ns,
+            width: w as u32,
+            height: h as u32,
+            period_ns,
+            pixels,
+            jpeg,
+            valid,
+            decodes: 0,
+        };
+        self.seq += 1;
+        self.push(frame)
+    }
+
+    /// Losses upstream of a live source show up as holes in its frame counter or clock.
+    fn count_gaps(&mut self, pts: Option<u64>, offset: Option<u64>, period_ns: Option<u64>) {
         if self.live {
             let mut missing = 0u64;
             if let (Some(o), Some(lo)) = (offset, self.last_offset)
@@ -106,11 +197,19 @@ impl SinkState {
         }
         self.last_pts = pts.or(self.last_pts);
         self.last_offset = offset.or(self.last_offset);
+    }
 
-        let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-        let src = map.as_slice();
+    /// Copies (GRAY8) or scales (GRAY16) a raw frame into a pooled buffer.
+    fn convert(
+        &self,
+        info: &gst_video::VideoInfo,
+        src: &[u8],
+        w: usize,
+        h: usize,
+    ) -> Result<crate::frame::PooledBuf, gst::FlowError> {
+        let stride = info.stride()[0] as usize;
         let mut pixels = self.pool.take(w * h);
-        match format {
+        match info.format() {
             gst_video::VideoFormat::Gray8 => {
                 for y in 0..h {
                     let row = &src[y * stride..y * stride + w];
@@ -129,25 +228,16 @@ impl SinkState {
             }
             _ => return Err(gst::FlowError::NotNegotiated),
         }
-        drop(map);
+        Ok(pixels)
+    }
 
-        // Live: the camera's own timestamp on the pipeline clock (CLOCK_MONOTONIC) is the capture time.
-        let mono_ns = match (self.live, pts, sink.base_time()) {
-            (true, Some(p), Some(base)) => base.nseconds() + p,
-            _ => arrival_mono,
-        };
-        let frame = Frame {
-            seq: self.seq,
-            pts_ns: pts.unwrap_or_else(|| self.seq * period_ns.unwrap_or(0)),
-            host_ns: arrival_host,
-            mono_ns,
-            width: w as u32,
-            height: h as u32,
-            period_ns,
-            pixels,
-        };
-        self.seq += 1;
-        self.push(frame)
+    /// Reports an error found in the streaming thread the way GStreamer's own errors arrive.
+    fn post_error(&self, sink: &gst_app::AppSink, message: &str) {
+        let _ = self.control.send(Control::Error(IngestError {
+            element: sink.path_string().to_string(),
+            message: message.to_string(),
+            debug: None,
+        }));
     }
 
     fn push(&mut self, frame: Frame) -> Result<gst::FlowSuccess, gst::FlowError> {

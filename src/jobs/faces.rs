@@ -112,7 +112,7 @@ pub fn run(
         if opts.max_frames.is_some_and(|m| frames >= m) {
             break;
         }
-        let frame = match ingest.next_frame() {
+        let mut frame = match ingest.next_frame() {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => {
@@ -130,7 +130,7 @@ pub fn run(
         }
         first_pts.get_or_insert(frame.pts_ns);
         last_pts = Some(frame.pts_ns);
-        let faces = tracker.process(frame.data(), frame.width as usize, frame.height as usize)?;
+        let faces = tracker.process_frame(&mut frame)?;
         let t = (frame.pts_ns - first_pts.unwrap_or(0)) as f64 / 1e9;
         csv.write_frame(frames, frame.seq, t, &faces)
             .with_context(|| format!("writing {}", opts.csv.display()))?;

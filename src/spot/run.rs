@@ -74,7 +74,7 @@ pub fn spot_source(
         })
     };
     loop {
-        let frame = match ingest.next_frame() {
+        let mut frame = match ingest.next_frame() {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => {
@@ -91,7 +91,7 @@ pub fn spot_source(
             _ => {}
         }
         let t0 = Instant::now();
-        let faces = tracker.process(frame.data(), frame.width as usize, frame.height as usize)?;
+        let faces = tracker.process_frame(&mut frame)?;
         let t1 = Instant::now();
         face_ns += (t1 - t0).as_nanos();
         // The windows need the frame rate: spotting starts on the second frame of a file.
@@ -151,7 +151,7 @@ pub fn track_crops(cfg: &Config, path: &Path) -> Result<TrackCrops> {
     let mut ingest = Ingest::open(&Source::File(path.to_path_buf()), &cfg.ingest)?;
     let (mut crops, mut frames, mut face_ns) = (Vec::new(), 0u64, 0u128);
     let (mut p0, mut last) = (None::<u64>, (0u64, 0u64));
-    while let Some(frame) = ingest
+    while let Some(mut frame) = ingest
         .next_frame()
         .with_context(|| format!("reading {}", path.display()))?
     {
@@ -159,7 +159,7 @@ pub fn track_crops(cfg: &Config, path: &Path) -> Result<TrackCrops> {
         p0.get_or_insert(frame.pts_ns);
         last = (frame.seq, frame.pts_ns);
         let t = Instant::now();
-        let faces = tracker.process(frame.data(), frame.width as usize, frame.height as usize)?;
+        let faces = tracker.process_frame(&mut frame)?;
         face_ns += t.elapsed().as_nanos();
         if let Some(f) = faces.iter().min_by_key(|f| f.track_id) {
             crops.push((frame.seq, f.crop.clone()));

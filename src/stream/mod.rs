@@ -358,7 +358,7 @@ fn camera_path(
             stop_handle.stop();
             stopped = true;
         }
-        let frame = match ingest.next_frame() {
+        let mut frame = match ingest.next_frame() {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => {
@@ -376,7 +376,7 @@ fn camera_path(
         if fps.is_none() && frame.seq > 0 && frame.pts_ns > p0 {
             fps = Some(1e9 * frame.seq as f64 / (frame.pts_ns - p0) as f64);
         }
-        let obs = tracker.process(frame.data(), frame.width as usize, frame.height as usize)?;
+        let obs = tracker.process_frame(&mut frame)?;
         // The windows need the frame rate: on a file without a declared rate, spotting starts
         // on the second frame.
         let Some(rate) = fps else { continue };

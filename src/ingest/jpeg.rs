@@ -1,0 +1,128 @@
+//! Region decoding of MJPEG frames (libjpeg-turbo through a small C shim): the face path asks for
+//! the rows and columns it reads, and only those are decoded.
+
+use anyhow::{Result, bail};
+use std::os::raw::{c_char, c_int, c_uchar, c_ulong};
+
+unsafe extern "C" {
+    fn aullm_jpeg_dims(
+        data: *const c_uchar,
+        len: c_ulong,
+        width: *mut c_int,
+        height: *mut c_int,
+        msg: *mut c_char,
+        msg_len: usize,
+    ) -> c_int;
+    fn aullm_jpeg_decode_gray(
+        data: *const c_uchar,
+        len: c_ulong,
+        out: *mut c_uchar,
+        width: c_int,
+        height: c_int,
+        x0: *mut c_int,
+        x1: *mut c_int,
+        y0: c_int,
+        y1: c_int,
+        msg: *mut c_char,
+        msg_len: usize,
+    ) -> c_int;
+}
+
+/// A pixel rectangle `[x0, y0, x1, y1)` (end exclusive).
+pub type Rect = [u32; 4];
+
+fn message(buf: &[u8]) -> String {
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Width and height from a JPEG header.
+pub fn dims(data: &[u8]) -> Result<(u32, u32)> {
+    let (mut w, mut h) = (0, 0);
+    let mut msg = [0u8; 200];
+    // SAFETY: the shim reads `data` within its length and writes at most `msg.len()` bytes to `msg`.
+    let rc = unsafe {
+        aullm_jpeg_dims(
+            data.as_ptr(),
+            data.len() as c_ulong,
+            &mut w,
+            &mut h,
+            msg.as_mut_ptr().cast(),
+            msg.len(),
+        )
+    };
+    if rc != 0 {
+        bail!("invalid JPEG frame: {}", message(&msg));
+    }
+    if w <= 0 || h <= 0 {
+        bail!("invalid JPEG frame: size {w}x{h}");
+    }
+    Ok((w as u32, h as u32))
+}
+
+/// Decodes at least `rect` of a `width`×`height` JPEG as gray into `out` (`width*height` bytes, rows
+/// packed; pixels outside the returned rectangle are left as they were). The column range grows to
+/// whole 8- or 16-pixel blocks; the rectangle actually decoded is returned.
+pub fn decode_gray(
+    data: &[u8],
+    width: u32,
+    height: u32,
+    rect: Rect,
+    out: &mut [u8],
+) -> Result<Rect> {
+    let [x0, y0, x1, y1] = [
+        rect[0].min(width),
+        rect[1].min(height),
+        rect[2].min(width),
+        rect[3].min(height),
+    ];
+    if x0 >= x1 || y0 >= y1 {
+        return Ok([x0, y0, x0, y0]);
+    }
+    if out.len() < width as usize * height as usize {
+        bail!(
+            "frame buffer of {} bytes for a {width}x{height} frame",
+            out.len()
+        );
+    }
+    let (mut cx0, mut cx1) = (x0 as c_int, x1 as c_int);
+    let mut msg = [0u8; 200];
+    // SAFETY: `out` holds width*height bytes (checked above) and the shim writes only rows < y1
+    // and columns inside the (block-aligned, frame-bounded) crop it reports; `data` is read within
+    // its length; at most `msg.len()` bytes go to `msg`.
+    let rc = unsafe {
+        aullm_jpeg_decode_gray(
+            data.as_ptr(),
+            data.len() as c_ulong,
+            out.as_mut_ptr(),
+            width as c_int,
+            height as c_int,
+            &mut cx0,
+            &mut cx1,
+            y0 as c_int,
+            y1 as c_int,
+            msg.as_mut_ptr().cast(),
+            msg.len(),
+        )
+    };
+    if rc != 0 {
+        bail!("cannot decode JPEG frame: {}", message(&msg));
+    }
+    Ok([cx0 as u32, y0, cx1 as u32, y1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_a_clear_error_not_a_crash() {
+        let e = dims(b"not a jpeg at all").unwrap_err().to_string();
+        assert!(e.contains("invalid JPEG"), "{e}");
+        let mut out = vec![0u8; 16];
+        let e = decode_gray(b"\xff\xd8\xff\xe0garbage", 4, 4, [0, 0, 4, 4], &mut out)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot decode JPEG"), "{e}");
+    }
+}
