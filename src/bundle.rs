@@ -159,6 +159,60 @@ pub fn verify(dir: &Path) -> Result<ModelManifest> {
 }
 
 /// A loaded model ready to score clips.
+/// A detector to run clips through, possibly still loading on another thread: `aullm batch` starts
+/// decoding and tracking while the model loads, and only the inference thread waits for it.
+pub enum DetectorSlot<'a> {
+    /// Loaded.
+    Ready(&'a mut Detector),
+    /// Arrives on `rx` (or the error that stopped its loading); kept once it has.
+    Pending {
+        /// Where the loader sends it.
+        rx: crossbeam_channel::Receiver<std::result::Result<Detector, String>>,
+        /// The detector once received.
+        got: Option<Box<Detector>>,
+        /// Model name (from the verified manifest).
+        name: String,
+        /// Frames per clip (from the model's configuration).
+        frames: usize,
+    },
+}
+
+impl DetectorSlot<'_> {
+    /// The model's name.
+    pub fn name(&self) -> String {
+        match self {
+            DetectorSlot::Ready(d) => d.manifest.name.clone(),
+            DetectorSlot::Pending { name, .. } => name.clone(),
+        }
+    }
+
+    /// Frames per clip the model reads.
+    pub fn frames_per_clip(&self) -> usize {
+        match self {
+            DetectorSlot::Ready(d) => d.config.frontend.frames,
+            DetectorSlot::Pending { frames, .. } => *frames,
+        }
+    }
+
+    /// The detector, waiting for the loader the first time.
+    pub fn get(&mut self) -> Result<&mut Detector> {
+        match self {
+            DetectorSlot::Ready(d) => Ok(d),
+            DetectorSlot::Pending { rx, got, .. } => {
+                if got.is_none() {
+                    let d = rx
+                        .recv()
+                        .map_err(|_| anyhow::anyhow!("the model loader stopped"))?
+                        .map_err(|e| anyhow::anyhow!("cannot load the model: {e}"))?;
+                    *got = Some(Box::new(d));
+                }
+                got.as_deref_mut()
+                    .ok_or_else(|| anyhow::anyhow!("no model"))
+            }
+        }
+    }
+}
+
 pub struct Detector {
     /// The manifest.
     pub manifest: ModelManifest,

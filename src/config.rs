@@ -286,7 +286,8 @@ pub struct FaceConfig {
     pub score_threshold: f32,
     /// IoU above which detections are merged by weighted NMS.
     pub nms_iou: f32,
-    /// Run the detector every N frames while all tracks are held (1 = every frame).
+    /// Run the detector every N frames while all tracks are held (1 = every frame). 20 = 10 Hz at
+    /// 200 fps: spotting F1 on the tuning and evaluation sets is identical at 10 and 20, for 5% less CPU.
     pub detect_every: u32,
     /// Maximum number of faces tracked at once.
     pub max_faces: usize,
@@ -309,7 +310,7 @@ impl Default for FaceConfig {
             detector: "front".into(),
             score_threshold: 0.5,
             nms_iou: 0.3,
-            detect_every: 10,
+            detect_every: 20,
             max_faces: 1,
             intra_threads: 1,
             match_iou: 0.3,

@@ -692,7 +692,14 @@ fn run_command(cfg: &Config, a: RunArgs) -> Result<ExitCode> {
     p.opts.record = truth.is_some();
     let mut det = aullm::bundle::Detector::load(&p.model_dir, cfg, None)?;
     let mut seq = 0;
-    let r = aullm::stream::run(cfg, &source, &mut det, &p.bus, &p.opts, &mut seq);
+    let r = aullm::stream::run(
+        cfg,
+        &source,
+        &mut aullm::bundle::DetectorSlot::Ready(&mut det),
+        &p.bus,
+        &p.opts,
+        &mut seq,
+    );
     let summary = match r {
         Ok(s) => Some(s),
         Err(e) => {
@@ -732,7 +739,14 @@ fn serve_command(cfg: &Config, a: ServeArgs) -> Result<ExitCode> {
     while !p.opts.stop.load(std::sync::atomic::Ordering::SeqCst) {
         let mut det = aullm::bundle::Detector::load(&p.model_dir, cfg, None)?;
         let started = std::time::Instant::now();
-        match aullm::stream::run(cfg, &source, &mut det, &p.bus, &p.opts, &mut seq) {
+        match aullm::stream::run(
+            cfg,
+            &source,
+            &mut aullm::bundle::DetectorSlot::Ready(&mut det),
+            &p.bus,
+            &p.opts,
+            &mut seq,
+        ) {
             Ok(s) => {
                 eprint!("{}", s.render());
                 let clean = s.error.is_none();

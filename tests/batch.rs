@@ -143,7 +143,7 @@ fn folder_with_bad_files_matches_live_pipeline_and_reports_failures() {
     let live = aullm::stream::run(
         &cfg,
         &Source::File(f.videos.join("b.avi")),
-        &mut det,
+        &mut aullm::bundle::DetectorSlot::Ready(&mut det),
         &bus,
         &opts,
         &mut seq,

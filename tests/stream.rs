@@ -64,7 +64,7 @@ fn run(bus: &EventBus) -> RunSummary {
     aullm::stream::run(
         &cfg,
         &Source::File(f.video.clone()),
-        &mut det,
+        &mut aullm::bundle::DetectorSlot::Ready(&mut det),
         bus,
         &options(),
         &mut seq,

@@ -6,7 +6,7 @@
 pub mod inputs;
 pub mod report;
 
-use crate::bundle::Detector;
+use crate::bundle::{Detector, DetectorSlot};
 use crate::config::Config;
 use crate::events::{EventBus, ExpressionKind, LslClock};
 use crate::ingest::Source;
@@ -184,7 +184,7 @@ pub fn process_video(
     cfg: &Config,
     input: &Input,
     dir: &Path,
-    det: &mut Detector,
+    det: &mut DetectorSlot<'_>,
     model: &(String, String),
     progress: Arc<AtomicU64>,
 ) -> Result<IndexRow> {
@@ -214,7 +214,13 @@ pub fn process_video(
         bail!("no face found in {} frames", summary.frames);
     }
     let rec = summary.recording.context("the run kept no recording")?;
-    let aus: Vec<String> = det.manifest.aus.iter().map(|a| format!("AU{a}")).collect();
+    let aus: Vec<String> = det
+        .get()?
+        .manifest
+        .aus
+        .iter()
+        .map(|a| format!("AU{a}"))
+        .collect();
     let duration = rec.frames.last().map_or(0.0, |r| r.timestamp) + 1.0 / summary.fps.max(1.0);
     let events: String = rec.events.iter().map(|e| e.to_json() + "\n").collect();
     let micro = rec
@@ -289,17 +295,49 @@ pub fn run(cfg: &Config, o: &BatchOptions) -> Result<BatchSummary> {
         .map(|_| (Mutex::new(String::new()), Arc::new(AtomicU64::new(0))))
         .collect();
     let finished = AtomicBool::new(false);
-    // One load; the workers share its weights.
-    let t_load = Instant::now();
-    let first = Detector::load(&o.model_dir, cfg, None)?;
-    tracing::info!("model loaded in {:.2} s", t_load.elapsed().as_secs_f64());
-    let mut dets = (1..jobs)
-        .map(|_| first.fork())
-        .collect::<Result<Vec<_>>>()?;
-    dets.insert(0, first);
+    // One load, on its own thread while the workers start decoding; they share its weights.
+    let frames = Config::load(Some(&o.model_dir.join("config.toml")), &[])
+        .with_context(|| format!("model {}: its config.toml", m.name))?
+        .frontend
+        .frames;
+    let (senders, receivers): (Vec<_>, Vec<_>) =
+        (0..jobs).map(|_| crossbeam_channel::bounded(1)).unzip();
+    let load_error: Mutex<Option<String>> = Mutex::new(None);
     std::thread::scope(|s| -> Result<()> {
+        let load_error = &load_error;
+        s.spawn(move || {
+            let t_load = Instant::now();
+            let loaded = Detector::load(&o.model_dir, cfg, None).and_then(|first| {
+                let mut dets = (1..jobs)
+                    .map(|_| first.fork())
+                    .collect::<Result<Vec<_>>>()?;
+                dets.insert(0, first);
+                Ok(dets)
+            });
+            match loaded {
+                Ok(dets) => {
+                    tracing::info!("model loaded in {:.2} s", t_load.elapsed().as_secs_f64());
+                    for (tx, d) in senders.iter().zip(dets) {
+                        let _ = tx.send(Ok(d));
+                    }
+                }
+                Err(e) => {
+                    let msg = format!("{e:#}");
+                    *load_error.lock().expect("load error") = Some(msg.clone());
+                    for tx in &senders {
+                        let _ = tx.send(Err(msg.clone()));
+                    }
+                }
+            }
+        });
         let mut handles = Vec::new();
-        for ((w, slot), mut det) in slots.iter().enumerate().zip(dets) {
+        for ((w, slot), rx) in slots.iter().enumerate().zip(receivers) {
+            let mut det = DetectorSlot::Pending {
+                rx,
+                got: None,
+                name: m.name.clone(),
+                frames,
+            };
             let (todo, next, results, model) = (&todo, &next, &results, &model);
             handles.push(s.spawn(move || -> Result<()> {
                 loop {
@@ -345,6 +383,10 @@ pub fn run(cfg: &Config, o: &BatchOptions) -> Result<BatchSummary> {
         finished.store(true, Ordering::SeqCst);
         first_err.map_or(Ok(()), Err)
     })?;
+    // A model that cannot load fails the batch as a whole, not video by video.
+    if let Some(e) = load_error.into_inner().expect("load error") {
+        bail!("model {}: {e}", o.model_dir.display());
+    }
     let results = results.into_inner().expect("results");
     let mut failed = Vec::new();
     let mut video_seconds = 0.0;

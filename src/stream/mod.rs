@@ -11,7 +11,7 @@ pub mod clips;
 pub mod truth;
 pub mod worker;
 
-use crate::bundle::Detector;
+use crate::bundle::DetectorSlot;
 use crate::config::Config;
 use crate::events::{EventBus, SinkStats};
 use crate::face::FaceTracker;
@@ -240,7 +240,7 @@ impl EventOut for BusOut<'_> {
 pub fn run(
     cfg: &Config,
     source: &Source,
-    det: &mut Detector,
+    det: &mut DetectorSlot<'_>,
     bus: &EventBus,
     opts: &StreamOptions,
     seq: &mut u64,
@@ -250,9 +250,8 @@ pub fn run(
     let mut tracker = FaceTracker::from_config(cfg)?;
     let mut ingest = Ingest::open(source, &cfg.ingest)?;
     let stop_handle = ingest.stop_handle();
-    let model = det.manifest.name.clone();
-    let provider = det.execution_provider().to_string();
-    let frames_per_clip = det.config.frontend.frames;
+    let model = det.name();
+    let frames_per_clip = det.frames_per_clip();
     let (tx, rx) = crossbeam_channel::bounded::<ClipJob>(opts.clip_queue.max(1));
     let label = source.label();
     let max_batch = opts.max_batch;
@@ -266,7 +265,16 @@ pub fn run(
                 let offline = opts.offline_origin_ns.is_some();
                 move || {
                     let mut out = BusOut(bus);
-                    worker::run(det, rx, &mut out, &label, max_batch, seq, record, offline)
+                    // A model still loading is waited for here; the camera path goes on.
+                    match det.get() {
+                        Ok(det) => {
+                            worker::run(det, rx, &mut out, &label, max_batch, seq, record, offline)
+                        }
+                        Err(e) => WorkerReport {
+                            error: Some(format!("{e:#}")),
+                            ..WorkerReport::default()
+                        },
+                    }
                 }
             })
             .context("cannot start the inference thread")?;
@@ -295,7 +303,7 @@ pub fn run(
         Ok(RunSummary {
             source: label.clone(),
             model: model.clone(),
-            execution_provider: provider.clone(),
+            execution_provider: rep.provider.to_string(),
             fps: cam.fps,
             frames: cam.frames,
             frames_per_s: cam.frames as f64 / wall.max(1e-9),

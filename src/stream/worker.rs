@@ -27,6 +27,8 @@ pub struct WorkerReport {
     pub kept: Vec<AuEvent>,
     /// Apex crop per event seq (when recording).
     pub apex_crops: std::collections::BTreeMap<u64, Vec<u8>>,
+    /// The front-end's execution provider.
+    pub provider: &'static str,
 }
 
 /// Where events go and how they are labelled.
@@ -49,7 +51,10 @@ pub fn run(
     record: bool,
     offline: bool,
 ) -> WorkerReport {
-    let mut rep = WorkerReport::default();
+    let mut rep = WorkerReport {
+        provider: det.execution_provider(),
+        ..WorkerReport::default()
+    };
     let clock = out.clock();
     let mut data = Vec::new();
     while let Ok(first) = jobs.recv() {
