@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 APT_PACKAGES := libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base \
 	gstreamer1.0-plugins-good gstreamer1.0-libav gstreamer1.0-tools libopencv-dev clang libclang-dev \
-	pkg-config python3-venv
+	libjpeg62-turbo-dev pkg-config python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEV_BIN := target/debug/aullm
 REL_BIN := target/release/aullm
@@ -12,7 +12,7 @@ DEMO_OUT ?= out/demo
 PYTHON ?= python3
 VENV := .venv
 
-.PHONY: setup system-packages python-test-deps models demo test lint bench bench-live clean
+.PHONY: setup system-packages python-test-deps models demo test lint bench bench-live bench-batch clean
 
 ## setup: system packages (only those missing), debug build, verified model artefacts. Idempotent.
 setup: system-packages python-test-deps
@@ -65,6 +65,15 @@ bench-live: setup
 	$(REL_BIN) synth $(BENCH_OUT)/synth --preset bench --subjects 1 --clips 0 --long-videos 1 --seed 11
 	$(REL_BIN) run "gst:filesrc location=$(BENCH_OUT)/synth/videos/001_1.avi ! decodebin ! videoconvert ! clocksync" \
 		--set ingest.live=yes --fps 200 --sink jsonl:$(BENCH_OUT)/paced-events.jsonl --summary $(BENCH_OUT)/paced-summary.json
+
+## bench-batch: batch throughput (video-seconds per wall-second) on 8 SynthME long videos (12 s of
+## 640x480 200 fps MJPEG each), two at a time. Not part of `make test`.
+bench-batch: setup
+	$(CARGO) build --release --locked
+	mkdir -p $(BENCH_OUT)
+	[ -d $(BENCH_OUT)/batch-synth/videos ] || $(REL_BIN) synth $(BENCH_OUT)/batch-synth --preset bench --clips 0
+	rm -rf $(BENCH_OUT)/batch
+	$(REL_BIN) batch $(BENCH_OUT)/batch-synth/videos --out $(BENCH_OUT)/batch -j 2 --quiet
 
 clean:
 	$(CARGO) clean
