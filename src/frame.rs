@@ -32,6 +32,16 @@ pub struct Frame {
     pub decodes: u32,
 }
 
+/// A compressed frame whose data libjpeg refused.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("frame {seq}: {message}")]
+pub struct CorruptFrame {
+    /// The frame's sequence number.
+    pub seq: u64,
+    /// What the decoder said.
+    pub message: String,
+}
+
 /// A pixel rectangle `[x0, y0, x1, y1)`, end exclusive.
 pub type Rect = [u32; 4];
 
@@ -124,7 +134,10 @@ impl Pixels for Frame {
                 (u[3] + m).min(h),
             ];
             let got = crate::ingest::jpeg::decode_gray(jpeg, w, h, grown, &mut self.pixels)
-                .map_err(|e| anyhow::anyhow!("frame {}: {e:#}", self.seq))?;
+                .map_err(|e| CorruptFrame {
+                    seq: self.seq,
+                    message: format!("{e:#}"),
+                })?;
             self.decodes += 1;
             self.valid = got;
             if got == [0, 0, w, h] {

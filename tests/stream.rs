@@ -230,3 +230,53 @@ fn a_tcp_client_that_never_reads_does_not_change_the_run() {
     assert_eq!((f0, e0), (f1, e1));
     assert_eq!(ev0, ev1);
 }
+
+#[test]
+fn a_corrupt_frame_in_a_recording_is_counted_and_the_run_goes_on() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let video = dir.path().join("damaged.avi");
+    let mut bytes = std::fs::read(&f.video).unwrap();
+    let soi: Vec<usize> = bytes
+        .windows(3)
+        .enumerate()
+        .filter(|(_, w)| w == &[0xff, 0xd8, 0xff])
+        .map(|(i, _)| i)
+        .collect();
+    assert!(soi.len() > 600, "{} JPEG frames", soi.len());
+    bytes[soi[500] + 1] = 0x00; // frame 500 no longer starts a JPEG
+    std::fs::write(&video, bytes).unwrap();
+    let cfg = Config::default();
+    let mut det = aullm::bundle::Detector::load(&f.model, &cfg, None).unwrap();
+    let bus = EventBus::new(Vec::new(), 64, aullm::events::LslClock::monotonic());
+    let opts = StreamOptions {
+        record: true,
+        offline_origin_ns: Some(0),
+        ..options()
+    };
+    let mut seq = 0;
+    let s = aullm::stream::run(
+        &cfg,
+        &Source::File(video),
+        &mut aullm::bundle::DetectorSlot::Ready(&mut det),
+        &bus,
+        &opts,
+        &mut seq,
+    )
+    .unwrap();
+    bus.close();
+    assert!(s.error.is_none(), "{:?}", s.error);
+    assert_eq!(s.corrupt_frames, 1);
+    assert_eq!(
+        s.frames as usize,
+        soi.len(),
+        "every frame, the damaged one included"
+    );
+    let rows = s.recording.unwrap().frames;
+    let row = rows
+        .iter()
+        .find(|r| r.frame == 500)
+        .expect("a row for frame 500");
+    assert!(!row.success, "the damaged frame has no face");
+    assert!(rows.iter().filter(|r| r.success).count() > 1000);
+}

@@ -168,6 +168,8 @@ pub struct RunSummary {
     pub clips_dropped: u64,
     /// Clips whose onset was older than the crop ring.
     pub clips_truncated: u64,
+    /// MJPEG frames whose data could not be decoded: skipped, as GStreamer's decoder skips them.
+    pub corrupt_frames: u64,
     /// Events published.
     pub events: u64,
     /// Event latency: offset frame capture → published.
@@ -188,7 +190,7 @@ impl RunSummary {
     pub fn render(&self) -> String {
         let c = &self.cpu;
         let mut s = format!(
-            "{}: {} frames at {:.1} fps ({:.0} frames/s processed), dropped {} (queue {}, gaps {}, QoS {}), faces {}\n\
+            "{}: {} frames at {:.1} fps ({:.0} frames/s processed), dropped {} (queue {}, gaps {}, QoS {}), corrupt {}, faces {}\n\
              intervals {}, clips dropped {} (queue full), truncated {}, events {} (latency median {:.1} ms, p99 {:.1} ms)\n\
              model {} on {}; CPU over {:.1} s: face+spot {:.0}%, inference {:.0}%, ingest+sinks {:.0}% of one core\n",
             self.source,
@@ -199,6 +201,7 @@ impl RunSummary {
             self.ingest.dropped_queue,
             self.ingest.dropped_gap,
             self.ingest.dropped_qos,
+            self.corrupt_frames,
             self.faces,
             self.intervals,
             self.clips_dropped,
@@ -312,6 +315,7 @@ pub fn run(
             intervals: cam.intervals,
             clips_dropped: cam.clips_dropped,
             clips_truncated: cam.clips_truncated,
+            corrupt_frames: cam.corrupt_frames,
             events: rep.events,
             latency: Latency::of(&rep.latencies_ms),
             cpu: CpuShare {
@@ -336,6 +340,7 @@ struct CameraReport {
     intervals: u64,
     clips_dropped: u64,
     clips_truncated: u64,
+    corrupt_frames: u64,
     cpu_s: f64,
     error: Option<String>,
     rows: Vec<FrameRow>,
@@ -384,7 +389,19 @@ fn camera_path(
         if fps.is_none() && frame.seq > 0 && frame.pts_ns > p0 {
             fps = Some(1e9 * frame.seq as f64 / (frame.pts_ns - p0) as f64);
         }
-        let obs = tracker.process_frame(&mut frame)?;
+        let obs = match tracker.process_frame(&mut frame) {
+            Ok(obs) => obs,
+            Err(e) => match e.downcast_ref::<crate::frame::CorruptFrame>() {
+                // One damaged frame of a recording is a frame without a face (counted, warned),
+                // not the end of the recording.
+                Some(c) => {
+                    tracing::warn!("{}: {c}: no face on it", ingest.label());
+                    rep.corrupt_frames += 1;
+                    Vec::new()
+                }
+                None => return Err(e),
+            },
+        };
         // The windows need the frame rate: on a file without a declared rate, spotting starts
         // on the second frame.
         let Some(rate) = fps else { continue };
