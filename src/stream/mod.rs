@@ -395,8 +395,19 @@ fn camera_path(
                 // One damaged frame of a recording is a frame without a face (counted, warned),
                 // not the end of the recording.
                 Some(c) => {
-                    tracing::warn!("{}: {c}: no face on it", ingest.label());
                     rep.corrupt_frames += 1;
+                    if rep.corrupt_frames == rep.frames && rep.frames >= 10 {
+                        // Nothing decodes: a JPEG variant libjpeg cannot turn into gray, not damage.
+                        rep.error = Some(format!(
+                            "{}: none of the first {} frames could be decoded ({c}); set ingest.decode_regions = false to let GStreamer decode them",
+                            ingest.label(),
+                            rep.frames
+                        ));
+                        break;
+                    }
+                    if rep.corrupt_frames <= 10 {
+                        tracing::warn!("{}: {c}: no face on it", ingest.label());
+                    }
                     Vec::new()
                 }
                 None => return Err(e),
