@@ -50,23 +50,6 @@ pub type Rect = [u32; 4];
 const DECODE_MARGIN: u32 = 16;
 
 impl Frame {
-    /// A decoded frame (tests, still images, generated sources).
-    pub fn gray(pixels: Vec<u8>, width: u32, height: u32) -> Frame {
-        Frame {
-            seq: 0,
-            pts_ns: 0,
-            host_ns: 0,
-            mono_ns: 0,
-            width,
-            height,
-            period_ns: None,
-            pixels: PooledBuf::unpooled(pixels),
-            jpeg: None,
-            valid: [0, 0, width, height],
-            decodes: 0,
-        }
-    }
-
     /// All pixel rows as a slice of `width * height` bytes (decoding what is still compressed).
     pub fn data(&mut self) -> anyhow::Result<&[u8]> {
         self.region([0, 0, self.width, self.height])
