@@ -230,6 +230,30 @@ fn mjpeg_regions_decode_to_the_same_pixels_as_gstreamer() {
         }
         assert!(b.next_frame().unwrap().is_none());
         assert_eq!(n, 12);
+
+        // Told what the reader will read, GStreamer's thread decodes that much ahead (frames
+        // already queued when the hint arrives come compressed), with the same pixels.
+        let path24 = dir.path().join(format!("{format}-24.avi"));
+        write_mjpeg(&path24, format, 24);
+        let mut c = open(&path24.display().to_string(), &IngestConfig::default());
+        let mut d = open(&path24.display().to_string(), &whole);
+        let rect = [60u32, 50, 120, 90];
+        c.set_decode_hint(Some(rect));
+        let mut ahead = 0;
+        while let Some(mut fc) = c.next_frame().unwrap() {
+            let mut fd = d.next_frame().unwrap().expect("same frame count");
+            let v = fc.valid;
+            if fc.decodes == 1 && v[0] <= 60 && v[1] <= 50 && v[2] >= 120 && v[3] >= 90 {
+                ahead += 1;
+            }
+            let seq = fc.seq;
+            assert_eq!(
+                fc.data().unwrap(),
+                fd.data().unwrap(),
+                "{format} frame {seq}"
+            );
+        }
+        assert!(ahead >= 12, "{format}: {ahead} of 24 frames decoded ahead");
     }
 }
 

@@ -187,6 +187,7 @@ pub fn process_video(
     det: &mut DetectorSlot<'_>,
     model: &(String, String),
     progress: Arc<AtomicU64>,
+    decode_ahead: bool,
 ) -> Result<IndexRow> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let _ = std::fs::remove_file(dir.join("done.json"));
@@ -198,6 +199,7 @@ pub fn process_video(
         // One clip per model call: batch composition would otherwise depend on timing and change
         // the last bits of the probabilities between runs (resumed outputs must be identical).
         max_batch: 1,
+        decode_ahead,
         ..StreamOptions::from_config(cfg)
     };
     let mut seq = 0;
@@ -291,6 +293,10 @@ pub fn run(cfg: &Config, o: &BatchOptions) -> Result<BatchSummary> {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(Input, Result<IndexRow, String>)>> = Mutex::new(Vec::new());
     let jobs = o.jobs.clamp(1, todo.len().max(1));
+    // A worker with a core to spare decodes MJPEG beside its face thread; with a worker per core,
+    // decoding on the face thread saves the hand-over and the larger look-ahead regions.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let decode_ahead = jobs * 2 <= cores;
     let slots: Vec<(Mutex<String>, Arc<AtomicU64>)> = (0..jobs)
         .map(|_| (Mutex::new(String::new()), Arc::new(AtomicU64::new(0))))
         .collect();
@@ -349,7 +355,15 @@ pub fn run(cfg: &Config, o: &BatchOptions) -> Result<BatchSummary> {
                     *slot.0.lock().expect("slot") = input.id.clone();
                     slot.1.store(0, Ordering::Relaxed);
                     let dir = o.out.join(&input.id);
-                    let r = process_video(cfg, input, &dir, &mut det, model, slot.1.clone())
+                    let r = process_video(
+                        cfg,
+                        input,
+                        &dir,
+                        &mut det,
+                        model,
+                        slot.1.clone(),
+                        decode_ahead,
+                    )
                         .map_err(|e| format!("{e:#}"));
                     if let Err(e) = &r {
                         let _ = std::fs::create_dir_all(&dir);

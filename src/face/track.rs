@@ -135,16 +135,40 @@ impl FaceTracker {
     /// neighbourhood, the detector's squares when a detection is due, or the whole frame when the
     /// detector searches it. Reads outside it still work (they decode more), only slower.
     pub fn read_hint(&self, width: usize, height: usize) -> Rect {
-        let whole = [0, 0, width as u32, height as u32];
         let scheduled = self
             .frame_index
             .is_multiple_of(self.face.detect_every as u64);
-        if self.tracks.is_empty() || (scheduled && self.tracks.len() < self.face.max_faces) {
-            return whole;
+        let whole_search = scheduled && self.tracks.len() < self.face.max_faces;
+        // Room for a frame's head motion at the predicted transform.
+        self.region_hint(width, height, 8.0, whole_search, |t| {
+            scheduled || t.needs_detection
+        })
+    }
+
+    /// The region worth decoding for frames still in the ingest queue (ahead of this tracker):
+    /// every track's crop and detector neighbourhoods with room for the motion of a queue's worth
+    /// of frames, or the whole frame while faces are missing.
+    pub fn decode_hint(&self, width: usize, height: usize) -> Rect {
+        const QUEUE_MOTION_PX: f64 = 24.0;
+        let missing = self.tracks.len() < self.face.max_faces;
+        self.region_hint(width, height, QUEUE_MOTION_PX, missing, |_| true)
+    }
+
+    /// Union of the tracks' crop footprints (and detector squares where `detect(track)`), grown by
+    /// `motion_px`; the whole frame when `whole` or without tracks.
+    fn region_hint(
+        &self,
+        width: usize,
+        height: usize,
+        motion_px: f64,
+        whole: bool,
+        detect: impl Fn(&Track) -> bool,
+    ) -> Rect {
+        let all = [0, 0, width as u32, height as u32];
+        if self.tracks.is_empty() || whole {
+            return all;
         }
         let size = self.align.size;
-        // Room for a frame's head motion at the predicted transform.
-        const MOTION_PX: f64 = 8.0;
         let mut hint: Option<Rect> = None;
         let mut add = |r: Rect| {
             hint = Some(match hint {
@@ -162,11 +186,11 @@ impl FaceTracker {
             let c = warp_footprint(a, [0, 0, size, size], width, height);
             add(crate::frame::footprint(
                 &[[c[0] as f64, c[1] as f64], [c[2] as f64, c[3] as f64]],
-                MOTION_PX,
+                motion_px,
                 width,
                 height,
             ));
-            if scheduled || t.needs_detection {
+            if detect(t) {
                 let b = t.bbox_crop;
                 let corners =
                     [[b[0], b[1]], [b[2], b[1]], [b[0], b[3]], [b[2], b[3]]].map(|c| a.apply(c));
@@ -177,13 +201,13 @@ impl FaceTracker {
                 let h = side / 2.0;
                 add(crate::frame::footprint(
                     &[[cx - h, cy - h], [cx + h, cy + h]],
-                    MOTION_PX,
+                    motion_px,
                     width,
                     height,
                 ));
             }
         }
-        hint.unwrap_or(whole)
+        hint.unwrap_or(all)
     }
 
     /// Processes one frame read by region.

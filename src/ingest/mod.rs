@@ -104,6 +104,8 @@ pub struct Ingest {
     last_pts_ns: Option<u64>,
     frame_period_ns: Option<u64>,
     file: Option<std::path::PathBuf>,
+    /// Region the face path expects to read next, packed (see `reader::pack_rect`).
+    region_hint: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Stops a running source from another thread (Ctrl-C): the stream ends cleanly at the next frame.
@@ -178,6 +180,8 @@ impl Ingest {
             last_pts_ns: None,
             frame_period_ns: None,
             file: source.local_file(),
+            // Until the reader says what it reads, it decodes what it asks for itself.
+            region_hint: Arc::new(std::sync::atomic::AtomicU64::new(reader::HINT_NONE)),
         };
 
         // PAUSED tells live sources (no preroll) from files; a failure here is a startup error.
@@ -209,8 +213,14 @@ impl Ingest {
             .by_name(SINK_NAME)
             .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
             .ok_or_else(|| anyhow!("source {label}: the file has no video stream"))?;
-        let (tx, rx): (Sender<Frame>, Receiver<Frame>) =
-            crossbeam_channel::bounded(cfg.queue_frames);
+        // Compressed frames are decoded as they are queued, with the face thread's latest region:
+        // a short queue keeps that region close to the frames it is used for.
+        let depth = if regions {
+            cfg.queue_frames.min(8)
+        } else {
+            cfg.queue_frames
+        };
+        let (tx, rx): (Sender<Frame>, Receiver<Frame>) = crossbeam_channel::bounded(depth.max(1));
         ingest.frames = rx.clone();
         reader::attach(
             &sink,
@@ -230,12 +240,22 @@ impl Ingest {
                 info: None,
                 stopping: stop,
                 jpeg_pool: FramePool::new(cfg.queue_frames + 8),
+                region_hint: ingest.region_hint.clone(),
             },
         );
         if pipeline.set_state(gst::State::Playing).is_err() {
             return Err(ingest.startup_error());
         }
         Ok(ingest)
+    }
+
+    /// Tells the decoder which region of the coming frames the face path will read (MJPEG files
+    /// decode only that, beside the face thread); reads outside it still decode, on the reader's
+    /// thread.
+    /// `None`: decode nothing ahead; the reader decodes what it reads, on its own thread.
+    pub fn set_decode_hint(&self, rect: Option<crate::frame::Rect>) {
+        let v = rect.map_or(reader::HINT_NONE, reader::pack_rect);
+        self.region_hint.store(v, Ordering::Relaxed);
     }
 
     /// The error GStreamer posted while starting, or a generic one naming the source.

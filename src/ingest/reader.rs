@@ -46,6 +46,28 @@ pub(crate) struct SinkState {
     pub stopping: Arc<AtomicBool>,
     /// Buffers for compressed (MJPEG) frames.
     pub jpeg_pool: FramePool,
+    /// The region the face thread expects to read (packed by [`pack_rect`]); decoded here, in
+    /// the streaming thread, so decoding runs beside the face path.
+    pub region_hint: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Packed hint: decode nothing ahead (the reader decodes what it reads).
+pub(crate) const HINT_NONE: u64 = u64::MAX;
+
+/// A rectangle in one word (16 bits per coordinate, so never one of the sentinels above).
+pub(crate) fn pack_rect(r: crate::frame::Rect) -> u64 {
+    r.iter()
+        .fold(0u64, |acc, &v| (acc << 16) | u64::from(v.min(0x7fff)))
+}
+
+/// The rectangle [`pack_rect`] packed.
+fn unpack_rect(v: u64) -> crate::frame::Rect {
+    [
+        (v >> 48) as u32 & 0xffff,
+        (v >> 32) as u32 & 0xffff,
+        (v >> 16) as u32 & 0xffff,
+        v as u32 & 0xffff,
+    ]
 }
 
 /// What the appsink's caps say a sample holds.
@@ -157,7 +179,7 @@ impl SinkState {
         } else {
             [0, 0, w as u32, h as u32]
         };
-        let frame = Frame {
+        let mut frame = Frame {
             seq: self.seq,
             pts_ns: pts.unwrap_or_else(|| self.seq * period_ns.unwrap_or(0)),
             host_ns: arrival_host,
@@ -170,6 +192,15 @@ impl SinkState {
             valid,
             decodes: 0,
         };
+        let hint = match self.region_hint.load(Ordering::Relaxed) {
+            HINT_NONE => None,
+            packed => Some(unpack_rect(packed)),
+        };
+        if let Some(hint) = hint.filter(|_| frame.jpeg.is_some()) {
+            // A frame that does not decode goes on compressed: the face thread meets the same
+            // error and reports it with the frame.
+            let _ = crate::frame::Pixels::region(&mut frame, hint);
+        }
         self.seq += 1;
         self.push(frame)
     }

@@ -131,6 +131,9 @@ pub fn run(
         first_pts.get_or_insert(frame.pts_ns);
         last_pts = Some(frame.pts_ns);
         let faces = tracker.process_frame(&mut frame)?;
+        ingest.set_decode_hint(Some(
+            tracker.decode_hint(frame.width as usize, frame.height as usize),
+        ));
         let t = (frame.pts_ns - first_pts.unwrap_or(0)) as f64 / 1e9;
         csv.write_frame(frames, frame.seq, t, &faces)
             .with_context(|| format!("writing {}", opts.csv.display()))?;

@@ -92,6 +92,9 @@ pub fn spot_source(
         }
         let t0 = Instant::now();
         let faces = tracker.process_frame(&mut frame)?;
+        ingest.set_decode_hint(Some(
+            tracker.decode_hint(frame.width as usize, frame.height as usize),
+        ));
         let t1 = Instant::now();
         face_ns += (t1 - t0).as_nanos();
         // The windows need the frame rate: spotting starts on the second frame of a file.
@@ -160,6 +163,9 @@ pub fn track_crops(cfg: &Config, path: &Path) -> Result<TrackCrops> {
         last = (frame.seq, frame.pts_ns);
         let t = Instant::now();
         let faces = tracker.process_frame(&mut frame)?;
+        ingest.set_decode_hint(Some(
+            tracker.decode_hint(frame.width as usize, frame.height as usize),
+        ));
         face_ns += t.elapsed().as_nanos();
         if let Some(f) = faces.iter().min_by_key(|f| f.track_id) {
             crops.push((frame.seq, f.crop.clone()));

@@ -50,6 +50,10 @@ pub struct StreamOptions {
     pub offline_origin_ns: Option<i64>,
     /// Frames processed so far (progress display).
     pub progress: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// MJPEG frames are decoded (by region) in GStreamer's thread, beside the face path; false
+    /// decodes them on the face thread only, which costs less CPU when every core is busy anyway
+    /// (a batch with a worker per core).
+    pub decode_ahead: bool,
 }
 
 impl StreamOptions {
@@ -65,6 +69,7 @@ impl StreamOptions {
             record: false,
             offline_origin_ns: None,
             progress: None,
+            decode_ahead: true,
         }
     }
 }
@@ -389,6 +394,7 @@ fn camera_path(
         if fps.is_none() && frame.seq > 0 && frame.pts_ns > p0 {
             fps = Some(1e9 * frame.seq as f64 / (frame.pts_ns - p0) as f64);
         }
+        let (fw, fh) = (frame.width as usize, frame.height as usize);
         let obs = match tracker.process_frame(&mut frame) {
             Ok(obs) => obs,
             Err(e) => match e.downcast_ref::<crate::frame::CorruptFrame>() {
@@ -413,6 +419,9 @@ fn camera_path(
                 None => return Err(e),
             },
         };
+        if opts.decode_ahead {
+            ingest.set_decode_hint(Some(tracker.decode_hint(fw, fh)));
+        }
         // The windows need the frame rate: on a file without a declared rate, spotting starts
         // on the second frame.
         let Some(rate) = fps else { continue };
