@@ -153,6 +153,17 @@ pub fn render_frame(
     Ok(())
 }
 
+/// Byte offsets of the JPEG start-of-image markers in an MJPEG file (one per frame; entropy-coded
+/// data never holds `FF D8`), for tests that damage a chosen frame.
+pub fn jpeg_starts(bytes: &[u8]) -> Vec<usize> {
+    bytes
+        .windows(3)
+        .enumerate()
+        .filter(|(_, w)| w == &[0xff, 0xd8, 0xff])
+        .map(|(i, _)| i)
+        .collect()
+}
+
 /// Writes the clip as a lossless video (`.mkv`, FFV1) and returns the true photo→frame transforms.
 pub fn write_face_video(
     spec: &FaceVideoSpec,

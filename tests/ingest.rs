@@ -264,12 +264,7 @@ fn a_corrupt_mjpeg_frame_is_an_error_naming_the_frame() {
     write_mjpeg(&path, "GRAY8", 6);
     // Break the fourth frame's JPEG header (its start-of-image marker).
     let mut bytes = std::fs::read(&path).unwrap();
-    let soi: Vec<usize> = bytes
-        .windows(3)
-        .enumerate()
-        .filter(|(_, w)| w == &[0xff, 0xd8, 0xff])
-        .map(|(i, _)| i)
-        .collect();
+    let soi = aullm::fixtures::jpeg_starts(&bytes);
     assert!(soi.len() >= 6, "{} JPEG starts", soi.len());
     bytes[soi[3] + 1] = 0x00;
     std::fs::write(&path, bytes).unwrap();

@@ -237,12 +237,7 @@ fn a_corrupt_frame_in_a_recording_is_counted_and_the_run_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let video = dir.path().join("damaged.avi");
     let mut bytes = std::fs::read(&f.video).unwrap();
-    let soi: Vec<usize> = bytes
-        .windows(3)
-        .enumerate()
-        .filter(|(_, w)| w == &[0xff, 0xd8, 0xff])
-        .map(|(i, _)| i)
-        .collect();
+    let soi = aullm::fixtures::jpeg_starts(&bytes);
     assert!(soi.len() > 600, "{} JPEG frames", soi.len());
     bytes[soi[500] + 1] = 0x00; // frame 500 no longer starts a JPEG
     std::fs::write(&video, bytes).unwrap();
