@@ -40,6 +40,8 @@ fn batch(cfg: &Config, b: usize) -> (Tensor, Tensor) {
 }
 
 fn bench_step(c: &mut Criterion, group: &str, overrides: &[&str], batches: &[usize]) {
+    // As `aullm train` does.
+    aullm::train::alloc::keep_freed_memory();
     let cfg = config(overrides);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let t0 = std::time::Instant::now();

@@ -210,6 +210,10 @@ struct EvalArgs {
     /// Also print the published papers' optimistic metric (labelled as such).
     #[arg(long)]
     paper_metric: bool,
+    /// Train at most N folds that are not finished yet, then write a report of the finished folds
+    /// labelled partial (with --resume, to spread a long protocol over several runs)
+    #[arg(long, value_name = "N")]
+    max_folds: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -779,6 +783,7 @@ fn protocol_options(
     c: CommonTrainArgs,
     protocol: aullm::train::Protocol,
     paper_metric: bool,
+    max_folds: Option<usize>,
 ) -> Result<aullm::jobs::train::ProtocolOptions> {
     if let Some(e) = c.epochs {
         cfg.train.epochs = e;
@@ -801,11 +806,12 @@ fn protocol_options(
         quiet: c.quiet,
         interrupt: Some(interrupt),
         paper_metric,
+        max_folds,
     })
 }
 
 fn train_command(cfg: &mut Config, a: TrainArgs) -> Result<ExitCode> {
-    let o = protocol_options(cfg, a.common, a.protocol, false)?;
+    let o = protocol_options(cfg, a.common, a.protocol, false, None)?;
     let (outcome, net) = aullm::jobs::train::run(cfg, &o)?;
     std::fs::write(
         o.out.join("training.json"),
@@ -841,7 +847,7 @@ fn train_command(cfg: &mut Config, a: TrainArgs) -> Result<ExitCode> {
 }
 
 fn eval_command(cfg: &mut Config, a: EvalArgs) -> Result<ExitCode> {
-    let o = protocol_options(cfg, a.common, a.protocol, a.paper_metric)?;
+    let o = protocol_options(cfg, a.common, a.protocol, a.paper_metric, a.max_folds)?;
     let (outcome, _) = aullm::jobs::train::run(cfg, &o)?;
     let r = outcome
         .report

@@ -311,6 +311,18 @@ fn run_protocol(
     out: &Path,
     max_steps: Option<u64>,
 ) -> anyhow::Result<(aullm::jobs::train::ProtocolOutcome, Option<Net>)> {
+    run_protocol_in_parts(cfg, protocol, out, max_steps, false, None)
+}
+
+/// [`run_protocol`] with `--resume` and `--max-folds`.
+fn run_protocol_in_parts(
+    cfg: &Config,
+    protocol: &str,
+    out: &Path,
+    max_steps: Option<u64>,
+    resume: bool,
+    max_folds: Option<usize>,
+) -> anyhow::Result<(aullm::jobs::train::ProtocolOutcome, Option<Net>)> {
     let (dir, _) = synth();
     aullm::jobs::train::run(
         cfg,
@@ -318,13 +330,14 @@ fn run_protocol(
             datasets: vec![format!("casme2:{}", dir.display()).parse().unwrap()],
             protocol: protocol.parse().unwrap(),
             out: out.to_path_buf(),
-            resume: false,
+            resume,
             max_steps,
             cache_dir: Some(out.join("cache")),
             root: root().to_path_buf(),
             quiet: true,
             interrupt: None,
             paper_metric: false,
+            max_folds,
         },
     )
 }
@@ -379,4 +392,43 @@ fn two_stage_training_starts_from_the_same_folds_frontend_and_refuses_another_sp
         .err()
         .expect("a front-end trained on the test subject must be refused");
     assert!(format!("{err:#}").contains("leak test subjects"), "{err:#}");
+}
+
+/// `--max-folds` spreads LOSO over several runs: each trains that many more folds, the report says it
+/// is partial, and finished folds are scored again rather than retrained.
+#[test]
+fn max_folds_trains_loso_in_parts_and_labels_the_report_partial() {
+    let mut cfg = tiny_config();
+    cfg.train.epochs = 1;
+    cfg.frontend.ablation = aullm::config::Ablation::MlpHead;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("loso");
+    let render = |o: &aullm::jobs::train::ProtocolOutcome| {
+        aullm::eval::report::render_markdown(o, o.report.as_ref().unwrap(), None)
+    };
+
+    let (a, _) = run_protocol_in_parts(&cfg, "loso", &out, None, true, Some(1)).unwrap();
+    assert_eq!(a.folds.len(), 1);
+    assert!(a.protocol_folds >= 3, "{} folds", a.protocol_folds);
+    let partial = format!(
+        "Partial report: 1 of the protocol's {} folds",
+        a.protocol_folds
+    );
+    assert!(render(&a).contains(&partial), "{}", render(&a));
+
+    let (b, _) = run_protocol_in_parts(&cfg, "loso", &out, None, true, Some(1)).unwrap();
+    assert_eq!(b.folds.len(), 2);
+    assert_eq!(b.folds[0].name, a.folds[0].name);
+    let fold0 = |o: &aullm::jobs::train::ProtocolOutcome| -> Vec<(String, Vec<f32>)> {
+        o.predictions
+            .iter()
+            .filter(|p| p.fold == 0)
+            .map(|p| (p.key.clone(), p.prob.clone()))
+            .collect()
+    };
+    assert_eq!(fold0(&a), fold0(&b), "the finished fold was retrained");
+
+    let (c, _) = run_protocol_in_parts(&cfg, "loso", &out, None, true, None).unwrap();
+    assert_eq!(c.folds.len(), c.protocol_folds);
+    assert!(!render(&c).contains("Partial report"), "{}", render(&c));
 }

@@ -48,6 +48,14 @@ pub fn render_markdown(o: &ProtocolOutcome, r: &AuReport, cfg: Option<&Config>) 
             );
         }
     }
+    if o.folds.len() < o.protocol_folds {
+        let _ = writeln!(
+            s,
+            "**Partial report: {} of the protocol's {} folds** (the others are not trained yet; `aullm eval ... --resume` continues). The scores below cover these folds only.\n",
+            o.folds.len(),
+            o.protocol_folds
+        );
+    }
     let _ = writeln!(
         s,
         "{} folds, {} held-out clips, {:.0} s. Binary F1 of the positive class at thresholds chosen on each fold's training subjects (inner validation split); macro = mean over AUs.\n",

@@ -1,25 +1,16 @@
 //! Lightweight 3D CNN backbone from (2+1)D blocks, yielding F_mid (local, 1/4 resolution) and F_high
 //! (semantic, 1/16 resolution).
 //!
-//! candle has no Conv3d, so each block is a spatial 1xkxk convolution (conv2d over frames folded into the
-//! batch) followed by a temporal kx1x1 convolution (one matrix product over time-shifted copies). ONNX Conv
-//! expresses both exactly with 3D kernels ([Co, Ci, 1, k, k] and [Co, Co, kt, 1, 1]), so export stays exact.
+//! candle has no Conv3d, so each block is a spatial 1xkxk convolution (a 2D convolution of every frame)
+//! followed by a temporal kx1x1 convolution (a kt x 1 convolution over [T, H·W]), both computed
+//! channels-first by [`conv2d_cf`]. ONNX Conv expresses both exactly with 3D kernels ([Co, Ci, 1, k, k]
+//! and [Co, Co, kt, 1, 1]), so export stays exact.
 
 use candle_core::{D, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder, init};
 
+use super::conv::conv2d_cf;
 use crate::config::FrontendConfig;
-
-/// Applies a 4D (N, C, H, W) operation to every frame of a [B, C, T, H, W] tensor.
-pub fn per_frame(x: &Tensor, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
-    let (b, c, t, h, w) = x.dims5()?;
-    let folded = x.permute((0, 2, 1, 3, 4))?.reshape((b * t, c, h, w))?;
-    let y = f(&folded)?;
-    let (_, c2, h2, w2) = y.dims4()?;
-    y.reshape((b, t, c2, h2, w2))?
-        .permute((0, 2, 1, 3, 4))?
-        .contiguous()
-}
 
 /// One (2+1)D block: spatial conv (stride `stride`, padding k/2), ReLU, temporal conv ("same" padding), ReLU.
 #[derive(Debug, Clone)]
@@ -60,39 +51,34 @@ impl Conv2Plus1d {
         })
     }
 
-    /// Spatial 1xkxk convolution of every frame.
+    /// Spatial 1xkxk convolution of every frame of a channels-first [C, B, T, H, W] tensor.
     pub fn spatial(&self, x: &Tensor) -> Result<Tensor> {
+        let (c, b, t, h, w) = x.dims5()?;
         let k = self.spatial_w.dim(D::Minus1)?;
-        per_frame(x, |f| {
-            f.conv2d(&self.spatial_w, k / 2, self.stride, 1, 1)?
-                .broadcast_add(&self.spatial_b.reshape((1, (), 1, 1))?)
-        })
+        let y = conv2d_cf(
+            &x.reshape((c, b * t, h, w))?,
+            &self.spatial_w,
+            self.stride,
+            (k / 2, k / 2),
+        )?;
+        let (co, _, ho, wo) = y.dims4()?;
+        y.broadcast_add(&self.spatial_b.reshape(((), 1, 1, 1))?)?
+            .reshape((co, b, t, ho, wo))
     }
 
-    /// Temporal kx1x1 convolution with zero "same" padding over time.
-    ///
-    /// Written as one matrix product over the kt time-shifted copies stacked on the channel axis: candle's
-    /// conv2d with a (kt, 1) kernel over the long H*W axis was the slowest step of the backbone on the CPU.
+    /// Temporal kx1x1 convolution with zero "same" padding over time of a channels-first
+    /// [C, B, T, H, W] tensor: a kt x 1 convolution of the [T, H·W] plane of every clip.
     pub fn temporal(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, c, t, h, w) = x.dims5()?;
-        let (c_out, _, kt, _) = self.temporal_w.dims4()?;
-        let padded = x
-            .reshape((b, c, t, h * w))?
-            .pad_with_zeros(2, kt / 2, kt / 2)?;
-        let shifted = (0..kt)
-            .map(|k| padded.narrow(2, k, t))
-            .collect::<Result<Vec<_>>>()?;
-        // Row k*C + c of the stack is channel c shifted by k; the kernel [Co, C, kt, 1] is reordered to match.
-        let stacked = Tensor::cat(&shifted, 1)?.reshape((b, kt * c, t * h * w))?;
-        let kernel = self
-            .temporal_w
-            .squeeze(3)?
-            .permute((0, 2, 1))?
-            .reshape((c_out, kt * c))?;
-        kernel
-            .broadcast_matmul(&stacked)?
-            .broadcast_add(&self.temporal_b.reshape((1, (), 1))?)?
-            .reshape((b, c_out, t, h, w))
+        let (c, b, t, h, w) = x.dims5()?;
+        let kt = self.temporal_w.dim(2)?;
+        let y = conv2d_cf(
+            &x.reshape((c, b, t, h * w))?,
+            &self.temporal_w,
+            1,
+            (kt / 2, 0),
+        )?;
+        y.broadcast_add(&self.temporal_b.reshape(((), 1, 1, 1))?)?
+            .reshape(((), b, t, h, w))
     }
 
     /// The spatial and temporal kernels (for export).
@@ -112,6 +98,7 @@ impl Conv2Plus1d {
 }
 
 impl Module for Conv2Plus1d {
+    /// Channels-first [C, B, T, H, W] → [Co, B, T, H/stride, W/stride].
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = self.spatial(x)?.relu()?;
         self.temporal(&y)?.relu()
@@ -143,9 +130,12 @@ impl Backbone {
         Ok(Self { stages })
     }
 
-    /// `clip` [B, C, T, H, W] (C = `frontend.input`'s channels) → (F_mid [B, C2, T, H/4, W/4], F_high [B, C4, T, H/16, W/16]).
+    /// `clip` [B, C, T, H, W] (C = `frontend.input`'s channels) → channels-first (F_mid
+    /// [C2, B, T, H/4, W/4], F_high [C4, B, T, H/16, W/16]).
+    ///
+    /// Channels-first makes every convolution one plain matrix product (see [`conv2d_cf`]).
     pub fn forward(&self, clip: &Tensor) -> Result<(Tensor, Tensor)> {
-        let x = self.stages[0].forward(clip)?;
+        let x = self.stages[0].forward(&clip.permute((1, 0, 2, 3, 4))?.contiguous()?)?;
         let f_mid = self.stages[1].forward(&x)?;
         let x = self.stages[2].forward(&f_mid)?;
         let f_high = self.stages[3].forward(&x)?;

@@ -4,30 +4,26 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Init, Linear, VarBuilder, init, linear};
 
-use super::backbone::per_frame;
+use super::conv::conv2d_cf;
+pub use super::laplacian::spatial_laplacian;
 use crate::config::{Ablation, FrontendConfig};
-
-/// The 4-neighbour discrete Laplacian [[0,1,0],[1,-4,1],[0,1,0]] of every channel of every frame of a
-/// [B, C, T, H, W] tensor, zero padding (the fixed depthwise 3x3 kernel the ONNX export writes).
-///
-/// Computed as shifted sums rather than a grouped conv2d: candle runs a grouped convolution as one
-/// convolution per channel, which made this the slowest step of the front-end on the CPU.
-pub fn spatial_laplacian(x: &Tensor) -> Result<Tensor> {
-    let (_, _, _, h, w) = x.dims5()?;
-    let p = x.pad_with_zeros(3, 1, 1)?.pad_with_zeros(4, 1, 1)?;
-    let up = p.narrow(3, 0, h)?.narrow(4, 1, w)?;
-    let down = p.narrow(3, 2, h)?.narrow(4, 1, w)?;
-    let left = p.narrow(3, 1, h)?.narrow(4, 0, w)?;
-    let right = p.narrow(3, 1, h)?.narrow(4, 2, w)?;
-    ((up + down)? + (left + right)?)? - x.affine(4.0, 0.0)?
-}
 
 /// Eq. 1: F_hf = F_mid + γ·∇²(F_mid), γ a learnable scalar (shape [1]).
 pub fn high_frequency_enhance(f_mid: &Tensor, gamma: &Tensor) -> Result<Tensor> {
     f_mid.broadcast_add(&spatial_laplacian(f_mid)?.broadcast_mul(gamma)?)
 }
 
-/// Eq. 2: G = σ(W_g1 * F̃_hf + W_g2 * F_high + b_g), 3x3 convolutions per frame.
+/// Applies a channels-first 4D (C, N, H, W) operation to every frame of a channels-first
+/// [C, B, T, H, W] tensor.
+fn per_frame_cf(x: &Tensor, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    let (c, b, t, h, w) = x.dims5()?;
+    let y = f(&x.reshape((c, b * t, h, w))?)?;
+    let (c2, _, h2, w2) = y.dims4()?;
+    y.reshape((c2, b, t, h2, w2))
+}
+
+/// Eq. 2: G = σ(W_g1 * F̃_hf + W_g2 * F_high + b_g), 3x3 convolutions per frame (channels-first
+/// [C, B, T, H, W] in and out).
 pub fn fusion_gate(
     f_hf_aligned: &Tensor,
     f_high: &Tensor,
@@ -35,9 +31,9 @@ pub fn fusion_gate(
     w_g2: &Tensor,
     b_g: &Tensor,
 ) -> Result<Tensor> {
-    let a = per_frame(f_hf_aligned, |f| f.conv2d(w_g1, 1, 1, 1, 1))?;
-    let b = per_frame(f_high, |f| f.conv2d(w_g2, 1, 1, 1, 1))?;
-    candle_nn::ops::sigmoid(&(a + b)?.broadcast_add(&b_g.reshape((1, (), 1, 1, 1))?)?)
+    let a = per_frame_cf(f_hf_aligned, |f| conv2d_cf(f, w_g1, 1, (1, 1)))?;
+    let b = per_frame_cf(f_high, |f| conv2d_cf(f, w_g2, 1, (1, 1)))?;
+    candle_nn::ops::sigmoid(&(a + b)?.broadcast_add(&b_g.reshape(((), 1, 1, 1, 1))?)?)
 }
 
 /// Eq. 3: F_fused = G ⊙ F̃_hf + (1 − G) ⊙ F_high.
@@ -46,9 +42,9 @@ pub fn gated_fusion(gate: &Tensor, f_hf_aligned: &Tensor, f_high: &Tensor) -> Re
     f_high + gate * (f_hf_aligned - f_high)?
 }
 
-/// Spatio-temporal average pooling of a [B, C, T, H, W] tensor to [B, C].
+/// Spatio-temporal average pooling of a channels-first [C, B, T, H, W] tensor to [B, C].
 pub fn spatio_temporal_pool(x: &Tensor) -> Result<Tensor> {
-    x.mean((2, 3, 4))
+    x.mean((2, 3, 4))?.t()?.contiguous()
 }
 
 /// Eq. 4: T_v = ReLU(Pool(F) W_proj) as [B, 1, D], from already pooled features [B, C].
@@ -140,14 +136,12 @@ impl Efp {
             candle_core::Error::Msg("EFP alignment is not part of this variant".into())
         })?;
         let k = self.pool_factor;
-        per_frame(f_hf, |f| {
-            f.avg_pool2d(k)?
-                .conv2d(w, 0, 1, 1, 1)?
-                .broadcast_add(&b.reshape((1, (), 1, 1))?)
+        per_frame_cf(f_hf, |f| {
+            conv2d_cf(&f.avg_pool2d(k)?, w, 1, (0, 0))?.broadcast_add(&b.reshape(((), 1, 1, 1))?)
         })
     }
 
-    /// F_mid, F_high → T_v [B, 1, D].
+    /// F_mid, F_high (channels-first, as the backbone gives them) → T_v [B, 1, D].
     pub fn forward(&self, f_mid: &Tensor, f_high: &Tensor) -> Result<Tensor> {
         let pooled = match self.mode {
             EfpMode::Linear => Tensor::cat(

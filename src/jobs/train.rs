@@ -36,6 +36,8 @@ pub struct ProtocolOptions {
     pub interrupt: Option<Arc<AtomicBool>>,
     /// Add the optimistic paper-compatible metric.
     pub paper_metric: bool,
+    /// Train at most this many unfinished folds, then stop (finished folds are still scored).
+    pub max_folds: Option<usize>,
 }
 
 /// One held-out prediction.
@@ -69,8 +71,10 @@ pub struct FoldOutcome {
 pub struct ProtocolOutcome {
     /// AUs in model order.
     pub aus: Vec<u32>,
-    /// Per fold.
+    /// Per fold that has been trained (all of the protocol's unless `--max-folds` stopped early).
     pub folds: Vec<FoldOutcome>,
+    /// How many folds the protocol has.
+    pub protocol_folds: usize,
     /// Held-out predictions (empty for `all`).
     pub predictions: Vec<TestPrediction>,
     /// Scores (None for `all`).
@@ -84,6 +88,7 @@ pub struct ProtocolOutcome {
 /// Runs every fold of the protocol. With `all`, the trained network is returned for export.
 pub fn run(cfg: &Config, o: &ProtocolOptions) -> Result<(ProtocolOutcome, Option<Net>)> {
     let t0 = std::time::Instant::now();
+    crate::train::alloc::keep_freed_memory();
     let cache = o
         .cache_dir
         .clone()
@@ -105,18 +110,39 @@ pub fn run(cfg: &Config, o: &ProtocolOptions) -> Result<(ProtocolOutcome, Option
     let mut outcome = ProtocolOutcome {
         aus: aus.clone(),
         folds: Vec::new(),
+        protocol_folds: fold_list.len(),
         predictions: Vec::new(),
         report: None,
         skipped: set.skipped.clone(),
         seconds: 0.0,
     };
     let mut last_net = None;
+    let mut started = 0;
     for (fi, fold) in fold_list.iter().enumerate() {
         let dir = if o.protocol == Protocol::All {
             o.out.clone()
         } else {
             o.out.join(format!("fold-{}", sanitize(&fold.name)))
         };
+        let ckpt = crate::train::state::checkpoint_dir(&dir);
+        let finished = o.resume
+            && ckpt.join("state.json").exists()
+            && crate::train::state::load_thresholds(&ckpt)?.is_some();
+        if !finished {
+            if o.max_folds.is_some_and(|m| started >= m) {
+                if !o.quiet {
+                    eprintln!(
+                        "fold {}/{} {}: not trained (--max-folds {})",
+                        fi + 1,
+                        fold_list.len(),
+                        fold.name,
+                        started
+                    );
+                }
+                continue;
+            }
+            started += 1;
+        }
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let (tr, va) = inner_split(&fold.train, clips, cfg.train.val_fraction, cfg.train.seed);

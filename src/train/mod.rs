@@ -1,6 +1,7 @@
 //! `aullm train` and the training half of `aullm eval`: dataset clips, protocols (all data, a
 //! subject split, LOSO, subject k-fold, leave-one-dataset-out), the loop, checkpoints.
 
+pub mod alloc;
 pub mod clips;
 pub mod model;
 pub mod optim;
