@@ -12,7 +12,7 @@ DEMO_OUT ?= out/demo
 PYTHON ?= python3
 VENV := .venv
 
-.PHONY: setup system-packages python-test-deps models demo test lint bench bench-live bench-batch clean
+.PHONY: setup system-packages python-test-deps models demo test lint bench bench-live bench-batch loso-default clean
 
 ## setup: system packages (only those missing), debug build, verified model artefacts. Idempotent.
 setup: system-packages python-test-deps
@@ -74,6 +74,16 @@ bench-batch: setup
 	[ -d $(BENCH_OUT)/batch-synth/videos ] || $(REL_BIN) synth $(BENCH_OUT)/batch-synth --preset bench --clips 0
 	rm -rf $(BENCH_OUT)/batch
 	$(REL_BIN) batch $(BENCH_OUT)/batch-synth/videos --out $(BENCH_OUT)/batch -j 2 --quiet
+
+## loso-default: LOSO evaluation of models/default's recipe on SynthME's bench preset (stage 1, full
+## model, MLP-head ablation; ~22 min per fold, 24 folds, on 2 cores). Run it again to continue where it
+## stopped; reports in $(LOSO_RUNS)/{stage1,full,mlp}/. Not part of `make test`.
+LOSO_DATA ?= out/synth-bench
+LOSO_RUNS ?= out/loso
+loso-default: setup
+	$(CARGO) build --release --locked
+	[ -f $(LOSO_DATA)/synth_truth.json ] || $(REL_BIN) synth $(LOSO_DATA) --preset bench
+	models/default/loso.sh $(LOSO_DATA) $(LOSO_RUNS) $(REL_BIN)
 
 clean:
 	$(CARGO) clean
