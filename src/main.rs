@@ -214,6 +214,24 @@ struct EvalArgs {
     /// labelled partial (with --resume, to spread a long protocol over several runs)
     #[arg(long, value_name = "N")]
     max_folds: Option<usize>,
+    /// Train only the folds whose index is I modulo N (finished folds are still scored), so that N
+    /// processes can share one protocol and --out; the report is partial until all are done
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
+}
+
+/// `I/N` with I < N.
+fn parse_shard(s: &str) -> std::result::Result<(usize, usize), String> {
+    let bad = || format!("--shard {s:?}: expected I/N with 0 <= I < N, e.g. 0/2");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
 }
 
 #[derive(Subcommand)]
@@ -783,7 +801,7 @@ fn protocol_options(
     c: CommonTrainArgs,
     protocol: aullm::train::Protocol,
     paper_metric: bool,
-    max_folds: Option<usize>,
+    parts: (Option<usize>, Option<(usize, usize)>),
 ) -> Result<aullm::jobs::train::ProtocolOptions> {
     if let Some(e) = c.epochs {
         cfg.train.epochs = e;
@@ -806,12 +824,13 @@ fn protocol_options(
         quiet: c.quiet,
         interrupt: Some(interrupt),
         paper_metric,
-        max_folds,
+        max_folds: parts.0,
+        shard: parts.1,
     })
 }
 
 fn train_command(cfg: &mut Config, a: TrainArgs) -> Result<ExitCode> {
-    let o = protocol_options(cfg, a.common, a.protocol, false, None)?;
+    let o = protocol_options(cfg, a.common, a.protocol, false, (None, None))?;
     let (outcome, net) = aullm::jobs::train::run(cfg, &o)?;
     std::fs::write(
         o.out.join("training.json"),
@@ -847,7 +866,13 @@ fn train_command(cfg: &mut Config, a: TrainArgs) -> Result<ExitCode> {
 }
 
 fn eval_command(cfg: &mut Config, a: EvalArgs) -> Result<ExitCode> {
-    let o = protocol_options(cfg, a.common, a.protocol, a.paper_metric, a.max_folds)?;
+    let o = protocol_options(
+        cfg,
+        a.common,
+        a.protocol,
+        a.paper_metric,
+        (a.max_folds, a.shard),
+    )?;
     let (outcome, _) = aullm::jobs::train::run(cfg, &o)?;
     let r = outcome
         .report

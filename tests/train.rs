@@ -311,17 +311,17 @@ fn run_protocol(
     out: &Path,
     max_steps: Option<u64>,
 ) -> anyhow::Result<(aullm::jobs::train::ProtocolOutcome, Option<Net>)> {
-    run_protocol_in_parts(cfg, protocol, out, max_steps, false, None)
+    run_protocol_in_parts(cfg, protocol, out, max_steps, false, (None, None))
 }
 
-/// [`run_protocol`] with `--resume` and `--max-folds`.
+/// [`run_protocol`] with `--resume`, `--max-folds` and `--shard`.
 fn run_protocol_in_parts(
     cfg: &Config,
     protocol: &str,
     out: &Path,
     max_steps: Option<u64>,
     resume: bool,
-    max_folds: Option<usize>,
+    (max_folds, shard): (Option<usize>, Option<(usize, usize)>),
 ) -> anyhow::Result<(aullm::jobs::train::ProtocolOutcome, Option<Net>)> {
     let (dir, _) = synth();
     aullm::jobs::train::run(
@@ -338,6 +338,7 @@ fn run_protocol_in_parts(
             interrupt: None,
             paper_metric: false,
             max_folds,
+            shard,
         },
     )
 }
@@ -394,10 +395,10 @@ fn two_stage_training_starts_from_the_same_folds_frontend_and_refuses_another_sp
     assert!(format!("{err:#}").contains("leak test subjects"), "{err:#}");
 }
 
-/// `--max-folds` spreads LOSO over several runs: each trains that many more folds, the report says it
-/// is partial, and finished folds are scored again rather than retrained.
+/// `--max-folds` and `--shard` spread LOSO over several runs and processes: each trains only its
+/// folds, the report says it is partial, and finished folds are scored again rather than retrained.
 #[test]
-fn max_folds_trains_loso_in_parts_and_labels_the_report_partial() {
+fn max_folds_and_shards_train_loso_in_parts_and_label_the_report_partial() {
     let mut cfg = tiny_config();
     cfg.train.epochs = 1;
     cfg.frontend.ablation = aullm::config::Ablation::MlpHead;
@@ -406,8 +407,13 @@ fn max_folds_trains_loso_in_parts_and_labels_the_report_partial() {
     let render = |o: &aullm::jobs::train::ProtocolOutcome| {
         aullm::eval::report::render_markdown(o, o.report.as_ref().unwrap(), None)
     };
+    let names = |o: &aullm::jobs::train::ProtocolOutcome| -> Vec<String> {
+        o.folds.iter().map(|f| f.name.clone()).collect()
+    };
 
-    let (a, _) = run_protocol_in_parts(&cfg, "loso", &out, None, true, Some(1)).unwrap();
+    // Shard 1 of 2, one fold: the protocol's second fold.
+    let (a, _) =
+        run_protocol_in_parts(&cfg, "loso", &out, None, true, (Some(1), Some((1, 2)))).unwrap();
     assert_eq!(a.folds.len(), 1);
     assert!(a.protocol_folds >= 3, "{} folds", a.protocol_folds);
     let partial = format!(
@@ -415,20 +421,44 @@ fn max_folds_trains_loso_in_parts_and_labels_the_report_partial() {
         a.protocol_folds
     );
     assert!(render(&a).contains(&partial), "{}", render(&a));
+    let second = &a.folds[0].name;
+    assert!(
+        a.predictions
+            .iter()
+            .all(|p| p.key.starts_with(&format!("{second}/")))
+    );
 
-    let (b, _) = run_protocol_in_parts(&cfg, "loso", &out, None, true, Some(1)).unwrap();
-    assert_eq!(b.folds.len(), 2);
-    assert_eq!(b.folds[0].name, a.folds[0].name);
-    let fold0 = |o: &aullm::jobs::train::ProtocolOutcome| -> Vec<(String, Vec<f32>)> {
+    // Shard 0 of 2, no limit: every even fold, and the finished odd one scored again, not retrained.
+    let (b, _) =
+        run_protocol_in_parts(&cfg, "loso", &out, None, true, (None, Some((0, 2)))).unwrap();
+    assert_eq!(b.folds.len(), 1 + a.protocol_folds.div_ceil(2));
+    assert!(names(&b).contains(second));
+    let of_second = |o: &aullm::jobs::train::ProtocolOutcome| -> Vec<(String, Vec<f32>)> {
         o.predictions
             .iter()
-            .filter(|p| p.fold == 0)
+            .filter(|p| p.key.starts_with(&format!("{second}/")))
             .map(|p| (p.key.clone(), p.prob.clone()))
             .collect()
     };
-    assert_eq!(fold0(&a), fold0(&b), "the finished fold was retrained");
+    assert!(!of_second(&a).is_empty());
+    assert_eq!(
+        of_second(&a),
+        of_second(&b),
+        "the finished fold was retrained"
+    );
+    let th = |o: &aullm::jobs::train::ProtocolOutcome, name: &str| {
+        o.folds
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap()
+            .summary
+            .thresholds
+            .clone()
+    };
+    assert_eq!(th(&a, second), th(&b, second));
 
-    let (c, _) = run_protocol_in_parts(&cfg, "loso", &out, None, true, None).unwrap();
+    // No shard, no limit: the rest of shard 1, and the report is complete.
+    let (c, _) = run_protocol_in_parts(&cfg, "loso", &out, None, true, (None, None)).unwrap();
     assert_eq!(c.folds.len(), c.protocol_folds);
     assert!(!render(&c).contains("Partial report"), "{}", render(&c));
 }

@@ -1,26 +1,55 @@
 #!/usr/bin/env bash
-# LOSO evaluation of models/default's recipe, one subject at a time: stage 1 (MLP head, 150 epochs),
-# stage 2 (the full model from that fold's stage-1 front-end) and the MLP-head ablation on stage 2's
-# schedule. Every pass trains one more fold of each and rewrites the three reports (labelled partial
-# until all folds are done), so the run can be stopped at any time and continues where it stopped.
+# LOSO evaluation of models/default's recipe on SynthME: for every held-out subject, stage 1 (MLP head,
+# 150 epochs), stage 2 (the full model from that fold's stage-1 front-end) and the MLP-head ablation on
+# stage 2's schedule. JOBS workers (default: one per core) each take every JOBS-th fold through all
+# three stages, single-threaded: a second thread makes a training step only ~6% faster, so folds side
+# by side nearly double the throughput. Reports are rewritten after every fold (labelled partial until
+# all folds are done); stop at any time, and run the same command again to continue.
 #
-# usage: models/default/loso.sh SYNTH_DIR RUNS_DIR [AULLM_BINARY]   (from the repository root)
+# usage: models/default/loso.sh SYNTH_DIR RUNS_DIR [AULLM_BINARY] [JOBS]   (from the repository root)
 set -euo pipefail
-data=${1:?usage: models/default/loso.sh SYNTH_DIR RUNS_DIR [AULLM_BINARY]}
-runs=${2:?usage: models/default/loso.sh SYNTH_DIR RUNS_DIR [AULLM_BINARY]}
+usage="usage: models/default/loso.sh SYNTH_DIR RUNS_DIR [AULLM_BINARY] [JOBS]"
+data=${1:?$usage}
+runs=${2:?$usage}
 aullm=${3:-target/release/aullm}
+jobs=${4:-$(nproc)}
+folds=$(find "$data/CASME2_RAW_selected" -mindepth 1 -maxdepth 1 -type d -name 'sub*' | wc -l)
+if [ "$folds" -eq 0 ]; then
+    echo "$data: no subjects in CASME2_RAW_selected/ (make one with: aullm synth $data --preset bench)" >&2
+    exit 1
+fi
 mkdir -p "$runs"
-stage() { # NAME CONFIG [ARGS...]
-    local name=$1 cfg=$2
-    shift 2
-    "$aullm" --config "models/default/$cfg" "$@" eval --dataset "synth:$data" --protocol loso \
-        --out "$runs/$name" --resume --max-folds 1 >"$runs/$name.md"
+stage1=(--config models/default/train-stage1.toml)
+stage2=(--config models/default/train.toml --set "train.init_frontend=$runs/stage1")
+common=(--dataset "synth:$data" --protocol loso --resume)
+if [ "$jobs" -gt 1 ]; then
+    export RAYON_NUM_THREADS=1
+fi
+
+worker() { # SHARD
+    local part=(--shard "$1/$jobs" --max-folds 1) pass
+    for ((pass = 0; pass < (folds + jobs - 1) / jobs; pass++)); do
+        "$aullm" "${stage1[@]}" eval "${common[@]}" --out "$runs/stage1" "${part[@]}"
+        "$aullm" "${stage2[@]}" eval "${common[@]}" --out "$runs/full" "${part[@]}"
+        "$aullm" "${stage2[@]}" eval "${common[@]}" --out "$runs/mlp" --ablation mlp_head "${part[@]}"
+    done >"$runs/worker-$1.md" 2>"$runs/worker-$1.log"
 }
-partial() { grep -q "Partial report" "$runs/$1/report.md"; }
-while true; do
-    stage stage1 train-stage1.toml
-    stage full train.toml --set "train.init_frontend=$runs/stage1"
-    stage mlp train.toml --set "train.init_frontend=$runs/stage1" --ablation mlp_head
-    partial stage1 || partial full || partial mlp || break
+
+pids=()
+for ((j = 0; j < jobs; j++)); do
+    worker "$j" &
+    pids+=($!)
 done
-grep -h "macro-F1" "$runs"/{stage1,full,mlp}/report.md
+failed=0
+for p in "${pids[@]}"; do
+    wait "$p" || failed=1
+done
+if [ "$failed" -ne 0 ]; then
+    echo "a worker failed: see $runs/worker-*.log" >&2
+    exit 1
+fi
+# Every fold is finished: write the three complete reports (no training).
+"$aullm" "${stage1[@]}" eval "${common[@]}" --out "$runs/stage1" --max-folds 0 >"$runs/stage1.md"
+"$aullm" "${stage2[@]}" eval "${common[@]}" --out "$runs/full" --max-folds 0 >"$runs/full.md"
+"$aullm" "${stage2[@]}" eval "${common[@]}" --out "$runs/mlp" --ablation mlp_head --max-folds 0 >"$runs/mlp.md"
+grep -H "macro-F1" "$runs"/{stage1,full,mlp}/report.md

@@ -38,6 +38,9 @@ pub struct ProtocolOptions {
     pub paper_metric: bool,
     /// Train at most this many unfinished folds, then stop (finished folds are still scored).
     pub max_folds: Option<usize>,
+    /// `(i, n)`: train only folds whose index is i modulo n (finished folds are still scored), so
+    /// that n processes can share a protocol.
+    pub shard: Option<(usize, usize)>,
 }
 
 /// One held-out prediction.
@@ -45,7 +48,7 @@ pub struct ProtocolOptions {
 pub struct TestPrediction {
     /// `dataset/subject/clip`.
     pub key: String,
-    /// Fold index.
+    /// Index into `ProtocolOutcome::folds`.
     pub fold: usize,
     /// Probability per AU.
     pub prob: Vec<f32>,
@@ -129,6 +132,9 @@ pub fn run(cfg: &Config, o: &ProtocolOptions) -> Result<(ProtocolOutcome, Option
             && ckpt.join("state.json").exists()
             && crate::train::state::load_thresholds(&ckpt)?.is_some();
         if !finished {
+            if o.shard.is_some_and(|(i, n)| fi % n != i) {
+                continue;
+            }
             if o.max_folds.is_some_and(|m| started >= m) {
                 if !o.quiet {
                     eprintln!(
@@ -189,7 +195,7 @@ pub fn run(cfg: &Config, o: &ProtocolOptions) -> Result<(ProtocolOutcome, Option
                 let truth = c.targets(&aus).iter().map(|&v| v > 0.5).collect();
                 outcome.predictions.push(TestPrediction {
                     key: c.key.clone(),
-                    fold: fi,
+                    fold: outcome.folds.len(),
                     prob: p,
                     decision,
                     truth,

@@ -5,7 +5,8 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-/// A buffered file written under `NAME.partial` and renamed to `NAME` by [`AtomicFile::commit`].
+/// A buffered file written under `NAME.PID.partial` and renamed to `NAME` by [`AtomicFile::commit`]
+/// (the process id keeps two processes writing the same file, e.g. LOSO shards' reports, apart).
 pub struct AtomicFile {
     writer: BufWriter<File>,
     tmp: PathBuf,
@@ -20,7 +21,7 @@ impl AtomicFile {
                 .with_context(|| format!("cannot create folder {}", dir.display()))?;
         }
         let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".partial");
+        tmp.push(format!(".{}.partial", std::process::id()));
         let tmp = PathBuf::from(tmp);
         let file =
             File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;

@@ -356,6 +356,13 @@ pub fn train(
             );
         }
     }
+    // A finished run resumed (a protocol scoring its finished folds again) keeps its thresholds.
+    let saved_thresholds = if opts.resume && st.epoch >= cfg.train.epochs {
+        state::load_thresholds(&state::checkpoint_dir(&opts.out))?
+            .filter(|t| t.len() == cfg.frontend.aus.len())
+    } else {
+        None
+    };
     let pos_weight = Tensor::new(positive_weights(train, &cfg.frontend.aus), &Device::Cpu)?;
     let tty = std::io::stderr().is_terminal();
     let mut stopped_early = false;
@@ -438,7 +445,9 @@ pub fn train(
     if stopped_early {
         state::save(&opts.out, net, &opt, &st, cfg)?;
     }
-    let thresholds = if st.epoch >= cfg.train.epochs {
+    let thresholds = if let Some(t) = saved_thresholds {
+        t
+    } else if st.epoch >= cfg.train.epochs {
         let pool = if val.is_empty() { train } else { val };
         let probs = predict(net, pool, cfg)?;
         let truth: Vec<Vec<bool>> = pool
