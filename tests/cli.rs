@@ -153,3 +153,21 @@ fn missing_source_file_is_named() {
     assert!(!o.status.success());
     assert!(text(&o).contains("/nonexistent/interview.mp4"));
 }
+
+#[test]
+fn eval_shard_outside_its_count_is_refused_with_the_expected_form() {
+    for bad in ["2/2", "1", "x/2", "0/0"] {
+        let o = aullm(&[
+            "eval",
+            "--dataset",
+            "synth:/nonexistent",
+            "--out",
+            "/nonexistent",
+            "--shard",
+            bad,
+        ]);
+        assert!(!o.status.success(), "--shard {bad} accepted");
+        let t = text(&o);
+        assert!(t.contains("expected I/N with 0 <= I < N"), "{bad}: {t}");
+    }
+}
