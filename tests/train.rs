@@ -461,4 +461,8 @@ fn max_folds_and_shards_train_loso_in_parts_and_label_the_report_partial() {
     let (c, _) = run_protocol_in_parts(&cfg, "loso", &out, None, true, (None, None)).unwrap();
     assert_eq!(c.folds.len(), c.protocol_folds);
     assert!(!render(&c).contains("Partial report"), "{}", render(&c));
+    // The training time counts every fold's epoch, those of earlier runs included.
+    assert!(c.folds.iter().all(|f| f.summary.history.len() == 1));
+    let secs = aullm::eval::report::training_seconds;
+    assert!(secs(&a) > 0.0 && secs(&b) > secs(&a) && secs(&c) >= secs(&b));
 }

@@ -58,9 +58,10 @@ pub fn render_markdown(o: &ProtocolOutcome, r: &AuReport, cfg: Option<&Config>) 
     }
     let _ = writeln!(
         s,
-        "{} folds, {} held-out clips, {:.0} s. Binary F1 of the positive class at thresholds chosen on each fold's training subjects (inner validation split); macro = mean over AUs.\n",
+        "{} folds, {} held-out clips; training {:.0} s (every fold's epochs, summed over resumed runs), this run {:.0} s. Binary F1 of the positive class at thresholds chosen on each fold's training subjects (inner validation split); macro = mean over AUs.\n",
         r.folds.len(),
         r.samples,
+        training_seconds(o),
         o.seconds
     );
     let _ = writeln!(s, "| metric | value |\n|---|---|");
@@ -209,6 +210,16 @@ pub fn render_html(o: &ProtocolOutcome, r: &AuReport, cfg: &Config) -> String {
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>aullm eval report</title><style>body{{font-family:sans-serif;max-width:900px;margin:2em auto}}table{{border-collapse:collapse;margin:1em 0}}td{{border:1px solid #ccc;padding:3px 8px;text-align:right}}tr:first-child td{{font-weight:bold;background:#f4f4f4}}</style></head><body>{body}<h2>Macro-F1 per fold</h2>{}</body></html>\n",
         fold_chart(r)
     )
+}
+
+/// Seconds spent in the epochs of every fold, including epochs of earlier runs that `--resume`
+/// continued (their records travel in the checkpoint).
+pub fn training_seconds(o: &ProtocolOutcome) -> f64 {
+    o.folds
+        .iter()
+        .flat_map(|f| &f.summary.history)
+        .map(|e| e.seconds)
+        .sum()
 }
 
 /// Writes report.json, report.md and report.html into `dir`.
