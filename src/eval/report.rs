@@ -219,7 +219,8 @@ pub fn training_seconds(o: &ProtocolOutcome) -> f64 {
         .iter()
         .flat_map(|f| &f.summary.history)
         .map(|e| e.seconds)
-        .sum()
+        .sum::<f64>()
+        .max(0.0) // an empty sum is -0.0, which prints as "-0"
 }
 
 /// Writes report.json, report.md and report.html into `dir`.
