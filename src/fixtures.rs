@@ -235,3 +235,10 @@ impl Rng {
         r * c
     }
 }
+
+/// Largest absolute element-wise difference of two tensors of one shape (panics on a mismatch: for tests).
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>())
+        .expect("tensors of one shape and dtype f32")
+}

@@ -3,6 +3,7 @@
 //! tokenizer against reference ids, the prefix cache, LoRA adapters, and load errors.
 
 use aullm::config::Config;
+use aullm::fixtures::max_abs_diff as max_abs;
 use aullm::graph::reasoner::weights::{
     GgufSource, SafetensorsSource, WeightName, expected_tensors,
 };
@@ -18,19 +19,6 @@ use std::time::Instant;
 
 fn smollm2_path() -> PathBuf {
     aullm::assets::artefact_path(&Config::default(), "smollm2-135m").unwrap()
-}
-
-fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
 }
 
 fn max_abs_of(a: &Tensor) -> f32 {

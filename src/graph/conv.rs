@@ -197,7 +197,7 @@ pub fn conv2d_cf(x: &Tensor, w: &Tensor, stride: usize, pad: (usize, usize)) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::Rng;
+    use crate::fixtures::{Rng, max_abs_diff as max_diff};
     use candle_core::{Device, Var};
 
     fn random(shape: &[usize], seed: u64) -> Tensor {
@@ -205,19 +205,6 @@ mod tests {
         let n: usize = shape.iter().product();
         let v: Vec<f32> = (0..n).map(|_| rng.uniform() as f32 - 0.5).collect();
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
     }
 
     /// candle's conv2d on the batch-first view, padding written out (it pads both axes alike).

@@ -87,7 +87,7 @@ pub fn spatial_laplacian(x: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::Rng;
+    use crate::fixtures::{Rng, max_abs_diff as diff};
     use candle_core::{Device, Var};
 
     /// Values and gradient equal the shifted-copies form (which candle differentiates itself).
@@ -110,18 +110,6 @@ mod tests {
             - x.affine(4.0, 0.0).unwrap();
         let slow = slow.unwrap();
         let fast = spatial_laplacian(x.as_tensor()).unwrap();
-        let diff = |a: &Tensor, b: &Tensor| -> f32 {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar()
-                .unwrap()
-        };
         assert!(diff(&fast, &slow) < 1e-6);
         let g1 = (&fast * &r).unwrap().sum_all().unwrap().backward().unwrap();
         let g2 = (&slow * &r).unwrap().sum_all().unwrap().backward().unwrap();

@@ -250,6 +250,7 @@ impl LoraLinear {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::max_abs_diff;
     use candle_core::Device;
 
     fn linear() -> LoraLinear {
@@ -257,19 +258,6 @@ mod tests {
         let w = init::uniform(1, (6, 4), 0.5, DType::F32, &dev).unwrap();
         let b = init::uniform(2, 6, 0.5, DType::F32, &dev).unwrap();
         LoraLinear::new(w, Some(b))
-    }
-
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
     }
 
     #[test]
