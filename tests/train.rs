@@ -466,3 +466,45 @@ fn max_folds_and_shards_train_loso_in_parts_and_label_the_report_partial() {
     let secs = aullm::eval::report::training_seconds;
     assert!(secs(&a) > 0.0 && secs(&b) > secs(&a) && secs(&c) >= secs(&b));
 }
+
+/// Two shards running at once each write the shared report when they finish; the one written last
+/// holds every fold, because each writer scores, under the report lock, the folds the other
+/// finished while it trained. (Without the lock the later writer could miss the other's last fold.)
+#[test]
+fn concurrent_shards_leave_a_complete_report() {
+    let mut cfg = tiny_config();
+    cfg.train.epochs = 1;
+    cfg.frontend.ablation = aullm::config::Ablation::MlpHead;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("loso");
+    // Align the clips once, so that both shards start training together.
+    run_protocol_in_parts(&cfg, "loso", &out, None, true, (Some(0), None)).unwrap();
+    let shard = |i: usize| {
+        let (cfg, out) = (cfg.clone(), out.clone());
+        std::thread::spawn(move || {
+            let (o, _) =
+                run_protocol_in_parts(&cfg, "loso", &out, None, true, (None, Some((i, 2))))
+                    .unwrap();
+            // Written while `o` still holds the report lock, as `aullm eval` does.
+            aullm::eval::report::write(&out, &o, o.report.as_ref().unwrap(), &cfg).unwrap();
+            o.protocol_folds
+        })
+    };
+    let (a, b) = (shard(0), shard(1));
+    let protocol_folds = a.join().unwrap();
+    b.join().unwrap();
+    let text = std::fs::read_to_string(out.join("report.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let folds: Vec<&str> = json["outcome"]["folds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(folds.len(), protocol_folds, "{folds:?}");
+    let mut sorted = folds.clone();
+    sorted.sort();
+    assert_eq!(folds, sorted, "folds out of protocol order");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(!md.contains("Partial report"), "{md}");
+}

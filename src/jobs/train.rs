@@ -86,6 +86,10 @@ pub struct ProtocolOutcome {
     pub skipped: Vec<String>,
     /// Wall seconds.
     pub seconds: f64,
+    /// The lock on the output folder's report, held until this outcome is dropped (after its
+    /// report is written) so that processes sharing the folder write their reports in turn.
+    #[serde(skip)]
+    report_lock: Option<Arc<std::fs::File>>,
 }
 
 /// Runs every fold of the protocol. With `all`, the trained network is returned for export.
@@ -109,29 +113,23 @@ pub fn run(cfg: &Config, o: &ProtocolOptions) -> Result<(ProtocolOutcome, Option
     );
     let clips = &set.clips;
     let fold_list = folds(&o.protocol, clips)?;
-    let aus = cfg.frontend.aus.clone();
     let mut outcome = ProtocolOutcome {
-        aus: aus.clone(),
+        aus: cfg.frontend.aus.clone(),
         folds: Vec::new(),
         protocol_folds: fold_list.len(),
         predictions: Vec::new(),
         report: None,
         skipped: set.skipped.clone(),
         seconds: 0.0,
+        report_lock: None,
     };
     let mut last_net = None;
     let mut started = 0;
+    // Protocol index of each entry of `outcome.folds`.
+    let mut included = Vec::new();
     for (fi, fold) in fold_list.iter().enumerate() {
-        let dir = if o.protocol == Protocol::All {
-            o.out.clone()
-        } else {
-            o.out.join(format!("fold-{}", sanitize(&fold.name)))
-        };
-        let ckpt = crate::train::state::checkpoint_dir(&dir);
-        let finished = o.resume
-            && ckpt.join("state.json").exists()
-            && crate::train::state::load_thresholds(&ckpt)?.is_some();
-        if !finished {
+        let dir = fold_dir(o, fold);
+        if !(o.resume && is_finished(&dir)?) {
             if o.shard.is_some_and(|(i, n)| fi % n != i) {
                 continue;
             }
@@ -149,64 +147,8 @@ pub fn run(cfg: &Config, o: &ProtocolOptions) -> Result<(ProtocolOutcome, Option
             }
             started += 1;
         }
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        let (tr, va) = inner_split(&fold.train, clips, cfg.train.val_fraction, cfg.train.seed);
-        let train_clips: Vec<&AlignedClip> = tr.iter().map(|&i| &clips[i]).collect();
-        let val_clips: Vec<&AlignedClip> = va.iter().map(|&i| &clips[i]).collect();
-        if !o.quiet {
-            eprintln!(
-                "fold {}/{} {}: {} training clips, {} validation, {} test",
-                fi + 1,
-                fold_list.len(),
-                fold.name,
-                train_clips.len(),
-                val_clips.len(),
-                fold.test.len()
-            );
-        }
-        let mut net = Net::new(cfg, &o.root)?;
-        let resume = o.resume && crate::train::state::checkpoint_dir(&dir).exists();
-        if !cfg.train.init_frontend.is_empty() && !resume {
-            let src = init_source(cfg, o, fold, clips)?;
-            crate::train::state::load_frontend(&src, &mut net)?;
-            if !o.quiet {
-                eprintln!("front-end initialised from {}", src.display());
-            }
-        }
-        let run = RunOptions {
-            out: dir.clone(),
-            resume,
-            max_steps: o.max_steps,
-            quiet: o.quiet,
-            interrupt: o.interrupt.clone(),
-        };
-        let summary = train(&mut net, cfg, &train_clips, &val_clips, &run)?;
-        let stopped = summary.stopped_early;
-        let test: Vec<&AlignedClip> = fold.test.iter().map(|&i| &clips[i]).collect();
-        if !test.is_empty() {
-            let probs = predict(&net, &test, cfg)?;
-            for (c, p) in test.iter().zip(probs) {
-                let decision = p
-                    .iter()
-                    .zip(&summary.thresholds)
-                    .map(|(p, t)| p >= t)
-                    .collect();
-                let truth = c.targets(&aus).iter().map(|&v| v > 0.5).collect();
-                outcome.predictions.push(TestPrediction {
-                    key: c.key.clone(),
-                    fold: outcome.folds.len(),
-                    prob: p,
-                    decision,
-                    truth,
-                });
-            }
-        }
-        outcome.folds.push(FoldOutcome {
-            name: fold.name.clone(),
-            counts: [train_clips.len(), val_clips.len(), test.len()],
-            summary,
-        });
+        let (net, stopped) = run_fold(cfg, o, (fi, fold_list.len()), fold, clips, &mut outcome)?;
+        included.push(fi);
         last_net = Some(net);
         if stopped
             && o.interrupt
@@ -220,12 +162,147 @@ pub fn run(cfg: &Config, o: &ProtocolOptions) -> Result<(ProtocolOutcome, Option
         }
     }
     if o.protocol != Protocol::All {
+        // Other processes may share `out` (`--shard`, `--max-folds`): hold a lock from here until
+        // the report is written, and score the folds they finished meanwhile, so that the report
+        // written last is never older than one written before it.
+        outcome.report_lock = Some(Arc::new(lock_report(&o.out)?));
+        if o.resume {
+            for (fi, fold) in fold_list.iter().enumerate() {
+                if included.contains(&fi) || !is_finished(&fold_dir(o, fold))? {
+                    continue;
+                }
+                run_fold(cfg, o, (fi, fold_list.len()), fold, clips, &mut outcome)?;
+                included.push(fi);
+            }
+            protocol_order(&mut outcome, &included);
+        }
+    }
+    if o.protocol != Protocol::All {
         outcome.report = Some(score(&outcome, o.paper_metric));
     }
     outcome.seconds = t0.elapsed().as_secs_f64();
     // A single fold (all data, or one subject split) is a model worth exporting.
     let net = if fold_list.len() == 1 { last_net } else { None };
     Ok((outcome, net))
+}
+
+/// The folder of `fold`'s checkpoint (the output folder itself for `all`).
+fn fold_dir(o: &ProtocolOptions, fold: &crate::eval::split::Fold) -> PathBuf {
+    if o.protocol == Protocol::All {
+        o.out.clone()
+    } else {
+        o.out.join(format!("fold-{}", sanitize(&fold.name)))
+    }
+}
+
+/// Whether the run in `dir` finished (its thresholds are chosen only at the end).
+fn is_finished(dir: &std::path::Path) -> Result<bool> {
+    let ckpt = crate::train::state::checkpoint_dir(dir);
+    Ok(ckpt.join("state.json").exists() && crate::train::state::load_thresholds(&ckpt)?.is_some())
+}
+
+/// Trains fold `index.0` of `index.1` (or resumes it; a finished checkpoint trains nothing), scores
+/// its held-out clips at its training-chosen thresholds and adds both to `outcome`. Returns the
+/// network and whether training stopped early.
+fn run_fold(
+    cfg: &Config,
+    o: &ProtocolOptions,
+    (fi, n_folds): (usize, usize),
+    fold: &crate::eval::split::Fold,
+    clips: &[AlignedClip],
+    outcome: &mut ProtocolOutcome,
+) -> Result<(Net, bool)> {
+    let dir = fold_dir(o, fold);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let (tr, va) = inner_split(&fold.train, clips, cfg.train.val_fraction, cfg.train.seed);
+    let train_clips: Vec<&AlignedClip> = tr.iter().map(|&i| &clips[i]).collect();
+    let val_clips: Vec<&AlignedClip> = va.iter().map(|&i| &clips[i]).collect();
+    if !o.quiet {
+        eprintln!(
+            "fold {}/{} {}: {} training clips, {} validation, {} test",
+            fi + 1,
+            n_folds,
+            fold.name,
+            train_clips.len(),
+            val_clips.len(),
+            fold.test.len()
+        );
+    }
+    let mut net = Net::new(cfg, &o.root)?;
+    let resume = o.resume && crate::train::state::checkpoint_dir(&dir).exists();
+    if !cfg.train.init_frontend.is_empty() && !resume {
+        let src = init_source(cfg, o, fold, clips)?;
+        crate::train::state::load_frontend(&src, &mut net)?;
+        if !o.quiet {
+            eprintln!("front-end initialised from {}", src.display());
+        }
+    }
+    let run = RunOptions {
+        out: dir,
+        resume,
+        max_steps: o.max_steps,
+        quiet: o.quiet,
+        interrupt: o.interrupt.clone(),
+    };
+    let summary = train(&mut net, cfg, &train_clips, &val_clips, &run)?;
+    let stopped = summary.stopped_early;
+    let test: Vec<&AlignedClip> = fold.test.iter().map(|&i| &clips[i]).collect();
+    if !test.is_empty() {
+        let probs = predict(&net, &test, cfg)?;
+        for (c, p) in test.iter().zip(probs) {
+            let decision = p
+                .iter()
+                .zip(&summary.thresholds)
+                .map(|(p, t)| p >= t)
+                .collect();
+            let truth = c.targets(&outcome.aus).iter().map(|&v| v > 0.5).collect();
+            outcome.predictions.push(TestPrediction {
+                key: c.key.clone(),
+                fold: outcome.folds.len(),
+                prob: p,
+                decision,
+                truth,
+            });
+        }
+    }
+    outcome.folds.push(FoldOutcome {
+        name: fold.name.clone(),
+        counts: [train_clips.len(), val_clips.len(), test.len()],
+        summary,
+    });
+    Ok((net, stopped))
+}
+
+/// Takes the exclusive lock on `out`'s report (waiting while another process holds it).
+fn lock_report(out: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let path = out.join(".report.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    f.lock()
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok(f)
+}
+
+/// Puts `outcome`'s folds (and their predictions) in protocol order; `included[i]` is the
+/// protocol index of `outcome.folds[i]`.
+fn protocol_order(outcome: &mut ProtocolOutcome, included: &[usize]) {
+    let mut order: Vec<usize> = (0..included.len()).collect();
+    order.sort_by_key(|&i| included[i]);
+    let mut new_pos = vec![0; order.len()];
+    for (pos, &old) in order.iter().enumerate() {
+        new_pos[old] = pos;
+    }
+    let mut folds: Vec<Option<FoldOutcome>> = outcome.folds.drain(..).map(Some).collect();
+    outcome.folds = order.iter().filter_map(|&i| folds[i].take()).collect();
+    for p in &mut outcome.predictions {
+        p.fold = new_pos[p.fold];
+    }
+    outcome.predictions.sort_by_key(|p| p.fold);
 }
 
 /// The finished checkpoint of `train.init_frontend` for `fold`, checked to have been trained on
