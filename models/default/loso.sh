@@ -13,7 +13,8 @@ data=${1:?$usage}
 runs=${2:?$usage}
 aullm=${3:-target/release/aullm}
 jobs=${4:-$(nproc)}
-folds=$(find "$data/CASME2_RAW_selected" -mindepth 1 -maxdepth 1 -type d -name 'sub*' | wc -l)
+mapfile -t subjects < <(find "$data/CASME2_RAW_selected" -mindepth 1 -maxdepth 1 -type d -name 'sub*' -printf '%f\n' | LC_ALL=C sort)
+folds=${#subjects[@]}
 if [ "$folds" -eq 0 ]; then
     echo "$data: no subjects in CASME2_RAW_selected/ (make one with: aullm synth $data --preset bench)" >&2
     exit 1
@@ -26,9 +27,17 @@ if [ "$jobs" -gt 1 ]; then
     export RAYON_NUM_THREADS=1
 fi
 
+shard_done() { # SHARD: every fold of the shard has finished its last stage (so a rerun skips it)
+    local i
+    for ((i = $1; i < folds; i += jobs)); do
+        [ -f "$runs/mlp/fold-casme2_${subjects[i]}/checkpoint/thresholds.json" ] || return 1
+    done
+}
+
 worker() { # SHARD
     local part=(--shard "$1/$jobs" --max-folds 1) pass
     for ((pass = 0; pass < (folds + jobs - 1) / jobs; pass++)); do
+        shard_done "$1" && break
         "$aullm" "${stage1[@]}" eval "${common[@]}" --out "$runs/stage1" "${part[@]}"
         "$aullm" "${stage2[@]}" eval "${common[@]}" --out "$runs/full" "${part[@]}"
         "$aullm" "${stage2[@]}" eval "${common[@]}" --out "$runs/mlp" --ablation mlp_head "${part[@]}"
