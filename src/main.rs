@@ -853,12 +853,11 @@ fn train_command(cfg: &mut Config, a: TrainArgs) -> Result<ExitCode> {
         );
     }
     if let Some(r) = &outcome.report {
-        let files = aullm::eval::report::write(&o.out, &outcome, r, cfg)?;
         print!(
             "{}",
             aullm::eval::report::render_markdown(&outcome, r, Some(cfg))
         );
-        for f in files {
+        for f in &outcome.report_files {
             println!("wrote {}", f.display());
         }
     }
@@ -878,12 +877,11 @@ fn eval_command(cfg: &mut Config, a: EvalArgs) -> Result<ExitCode> {
         .report
         .as_ref()
         .context("the protocol has no test fold")?;
-    let files = aullm::eval::report::write(&o.out, &outcome, r, cfg)?;
     print!(
         "{}",
         aullm::eval::report::render_markdown(&outcome, r, Some(cfg))
     );
-    for f in files {
+    for f in &outcome.report_files {
         println!("wrote {}", f.display());
     }
     Ok(ExitCode::SUCCESS)

@@ -469,7 +469,7 @@ fn max_folds_and_shards_train_loso_in_parts_and_label_the_report_partial() {
 
 /// Two shards running at once each write the shared report when they finish; the one written last
 /// holds every fold, because each writer scores, under the report lock, the folds the other
-/// finished while it trained. (Without the lock the later writer could miss the other's last fold.)
+/// finished while it trained. (Without that the later writer could miss the other's last fold.)
 #[test]
 fn concurrent_shards_leave_a_complete_report() {
     let mut cfg = tiny_config();
@@ -485,8 +485,7 @@ fn concurrent_shards_leave_a_complete_report() {
             let (o, _) =
                 run_protocol_in_parts(&cfg, "loso", &out, None, true, (None, Some((i, 2))))
                     .unwrap();
-            // Written while `o` still holds the report lock, as `aullm eval` does.
-            aullm::eval::report::write(&out, &o, o.report.as_ref().unwrap(), &cfg).unwrap();
+            assert_eq!(o.report_files.len(), 3, "{:?}", o.report_files);
             o.protocol_folds
         })
     };

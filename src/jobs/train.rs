@@ -86,13 +86,13 @@ pub struct ProtocolOutcome {
     pub skipped: Vec<String>,
     /// Wall seconds.
     pub seconds: f64,
-    /// The lock on the output folder's report, held until this outcome is dropped (after its
-    /// report is written) so that processes sharing the folder write their reports in turn.
+    /// The report files written to the output folder (none for `all`).
     #[serde(skip)]
-    report_lock: Option<Arc<std::fs::File>>,
+    pub report_files: Vec<PathBuf>,
 }
 
-/// Runs every fold of the protocol. With `all`, the trained network is returned for export.
+/// Runs every fold of the protocol and, unless it is `all`, writes its report (json, md, html) to
+/// `o.out`. With `all`, the trained network is returned for export.
 pub fn run(cfg: &Config, o: &ProtocolOptions) -> Result<(ProtocolOutcome, Option<Net>)> {
     let t0 = std::time::Instant::now();
     crate::train::alloc::keep_freed_memory();
@@ -121,7 +121,7 @@ pub fn run(cfg: &Config, o: &ProtocolOptions) -> Result<(ProtocolOutcome, Option
         report: None,
         skipped: set.skipped.clone(),
         seconds: 0.0,
-        report_lock: None,
+        report_files: Vec::new(),
     };
     let mut last_net = None;
     let mut started = 0;
@@ -162,10 +162,10 @@ pub fn run(cfg: &Config, o: &ProtocolOptions) -> Result<(ProtocolOutcome, Option
         }
     }
     if o.protocol != Protocol::All {
-        // Other processes may share `out` (`--shard`, `--max-folds`): hold a lock from here until
-        // the report is written, and score the folds they finished meanwhile, so that the report
-        // written last is never older than one written before it.
-        outcome.report_lock = Some(Arc::new(lock_report(&o.out)?));
+        // Other processes may share `out` (`--shard`, `--max-folds`): under a lock, score the folds
+        // they finished meanwhile and write the report, so that the report written last is never
+        // older than one written before it.
+        let _lock = lock_report(&o.out)?;
         if o.resume {
             for (fi, fold) in fold_list.iter().enumerate() {
                 if included.contains(&fi) || !is_finished(&fold_dir(o, fold))? {
@@ -176,9 +176,10 @@ pub fn run(cfg: &Config, o: &ProtocolOptions) -> Result<(ProtocolOutcome, Option
             }
             protocol_order(&mut outcome, &included);
         }
-    }
-    if o.protocol != Protocol::All {
-        outcome.report = Some(score(&outcome, o.paper_metric));
+        let report = score(&outcome, o.paper_metric);
+        outcome.seconds = t0.elapsed().as_secs_f64();
+        outcome.report_files = crate::eval::report::write(&o.out, &outcome, &report, cfg)?;
+        outcome.report = Some(report);
     }
     outcome.seconds = t0.elapsed().as_secs_f64();
     // A single fold (all data, or one subject split) is a model worth exporting.
