@@ -501,6 +501,11 @@ fn concurrent_shards_leave_a_complete_report() {
         .map(|f| f["name"].as_str().unwrap())
         .collect();
     assert_eq!(folds.len(), protocol_folds, "{folds:?}");
+    let pooled = &json["outcome"]["report"]["macro_pooled_f1"];
+    assert!(
+        pooled.as_f64().is_some(),
+        "no scores in report.json: {pooled}"
+    );
     let mut sorted = folds.clone();
     sorted.sort();
     assert_eq!(folds, sorted, "folds out of protocol order");

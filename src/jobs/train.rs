@@ -176,10 +176,11 @@ pub fn run(cfg: &Config, o: &ProtocolOptions) -> Result<(ProtocolOutcome, Option
             }
             protocol_order(&mut outcome, &included);
         }
-        let report = score(&outcome, o.paper_metric);
+        outcome.report = Some(score(&outcome, o.paper_metric));
         outcome.seconds = t0.elapsed().as_secs_f64();
-        outcome.report_files = crate::eval::report::write(&o.out, &outcome, &report, cfg)?;
-        outcome.report = Some(report);
+        if let Some(r) = &outcome.report {
+            outcome.report_files = crate::eval::report::write(&o.out, &outcome, r, cfg)?;
+        }
     }
     outcome.seconds = t0.elapsed().as_secs_f64();
     // A single fold (all data, or one subject split) is a model worth exporting.
