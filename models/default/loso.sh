@@ -28,6 +28,8 @@ if [ "$jobs" -gt 1 ]; then
 fi
 
 shard_done() { # SHARD: every fold of the shard has finished its last stage (so a rerun skips it)
+    # Fold folders are named like eval's (fold-casme2_subNN); were they not, the pass count below
+    # still bounds the loop.
     local i
     for ((i = $1; i < folds; i += jobs)); do
         [ -f "$runs/mlp/fold-casme2_${subjects[i]}/checkpoint/thresholds.json" ] || return 1

@@ -203,9 +203,9 @@ fn is_finished(dir: &std::path::Path) -> Result<bool> {
     Ok(ckpt.join("state.json").exists() && crate::train::state::load_thresholds(&ckpt)?.is_some())
 }
 
-/// Trains fold `index.0` of `index.1` (or resumes it; a finished checkpoint trains nothing), scores
-/// its held-out clips at its training-chosen thresholds and adds both to `outcome`. Returns the
-/// network and whether training stopped early.
+/// Trains `fold`, number `fi` of `n_folds` (or resumes it; a finished checkpoint trains nothing),
+/// scores its held-out clips at its training-chosen thresholds and adds both to `outcome`. Returns
+/// the network and whether training stopped early.
 fn run_fold(
     cfg: &Config,
     o: &ProtocolOptions,
