@@ -63,7 +63,7 @@ fn bench(c: &mut Criterion) {
     let cfg = aullm::config::Config::default();
     let opts = SinkOptions {
         aus: ev.aus.iter().map(|a| a.au.clone()).collect(),
-        lsl_lib: lsl_library(&cfg).ok(),
+        lsl_lib: lsl_library(&cfg.models).ok(),
         ..Default::default()
     };
     let mut setups: Vec<(&str, Vec<String>)> = vec![

@@ -5,7 +5,8 @@ use aullm::config::Config;
 use aullm::face::align::{CropTemplate, warp_crop};
 use aullm::face::stabilise::Registration;
 use aullm::face::{FaceDetector, FaceTracker};
-use aullm::fixtures::{FaceVideoSpec, Motion, Photo, Rng, render_frame, write_face_video_with};
+use aullm::fixtures::{FaceVideoSpec, Motion, Photo, render_frame, write_face_video_with};
+use aullm::rng::Rng;
 use aullm::ingest::{Ingest, Source};
 use aullm::output::video::VideoCodec;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -21,7 +22,7 @@ struct Media {
 
 fn media(cfg: &Config) -> Media {
     let dir = tempfile::tempdir().unwrap();
-    let photo = Photo::astronaut(cfg).unwrap();
+    let photo = Photo::astronaut(&cfg.models).unwrap();
     let spec = FaceVideoSpec {
         width: 640,
         height: 480,
@@ -47,7 +48,7 @@ fn media(cfg: &Config) -> Media {
         })
         .collect();
     Media {
-        megamind: aullm::assets::artefact_path(cfg, "megamind").unwrap(),
+        megamind: aullm::assets::artefact_path(&cfg.models, "megamind").unwrap(),
         raw640,
         raw_frames: spec.frames as u64,
         frames640,
@@ -65,7 +66,7 @@ fn decode_all(path: &Path, cfg: &Config) -> u64 {
 }
 
 fn track_all(path: &Path, cfg: &Config) -> u64 {
-    let mut tracker = FaceTracker::from_config(cfg).unwrap();
+    let mut tracker = FaceTracker::from_config(&cfg.face, &cfg.align, &cfg.models).unwrap();
     let mut ing = Ingest::open(&Source::File(path.to_path_buf()), &cfg.ingest).unwrap();
     let mut faces = 0;
     while let Some(mut f) = ing.next_frame().unwrap() {
@@ -76,7 +77,7 @@ fn track_all(path: &Path, cfg: &Config) -> u64 {
 
 fn stages(c: &mut Criterion) {
     let cfg = Config::default();
-    aullm::assets::init_onnx(&cfg).unwrap();
+    aullm::assets::init_onnx(&cfg.models).unwrap();
     let m = media(&cfg);
 
     let mut g = c.benchmark_group("decode");
@@ -91,7 +92,7 @@ fn stages(c: &mut Criterion) {
     });
     g.finish();
 
-    let model = aullm::assets::artefact_path(&cfg, "blazeface-front").unwrap();
+    let model = aullm::assets::artefact_path(&cfg.models, "blazeface-front").unwrap();
     let mut det = FaceDetector::new(&model, 1, 0.5, 0.3)
         .unwrap()
         .with_gray_tint(cfg.face.gray_tint);

@@ -18,8 +18,8 @@ fn frontend(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let onnx = dir.path().join("frontend.onnx");
     export_frontend(&model, &onnx).unwrap();
-    aullm::assets::init_onnx(&Config::default()).unwrap();
-    let mut session = aullm::runtime::onnx::session(&onnx, 1).unwrap();
+    aullm::assets::init_onnx(&Config::default().models).unwrap();
+    let mut session = aullm::onnx::session(&onnx, 1).unwrap();
     println!(
         "frontend: {} parameters ({} without the MLP head), {:.1} M multiply-adds per clip",
         model.parameter_count(),

@@ -3,14 +3,15 @@
 
 use aullm::config::Config;
 use aullm::face::FaceTracker;
-use aullm::fixtures::{FaceVideoSpec, Motion, Photo, Rng, render_frame};
+use aullm::fixtures::{FaceVideoSpec, Motion, Photo, render_frame};
+use aullm::rng::Rng;
 use aullm::spot::Spotter;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn spot(c: &mut Criterion) {
     let cfg = Config::default();
-    aullm::assets::init_onnx(&cfg).unwrap();
-    let photo = Photo::astronaut(&cfg).unwrap();
+    aullm::assets::init_onnx(&cfg.models).unwrap();
+    let photo = Photo::astronaut(&cfg.models).unwrap();
     let spec = FaceVideoSpec {
         width: 640,
         height: 480,
@@ -33,7 +34,7 @@ fn spot(c: &mut Criterion) {
             b
         })
         .collect();
-    let mut tracker = FaceTracker::from_config(&cfg).unwrap();
+    let mut tracker = FaceTracker::from_config(&cfg.face, &cfg.align, &cfg.models).unwrap();
     let crops: Vec<Vec<u8>> = frames
         .iter()
         .map(|f| tracker.process(f, 640, 480).unwrap()[0].crop.clone())

@@ -5,8 +5,8 @@
 //! skip the 1.5B group (several minutes, ~8 GiB).
 
 use aullm::config::Config;
-use aullm::fixtures::Rng;
-use aullm::train::model::Net;
+use aullm::rng::Rng;
+use aullm::graph::model::Net;
 use aullm::train::trainer::{optimiser, train_step};
 use candle_core::{Device, Tensor};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -45,7 +45,7 @@ fn bench_step(c: &mut Criterion, group: &str, overrides: &[&str], batches: &[usi
     let cfg = config(overrides);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let t0 = std::time::Instant::now();
-    let mut net = Net::new(&cfg, root).unwrap();
+    let mut net = Net::new(&cfg.net_spec(), root).unwrap();
     eprintln!(
         "{group}: network built in {:.1} s ({} decider, front-end {} px x {} frames)",
         t0.elapsed().as_secs_f64(),

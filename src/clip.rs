@@ -2,8 +2,9 @@
 //! Live inference, batch processing and training all build clips here, so a model sees the same
 //! input in every mode.
 
-use crate::config::{ClipInput, FrontendConfig};
-use crate::fixtures::Rng;
+use crate::graph::config::ClipInput;
+use crate::graph::config::FrontendConfig;
+use crate::rng::Rng;
 use anyhow::{Context, Result, ensure};
 use opencv::core::{Mat, Rect, Size};
 use opencv::prelude::*;

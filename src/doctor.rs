@@ -149,22 +149,22 @@ pub fn run(cfg: &Config) -> Vec<Check> {
         Err(e) => out.push(row("OpenCV", State::Failed, e.to_string(), "make setup")),
     }
 
-    let manifest = crate::assets::manifest(cfg);
-    let cache = crate::assets::cache(cfg);
-    match crate::assets::init_onnx(cfg) {
+    let manifest = crate::assets::manifest(&cfg.models);
+    let cache = crate::assets::cache(&cfg.models);
+    match crate::assets::init_onnx(&cfg.models) {
         Ok(()) => out.push(row(
             "ONNX Runtime",
             State::Ok,
             format!(
                 "{} (front-end EP: {}; face detector: {}) from {}",
-                crate::runtime::onnx::version().unwrap_or("?"),
-                if crate::runtime::onnx::cuda_available() {
-                    crate::runtime::onnx::CUDA_EP
+                crate::onnx::version().unwrap_or("?"),
+                if crate::onnx::cuda_available() {
+                    crate::onnx::CUDA_EP
                 } else {
                     "CPUExecutionProvider, no CUDA EP in this build"
                 },
-                crate::runtime::onnx::execution_provider(),
-                crate::runtime::onnx::library()
+                crate::onnx::execution_provider(),
+                crate::onnx::library()
                     .map(|p| p.display().to_string())
                     .unwrap_or_default()
             ),
@@ -221,7 +221,7 @@ pub fn run(cfg: &Config) -> Vec<Check> {
             "check models.manifest",
         )),
     }
-    for d in crate::runtime::devices::probe() {
+    for d in crate::graph::devices::probe() {
         let state = if d.ok { State::Ok } else { State::Optional };
         let fix = if d.ok || d.name == "cpu" {
             ""
@@ -239,7 +239,7 @@ pub fn run(cfg: &Config) -> Vec<Check> {
             fix,
         ));
     }
-    match crate::assets::artefact_path(cfg, "liblsl").and_then(|p| lsl_version(&p).map(|v| (p, v)))
+    match crate::assets::artefact_path(&cfg.models, "liblsl").and_then(|p| lsl_version(&p).map(|v| (p, v)))
     {
         Ok((p, v)) => out.push(row(
             "liblsl",

@@ -2,9 +2,10 @@
 //! and training. See README.md and DESIGN.md for the data flow.
 
 pub mod assets;
+pub mod atomic;
 pub mod batch;
-pub mod bundle;
 pub mod clip;
+pub mod clock;
 pub mod config;
 pub mod data;
 pub mod doctor;
@@ -18,7 +19,9 @@ pub mod graph;
 pub mod ingest;
 pub mod jobs;
 pub mod models;
+pub mod onnx;
 pub mod output;
+pub mod rng;
 pub mod runtime;
 pub mod spot;
 pub mod stream;

@@ -608,7 +608,7 @@ fn open_bus(cfg: &Config, a: &SinkArgs, aus: Vec<String>) -> Result<aullm::event
         .map(|s| aullm::events::SinkSpec::parse(s))
         .collect::<Result<Vec<_>>>()?;
     let opts =
-        aullm::events::sink_options(cfg, &specs, a.bind.as_deref(), a.token.as_deref(), aus)?;
+        aullm::events::sink_options(&cfg.events, &cfg.models, &specs, a.bind.as_deref(), a.token.as_deref(), aus)?;
     let bus = aullm::events::open_sinks(&specs, &opts)?;
     for (name, addr) in bus.local_addrs() {
         eprintln!("listening: {name} on {addr}");
@@ -617,8 +617,8 @@ fn open_bus(cfg: &Config, a: &SinkArgs, aus: Vec<String>) -> Result<aullm::event
 }
 
 fn open_pipeline(cfg: &Config, p: PipelineArgs) -> Result<Pipeline> {
-    let model_dir = aullm::bundle::locate(p.model.as_deref().unwrap_or(&cfg.stream.model))?;
-    let manifest = aullm::bundle::verify(&model_dir)?;
+    let model_dir = aullm::runtime::bundle::locate(p.model.as_deref().unwrap_or(&cfg.stream.model))?;
+    let manifest = aullm::runtime::bundle::verify(&model_dir)?;
     let mut sinks = p.sinks;
     if sinks.sinks.is_empty() {
         sinks.sinks.push("jsonl:-".to_string());
@@ -680,7 +680,7 @@ fn batch_command(cfg: &Config, a: BatchArgs) -> Result<ExitCode> {
             .as_deref()
             .map(aullm::batch::inputs::parse_shard)
             .transpose()?,
-        model_dir: aullm::bundle::locate(a.model.as_deref().unwrap_or(&cfg.stream.model))?,
+        model_dir: aullm::runtime::bundle::locate(a.model.as_deref().unwrap_or(&cfg.stream.model))?,
         quiet: a.quiet,
         stop,
     };
@@ -712,12 +712,12 @@ fn run_command(cfg: &Config, a: RunArgs) -> Result<ExitCode> {
     };
     let mut p = open_pipeline(cfg, a.pipeline)?;
     p.opts.record = truth.is_some();
-    let mut det = aullm::bundle::Detector::load(&p.model_dir, cfg, None)?;
+    let mut det = aullm::runtime::detector::Detector::load(&p.model_dir, cfg, None)?;
     let mut seq = 0;
     let r = aullm::stream::run(
         cfg,
         &source,
-        &mut aullm::bundle::DetectorSlot::Ready(&mut det),
+        &mut aullm::runtime::detector::DetectorSlot::Ready(&mut det),
         &p.bus,
         &p.opts,
         &mut seq,
@@ -759,12 +759,12 @@ fn serve_command(cfg: &Config, a: ServeArgs) -> Result<ExitCode> {
     let mut last = None;
     // Events keep one numbering and the sinks stay up across reconnections.
     while !p.opts.stop.load(std::sync::atomic::Ordering::SeqCst) {
-        let mut det = aullm::bundle::Detector::load(&p.model_dir, cfg, None)?;
+        let mut det = aullm::runtime::detector::Detector::load(&p.model_dir, cfg, None)?;
         let started = std::time::Instant::now();
         match aullm::stream::run(
             cfg,
             &source,
-            &mut aullm::bundle::DetectorSlot::Ready(&mut det),
+            &mut aullm::runtime::detector::DetectorSlot::Ready(&mut det),
             &p.bus,
             &p.opts,
             &mut seq,
@@ -844,7 +844,7 @@ fn train_command(cfg: &mut Config, a: TrainArgs) -> Result<ExitCode> {
             .summary
             .thresholds;
         let dir = o.out.join("model");
-        let m = aullm::bundle::export(&net, cfg, th, &a.name, &dir)?;
+        let m = aullm::export::bundle::export(&net, cfg, th, &a.name, &dir)?;
         println!(
             "model {} written to {} ({} files)",
             a.name,
@@ -889,7 +889,7 @@ fn eval_command(cfg: &mut Config, a: EvalArgs) -> Result<ExitCode> {
 
 fn spot_command(cfg: &Config, a: SpotArgs) -> Result<ExitCode> {
     let source = aullm::ingest::Source::parse(&a.source)?;
-    let summary = aullm::spot::run::spot_source(cfg, &source, a.fps, |iv| {
+    let summary = aullm::jobs::spot::spot_source(cfg, &source, a.fps, |iv| {
         if a.json {
             println!("{}", serde_json::to_string(iv)?);
         } else {
@@ -932,7 +932,7 @@ fn spot_eval_command(cfg: &Config, a: SpotEvalArgs) -> Result<ExitCode> {
     use aullm::spot::eval;
     let mut results = Vec::new();
     for root in &a.roots {
-        let videos = eval::load_set(cfg, root, a.crop_cache.as_deref())?;
+        let videos = aullm::jobs::spot::load_set(cfg, root, a.crop_cache.as_deref())?;
         if let Some(d) = &a.dump {
             eval::dump_signals(&cfg.spot, &videos, d)?;
         }
@@ -961,7 +961,7 @@ fn spot_eval_command(cfg: &Config, a: SpotEvalArgs) -> Result<ExitCode> {
         "sets": results,
     }))?;
     if let Some(p) = &a.out {
-        let mut f = aullm::output::atomic::AtomicFile::create(p)?;
+        let mut f = aullm::atomic::AtomicFile::create(p)?;
         std::io::Write::write_all(&mut f, json.as_bytes())?;
         f.commit()?;
     }
@@ -1017,7 +1017,7 @@ fn events_command(cfg: &Config, action: EventsAction) -> Result<ExitCode> {
     }
     if let Some(p) = &a.stats {
         let json = serde_json::json!({ "events": n, "rejected": rejected, "sinks": stats });
-        let mut f = aullm::output::atomic::AtomicFile::create(p)?;
+        let mut f = aullm::atomic::AtomicFile::create(p)?;
         std::io::Write::write_all(&mut f, serde_json::to_string_pretty(&json)?.as_bytes())?;
         f.commit()?;
     }
@@ -1134,7 +1134,7 @@ fn synth(cfg: &Config, a: SynthArgs) -> Result<ExitCode> {
     let threads = a
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let photo = aullm::fixtures::Photo::astronaut(cfg)?;
+    let photo = aullm::fixtures::Photo::astronaut(&cfg.models)?;
     let r = aullm::data::synth::generate(&sc, &photo, &a.out, threads)?;
     println!(
         "wrote {}: {} subjects, {} clips ({} frames), {} long videos ({} frames) in {:.1} s ({:.0} frames/s)",
@@ -1180,7 +1180,7 @@ fn testvideo(cfg: &Config, a: TestvideoArgs) -> Result<ExitCode> {
         motion,
         seed: a.seed,
     };
-    let photo = Photo::astronaut(cfg)?;
+    let photo = Photo::astronaut(&cfg.models)?;
     write_face_video_with(&spec, &photo, &a.out, codec)?;
     println!(
         "wrote {} ({} frames, {}x{} at {} fps)",
@@ -1218,7 +1218,7 @@ fn faces(cfg: &Config, args: FacesArgs) -> Result<ExitCode> {
 }
 
 fn models(cfg: &Config, action: ModelsAction) -> Result<ExitCode> {
-    let manifest = aullm::assets::manifest(cfg)?;
+    let manifest = aullm::assets::manifest(&cfg.models)?;
     let cache = ModelCache::new(cfg.cache_dir());
     match action {
         ModelsAction::List => {
@@ -1429,7 +1429,7 @@ fn data_command(cfg: &Config, action: DataAction) -> Result<ExitCode> {
                 },
             );
             let detect = if a.detect {
-                Some(aullm::data::detectability::detectability(&loaded, cfg)?)
+                Some(aullm::data::detectability::detectability(&loaded, &cfg.face, &cfg.models)?)
             } else {
                 None
             };

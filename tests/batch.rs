@@ -28,7 +28,7 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let root = tempfile::tempdir().unwrap().keep();
         let cfg = Config::default();
-        let photo = Photo::astronaut(&cfg).unwrap();
+        let photo = Photo::astronaut(&cfg.models).unwrap();
         let sc = SynthConfig {
             seed: 9,
             subjects: 3,
@@ -56,7 +56,7 @@ fn fixture() -> &'static Fixture {
         let bytes = std::fs::read(videos.join("a.avi")).unwrap();
         std::fs::write(videos.join("broken.avi"), &bytes[..bytes.len() / 3]).unwrap();
         let mut w = VideoWriter::create(&videos.join("empty_room.avi"), 320, 240, 50.0).unwrap();
-        let mut rng = aullm::fixtures::Rng::new(3);
+        let mut rng = aullm::rng::Rng::new(3);
         for _ in 0..50 {
             let f: Vec<u8> = (0..320 * 240)
                 .map(|_| 100 + (rng.uniform() * 20.0) as u8)
@@ -133,7 +133,7 @@ fn folder_with_bad_files_matches_live_pipeline_and_reports_failures() {
 
     // The live pipeline on the same video gives the same events (frame numbers, kinds, AUs).
     let cfg = Config::default();
-    let mut det = aullm::bundle::Detector::load(&f.model, &cfg, None).unwrap();
+    let mut det = aullm::runtime::detector::Detector::load(&f.model, &cfg, None).unwrap();
     let bus = EventBus::new(Vec::new(), 64, LslClock::monotonic());
     let opts = StreamOptions {
         record: true,
@@ -143,7 +143,7 @@ fn folder_with_bad_files_matches_live_pipeline_and_reports_failures() {
     let live = aullm::stream::run(
         &cfg,
         &Source::File(f.videos.join("b.avi")),
-        &mut aullm::bundle::DetectorSlot::Ready(&mut det),
+        &mut aullm::runtime::detector::DetectorSlot::Ready(&mut det),
         &bus,
         &opts,
         &mut seq,

@@ -124,7 +124,7 @@ fn doctor_passes_after_setup() {
 #[test]
 fn faces_on_a_truncated_file_exits_non_zero_and_keeps_the_csv() {
     let cfg = aullm::config::Config::default();
-    let video = aullm::assets::artefact_path(&cfg, "megamind").unwrap();
+    let video = aullm::assets::artefact_path(&cfg.models, "megamind").unwrap();
     let bytes = std::fs::read(&video).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cut = dir.path().join("cut.avi");

@@ -85,7 +85,7 @@ fn same_events_arrive_identical_over_jsonl_tcp_ws_and_lsl() {
     let file = dir.path().join("events.jsonl");
     let name = format!("aullm-test-{}", std::process::id());
     let mut opts = options();
-    opts.lsl_lib = Some(lsl_library(&Config::default()).expect("liblsl artefact"));
+    opts.lsl_lib = Some(lsl_library(&Config::default().models).expect("liblsl artefact"));
     let specs = [
         SinkSpec::parse(&format!("jsonl:{}", file.display())).unwrap(),
         SinkSpec::parse("tcp:0").unwrap(),
@@ -104,7 +104,7 @@ fn same_events_arrive_identical_over_jsonl_tcp_ws_and_lsl() {
 
     // Captured two seconds ago: the LSL timestamps must say so, not the push time.
     let clock = bus.clock();
-    let t0 = aullm::events::clock::mono_now_ns() - 2_000_000_000;
+    let t0 = aullm::clock::mono_now_ns() - 2_000_000_000;
     let events: Vec<AuEvent> = (0..n)
         .map(|i| event(i, t0 + i as i64 * 50_000_000, &clock))
         .collect();
@@ -192,7 +192,7 @@ fn run_with_reader(n: u64, blackhole: bool) -> (Vec<u64>, SinkStats) {
         bus.clients_connected() == 1 + blackhole as u64
     });
     let clock = bus.clock();
-    let t0 = aullm::events::clock::mono_now_ns();
+    let t0 = aullm::clock::mono_now_ns();
     let mut sent = 0;
     while sent < n {
         let batch = 500.min(n - sent);
@@ -269,7 +269,7 @@ fn clients_leaving_mid_run_are_dropped_cleanly() {
     assert_eq!(ws_quit.line(), "READY");
     wait_for("three clients", || bus.clients_connected() == 3);
     let clock = bus.clock();
-    let t0 = aullm::events::clock::mono_now_ns();
+    let t0 = aullm::clock::mono_now_ns();
     let mut seq = 0;
     let mut publish = |k: u64| {
         for _ in 0..k {
@@ -374,13 +374,13 @@ fn servers_bind_loopback_unless_told() {
         assert!(a.ip().is_loopback(), "{name} listens on {a}");
     }
     bus.close();
-    let opts = sink_options(&Config::default(), &specs, Some("0.0.0.0"), None, vec![]).unwrap();
+    let opts = sink_options(&Config::default().events, &Config::default().models, &specs, Some("0.0.0.0"), None, vec![]).unwrap();
     let bus = open_sinks(&specs, &opts).unwrap();
     for (name, a) in bus.local_addrs() {
         assert!(a.ip().is_unspecified(), "{name} listens on {a}");
     }
     bus.close();
-    let e = sink_options(&Config::default(), &specs, Some("everywhere"), None, vec![]).unwrap_err();
+    let e = sink_options(&Config::default().events, &Config::default().models, &specs, Some("everywhere"), None, vec![]).unwrap_err();
     assert!(e.to_string().contains("--bind \"everywhere\""), "{e}");
 }
 

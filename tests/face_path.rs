@@ -23,7 +23,7 @@ fn faces_opts(dir: &Path) -> FacesOptions {
 
 /// Crops of the first track for every frame of `video` (panics if a frame has no face).
 fn track_crops(cfg: &Config, video: &Path) -> Vec<Vec<u8>> {
-    let mut tracker = FaceTracker::from_config(cfg).unwrap();
+    let mut tracker = FaceTracker::from_config(&cfg.face, &cfg.align, &cfg.models).unwrap();
     let mut ingest = Ingest::open(&Source::File(video.to_path_buf()), &cfg.ingest).unwrap();
     let mut crops = Vec::new();
     while let Some(mut f) = ingest.next_frame().unwrap() {
@@ -63,13 +63,13 @@ fn eye_errors(f: &aullm::face::Detection) -> (f32, f32) {
 fn astronaut_one_face_with_eyes_in_place() {
     use opencv::prelude::*;
     let cfg = cfg();
-    aullm::assets::init_onnx(&cfg).unwrap();
-    let path = aullm::assets::artefact_path(&cfg, "astronaut").unwrap();
+    aullm::assets::init_onnx(&cfg.models).unwrap();
+    let path = aullm::assets::artefact_path(&cfg.models, "astronaut").unwrap();
     let bgr = opencv::imgcodecs::imread(&path, opencv::imgcodecs::IMREAD_COLOR).unwrap();
     let mut rgb = opencv::core::Mat::default();
     opencv::imgproc::cvt_color_def(&bgr, &mut rgb, opencv::imgproc::COLOR_BGR2RGB).unwrap();
     let (w, h) = (rgb.cols() as usize, rgb.rows() as usize);
-    let model = aullm::assets::artefact_path(&cfg, "blazeface-front").unwrap();
+    let model = aullm::assets::artefact_path(&cfg.models, "blazeface-front").unwrap();
     let mut det = FaceDetector::new(&model, 1, 0.5, 0.3)
         .unwrap()
         .with_gray_tint(cfg.face.gray_tint);
@@ -84,7 +84,7 @@ fn astronaut_one_face_with_eyes_in_place() {
     assert!(faces[0].score > 0.8, "score {}", faces[0].score);
 
     // The gray path (what cameras deliver) finds the same single face, eyes within a few pixels.
-    let photo = Photo::astronaut(&cfg).unwrap();
+    let photo = Photo::astronaut(&cfg.models).unwrap();
     let gray = det.detect(&photo.gray, w, h).unwrap();
     assert_eq!(gray.len(), 1, "{gray:?}");
     let (r, l) = eye_errors(&gray[0]);
@@ -95,7 +95,7 @@ fn astronaut_one_face_with_eyes_in_place() {
 #[test]
 fn megamind_faces_in_almost_every_frame() {
     let cfg = cfg();
-    let video = aullm::assets::artefact_path(&cfg, "megamind").unwrap();
+    let video = aullm::assets::artefact_path(&cfg.models, "megamind").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let s = run(&cfg, &Source::File(video), &faces_opts(dir.path()), |_| {}).unwrap();
     assert_eq!(s.error, None);
@@ -129,7 +129,7 @@ fn test_source_without_a_face_ends_cleanly() {
 #[test]
 fn truncated_file_reports_the_demuxer_after_processing_what_decoded() {
     let cfg = cfg();
-    let video = aullm::assets::artefact_path(&cfg, "megamind").unwrap();
+    let video = aullm::assets::artefact_path(&cfg.models, "megamind").unwrap();
     let bytes = std::fs::read(&video).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cut = dir.path().join("cut.avi");
@@ -168,7 +168,7 @@ fn still_spec(frames: u32) -> FaceVideoSpec {
 #[test]
 fn still_face_crops_are_stable_to_a_twentieth_of_a_pixel() {
     let cfg = cfg();
-    let photo = Photo::astronaut(&cfg).unwrap();
+    let photo = Photo::astronaut(&cfg.models).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let video = dir.path().join("still.mkv");
     write_face_video(&still_spec(80), &photo, &video).unwrap();
@@ -189,7 +189,7 @@ fn still_face_crops_are_stable_to_a_twentieth_of_a_pixel() {
 #[test]
 fn shift_measurement_reads_known_sub_pixel_shifts() {
     let cfg = cfg();
-    let photo = Photo::astronaut(&cfg).unwrap();
+    let photo = Photo::astronaut(&cfg.models).unwrap();
     let a = aullm::face::Similarity {
         a: 1.0,
         b: 0.0,
@@ -218,7 +218,7 @@ fn shift_measurement_reads_known_sub_pixel_shifts() {
 #[test]
 fn moving_head_is_followed() {
     let cfg = cfg();
-    let photo = Photo::astronaut(&cfg).unwrap();
+    let photo = Photo::astronaut(&cfg.models).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let video = dir.path().join("sway.mkv");
     let spec = FaceVideoSpec {
@@ -245,11 +245,11 @@ fn moving_head_is_followed() {
 #[test]
 fn two_faces_keep_their_ids() {
     use aullm::face::Similarity;
-    use aullm::fixtures::Rng;
+    use aullm::rng::Rng;
     let mut cfg = cfg();
     cfg.face.max_faces = 2;
-    let photo = Photo::astronaut(&cfg).unwrap();
-    let mut tracker = FaceTracker::from_config(&cfg).unwrap();
+    let photo = Photo::astronaut(&cfg.models).unwrap();
+    let mut tracker = FaceTracker::from_config(&cfg.face, &cfg.align, &cfg.models).unwrap();
     let (w, h) = (480usize, 240usize);
     let mut rng = Rng::new(3);
     let mut ids_left = std::collections::BTreeSet::new();
@@ -297,7 +297,7 @@ fn two_faces_keep_their_ids() {
 #[test]
 fn mjpeg_decoded_by_region_tracks_exactly_as_whole_frames() {
     let cfg = cfg();
-    let photo = Photo::astronaut(&cfg).unwrap();
+    let photo = Photo::astronaut(&cfg.models).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let video = dir.path().join("sway.avi");
     let spec = FaceVideoSpec {
@@ -319,7 +319,7 @@ fn mjpeg_decoded_by_region_tracks_exactly_as_whole_frames() {
     let run = |regions: bool| {
         let mut c = cfg.clone();
         c.ingest.decode_regions = regions;
-        let mut tracker = FaceTracker::from_config(&c).unwrap();
+        let mut tracker = FaceTracker::from_config(&c.face, &c.align, &c.models).unwrap();
         let mut ingest = Ingest::open(&Source::File(video.clone()), &c.ingest).unwrap();
         let (mut out, mut decoded, mut whole) = (Vec::new(), 0u64, 0u64);
         while let Some(mut f) = ingest.next_frame().unwrap() {

@@ -44,7 +44,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn onnx_runtime_matches_candle() {
-    aullm::assets::init_onnx(&Config::default()).unwrap();
+    aullm::assets::init_onnx(&Config::default().models).unwrap();
     let dev = Device::Cpu;
     let dir = tempfile::tempdir().unwrap();
     let cases = [
@@ -63,7 +63,7 @@ fn onnx_runtime_matches_candle() {
         randomise_vectors(&model);
         let path = dir.path().join(format!("{ab:?}_{size}.onnx"));
         export_frontend(&model, &path).unwrap();
-        let mut session = aullm::runtime::onnx::session(&path, 1).unwrap();
+        let mut session = aullm::onnx::session(&path, 1).unwrap();
         for batch in [1usize, 3] {
             let clip = Tensor::rand(0f32, 1., (batch, 2, frames, size, size), &dev).unwrap();
             let out = model.net.forward(&clip).unwrap();

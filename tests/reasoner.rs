@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 fn smollm2_path() -> PathBuf {
-    aullm::assets::artefact_path(&Config::default(), "smollm2-135m").unwrap()
+    aullm::assets::artefact_path(&Config::default().models, "smollm2-135m").unwrap()
 }
 
 fn max_abs_of(a: &Tensor) -> f32 {

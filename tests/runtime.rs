@@ -1,13 +1,13 @@
 //! ONNX Runtime execution-provider selection: CUDA when the loaded library has it, else a logged CPU fall back.
 
 use aullm::config::Config;
-use aullm::runtime::onnx::{CPU_EP, CUDA_EP, cuda_available, session_on};
+use aullm::onnx::{CPU_EP, CUDA_EP, cuda_available, session_on};
 
 #[test]
 fn provider_selection_falls_back_to_the_cpu_library() {
     let cfg = Config::default();
-    aullm::assets::init_onnx(&cfg).unwrap();
-    let model = aullm::assets::artefact_path(&cfg, "blazeface-front").unwrap();
+    aullm::assets::init_onnx(&cfg.models).unwrap();
+    let model = aullm::assets::artefact_path(&cfg.models, "blazeface-front").unwrap();
     let expected = if cuda_available() { CUDA_EP } else { CPU_EP };
     let (mut s, ep) = session_on(&model, 1, "auto").unwrap();
     assert_eq!(ep, expected);

@@ -6,15 +6,15 @@ use aullm::data::synth::{SynthConfig, generate};
 use aullm::fixtures::{FaceVideoSpec, Motion, Photo, write_face_video_with};
 use aullm::ingest::Source;
 use aullm::output::video::VideoCodec;
-use aullm::spot::eval::{evaluate_set, load_set, score_video};
-use aullm::spot::run::{spot_source, track_crops};
+use aullm::jobs::spot::{load_set, spot_source, track_crops};
+use aullm::spot::eval::{evaluate_set, score_video};
 use aullm::spot::{IntervalKind, Spotter, spot_offline};
 use std::path::Path;
 
 /// Two 8 s long videos at 200 fps with default amplitudes and nuisances: 4 micros, 1 macro, blinks.
 fn small_synth(root: &Path) -> Config {
     let cfg = Config::default();
-    let photo = Photo::astronaut(&cfg).unwrap();
+    let photo = Photo::astronaut(&cfg.models).unwrap();
     let sc = SynthConfig {
         seed: 31,
         subjects: 2,
@@ -103,7 +103,7 @@ fn synthme_intervals_are_found_in_time_and_labelled_by_duration() {
 
 fn face_video(dir: &Path, motion: Motion) -> std::path::PathBuf {
     let cfg = Config::default();
-    let photo = Photo::astronaut(&cfg).unwrap();
+    let photo = Photo::astronaut(&cfg.models).unwrap();
     let spec = FaceVideoSpec {
         width: 640,
         height: 480,

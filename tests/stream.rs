@@ -30,7 +30,7 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let root = tempfile::tempdir().unwrap().keep();
         let cfg = Config::default();
-        let photo = Photo::astronaut(&cfg).unwrap();
+        let photo = Photo::astronaut(&cfg.models).unwrap();
         let sc = SynthConfig {
             seed: 5,
             subjects: 1,
@@ -59,12 +59,12 @@ fn options() -> StreamOptions {
 fn run(bus: &EventBus) -> RunSummary {
     let f = fixture();
     let cfg = Config::default();
-    let mut det = aullm::bundle::Detector::load(&f.model, &cfg, None).unwrap();
+    let mut det = aullm::runtime::detector::Detector::load(&f.model, &cfg, None).unwrap();
     let mut seq = 0;
     aullm::stream::run(
         &cfg,
         &Source::File(f.video.clone()),
-        &mut aullm::bundle::DetectorSlot::Ready(&mut det),
+        &mut aullm::runtime::detector::DetectorSlot::Ready(&mut det),
         bus,
         &options(),
         &mut seq,
@@ -77,9 +77,9 @@ fn sink_options(specs: &[SinkSpec]) -> SinkOptions {
         .iter()
         .map(|a| format!("AU{a}"))
         .collect();
-    let mut o = aullm::events::sink_options(&Config::default(), specs, None, None, aus).unwrap();
+    let mut o = aullm::events::sink_options(&Config::default().events, &Config::default().models, specs, None, None, aus).unwrap();
     if specs.iter().any(|s| matches!(s, SinkSpec::Lsl(_))) {
-        o.lsl_lib = Some(lsl_library(&Config::default()).unwrap());
+        o.lsl_lib = Some(lsl_library(&Config::default().models).unwrap());
     }
     o
 }
@@ -166,7 +166,7 @@ fn events_match_ground_truth_and_are_identical_across_sinks() {
         assert_eq!(ev.aus.len(), 8);
         assert_eq!(ev.model.id, "test-model");
     }
-    let truth = aullm::spot::eval::load_set(&Config::default(), &f.root, None).unwrap();
+    let truth = aullm::jobs::spot::load_set(&Config::default(), &f.root, None).unwrap();
     let pred: Vec<Interval> = events
         .iter()
         .map(|e| Interval {
@@ -242,7 +242,7 @@ fn a_corrupt_frame_in_a_recording_is_counted_and_the_run_goes_on() {
     bytes[soi[500] + 1] = 0x00; // frame 500 no longer starts a JPEG
     std::fs::write(&video, bytes).unwrap();
     let cfg = Config::default();
-    let mut det = aullm::bundle::Detector::load(&f.model, &cfg, None).unwrap();
+    let mut det = aullm::runtime::detector::Detector::load(&f.model, &cfg, None).unwrap();
     let bus = EventBus::new(Vec::new(), 64, aullm::events::LslClock::monotonic());
     let opts = StreamOptions {
         record: true,
@@ -253,7 +253,7 @@ fn a_corrupt_frame_in_a_recording_is_counted_and_the_run_goes_on() {
     let s = aullm::stream::run(
         &cfg,
         &Source::File(video),
-        &mut aullm::bundle::DetectorSlot::Ready(&mut det),
+        &mut aullm::runtime::detector::DetectorSlot::Ready(&mut det),
         &bus,
         &opts,
         &mut seq,

@@ -6,7 +6,8 @@ use aullm::data::synth::identity::make_identity;
 use aullm::data::synth::render::{ExpressionField, FrameConditions, Renderer};
 use aullm::data::synth::{SynthConfig, generate};
 use aullm::face::{CropTemplate, FaceDetector, Similarity};
-use aullm::fixtures::{Photo, Rng};
+use aullm::fixtures::Photo;
+use aullm::rng::Rng;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -44,7 +45,7 @@ fn digest_tree(root: &Path) -> BTreeMap<String, String> {
 
 #[test]
 fn same_seed_gives_identical_files_whatever_the_thread_count() {
-    let photo = Photo::astronaut(&Config::default()).unwrap();
+    let photo = Photo::astronaut(&Config::default().models).unwrap();
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     let ra = generate(&tiny(), &photo, a.path(), 1).unwrap();
@@ -74,8 +75,8 @@ fn same_seed_gives_identical_files_whatever_the_thread_count() {
 #[test]
 fn generated_faces_are_found_by_our_detector() {
     let cfg = Config::default();
-    aullm::assets::init_onnx(&cfg).unwrap();
-    let photo = Photo::astronaut(&cfg).unwrap();
+    aullm::assets::init_onnx(&cfg.models).unwrap();
+    let photo = Photo::astronaut(&cfg.models).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let sc = SynthConfig {
         subjects: 6,
@@ -84,7 +85,7 @@ fn generated_faces_are_found_by_our_detector() {
         ..SynthConfig::ci()
     };
     generate(&sc, &photo, dir.path(), 2).unwrap();
-    let model = aullm::assets::artefact_path(&cfg, "blazeface-front").unwrap();
+    let model = aullm::assets::artefact_path(&cfg.models, "blazeface-front").unwrap();
     let mut det = FaceDetector::new(&model, 1, cfg.face.score_threshold, cfg.face.nms_iou)
         .unwrap()
         .with_gray_tint(cfg.face.gray_tint);
@@ -139,7 +140,7 @@ fn peak_flow(a: &[u8], b: &[u8], size: i32) -> (f32, [f32; 2]) {
 #[test]
 fn au_amplitude_is_in_canonical_face_pixels() {
     let cfg = Config::default();
-    let photo = Photo::astronaut(&cfg).unwrap();
+    let photo = Photo::astronaut(&cfg.models).unwrap();
     let id = make_identity(&photo, 0, 7, 640, 480).unwrap();
     let mut rng = Rng::new(1);
     let mut r = Renderer::new(640, 480, &mut rng);
@@ -243,7 +244,7 @@ fn mid_shift(a: &[u8], b: &[u8]) -> (f64, f64) {
 
 #[test]
 fn identities_differ_in_geometry_and_appearance() {
-    let photo = Photo::astronaut(&Config::default()).unwrap();
+    let photo = Photo::astronaut(&Config::default().models).unwrap();
     let ids: Vec<_> = (0..6)
         .map(|i| make_identity(&photo, i, 1, 640, 480).unwrap())
         .collect();
@@ -274,7 +275,7 @@ fn identities_differ_in_geometry_and_appearance() {
 #[test]
 fn the_dataset_loaders_read_what_synth_wrote() {
     use aullm::data::{LoadOptions, casme2, sammlv};
-    let photo = Photo::astronaut(&Config::default()).unwrap();
+    let photo = Photo::astronaut(&Config::default().models).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = tiny();
     generate(&cfg, &photo, dir.path(), 2).unwrap();

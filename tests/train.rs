@@ -4,9 +4,10 @@
 
 use aullm::config::Config;
 use aullm::data::synth::{SynthConfig, generate};
-use aullm::fixtures::{Photo, Rng};
+use aullm::fixtures::Photo;
+use aullm::rng::Rng;
 use aullm::train::clips::{AlignedClip, ClipSet, align_samples};
-use aullm::train::model::Net;
+use aullm::graph::model::Net;
 use aullm::train::trainer::{
     RunOptions, batch_loss, make_batch, optimiser, positive_weights, predict, train,
 };
@@ -47,7 +48,7 @@ fn synth() -> &'static (std::path::PathBuf, ClipSet) {
     static SET: OnceLock<(std::path::PathBuf, ClipSet)> = OnceLock::new();
     SET.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
-        let photo = Photo::astronaut(&Config::default()).unwrap();
+        let photo = Photo::astronaut(&Config::default().models).unwrap();
         generate(&SynthConfig::ci(), &photo, &dir, 2).unwrap();
         let loaded = aullm::data::load(
             &dir,
@@ -79,7 +80,7 @@ fn loss_falls_and_gradients_reach_delta_and_lora_but_not_the_base() {
     let cfg = tiny_config();
     let set = clips();
     let batch: Vec<&AlignedClip> = refs(set)[..3].to_vec();
-    let mut net = Net::new(&cfg, root()).unwrap();
+    let mut net = Net::new(&cfg.net_spec(), root()).unwrap();
     let base_before: Vec<Vec<f32>> = net
         .reasoner
         .as_ref()
@@ -165,7 +166,7 @@ fn resume_continues_exactly_and_export_reproduces_predictions() {
 
     // Uninterrupted: 2 epochs of 2 steps.
     let straight = dir.path().join("straight");
-    let mut a = Net::new(&cfg, root()).unwrap();
+    let mut a = Net::new(&cfg.net_spec(), root()).unwrap();
     let sa = train(
         &mut a,
         &cfg,
@@ -182,7 +183,7 @@ fn resume_continues_exactly_and_export_reproduces_predictions() {
 
     // Stopped after 3 steps (mid-epoch, as Ctrl-C would), then resumed in a fresh process state.
     let split = dir.path().join("split");
-    let mut b = Net::new(&cfg, root()).unwrap();
+    let mut b = Net::new(&cfg.net_spec(), root()).unwrap();
     let first = train(
         &mut b,
         &cfg,
@@ -198,7 +199,7 @@ fn resume_continues_exactly_and_export_reproduces_predictions() {
     .unwrap();
     assert!(first.stopped_early);
     assert_eq!(first.steps, 3);
-    let mut c = Net::new(&cfg, root()).unwrap();
+    let mut c = Net::new(&cfg.net_spec(), root()).unwrap();
     let sc = train(
         &mut c,
         &cfg,
@@ -232,7 +233,7 @@ fn resume_continues_exactly_and_export_reproduces_predictions() {
     // A checkpoint written for another configuration is refused with a clear error.
     let mut other = cfg.clone();
     other.train.seed = 99;
-    let mut d = Net::new(&other, root()).unwrap();
+    let mut d = Net::new(&other.net_spec(), root()).unwrap();
     let err = train(
         &mut d,
         &other,
@@ -253,7 +254,7 @@ fn resume_continues_exactly_and_export_reproduces_predictions() {
 
     // `aullm export --run` rebuilds the same bundle from the finished run's checkpoint alone.
     let model_dir = dir.path().join("model");
-    let m = aullm::bundle::export(&a, &cfg, &sa.thresholds, "tiny", &model_dir).unwrap();
+    let m = aullm::export::bundle::export(&a, &cfg, &sa.thresholds, "tiny", &model_dir).unwrap();
     let ck = aullm::jobs::export::checkpoint_of(&straight, None).unwrap();
     let rebuilt =
         aullm::jobs::export::export_run(&ck, &cfg, "tiny", &dir.path().join("rebuilt"), root())
@@ -277,7 +278,7 @@ fn resume_continues_exactly_and_export_reproduces_predictions() {
     // Export, load (integrity checked, f32 reasoner), predict: same probabilities as training-time.
     let want = predict(&a, &all, &cfg).unwrap();
     let mut det =
-        aullm::bundle::Detector::load(&model_dir, &Config::default(), Some("f32")).unwrap();
+        aullm::runtime::detector::Detector::load(&model_dir, &Config::default(), Some("f32")).unwrap();
     let mut data = Vec::new();
     for c in &all {
         let (x, _) = make_batch(&[*c], &cfg, None).unwrap();
@@ -300,7 +301,7 @@ fn resume_continues_exactly_and_export_reproduces_predictions() {
     let n = bytes.len();
     bytes[n - 1] ^= 0xff;
     std::fs::write(&onnx, bytes).unwrap();
-    let err = aullm::bundle::verify(&model_dir).unwrap_err();
+    let err = aullm::runtime::bundle::verify(&model_dir).unwrap_err();
     assert!(format!("{err:#}").contains("frontend.onnx"), "{err:#}");
 }
 
@@ -374,7 +375,7 @@ fn two_stage_training_starts_from_the_same_folds_frontend_and_refuses_another_sp
     llm.train.init_frontend = stage1.display().to_string();
     let (_, net) = run_protocol(&llm, &split, &dir.path().join("stage2"), Some(0)).unwrap();
     let net = net.expect("one fold returns its network");
-    let fresh = Net::new(&llm, root()).unwrap();
+    let fresh = Net::new(&llm.net_spec(), root()).unwrap();
     let mut compared = 0;
     for ((name, var), (_, fresh_var)) in net.visual_vars().iter().zip(fresh.visual_vars()) {
         let Some(key) = name.strip_prefix("frontend.") else {

@@ -6,11 +6,11 @@
 pub mod inputs;
 pub mod report;
 
-use crate::bundle::{Detector, DetectorSlot};
+use crate::runtime::detector::{Detector, DetectorSlot};
 use crate::config::Config;
 use crate::events::{EventBus, ExpressionKind, LslClock};
 use crate::ingest::Source;
-use crate::output::atomic::AtomicFile;
+use crate::atomic::AtomicFile;
 use crate::stream::{Recording, StreamOptions};
 use anyhow::{Context, Result, bail};
 use inputs::Input;
@@ -281,7 +281,7 @@ pub fn run(cfg: &Config, o: &BatchOptions) -> Result<BatchSummary> {
     }
     std::fs::create_dir_all(&o.out)
         .with_context(|| format!("cannot create {}", o.out.display()))?;
-    let m = crate::bundle::verify(&o.model_dir)?;
+    let m = crate::runtime::bundle::verify(&o.model_dir)?;
     let model = (
         m.name.clone(),
         crate::models::sha256_file(&o.model_dir.join("model.json"))?,

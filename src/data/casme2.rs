@@ -24,7 +24,7 @@ use super::rows::{Columns, check_samples, read_records};
 use super::sample::{Dataset, FrameSet, Sample};
 use super::sheet::{Table, find_annotation_file, read_table};
 use super::{FrameVariant, LoadOptions, Loaded, Problem, frames_root};
-use crate::output::atomic::AtomicFile;
+use crate::atomic::AtomicFile;
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,8 @@
 //! a dataset whose faces aullm cannot find cannot be trained or evaluated on.
 
 use super::Loaded;
-use crate::config::Config;
+use crate::face::FaceConfig;
+use crate::models::ModelsConfig;
 use crate::face::FaceDetector;
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -49,22 +50,21 @@ impl Detectability {
 }
 
 /// Runs BlazeFace (as configured) on every annotated frame of `loaded`.
-pub fn detectability(loaded: &Loaded, cfg: &Config) -> Result<Detectability> {
+pub fn detectability(
+    loaded: &Loaded,
+    face: &FaceConfig,
+    models: &ModelsConfig,
+) -> Result<Detectability> {
     use opencv::prelude::*;
-    crate::assets::init_onnx(cfg)?;
-    let name = if cfg.face.detector == "back" {
-        "blazeface-back"
-    } else {
-        "blazeface-front"
-    };
-    let model = crate::assets::artefact_path(cfg, name)?;
+    crate::assets::init_onnx(models)?;
+    let model = crate::assets::artefact_path(models, face.detector.artefact())?;
     let mut det = FaceDetector::new(
         &model,
-        cfg.face.intra_threads,
-        cfg.face.score_threshold,
-        cfg.face.nms_iou,
+        face.intra_threads,
+        face.score_threshold,
+        face.nms_iou,
     )?
-    .with_gray_tint(cfg.face.gray_tint);
+    .with_gray_tint(face.gray_tint);
     let mut out = Detectability::default();
     let ranges = loaded
         .samples

@@ -240,7 +240,7 @@ pub fn write(dir: &Path, o: &ProtocolOutcome, r: &AuReport, cfg: &Config) -> Res
     let mut out = Vec::new();
     for (name, text) in files {
         let p = dir.join(name);
-        let mut f = crate::output::atomic::AtomicFile::create(&p)?;
+        let mut f = crate::atomic::AtomicFile::create(&p)?;
         use std::io::Write;
         f.write_all(text.as_bytes())?;
         f.commit()?;

@@ -1,26 +1,7 @@
-//! Host clocks and the mapping of CLOCK_MONOTONIC capture times onto Lab Streaming Layer's clock.
+//! The mapping of CLOCK_MONOTONIC capture times onto Lab Streaming Layer's clock.
 
 use super::lsl_ffi::LslLib;
-
-fn clock_ns(id: libc::clockid_t) -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec; both clock ids exist on every Linux.
-    unsafe { libc::clock_gettime(id, &mut ts) };
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-}
-
-/// CLOCK_MONOTONIC now, ns (the clock frame capture times are on).
-pub fn mono_now_ns() -> i64 {
-    clock_ns(libc::CLOCK_MONOTONIC)
-}
-
-/// CLOCK_REALTIME now, ns since the Unix epoch.
-pub fn realtime_now_ns() -> i64 {
-    clock_ns(libc::CLOCK_REALTIME)
-}
+use crate::clock::mono_now_ns;
 
 /// Maps CLOCK_MONOTONIC times to `lsl_local_clock()` seconds: `lsl_s = mono_ns / 1e9 + offset_s`.
 #[derive(Debug, Clone, Copy, PartialEq)]

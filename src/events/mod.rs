@@ -3,6 +3,7 @@
 
 pub mod bus;
 pub mod clock;
+pub mod config;
 pub mod lsl_ffi;
 pub mod replay;
 pub mod schema;
@@ -10,6 +11,7 @@ pub mod sink;
 pub mod sinks;
 
 pub use bus::{EventBus, SinkStats};
+pub use config::EventsConfig;
 pub use clock::LslClock;
 pub use schema::{AuDecision, AuEvent, ExpressionKind, ModelInfo, SCHEMA, SchemaV1, TimePoint};
 pub use sink::{SinkOptions, SinkSpec};
@@ -21,10 +23,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// liblsl for `lsl:` sinks: `$LSL_LIB` when set, else the verified `liblsl` artefact.
-pub fn lsl_library(cfg: &crate::config::Config) -> Result<PathBuf> {
+pub fn lsl_library(models: &crate::models::ModelsConfig) -> Result<PathBuf> {
     match std::env::var_os("LSL_LIB") {
         Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
-        _ => crate::assets::artefact_path(cfg, "liblsl")
+        _ => crate::assets::artefact_path(models, "liblsl")
             .context("lsl sinks need liblsl: set LSL_LIB or run `aullm models fetch liblsl`"),
     }
 }
@@ -94,13 +96,14 @@ pub fn open_sinks(specs: &[SinkSpec], opts: &SinkOptions) -> Result<EventBus> {
 /// The sink options of a run: `[events]` configuration, then `--bind` and `--token` (or
 /// `$AULLM_EVENTS_TOKEN`), the AU channel order, and liblsl when an `lsl:` sink is requested.
 pub fn sink_options(
-    cfg: &crate::config::Config,
+    events: &EventsConfig,
+    models: &crate::models::ModelsConfig,
     specs: &[SinkSpec],
     bind: Option<&str>,
     token: Option<&str>,
     aus: Vec<String>,
 ) -> Result<SinkOptions> {
-    let mut o = SinkOptions::from_config(&cfg.events);
+    let mut o = SinkOptions::from_config(events);
     if let Some(b) = bind {
         o.bind = b
             .parse()
@@ -111,7 +114,7 @@ pub fn sink_options(
     }
     o.aus = aus;
     if specs.iter().any(|s| matches!(s, SinkSpec::Lsl(_))) {
-        o.lsl_lib = Some(lsl_library(cfg)?);
+        o.lsl_lib = Some(lsl_library(models)?);
     }
     Ok(o)
 }

@@ -2,7 +2,8 @@
 //! and paced, e.g. to play a recorded session into LSL.
 
 use super::bus::EventBus;
-use super::clock::{LslClock, mono_now_ns, realtime_now_ns};
+use super::clock::LslClock;
+use crate::clock::{mono_now_ns, realtime_now_ns};
 use super::schema::AuEvent;
 use anyhow::{Context, Result};
 use std::io::{BufRead, BufReader};

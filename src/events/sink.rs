@@ -128,13 +128,13 @@ pub struct SinkOptions {
 
 impl Default for SinkOptions {
     fn default() -> Self {
-        Self::from_config(&crate::config::EventsConfig::default())
+        Self::from_config(&crate::events::EventsConfig::default())
     }
 }
 
 impl SinkOptions {
     /// Options from the `[events]` configuration section (no token, no AU list, no liblsl yet).
-    pub fn from_config(c: &crate::config::EventsConfig) -> Self {
+    pub fn from_config(c: &crate::events::EventsConfig) -> Self {
         Self {
             bind: c.bind.parse().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             token: (!c.token.is_empty()).then(|| c.token.clone()),

@@ -15,7 +15,7 @@ use onnx_protobuf::{
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::config::Ablation;
+use crate::graph::config::Ablation;
 use crate::graph::efp::EfpMode;
 use crate::graph::frontend::FrontendModel;
 
@@ -494,7 +494,7 @@ pub fn frontend_onnx_bytes(model: &FrontendModel) -> Result<Vec<u8>> {
 pub fn export_frontend(model: &FrontendModel, path: &Path) -> Result<()> {
     use std::io::Write;
     let bytes = frontend_onnx_bytes(model)?;
-    let mut f = crate::output::atomic::AtomicFile::create(path)?;
+    let mut f = crate::atomic::AtomicFile::create(path)?;
     f.write_all(&bytes)
         .with_context(|| format!("cannot write {}", path.display()))?;
     f.commit()?;

@@ -109,7 +109,7 @@ pub struct CropTemplate {
 
 impl CropTemplate {
     /// Builds the template from the alignment configuration (fractions of the crop size).
-    pub fn from_config(cfg: &crate::config::AlignConfig) -> Self {
+    pub fn from_config(cfg: &crate::face::AlignConfig) -> Self {
         let s = cfg.size as f64;
         let p = |f: [f32; 2]| [f[0] as f64 * s, f[1] as f64 * s];
         Self {

@@ -91,7 +91,7 @@ struct Letterbox {
 impl FaceDetector {
     /// Loads a BlazeFace ONNX model (front 128 or back 256; the input size is read from the model).
     pub fn new(model: &Path, threads: usize, score_threshold: f32, nms_iou: f32) -> Result<Self> {
-        let session = crate::runtime::onnx::session(model, threads)?;
+        let session = crate::onnx::session(model, threads)?;
         let input = session
             .inputs()
             .first()

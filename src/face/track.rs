@@ -4,7 +4,8 @@
 use super::align::{CropTemplate, Similarity, warp_crop, warp_footprint};
 use super::detect::{Detection, FaceDetector, iou};
 use super::stabilise::Registration;
-use crate::config::{AlignConfig, FaceConfig};
+use crate::face::AlignConfig;
+use crate::face::FaceConfig;
 use crate::frame::{Frame, Gray, Pixels, Rect};
 use anyhow::Result;
 

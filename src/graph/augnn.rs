@@ -4,7 +4,8 @@
 use candle_core::{D, Device, Module, Result, Tensor};
 use candle_nn::{Init, Linear, VarBuilder, linear, linear_no_bias};
 
-use crate::config::{Ablation, FrontendConfig};
+use crate::graph::config::Ablation;
+use crate::graph::config::FrontendConfig;
 
 /// LeakyReLU slope of eq. 5 (GAT's customary 0.2).
 const LEAKY_SLOPE: f64 = 0.2;

@@ -10,7 +10,7 @@ use candle_core::{D, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder, init};
 
 use super::conv::conv2d_cf;
-use crate::config::FrontendConfig;
+use crate::graph::config::FrontendConfig;
 
 /// One (2+1)D block: spatial conv (stride `stride`, padding k/2), ReLU, temporal conv ("same" padding), ReLU.
 #[derive(Debug, Clone)]

@@ -17,7 +17,7 @@ pub struct Perturbations {
 impl Perturbations {
     /// Small random δ from `seed` (‖δ_k‖₂ has no gradient at exactly zero).
     pub fn new(num_aus: usize, width: usize, seed: u64, device: &Device) -> Result<Self> {
-        let mut rng = crate::fixtures::Rng::new(seed);
+        let mut rng = crate::rng::Rng::new(seed);
         let v: Vec<f32> = (0..num_aus * width)
             .map(|_| (rng.gaussian() * 1e-2) as f32)
             .collect();

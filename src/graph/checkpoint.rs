@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 
 use super::frontend::{FrontendModel, FrontendSpec};
-use crate::output::atomic::AtomicFile;
+use crate::atomic::AtomicFile;
 
 /// The one metadata key; its value is the JSON object `{"format": FORMAT, "spec": FrontendSpec}`.
 /// One key only: safetensors writes the metadata map in hash order, so several keys would make the
@@ -180,7 +180,7 @@ fn sort_header(mut bytes: Vec<u8>) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Ablation;
+    use crate::graph::config::Ablation;
     use crate::graph::frontend::tests::{ALL, small_spec};
 
     fn outputs(m: &FrontendModel, clip: &Tensor) -> Vec<f32> {

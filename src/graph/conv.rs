@@ -197,7 +197,8 @@ pub fn conv2d_cf(x: &Tensor, w: &Tensor, stride: usize, pad: (usize, usize)) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{Rng, max_abs_diff as max_diff};
+    use crate::fixtures::max_abs_diff as max_diff;
+    use crate::rng::Rng;
     use candle_core::{Device, Var};
 
     fn random(shape: &[usize], seed: u64) -> Tensor {

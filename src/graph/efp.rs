@@ -6,7 +6,8 @@ use candle_nn::{Init, Linear, VarBuilder, init, linear};
 
 use super::conv::conv2d_cf;
 pub use super::laplacian::spatial_laplacian;
-use crate::config::{Ablation, FrontendConfig};
+use crate::graph::config::Ablation;
+use crate::graph::config::FrontendConfig;
 
 /// Eq. 1: F_hf = F_mid + γ·∇²(F_mid), γ a learnable scalar (shape [1]).
 pub fn high_frequency_enhance(f_mid: &Tensor, gamma: &Tensor) -> Result<Tensor> {

@@ -11,7 +11,8 @@ use super::backbone::Backbone;
 use super::efp::{Efp, spatio_temporal_pool};
 use super::head::MlpHead;
 use super::prior::PriorGraph;
-use crate::config::{Ablation, FrontendConfig};
+use crate::graph::config::Ablation;
+use crate::graph::config::FrontendConfig;
 
 /// calibration/au_prior_graph.toml as shipped.
 const BUILTIN_PRIOR: &str = include_str!("../../calibration/au_prior_graph.toml");

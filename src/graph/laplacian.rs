@@ -87,7 +87,8 @@ pub fn spatial_laplacian(x: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{Rng, max_abs_diff as diff};
+    use crate::fixtures::max_abs_diff as diff;
+    use crate::rng::Rng;
     use candle_core::{Device, Var};
 
     /// Values and gradient equal the shifted-copies form (which candle differentiates itself).

@@ -3,12 +3,15 @@
 pub mod augnn;
 pub mod backbone;
 pub mod ccr;
+pub mod devices;
 pub mod checkpoint;
+pub mod config;
 pub mod conv;
 pub mod efp;
 pub mod frontend;
 pub mod head;
 pub mod laplacian;
+pub mod model;
 pub mod prior;
 pub mod reasoner;
 pub mod seeded;

@@ -1,7 +1,7 @@
 //! A variable store whose fresh variables are drawn from a seed (per variable name), so a training
 //! seed fixes the whole initialisation; candle's own CPU generator cannot be seeded.
 
-use crate::fixtures::Rng;
+use crate::rng::Rng;
 use candle_core::{DType, Device, Result, Shape, Tensor, Var};
 use candle_nn::init::NormalOrUniform;
 use candle_nn::var_builder::SimpleBackend;

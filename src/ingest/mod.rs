@@ -1,17 +1,18 @@
 //! Frames from files, URIs, camera templates or raw GStreamer descriptions, as pooled GRAY8 [`Frame`]s.
 
+pub mod config;
 mod container;
-pub mod jpeg;
 mod reader;
 pub mod source;
 pub mod stats;
 pub mod template;
 
 pub use reader::IngestError;
+pub use config::{IngestConfig, LiveMode};
 pub use source::Source;
 pub use stats::{IngestCounts, IngestStats};
 
-use crate::config::IngestConfig;
+use crate::ingest::IngestConfig;
 use crate::frame::{Frame, FramePool};
 use anyhow::{Context, Result, anyhow};
 use crossbeam_channel::{Receiver, Sender};

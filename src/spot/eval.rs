@@ -1,5 +1,5 @@
-//! Spotting evaluation on SAMM-LV-layout folders (SynthME long videos): videos → face tracking →
-//! spotter → MEGC scoring (IoU ≥ 0.5, one-to-one, pooled), live and offline, with the latency rule
+//! Spotting evaluation on SAMM-LV-layout folders (SynthME long videos, tracked into crops by
+//! `jobs::spot::load_set`): crops → spotter → MEGC scoring (IoU ≥ 0.5, one-to-one, pooled), live and offline, with the latency rule
 //! (an interval is decided within 2k frames after its offset) and per-frame cost.
 
 use super::{Interval, IntervalKind, SpotConfig, Spotter, spot_offline};
@@ -26,113 +26,6 @@ pub struct VideoData {
     pub truth: Vec<(Span, ExpressionKind)>,
     /// Face tracking time per frame, µs (0 when read from the cache).
     pub face_us: f64,
-}
-
-/// Reads a folder's annotations and tracks every video under `videos/` (crops cached in `cache`).
-pub fn load_set(cfg: &Config, root: &Path, cache: Option<&Path>) -> Result<Vec<VideoData>> {
-    let loaded = load(root, Dataset::SammLv, &LoadOptions::default())?;
-    loaded.require_clean()?;
-    let mut truth: BTreeMap<String, Vec<(Span, ExpressionKind)>> = BTreeMap::new();
-    for iv in &loaded.intervals {
-        let offset = iv.offset.with_context(|| {
-            format!(
-                "{}: interval {} has no offset",
-                root.display(),
-                iv.expression
-            )
-        })?;
-        truth.entry(iv.video.clone()).or_default().push((
-            Span {
-                onset: iv.onset,
-                offset,
-            },
-            iv.kind,
-        ));
-    }
-    let dir = root.join("videos");
-    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("cannot list {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .is_some_and(|e| e == "avi" || e == "mkv" || e == "mp4")
-        })
-        .collect();
-    names.sort();
-    if names.is_empty() {
-        bail!("{}: no videos (*.avi, *.mkv, *.mp4)", dir.display());
-    }
-    let mut out = Vec::new();
-    for path in names {
-        let name = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .context("video name")?
-            .to_string();
-        let key = format!(
-            "{}_{}",
-            root.file_name().and_then(|s| s.to_str()).unwrap_or("set"),
-            name
-        );
-        let cached = cache.map(|c| c.join(format!("{key}.crops")));
-        let (fps, crops, face_us) = match cached.as_deref().map(read_cache) {
-            Some(Ok(Some((fps, crops)))) => (fps, crops, 0.0),
-            _ => {
-                let t = super::run::track_crops(cfg, &path)?;
-                if let Some(c) = cached.as_deref() {
-                    write_cache(c, t.fps, &t.crops)?;
-                }
-                (t.fps, t.crops, t.face_us_per_frame)
-            }
-        };
-        out.push(VideoData {
-            truth: truth.remove(&name).unwrap_or_default(),
-            name,
-            fps,
-            crops,
-            face_us,
-        });
-    }
-    Ok(out)
-}
-
-fn write_cache(path: &Path, fps: f64, crops: &[(u64, Vec<u8>)]) -> Result<()> {
-    if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
-    }
-    let mut f = crate::output::atomic::AtomicFile::create(path)?;
-    let size = crops.first().map_or(0, |c| c.1.len()) as u64;
-    f.write_all(&fps.to_le_bytes())?;
-    f.write_all(&size.to_le_bytes())?;
-    for (i, c) in crops {
-        f.write_all(&i.to_le_bytes())?;
-        f.write_all(c)?;
-    }
-    f.commit()?;
-    Ok(())
-}
-
-type Crops = (f64, Vec<(u64, Vec<u8>)>);
-
-fn read_cache(path: &Path) -> Result<Option<Crops>> {
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return Ok(None);
-    };
-    let mut bytes = Vec::new();
-    f.read_to_end(&mut bytes)?;
-    if bytes.len() < 16 {
-        bail!("{}: truncated crop cache", path.display());
-    }
-    let fps = f64::from_le_bytes(bytes[0..8].try_into()?);
-    let size = u64::from_le_bytes(bytes[8..16].try_into()?) as usize;
-    let mut crops = Vec::new();
-    for rec in bytes[16..].chunks(8 + size) {
-        if rec.len() != 8 + size {
-            bail!("{}: truncated crop cache", path.display());
-        }
-        crops.push((u64::from_le_bytes(rec[..8].try_into()?), rec[8..].to_vec()));
-    }
-    Ok(Some((fps, crops)))
 }
 
 /// MEGC counts for all intervals and per kind.

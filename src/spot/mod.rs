@@ -11,7 +11,6 @@ pub mod flow;
 pub mod params;
 pub mod peaks;
 pub mod roi;
-pub mod run;
 pub mod signal;
 pub mod threshold;
 

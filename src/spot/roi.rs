@@ -96,7 +96,7 @@ impl RoiLayout {
 
     /// The default alignment template scaled to a `size`-pixel crop.
     pub fn for_crop_size(size: usize) -> RoiLayout {
-        let align = crate::config::AlignConfig {
+        let align = crate::face::AlignConfig {
             size: size as u32,
             ..Default::default()
         };

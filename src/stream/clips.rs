@@ -65,7 +65,7 @@ impl FaceState {
     ) -> anyhow::Result<Vec<ClipJob>> {
         let decided = self.spotter.push(times.seq, &crop)?;
         if self.ring.len() == self.capacity {
-            // Reuse the oldest buffer's allocation instead of freeing it.
+            // The ring holds the last `capacity` crops: the oldest leaves (and is freed).
             self.ring.pop_front();
         }
         self.ring.push_back((times, crop));

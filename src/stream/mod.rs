@@ -7,17 +7,19 @@
 //! The camera path never waits on inference or sinks: a full clip queue drops the clip (counted), a
 //! slow sink drops events (counted by the bus). End of stream and Ctrl-C drain every queue.
 
+pub mod camera;
 pub mod clips;
 pub mod truth;
 pub mod worker;
 
-use crate::bundle::DetectorSlot;
+use crate::runtime::detector::DetectorSlot;
 use crate::config::Config;
 use crate::events::{EventBus, SinkStats};
 use crate::face::FaceTracker;
 use crate::ingest::{Ingest, IngestCounts, Source};
 use crate::spot::Spotter;
 use anyhow::{Context, Result};
+use camera::{DriveOptions, Flow};
 use clips::{ClipJob, FaceState, FrameTimes};
 use crossbeam_channel::TrySendError;
 use serde::Serialize;
@@ -25,7 +27,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use worker::{EventOut, WorkerReport, thread_cpu_s};
+use crate::clock::{process_cpu_s, thread_cpu_s};
+use worker::{EventOut, WorkerReport};
 
 /// How a run is driven (the `[stream]` configuration and command-line flags).
 #[derive(Debug, Clone)]
@@ -255,9 +258,8 @@ pub fn run(
 ) -> Result<RunSummary> {
     let t0 = Instant::now();
     let cpu0 = process_cpu_s();
-    let mut tracker = FaceTracker::from_config(cfg)?;
+    let mut tracker = FaceTracker::from_config(&cfg.face, &cfg.align, &cfg.models)?;
     let mut ingest = Ingest::open(source, &cfg.ingest)?;
-    let stop_handle = ingest.stop_handle();
     let model = det.name();
     let frames_per_clip = det.frames_per_clip();
     let (tx, rx) = crossbeam_channel::bounded::<ClipJob>(opts.clip_queue.max(1));
@@ -293,7 +295,6 @@ pub fn run(
             tx,
             opts,
             frames_per_clip,
-            &stop_handle,
         );
         let rep: WorkerReport = worker.join().unwrap_or_else(|_| WorkerReport {
             error: Some("the inference thread panicked".into()),
@@ -351,7 +352,8 @@ struct CameraReport {
     rows: Vec<FrameRow>,
 }
 
-/// The face/align/spot loop on the calling thread; closes the clip queue when the stream ends.
+/// The face/align/spot loop on the calling thread (the camera-path driver with the clip stage);
+/// closes the clip queue when the stream ends.
 fn camera_path(
     cfg: &Config,
     ingest: &mut Ingest,
@@ -359,92 +361,45 @@ fn camera_path(
     tx: crossbeam_channel::Sender<ClipJob>,
     opts: &StreamOptions,
     frames_per_clip: usize,
-    stop_handle: &crate::ingest::StopHandle,
 ) -> Result<CameraReport> {
     let cpu0 = thread_cpu_s();
     let size = cfg.align.size as usize;
     let mut rep = CameraReport::default();
     let mut faces: BTreeMap<u32, FaceState> = BTreeMap::new();
-    let mut first_pts: Option<u64> = None;
-    let mut fps = opts.fps;
     let mut last_stats = Instant::now();
-    let mut stopped = false;
     // A recording is never dropped from: a full clip queue waits for inference instead.
     let blocking = !ingest.is_live();
-    loop {
-        if !stopped && opts.stop.load(Ordering::SeqCst) {
-            stop_handle.stop();
-            stopped = true;
-        }
-        let mut frame = match ingest.next_frame() {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => {
-                rep.error = Some(e.to_string());
-                break;
-            }
-        };
-        rep.frames += 1;
-        let p0 = *first_pts.get_or_insert(frame.pts_ns);
-        if fps.is_none()
-            && let Some(p) = frame.period_ns.filter(|&p| p > 0)
-        {
-            fps = Some(1e9 / p as f64);
-        }
-        if fps.is_none() && frame.seq > 0 && frame.pts_ns > p0 {
-            fps = Some(1e9 * frame.seq as f64 / (frame.pts_ns - p0) as f64);
-        }
-        let (fw, fh) = (frame.width as usize, frame.height as usize);
-        let obs = match tracker.process_frame(&mut frame) {
-            Ok(obs) => obs,
-            Err(e) => match e.downcast_ref::<crate::frame::CorruptFrame>() {
-                // One damaged frame of a recording is a frame without a face (counted, warned),
-                // not the end of the recording.
-                Some(c) => {
-                    rep.corrupt_frames += 1;
-                    if rep.corrupt_frames == rep.frames && rep.frames >= 10 {
-                        // Nothing decodes: a JPEG variant libjpeg cannot turn into gray, not damage.
-                        rep.error = Some(format!(
-                            "{}: none of the first {} frames could be decoded ({c}); set ingest.decode_regions = false to let GStreamer decode them",
-                            ingest.label(),
-                            rep.frames
-                        ));
-                        break;
-                    }
-                    if rep.corrupt_frames <= 10 {
-                        tracing::warn!("{}: {c}: no face on it", ingest.label());
-                    }
-                    Vec::new()
-                }
-                None => return Err(e),
-            },
-        };
-        if opts.decode_ahead {
-            ingest.set_decode_hint(Some(tracker.decode_hint(fw, fh)));
-        }
+    let ingest_stats = ingest.stats();
+    let drive_opts = DriveOptions {
+        fps: opts.fps,
+        decode_ahead: opts.decode_ahead,
+        stop: Some(opts.stop.clone()),
+        max_frames: None,
+    };
+    let driven = camera::drive(ingest, tracker, &drive_opts, |f| {
         // The windows need the frame rate: on a file without a declared rate, spotting starts
         // on the second frame.
-        let Some(rate) = fps else { continue };
-        let rel = frame.pts_ns.saturating_sub(p0);
+        let Some(rate) = f.fps else {
+            return Ok(Flow::Continue);
+        };
         let times = match opts.offline_origin_ns {
             Some(origin) => FrameTimes {
-                seq: frame.seq,
-                stream_s: rel as f64 / 1e9,
-                host_ns: origin + rel as i64,
-                mono_ns: rel as i64,
+                seq: f.seq,
+                stream_s: f.stream_s(),
+                host_ns: origin + f.rel_ns as i64,
+                mono_ns: f.rel_ns as i64,
             },
             None => FrameTimes {
-                seq: frame.seq,
-                stream_s: rel as f64 / 1e9,
-                host_ns: frame.host_ns as i64,
-                mono_ns: frame.mono_ns as i64,
+                seq: f.seq,
+                stream_s: f.stream_s(),
+                host_ns: f.host_ns as i64,
+                mono_ns: f.mono_ns as i64,
             },
         };
-        drop(frame); // back to the pool before the heavier work
         if let Some(p) = &opts.progress {
-            p.store(rep.frames, Ordering::Relaxed);
+            p.store(f.index + 1, Ordering::Relaxed);
         }
-        if opts.record && obs.is_empty() {
+        if opts.record && f.faces.is_empty() {
             rep.rows.push(FrameRow {
                 frame: times.seq,
                 face_id: 0,
@@ -455,7 +410,7 @@ fn camera_path(
                 signal: None,
             });
         }
-        for o in obs {
+        for o in f.faces {
             let (id, confidence, detected) = (o.track_id, o.confidence, o.detected);
             let st = match faces.entry(o.track_id) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
@@ -487,10 +442,10 @@ fn camera_path(
             && last_stats.elapsed() >= every
         {
             last_stats = Instant::now();
-            let c = ingest.counts();
+            let c = ingest_stats.snapshot();
             eprintln!(
                 "[stats] frames {} dropped {} (queue {}, gaps {}, QoS {}) faces {} intervals {} clips queued {} dropped {}",
-                rep.frames,
+                f.index + 1,
                 c.dropped(),
                 c.dropped_queue,
                 c.dropped_gap,
@@ -501,14 +456,18 @@ fn camera_path(
                 rep.clips_dropped
             );
         }
-    }
+        Ok(Flow::Continue)
+    })?;
     for (id, st) in faces.iter_mut() {
         for job in st.finish(*id, size, frames_per_clip) {
             send(&tx, job, &mut rep, blocking);
         }
     }
     drop(tx); // the worker drains what is queued, then stops
-    rep.fps = fps.unwrap_or(0.0);
+    rep.frames = driven.frames;
+    rep.corrupt_frames = driven.corrupt_frames;
+    rep.error = driven.error;
+    rep.fps = driven.fps.unwrap_or(0.0);
     rep.cpu_s = thread_cpu_s() - cpu0;
     Ok(rep)
 }
@@ -532,13 +491,3 @@ fn send(
     }
 }
 
-/// CPU seconds used by the whole process.
-fn process_cpu_s() -> f64 {
-    // SAFETY: getrusage fills the struct we pass.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
-        return 0.0;
-    }
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(u.ru_utime) + tv(u.ru_stime)
-}

@@ -2,7 +2,7 @@
 //! (ONNX Runtime front-end + candle reasoner), and publishes one AU event per clip.
 
 use super::clips::{ClipJob, FrameTimes};
-use crate::bundle::Detector;
+use crate::runtime::detector::Detector;
 use crate::clip::{CropBox, clip_data};
 use crate::events::clock::LslClock;
 use crate::events::schema::{AuDecision, AuEvent, ExpressionKind, ModelInfo, SchemaV1, TimePoint};
@@ -89,7 +89,7 @@ pub fn run(
             }
         }
     }
-    rep.cpu_s = thread_cpu_s();
+    rep.cpu_s = crate::clock::thread_cpu_s();
     rep
 }
 
@@ -129,7 +129,7 @@ pub fn event(
             present: p >= t,
         })
         .collect();
-    let now = crate::frame::mono_now_ns() as i64;
+    let now = crate::clock::mono_now_ns();
     AuEvent {
         schema: SchemaV1,
         source: source.to_string(),
@@ -153,16 +153,3 @@ pub fn event(
     }
 }
 
-/// CPU seconds the calling thread has used.
-pub fn thread_cpu_s() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we pass; the clock id is a constant.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return 0.0;
-    }
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
-}

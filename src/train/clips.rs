@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::data::{Dataset, Loaded, Sample, SubjectKey};
 use crate::face::FaceTracker;
+use crate::stream::camera::{self, DriveOptions, Flow, ImageFrames};
 use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor};
 use opencv::prelude::*;
@@ -111,7 +112,7 @@ pub fn align_samples(samples: &[Sample], cfg: &Config, threads: usize) -> Result
             .chunks(chunk)
             .map(|part| {
                 s.spawn(move || -> Result<Vec<Result<AlignedClip, String>>> {
-                    let mut tracker = FaceTracker::from_config(cfg)?;
+                    let mut tracker = FaceTracker::from_config(&cfg.face, &cfg.align, &cfg.models)?;
                     Ok(part
                         .iter()
                         .map(|smp| {
@@ -159,22 +160,14 @@ pub fn sample_key(s: &Sample) -> String {
 fn align_one(s: &Sample, tracker: &mut FaceTracker, size: usize) -> Result<AlignedClip> {
     tracker.reset();
     let mut crops: Vec<Option<Vec<u8>>> = Vec::new();
-    for path in s.frame_paths() {
-        let img = opencv::imgcodecs::imread(
-            path.to_str().unwrap_or_default(),
-            opencv::imgcodecs::IMREAD_GRAYSCALE,
-        )
-        .with_context(|| format!("cannot read {}", path.display()))?;
-        if img.empty() {
-            bail!("cannot read frame {}", path.display());
-        }
-        let img = if img.is_continuous() {
-            img
-        } else {
-            img.try_clone()?
-        };
-        let obs = tracker.process(img.data_bytes()?, img.cols() as usize, img.rows() as usize)?;
-        crops.push(obs.into_iter().next().map(|o| o.crop));
+    // The rate only times the frames; no spotting runs on clips.
+    let mut source = ImageFrames::new(sample_key(s), s.frame_paths(), 200.0);
+    let rep = camera::drive(&mut source, tracker, &DriveOptions::new(), |f| {
+        crops.push(f.faces.into_iter().next().map(|o| o.crop));
+        Ok(Flow::Continue)
+    })?;
+    if let Some(e) = rep.error {
+        bail!("{e}");
     }
     let first = crops
         .iter()
@@ -248,7 +241,7 @@ fn write_cache(path: &Path, set: &ClipSet) -> Result<()> {
     let bytes =
         crate::graph::checkpoint::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), metadata)
             .context("cannot serialise the clip cache")?;
-    let mut f = crate::output::atomic::AtomicFile::create(path)?;
+    let mut f = crate::atomic::AtomicFile::create(path)?;
     use std::io::Write;
     f.write_all(&bytes)
         .with_context(|| format!("cannot write {}", path.display()))?;

@@ -3,7 +3,6 @@
 
 pub mod alloc;
 pub mod clips;
-pub mod model;
 pub mod optim;
 pub mod state;
 pub mod thresholds;
@@ -12,7 +11,7 @@ pub mod trainer;
 use crate::config::Config;
 use crate::data::{Dataset, LoadOptions, SubjectKey};
 use crate::eval::split::{self, Fold};
-use crate::fixtures::Rng;
+use crate::rng::Rng;
 use anyhow::{Context, Result, bail, ensure};
 use clips::{AlignedClip, ClipSet};
 use std::collections::BTreeSet;

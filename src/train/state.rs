@@ -2,7 +2,7 @@
 //! position, written as a folder swapped in atomically so a kill never leaves a half checkpoint.
 
 use super::clips::AlignedClip;
-use super::model::Net;
+use crate::graph::model::Net;
 use super::optim::AdamW;
 use super::trainer::{EpochRecord, StepLoss};
 use crate::config::Config;

@@ -3,14 +3,14 @@
 //! exact `--resume`, Ctrl-C to a usable checkpoint, thresholds from the inner validation split.
 
 use super::clips::AlignedClip;
-use super::model::Net;
+use crate::graph::model::Net;
 use super::optim::{AdamW, Group, schedule};
 use super::state::{self, TrainState};
 use super::thresholds::choose_thresholds;
 use crate::clip::{CropBox, clip_data, jitter_positions, sample_positions};
 use crate::config::{Ablation, Config};
 use crate::eval::metrics::{Counts, mean_defined};
-use crate::fixtures::Rng;
+use crate::rng::Rng;
 use crate::graph::ccr;
 use anyhow::{Context, Result, ensure};
 use candle_core::{DType, Device, Tensor};

@@ -137,9 +137,9 @@ pub fn tiny_model(dir: &std::path::Path, name: &str) -> PathBuf {
         ],
     )
     .unwrap();
-    let net = aullm::train::model::Net::new(&cfg, std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
+    let net = aullm::graph::model::Net::new(&cfg.net_spec(), std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
         .unwrap();
     let model = dir.join("model");
-    aullm::bundle::export(&net, &cfg, &[0.5; 8], name, &model).unwrap();
+    aullm::export::bundle::export(&net, &cfg, &[0.5; 8], name, &model).unwrap();
     model
 }

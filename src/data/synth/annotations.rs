@@ -81,7 +81,7 @@ fn sammlv_rows(plan: &Plan) -> Vec<Vec<Cell>> {
 }
 
 fn write_csv(path: &Path, header: &[&str], rows: &[Vec<Cell>]) -> Result<()> {
-    let mut f = crate::output::atomic::AtomicFile::create(path)?;
+    let mut f = crate::atomic::AtomicFile::create(path)?;
     writeln!(f, "{}", header.join(","))?;
     for r in rows {
         let line: Vec<String> = r
@@ -167,7 +167,7 @@ pub fn write_all(cfg: &SynthConfig, plan: &Plan, ids: &[Identity], root: &Path) 
             .collect(),
         plan,
     };
-    let mut f = crate::output::atomic::AtomicFile::create(&root.join("synth_truth.json"))?;
+    let mut f = crate::atomic::AtomicFile::create(&root.join("synth_truth.json"))?;
     serde_json::to_writer_pretty(&mut f, &truth)?;
     f.commit()?;
     Ok(())

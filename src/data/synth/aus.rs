@@ -5,7 +5,7 @@
 //! so a 1.0 px AU moves the aligned crop by one pixel at the blob centre whatever the face size.
 
 use super::identity::Landmarks;
-use crate::fixtures::Rng;
+use crate::rng::Rng;
 
 /// Which side of the face an AU acts on (subject's right = image left).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]

@@ -4,7 +4,8 @@
 //! displacement field, mirroring), appearance (gamma, contrast, skin texture, lighting direction) and the
 //! background, all drawn from the identity's own seed, so identities are reproducible and distinct.
 
-use crate::fixtures::{Photo, Rng};
+use crate::fixtures::Photo;
+use crate::rng::Rng;
 use anyhow::{Context, Result};
 
 /// Facial landmarks that anchor the AU displacement fields, in neutral-frame pixels.
@@ -173,7 +174,7 @@ fn bumps_at(bumps: &[Bump], p: [f32; 2]) -> [f32; 2] {
 /// the face stage fits from eyes and mouth to the default alignment template, so AU amplitudes are
 /// exactly pixels of the aligned 128 px crop.
 pub fn aligned_scale(lm: &Landmarks) -> f32 {
-    let tpl = crate::face::CropTemplate::from_config(&crate::config::AlignConfig::default());
+    let tpl = crate::face::CropTemplate::from_config(&crate::face::AlignConfig::default());
     let mouth = [
         (lm.mouth_r[0] + lm.mouth_l[0]) / 2.0,
         (lm.mouth_r[1] + lm.mouth_l[1]) / 2.0,

@@ -4,7 +4,7 @@
 
 use super::aus::{AuSpec, Side, sample_expression};
 use super::render::Nuisances;
-use crate::fixtures::Rng;
+use crate::rng::Rng;
 use serde::Serialize;
 
 /// Generator settings (`aullm synth` flags and presets).

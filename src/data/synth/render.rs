@@ -3,7 +3,7 @@
 use super::aus::{AuSpec, Blob, au_blobs};
 use super::identity::Identity;
 use crate::face::Similarity;
-use crate::fixtures::Rng;
+use crate::rng::Rng;
 use anyhow::{Context, Result};
 
 /// One expression's displacement field over the face region, at apex (weight 1).

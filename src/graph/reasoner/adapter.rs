@@ -70,7 +70,7 @@ impl Adapter {
         let bytes =
             crate::graph::checkpoint::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), meta)
                 .with_context(|| format!("cannot serialise adapter {}", path.display()))?;
-        let mut f = crate::output::atomic::AtomicFile::create(path)?;
+        let mut f = crate::atomic::AtomicFile::create(path)?;
         f.write_all(&bytes)
             .with_context(|| format!("cannot write adapter {}", path.display()))?;
         f.commit()?;

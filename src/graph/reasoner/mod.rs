@@ -7,6 +7,7 @@
 
 pub mod adapter;
 pub mod arch;
+pub mod config;
 pub mod decoder;
 pub mod head;
 pub mod init;
@@ -29,7 +30,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::Config;
+use crate::models::ModelsConfig;
+use config::{DTypeChoice, ReasonerConfig};
 use adapter::Adapter;
 use weights::{GgufSource, RandomSource, SafetensorsSource, TensorSource};
 
@@ -50,8 +52,8 @@ pub enum WeightsSpec {
 impl WeightsSpec {
     /// Resolves `reasoner.weights`: "random-qwen2-1.5b", a path to a GGUF file or an HF folder,
     /// else the name of a manifest artefact (verified in the model cache).
-    pub fn resolve(cfg: &Config) -> Result<WeightsSpec> {
-        let w = cfg.reasoner.weights.trim();
+    pub fn resolve(r: &ReasonerConfig, models: &ModelsConfig) -> Result<WeightsSpec> {
+        let w = r.weights.trim();
         if w == RANDOM_QWEN2_1_5B {
             return Ok(WeightsSpec::Random(DecoderConfig::qwen2_1_5b()));
         }
@@ -65,7 +67,7 @@ impl WeightsSpec {
         if w.contains('/') || w.ends_with(".gguf") {
             bail!("reasoner.weights = {w:?}: no such file or folder");
         }
-        let path = crate::assets::artefact_path(cfg, w).with_context(|| {
+        let path = crate::assets::artefact_path(models, w).with_context(|| {
             format!(
                 "reasoner.weights = {w:?} is neither a file, a folder, {RANDOM_QWEN2_1_5B:?} nor a \
                  fetched artefact"
@@ -99,15 +101,14 @@ pub struct ReasonerOptions {
 }
 
 impl ReasonerOptions {
-    /// The options `cfg.reasoner` describes.
-    pub fn from_config(cfg: &Config) -> Result<ReasonerOptions> {
-        let r = &cfg.reasoner;
-        let device = crate::runtime::devices::select(&r.device)?;
+    /// The options `[reasoner]` describes.
+    pub fn from_config(r: &ReasonerConfig) -> Result<ReasonerOptions> {
+        let device = crate::graph::devices::select(r.device)?;
         Ok(ReasonerOptions {
             prompt: r.prompt.clone(),
             num_aus: r.num_aus,
             lora: LoraConfig::new(r.lora.rank, r.lora.alpha, &r.lora.targets)?,
-            dtype: parse_dtype(&r.dtype, &device)?,
+            dtype: parse_dtype(r.dtype, &device),
             device,
             seed: r.seed,
             threads: r.threads,
@@ -118,17 +119,14 @@ impl ReasonerOptions {
 /// Parses `reasoner.dtype`. On the CPU, "f16" and "bf16" store the projection weights in half
 /// precision and compute in f32 (`Decoder::load`); "auto" is that with f16 (a clip reads half the
 /// bytes: 1.4-1.9x faster here, logits within ~1e-2 of f32) and bf16 on GPUs.
-pub fn parse_dtype(s: &str, device: &Device) -> Result<DType> {
-    Ok(match s {
-        "auto" if device.is_cpu() => DType::F16,
-        "auto" => DType::BF16,
-        "f32" => DType::F32,
-        "bf16" => DType::BF16,
-        "f16" => DType::F16,
-        other => {
-            bail!("reasoner.dtype = {other:?}: expected \"auto\", \"f32\", \"bf16\" or \"f16\"")
-        }
-    })
+pub fn parse_dtype(choice: DTypeChoice, device: &Device) -> DType {
+    match choice {
+        DTypeChoice::Auto if device.is_cpu() => DType::F16,
+        DTypeChoice::Auto => DType::BF16,
+        DTypeChoice::F32 => DType::F32,
+        DTypeChoice::Bf16 => DType::BF16,
+        DTypeChoice::F16 => DType::F16,
+    }
 }
 
 /// The reasoner: decoder + LoRA + AU head + tokenized prompt with its cached prefix.
@@ -150,12 +148,13 @@ pub struct Reasoner {
 impl Reasoner {
     /// Builds the reasoner `cfg.reasoner` describes, loads its adapter if one is named, and
     /// merges LoRA for inference.
-    pub fn from_config(cfg: &Config) -> Result<Reasoner> {
-        let spec = WeightsSpec::resolve(cfg)?;
-        let opts = ReasonerOptions::from_config(cfg)?;
+    pub fn from_config(r: &ReasonerConfig, models: &ModelsConfig) -> Result<Reasoner> {
+        let spec = WeightsSpec::resolve(r, models)?;
+        let opts = ReasonerOptions::from_config(r)?;
+        let adapter = &r.adapter;
         let mut r = Reasoner::load(&spec, &opts)?;
-        if !cfg.reasoner.adapter.is_empty() {
-            r.load_adapter(Path::new(&cfg.reasoner.adapter))?;
+        if !adapter.is_empty() {
+            r.load_adapter(Path::new(adapter))?;
         }
         r.merge_lora()?;
         Ok(r)

@@ -1,7 +1,10 @@
 //! The trainable AULLM++ network: front-end, decider (LLM reasoner with LoRA and AU head, or the MLP
 //! head for the "w/o LLM" ablation) and CCR's perturbations, with named variables for the optimiser.
 
-use crate::config::{Ablation, Config};
+use crate::graph::config::Ablation;
+use crate::graph::config::FrontendConfig;
+use crate::graph::reasoner::config::ReasonerConfig;
+use crate::models::ModelsConfig;
 use crate::graph::ccr::Perturbations;
 use crate::graph::frontend::{FrontendModel, FrontendOutput, FrontendSpec};
 use crate::graph::reasoner::{Reasoner, ReasonerOptions, WeightsSpec};
@@ -19,33 +22,46 @@ pub struct Net {
     pub ccr: Perturbations,
 }
 
+/// The configuration sections a network is built from, and the seed of its fresh weights.
+#[derive(Debug, Clone, Copy)]
+pub struct NetSpec<'a> {
+    /// `[frontend]`.
+    pub frontend: &'a FrontendConfig,
+    /// `[reasoner]`.
+    pub reasoner: &'a ReasonerConfig,
+    /// `[models]` (where the reasoner's base weights are cached).
+    pub models: &'a ModelsConfig,
+    /// Seed of initialisation (`train.seed`).
+    pub seed: u64,
+}
+
 impl Net {
-    /// A fresh network for `cfg` (front-end from `[frontend]`, reasoner from `[reasoner]` in f32
-    /// with fresh LoRA pairs and head), prior graph paths relative to `root`.
-    pub fn new(cfg: &Config, root: &Path) -> Result<Net> {
+    /// A fresh network (front-end from `[frontend]`, reasoner from `[reasoner]` in f32 with fresh
+    /// LoRA pairs and head), prior graph paths relative to `root`.
+    pub fn new(net: &NetSpec<'_>, root: &Path) -> Result<Net> {
         let device = Device::Cpu;
-        let spec = FrontendSpec::from_config(&cfg.frontend, root)?;
-        let frontend = FrontendModel::new_seeded(&spec, &device, cfg.train.seed)?;
-        let n = cfg.frontend.aus.len();
-        let reasoner = if cfg.frontend.ablation == Ablation::MlpHead {
+        let spec = FrontendSpec::from_config(net.frontend, root)?;
+        let frontend = FrontendModel::new_seeded(&spec, &device, net.seed)?;
+        let n = net.frontend.aus.len();
+        let reasoner = if net.frontend.ablation == Ablation::MlpHead {
             None
         } else {
-            let mut opts = ReasonerOptions::from_config(cfg)?;
+            let mut opts = ReasonerOptions::from_config(net.reasoner)?;
             // Backpropagating through half-precision weights would convert them on every pass.
             opts.dtype = DType::F32;
             opts.num_aus = n;
-            opts.seed = cfg.train.seed;
-            let r = Reasoner::load(&WeightsSpec::resolve(cfg)?, &opts)?;
+            opts.seed = net.seed;
+            let r = Reasoner::load(&WeightsSpec::resolve(net.reasoner, net.models)?, &opts)?;
             ensure!(
-                r.hidden_size() == cfg.frontend.width,
+                r.hidden_size() == net.frontend.width,
                 "frontend.width = {} but the reasoner's hidden size is {}: set frontend.width = {}",
-                cfg.frontend.width,
+                net.frontend.width,
                 r.hidden_size(),
                 r.hidden_size()
             );
             Some(r)
         };
-        let ccr = Perturbations::new(n, cfg.frontend.width, cfg.train.seed ^ 0xcc, &device)?;
+        let ccr = Perturbations::new(n, net.frontend.width, net.seed ^ 0xcc, &device)?;
         Ok(Net {
             frontend,
             reasoner,

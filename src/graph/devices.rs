@@ -2,13 +2,37 @@
 
 use anyhow::{Context, Result, bail};
 
-/// A device named in a configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A device named in a configuration: "cpu", "cuda" (= "cuda:0") or "cuda:N".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum DeviceName {
     /// The CPU.
+    #[default]
     Cpu,
     /// CUDA device N.
     Cuda(usize),
+}
+
+impl TryFrom<String> for DeviceName {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        parse(&s).map_err(|e| e.to_string())
+    }
+}
+
+impl From<DeviceName> for String {
+    fn from(d: DeviceName) -> String {
+        d.to_string()
+    }
+}
+
+impl std::fmt::Display for DeviceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceName::Cpu => f.write_str("cpu"),
+            DeviceName::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
 }
 
 /// Parses "cpu", "cuda" (= "cuda:0") or "cuda:N".
@@ -24,14 +48,14 @@ pub fn parse(name: &str) -> Result<DeviceName> {
 }
 
 /// The candle device `name` selects; CUDA needs a build with the `cuda` feature and a GPU.
-pub fn select(name: &str) -> Result<candle_core::Device> {
-    match parse(name)? {
+pub fn select(name: DeviceName) -> Result<candle_core::Device> {
+    match name {
         DeviceName::Cpu => Ok(candle_core::Device::Cpu),
         DeviceName::Cuda(n) => candle_core::Device::new_cuda(n).with_context(|| {
             if candle_core::utils::cuda_is_available() {
                 format!("cannot open CUDA device {n}")
             } else {
-                format!("device {name:?}: this aullm was built without CUDA (cargo feature `cuda`)")
+                format!("device \"{name}\": this aullm was built without CUDA (cargo feature `cuda`)")
             }
         }),
     }
@@ -74,7 +98,7 @@ pub fn probe() -> Vec<DeviceReport> {
         },
     });
     out.push(if candle_core::utils::cuda_is_available() {
-        match select("cuda:0") {
+        match select(DeviceName::Cuda(0)) {
             Ok(_) => DeviceReport {
                 name: "cuda:0".into(),
                 ok: true,
@@ -107,6 +131,6 @@ mod tests {
         assert_eq!(parse("cuda:3").unwrap(), DeviceName::Cuda(3));
         assert!(parse("cuda:x").is_err());
         assert!(parse("gpu").is_err());
-        assert!(select("cpu").unwrap().is_cpu());
+        assert!(select(DeviceName::Cpu).unwrap().is_cpu());
     }
 }

@@ -1,164 +1,14 @@
-//! Trained models as folders (`models/<name>/`): the front-end as ONNX (and its candle weights), the
-//! reasoner's adapter (LoRA + AU head; no LLM base weights), thresholds, prompt, configuration, and
-//! `model.json` listing every file with its SHA-256. [`Detector`] loads one, checks it, and turns
-//! clips into AU probabilities with ONNX Runtime (front-end) and candle (reasoner).
+//! Inference on clips: [`Detector`] loads a verified model folder and turns clips into AU
+//! probabilities with ONNX Runtime (front-end) and candle (reasoner or MLP head).
 
+use super::bundle::{ModelManifest, verify};
 use crate::config::{Ablation, Config};
-use crate::export::frontend_onnx::{CONTENT, INPUT, INSTRUCTIONS, export_frontend};
+use crate::export::frontend_onnx::{CONTENT, INPUT, INSTRUCTIONS};
 use crate::graph::reasoner::Reasoner;
-use crate::train::model::Net;
 use anyhow::{Context, Result, bail, ensure};
 use candle_core::{DType, Device, Tensor};
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// `model.json`'s format tag.
-pub const FORMAT: &str = "aullm.model/1";
-
-/// `model.json`: what the model is and the files that make it, with hashes.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ModelManifest {
-    /// Always [`FORMAT`].
-    pub format: String,
-    /// Model id (events carry it).
-    pub name: String,
-    /// AUs in output order.
-    pub aus: Vec<u32>,
-    /// Per-AU decision thresholds (chosen on training data only).
-    pub thresholds: Vec<f32>,
-    /// "llm" (reasoner + adapter) or "mlp" (the w/o-LLM ablation's MLP head).
-    pub decider: String,
-    /// The LLM the adapter was trained on: `reasoner.weights` and its shape fingerprint.
-    pub base: String,
-    /// File name → SHA-256 (hex).
-    pub files: BTreeMap<String, String>,
-    /// Free-form provenance (dataset, protocol, epochs, wall time).
-    pub trained: BTreeMap<String, String>,
-}
-
-/// Writes `net` as a model folder `dir` and returns its manifest.
-pub fn export(
-    net: &Net,
-    cfg: &Config,
-    thresholds: &[f32],
-    name: &str,
-    dir: &Path,
-) -> Result<ModelManifest> {
-    ensure!(
-        thresholds.len() == cfg.frontend.aus.len(),
-        "{} thresholds for {} AUs",
-        thresholds.len(),
-        cfg.frontend.aus.len()
-    );
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    export_frontend(&net.frontend, &dir.join("frontend.onnx"))?;
-    crate::graph::checkpoint::save(&net.frontend, &dir.join("frontend.safetensors"))?;
-    let mut names = vec!["frontend.onnx", "frontend.safetensors", "config.toml"];
-    let (decider, base) = match &net.reasoner {
-        Some(r) => {
-            r.save_adapter(&dir.join("adapter.safetensors"))?;
-            std::fs::write(dir.join("prompt.txt"), r.prompt())?;
-            names.push("adapter.safetensors");
-            names.push("prompt.txt");
-            (
-                "llm",
-                format!(
-                    "{} ({})",
-                    cfg.reasoner.weights,
-                    r.decoder().config().fingerprint()
-                ),
-            )
-        }
-        None => ("mlp", String::new()),
-    };
-    // The warm-start run is a folder on the training machine: meaningless to whoever loads the
-    // model (the weights already hold what it contributed), so it is not shipped.
-    let mut shipped = cfg.clone();
-    shipped.train.init_frontend.clear();
-    std::fs::write(dir.join("config.toml"), shipped.to_toml())?;
-    let mut files = BTreeMap::new();
-    for n in names {
-        files.insert(n.to_string(), crate::models::sha256_file(&dir.join(n))?);
-    }
-    let m = ModelManifest {
-        format: FORMAT.into(),
-        name: name.into(),
-        aus: cfg.frontend.aus.clone(),
-        thresholds: thresholds.to_vec(),
-        decider: decider.into(),
-        base,
-        files,
-        trained: BTreeMap::new(),
-    };
-    write_manifest(dir, &m)?;
-    Ok(m)
-}
-
-/// Writes `model.json` atomically (written last: a folder without it is not a model).
-pub fn write_manifest(dir: &Path, m: &ModelManifest) -> Result<()> {
-    let mut f = crate::output::atomic::AtomicFile::create(&dir.join("model.json"))?;
-    use std::io::Write;
-    f.write_all(serde_json::to_string_pretty(m)?.as_bytes())?;
-    f.commit()?;
-    Ok(())
-}
-
-/// Finds a model: an existing folder path, else `models/<name>` under the current folder, else
-/// under the folder the binary was built from.
-pub fn locate(name_or_path: &str) -> Result<PathBuf> {
-    let p = PathBuf::from(name_or_path);
-    if p.join("model.json").exists() {
-        return Ok(p);
-    }
-    for base in [
-        PathBuf::from("models"),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("models"),
-    ] {
-        let d = base.join(name_or_path);
-        if d.join("model.json").exists() {
-            return Ok(d);
-        }
-    }
-    bail!("no model {name_or_path:?}: not a folder with model.json, and not found under models/")
-}
-
-/// Reads `dir/model.json` and checks every listed file's SHA-256.
-pub fn verify(dir: &Path) -> Result<ModelManifest> {
-    let path = dir.join("model.json");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let m: ModelManifest = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a model manifest", path.display()))?;
-    ensure!(
-        m.format == FORMAT,
-        "{}: format {:?}, expected {FORMAT:?}",
-        path.display(),
-        m.format
-    );
-    ensure!(
-        m.thresholds.len() == m.aus.len(),
-        "{}: {} thresholds for {} AUs",
-        path.display(),
-        m.thresholds.len(),
-        m.aus.len()
-    );
-    for (f, want) in &m.files {
-        let fp = dir.join(f);
-        let got = crate::models::sha256_file(&fp)
-            .with_context(|| format!("model {}: cannot read {f}", m.name))?;
-        ensure!(
-            &got == want,
-            "model {}: {} has SHA-256 {got}, model.json says {want} (the folder was modified or damaged)",
-            m.name,
-            fp.display()
-        );
-    }
-    Ok(m)
-}
-
-/// A loaded model ready to score clips.
 /// A detector to run clips through, possibly still loading on another thread: `aullm batch` starts
 /// decoding and tracking while the model loads, and only the inference thread waits for it.
 pub enum DetectorSlot<'a> {
@@ -213,6 +63,7 @@ impl DetectorSlot<'_> {
     }
 }
 
+/// A loaded model ready to score clips.
 pub struct Detector {
     /// The manifest.
     pub manifest: ModelManifest,
@@ -239,8 +90,8 @@ impl Detector {
         config.reasoner.dtype = dtype.unwrap_or(&runtime.reasoner.dtype).to_string();
         config.frontend.execution_provider = runtime.frontend.execution_provider.clone();
         config.frontend.intra_threads = runtime.frontend.intra_threads;
-        crate::assets::init_onnx(&config)?;
-        let (session, provider) = crate::runtime::onnx::session_on(
+        crate::assets::init_onnx(&config.models)?;
+        let (session, provider) = crate::onnx::session_on(
             &dir.join("frontend.onnx"),
             config.frontend.intra_threads,
             &config.frontend.execution_provider,
@@ -276,7 +127,7 @@ impl Detector {
     /// A second detector for another thread: the reasoner's weights are shared, not loaded again
     /// (loading costs about a second per worker); the ONNX session is its own.
     pub fn fork(&self) -> Result<Detector> {
-        let (session, provider) = crate::runtime::onnx::session_on(
+        let (session, provider) = crate::onnx::session_on(
             &self.dir.join("frontend.onnx"),
             self.config.frontend.intra_threads,
             &self.config.frontend.execution_provider,

@@ -4,7 +4,8 @@
 
 use crossbeam_queue::ArrayQueue;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+
+pub mod jpeg;
 
 /// A gray 8-bit frame with its stream timing.
 pub struct Frame {
@@ -116,7 +117,7 @@ impl Pixels for Frame {
                 (u[2] + m).min(w),
                 (u[3] + m).min(h),
             ];
-            let got = crate::ingest::jpeg::decode_gray(jpeg, w, h, grown, &mut self.pixels)
+            let got = jpeg::decode_gray(jpeg, w, h, grown, &mut self.pixels)
                 .map_err(|e| CorruptFrame {
                     seq: self.seq,
                     message: format!("{e:#}"),
@@ -241,26 +242,6 @@ impl FramePool {
     pub fn spare(&self) -> usize {
         self.free.len()
     }
-}
-
-/// Host wall-clock time in ns since the Unix epoch.
-pub fn host_now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
-/// Monotonic host time in ns (`CLOCK_MONOTONIC`, the clock liblsl's `lsl_local_clock` reads), so
-/// events can be placed on the Lab Streaming Layer clock without a second conversion.
-pub fn mono_now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 #[cfg(test)]

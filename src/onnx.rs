@@ -92,22 +92,30 @@ pub fn cuda_available() -> bool {
     RUNTIME.get().is_some() && ort::ep::CUDA::is_available().unwrap_or(false)
 }
 
-/// Opens a model on the requested provider: "cpu", "cuda", or "auto" (CUDA when the loaded ONNX
-/// Runtime has it, else CPU). A CUDA request that cannot be met falls back to the CPU with a logged
-/// warning. Returns the session and the provider actually active.
-pub fn session_on(model: &Path, threads: usize, provider: &str) -> Result<(Session, &'static str)> {
-    let want_cuda = match provider {
-        "cpu" => false,
-        "cuda" | "auto" => true,
-        other => {
-            return Err(anyhow!(
-                "execution provider {other:?}: expected \"auto\", \"cpu\" or \"cuda\""
-            ));
-        }
-    };
+/// Which execution provider a session asks for (`frontend.execution_provider`).
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderChoice {
+    /// CUDA when the loaded ONNX Runtime has it, else the CPU (logged).
+    #[default]
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// CUDA; falls back to the CPU with a warning when it cannot be met.
+    Cuda,
+}
+
+/// Opens a model on the requested provider. A CUDA request that cannot be met falls back to the
+/// CPU with a logged warning. Returns the session and the provider actually active.
+pub fn session_on(
+    model: &Path,
+    threads: usize,
+    provider: ProviderChoice,
+) -> Result<(Session, &'static str)> {
+    let want_cuda = provider != ProviderChoice::Cpu;
     if want_cuda && cuda_available() {
         let rt = RUNTIME.get().ok_or_else(|| {
-            anyhow!("ONNX Runtime is not loaded (call runtime::onnx::init first)")
+            anyhow!("ONNX Runtime is not loaded (call onnx::init first)")
         })?;
         let attempt = Session::builder(&rt.env)
             .and_then(|b| {
@@ -122,7 +130,7 @@ pub fn session_on(model: &Path, threads: usize, provider: &str) -> Result<(Sessi
                 "CUDA execution provider failed ({e}); falling back to the CPU"
             ),
         }
-    } else if provider == "cuda" {
+    } else if provider == ProviderChoice::Cuda {
         tracing::warn!(
             model = %model.display(),
             "the loaded ONNX Runtime has no CUDA execution provider (it is onnxruntime-gpu's); falling back to the CPU"
@@ -137,7 +145,7 @@ pub fn session_on(model: &Path, threads: usize, provider: &str) -> Result<(Sessi
 pub fn session(model: &Path, threads: usize) -> Result<Session> {
     let rt = RUNTIME
         .get()
-        .ok_or_else(|| anyhow!("ONNX Runtime is not loaded (call runtime::onnx::init first)"))?;
+        .ok_or_else(|| anyhow!("ONNX Runtime is not loaded (call onnx::init first)"))?;
     // Builder errors carry the builder and are not Send; keep only their message.
     let err =
         |what: &str, e: &dyn std::fmt::Display| anyhow!("{what} for {}: {e}", model.display());

@@ -1,0 +1,87 @@
+//! Trained models as folders (`models/<name>/`): `model.json` lists what the model is and every
+//! file with its SHA-256 (the front-end as ONNX and candle weights, the reasoner's adapter, the
+//! configuration, the prompt). This module finds and verifies one; `export::bundle` writes one.
+
+use anyhow::{Context, Result, bail, ensure};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// `model.json`'s format tag.
+pub const FORMAT: &str = "aullm.model/1";
+
+/// `model.json`: what the model is and the files that make it, with hashes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelManifest {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Model id (events carry it).
+    pub name: String,
+    /// AUs in output order.
+    pub aus: Vec<u32>,
+    /// Per-AU decision thresholds (chosen on training data only).
+    pub thresholds: Vec<f32>,
+    /// "llm" (reasoner + adapter) or "mlp" (the w/o-LLM ablation's MLP head).
+    pub decider: String,
+    /// The LLM the adapter was trained on: `reasoner.weights` and its shape fingerprint.
+    pub base: String,
+    /// File name → SHA-256 (hex).
+    pub files: BTreeMap<String, String>,
+    /// Free-form provenance (dataset, protocol, epochs, wall time).
+    pub trained: BTreeMap<String, String>,
+}
+
+/// Finds a model: an existing folder path, else `models/<name>` under the current folder, else
+/// under the folder the binary was built from.
+pub fn locate(name_or_path: &str) -> Result<PathBuf> {
+    let p = PathBuf::from(name_or_path);
+    if p.join("model.json").exists() {
+        return Ok(p);
+    }
+    for base in [
+        PathBuf::from("models"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models"),
+    ] {
+        let d = base.join(name_or_path);
+        if d.join("model.json").exists() {
+            return Ok(d);
+        }
+    }
+    bail!("no model {name_or_path:?}: not a folder with model.json, and not found under models/")
+}
+
+/// Reads `dir/model.json` and checks every listed file's SHA-256.
+pub fn verify(dir: &Path) -> Result<ModelManifest> {
+    let path = dir.join("model.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let m: ModelManifest = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a model manifest", path.display()))?;
+    ensure!(
+        m.format == FORMAT,
+        "{}: format {:?}, expected {FORMAT:?}",
+        path.display(),
+        m.format
+    );
+    ensure!(
+        m.thresholds.len() == m.aus.len(),
+        "{}: {} thresholds for {} AUs",
+        path.display(),
+        m.thresholds.len(),
+        m.aus.len()
+    );
+    for (f, want) in &m.files {
+        let fp = dir.join(f);
+        let got = crate::models::sha256_file(&fp)
+            .with_context(|| format!("model {}: cannot read {f}", m.name))?;
+        ensure!(
+            &got == want,
+            "model {}: {} has SHA-256 {got}, model.json says {want} (the folder was modified or damaged)",
+            m.name,
+            fp.display()
+        );
+    }
+    Ok(m)
+}
+
