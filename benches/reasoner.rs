@@ -21,7 +21,8 @@ fn clips(r: &Reasoner, batch: usize) -> (Tensor, Tensor) {
 
 fn reasoner(overrides: &[&str]) -> Reasoner {
     let ov: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
-    Reasoner::from_config(&Config::load(None, &ov).unwrap()).unwrap()
+    let cfg = Config::load(None, &ov).unwrap();
+    Reasoner::from_config(&cfg.reasoner, &cfg.models).unwrap()
 }
 
 /// Cached clips at each batch size; with `extras`, also the uncached path, unmerged LoRA and the

@@ -27,7 +27,7 @@ fn main() -> Result<()> {
     }
     let cfg = Config::load(None, &overrides)?;
     let t0 = Instant::now();
-    let r = Reasoner::from_config(&cfg)?;
+    let r = Reasoner::from_config(&cfg.reasoner, &cfg.models)?;
     let load_s = t0.elapsed().as_secs_f64();
     let dev = r.decoder().device().clone();
     let d = r.hidden_size();

@@ -97,6 +97,16 @@ pub enum Imbalance {
     None,
 }
 
+impl std::fmt::Display for Imbalance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Imbalance::PosWeight => "pos_weight",
+            Imbalance::Asymmetric => "asymmetric",
+            Imbalance::None => "none",
+        })
+    }
+}
+
 /// `train.ccr_targets`: which AUs CCR perturbs per sample and step.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
@@ -410,5 +420,29 @@ mod tests {
         assert!(format!("{err:#}").contains("client_queue"), "{err:#}");
         let cfg = Config::load(None, &["events.bind=0.0.0.0".into()]).unwrap();
         assert_eq!(cfg.events.bind, "0.0.0.0");
+    }
+
+    #[test]
+    fn partial_section_overrides_one_key_and_bad_values_name_the_key() {
+        let cfg = Config::load(None, &["spot.threshold_mads=9".into()]).unwrap();
+        assert_eq!(cfg.spot.threshold_mads, 9.0);
+        assert_eq!(cfg.spot.lag_s, crate::spot::SpotConfig::default().lag_s);
+        for (ov, key) in [
+            ("spot.lag_s=0", "spot.lag_s"),
+            ("spot.edge_fraction=1.5", "spot.edge_fraction"),
+            ("spot.emit=\"all\"", "spot.emit"),
+            ("spot.window_s=0.1", "spot.window_s"),
+        ] {
+            let err = format!(
+                "{:#}",
+                Config::load(None, &[ov.into()]).unwrap_err()
+            );
+            assert!(err.contains(key), "{ov}: {err}");
+        }
+        let err = format!(
+            "{:#}",
+            Config::load(None, &["spot.lag=0.1".into()]).unwrap_err()
+        );
+        assert!(err.contains("lag") && err.contains("spot"), "{err}");
     }
 }

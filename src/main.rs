@@ -706,7 +706,7 @@ fn run_command(cfg: &Config, a: RunArgs) -> Result<ExitCode> {
                 .file_stem()
                 .map(|s| s.to_string_lossy().to_string())
                 .context("--truth needs a video file source (its name is the video id)")?;
-            Some(aullm::stream::truth::load_truth(root, &stem)?)
+            Some(aullm::eval::truth::load_truth(root, &stem)?)
         }
         None => None,
     };
@@ -731,7 +731,7 @@ fn run_command(cfg: &Config, a: RunArgs) -> Result<ExitCode> {
     };
     let s = finish_pipeline(p, summary)?.expect("summary");
     if let (Some(t), Some(r)) = (&truth, &s.recording) {
-        print!("{}", aullm::stream::truth::compare(&r.events, t));
+        print!("{}", aullm::eval::truth::compare(&r.events, t));
     }
     Ok(if s.error.is_some() {
         ExitCode::from(1)
@@ -802,7 +802,7 @@ fn protocol_options(
     protocol: aullm::train::Protocol,
     paper_metric: bool,
     parts: (Option<usize>, Option<(usize, usize)>),
-) -> Result<aullm::jobs::train::ProtocolOptions> {
+) -> Result<aullm::train::protocol::ProtocolOptions> {
     if let Some(e) = c.epochs {
         cfg.train.epochs = e;
     }
@@ -813,14 +813,14 @@ fn protocol_options(
     }
     cfg.validate().context("command-line options")?;
     let interrupt = interrupt_flag("interrupted: finishing this step and writing a checkpoint");
-    Ok(aullm::jobs::train::ProtocolOptions {
+    Ok(aullm::train::protocol::ProtocolOptions {
         datasets: c.datasets,
         protocol,
         out: c.out,
         resume: c.resume,
         max_steps: c.max_steps,
         cache_dir: c.clip_cache,
-        root: aullm::jobs::train::default_root(),
+        root: aullm::train::protocol::default_root(),
         quiet: c.quiet,
         interrupt: Some(interrupt),
         paper_metric,
@@ -831,7 +831,7 @@ fn protocol_options(
 
 fn train_command(cfg: &mut Config, a: TrainArgs) -> Result<ExitCode> {
     let o = protocol_options(cfg, a.common, a.protocol, false, (None, None))?;
-    let (outcome, net) = aullm::jobs::train::run(cfg, &o)?;
+    let (outcome, net) = aullm::train::protocol::run(cfg, &o)?;
     std::fs::write(
         o.out.join("training.json"),
         serde_json::to_string_pretty(&outcome)?,
@@ -855,7 +855,7 @@ fn train_command(cfg: &mut Config, a: TrainArgs) -> Result<ExitCode> {
     if let Some(r) = &outcome.report {
         print!(
             "{}",
-            aullm::eval::report::render_markdown(&outcome, r, Some(cfg))
+            aullm::eval::report::render_markdown(&outcome.report_info(cfg), r, Some(cfg))
         );
         for f in &outcome.report_files {
             println!("wrote {}", f.display());
@@ -872,14 +872,14 @@ fn eval_command(cfg: &mut Config, a: EvalArgs) -> Result<ExitCode> {
         a.paper_metric,
         (a.max_folds, a.shard),
     )?;
-    let (outcome, _) = aullm::jobs::train::run(cfg, &o)?;
+    let (outcome, _) = aullm::train::protocol::run(cfg, &o)?;
     let r = outcome
         .report
         .as_ref()
         .context("the protocol has no test fold")?;
     print!(
         "{}",
-        aullm::eval::report::render_markdown(&outcome, r, Some(cfg))
+        aullm::eval::report::render_markdown(&outcome.report_info(cfg), r, Some(cfg))
     );
     for f in &outcome.report_files {
         println!("wrote {}", f.display());
@@ -929,7 +929,7 @@ fn spot_command(cfg: &Config, a: SpotArgs) -> Result<ExitCode> {
 }
 
 fn spot_eval_command(cfg: &Config, a: SpotEvalArgs) -> Result<ExitCode> {
-    use aullm::spot::eval;
+    use aullm::eval::spot_videos as eval;
     let mut results = Vec::new();
     for root in &a.roots {
         let videos = aullm::jobs::spot::load_set(cfg, root, a.crop_cache.as_deref())?;
@@ -1037,7 +1037,7 @@ fn export_command(cfg: &Config, a: ExportArgs) -> Result<ExitCode> {
             .out
             .clone()
             .unwrap_or_else(|| PathBuf::from("models").join(name));
-        let root = aullm::jobs::train::default_root();
+        let root = aullm::train::protocol::default_root();
         let m = aullm::jobs::export::export_run(&ck, cfg, name, &out, &root)?;
         println!(
             "model {name} written to {} from {} ({} files, decider {})",

@@ -693,7 +693,7 @@ fn hf_folder_loads_as_a_reasoner_with_its_tokenizer() {
     config.reasoner.weights = dir.path().display().to_string();
     config.reasoner.prompt = "<|im_start|>Find the AUs.<|im_end|>".into();
     config.reasoner.lora.rank = 2;
-    let r = Reasoner::from_config(&config).unwrap();
+    let r = Reasoner::from_config(&config.reasoner, &config.models).unwrap();
     // Specials whole, then one id per byte.
     assert_eq!(r.prompt_ids().len(), 2 + "Find the AUs.".len());
     assert_eq!(r.prompt_ids()[0], 256);
@@ -809,10 +809,10 @@ fn errors_name_the_file_and_the_tensor() {
     // Config names that resolve to nothing.
     let mut config = Config::default();
     config.reasoner.weights = "/nowhere/model.gguf".into();
-    let err = format!("{:#}", WeightsSpec::resolve(&config).unwrap_err());
+    let err = format!("{:#}", WeightsSpec::resolve(&config.reasoner, &config.models).unwrap_err());
     assert!(err.contains("/nowhere/model.gguf"), "{err}");
     config.reasoner.weights = "no-such-artefact".into();
-    let err = format!("{:#}", WeightsSpec::resolve(&config).unwrap_err());
+    let err = format!("{:#}", WeightsSpec::resolve(&config.reasoner, &config.models).unwrap_err());
     assert!(err.contains("no-such-artefact"), "{err}");
 }
 
@@ -820,7 +820,7 @@ fn errors_name_the_file_and_the_tensor() {
 fn random_paper_shapes_resolve_without_loading() {
     let mut config = Config::default();
     config.reasoner.weights = "random-qwen2-1.5b".into();
-    match WeightsSpec::resolve(&config).unwrap() {
+    match WeightsSpec::resolve(&config.reasoner, &config.models).unwrap() {
         WeightsSpec::Random(c) => {
             assert_eq!(c, DecoderConfig::qwen2_1_5b());
             let params: usize = expected_tensors(&c)

@@ -182,7 +182,7 @@ fn events_match_ground_truth_and_are_identical_across_sinks() {
             region: "",
         })
         .collect();
-    let c = aullm::spot::eval::score_video(&truth[0].truth, &pred).all;
+    let c = aullm::eval::spot_videos::score_video(&truth[0].truth, &pred).all;
     eprintln!("events vs truth: {c:?}");
     assert!(
         c.tp >= 3,

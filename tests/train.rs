@@ -278,7 +278,7 @@ fn resume_continues_exactly_and_export_reproduces_predictions() {
     // Export, load (integrity checked, f32 reasoner), predict: same probabilities as training-time.
     let want = predict(&a, &all, &cfg).unwrap();
     let mut det =
-        aullm::runtime::detector::Detector::load(&model_dir, &Config::default(), Some("f32")).unwrap();
+        aullm::runtime::detector::Detector::load(&model_dir, &Config::default(), Some(aullm::config::DTypeChoice::F32)).unwrap();
     let mut data = Vec::new();
     for c in &all {
         let (x, _) = make_batch(&[*c], &cfg, None).unwrap();
@@ -311,7 +311,7 @@ fn run_protocol(
     protocol: &str,
     out: &Path,
     max_steps: Option<u64>,
-) -> anyhow::Result<(aullm::jobs::train::ProtocolOutcome, Option<Net>)> {
+) -> anyhow::Result<(aullm::train::protocol::ProtocolOutcome, Option<Net>)> {
     run_protocol_in_parts(cfg, protocol, out, max_steps, false, (None, None))
 }
 
@@ -323,11 +323,11 @@ fn run_protocol_in_parts(
     max_steps: Option<u64>,
     resume: bool,
     (max_folds, shard): (Option<usize>, Option<(usize, usize)>),
-) -> anyhow::Result<(aullm::jobs::train::ProtocolOutcome, Option<Net>)> {
+) -> anyhow::Result<(aullm::train::protocol::ProtocolOutcome, Option<Net>)> {
     let (dir, _) = synth();
-    aullm::jobs::train::run(
+    aullm::train::protocol::run(
         cfg,
-        &aullm::jobs::train::ProtocolOptions {
+        &aullm::train::protocol::ProtocolOptions {
             datasets: vec![format!("casme2:{}", dir.display()).parse().unwrap()],
             protocol: protocol.parse().unwrap(),
             out: out.to_path_buf(),
@@ -405,10 +405,10 @@ fn max_folds_and_shards_train_loso_in_parts_and_label_the_report_partial() {
     cfg.frontend.ablation = aullm::config::Ablation::MlpHead;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("loso");
-    let render = |o: &aullm::jobs::train::ProtocolOutcome| {
-        aullm::eval::report::render_markdown(o, o.report.as_ref().unwrap(), None)
+    let render = |o: &aullm::train::protocol::ProtocolOutcome| {
+        aullm::eval::report::render_markdown(&o.report_info(&aullm::config::Config::default()), o.report.as_ref().unwrap(), None)
     };
-    let names = |o: &aullm::jobs::train::ProtocolOutcome| -> Vec<String> {
+    let names = |o: &aullm::train::protocol::ProtocolOutcome| -> Vec<String> {
         o.folds.iter().map(|f| f.name.clone()).collect()
     };
 
@@ -434,7 +434,7 @@ fn max_folds_and_shards_train_loso_in_parts_and_label_the_report_partial() {
         run_protocol_in_parts(&cfg, "loso", &out, None, true, (None, Some((0, 2)))).unwrap();
     assert_eq!(b.folds.len(), 1 + a.protocol_folds.div_ceil(2));
     assert!(names(&b).contains(second));
-    let of_second = |o: &aullm::jobs::train::ProtocolOutcome| -> Vec<(String, Vec<f32>)> {
+    let of_second = |o: &aullm::train::protocol::ProtocolOutcome| -> Vec<(String, Vec<f32>)> {
         o.predictions
             .iter()
             .filter(|p| p.key.starts_with(&format!("{second}/")))
@@ -447,7 +447,7 @@ fn max_folds_and_shards_train_loso_in_parts_and_label_the_report_partial() {
         of_second(&b),
         "the finished fold was retrained"
     );
-    let th = |o: &aullm::jobs::train::ProtocolOutcome, name: &str| {
+    let th = |o: &aullm::train::protocol::ProtocolOutcome, name: &str| {
         o.folds
             .iter()
             .find(|f| f.name == name)
@@ -464,7 +464,7 @@ fn max_folds_and_shards_train_loso_in_parts_and_label_the_report_partial() {
     assert!(!render(&c).contains("Partial report"), "{}", render(&c));
     // The training time counts every fold's epoch, those of earlier runs included.
     assert!(c.folds.iter().all(|f| f.summary.history.len() == 1));
-    let secs = aullm::eval::report::training_seconds;
+    let secs = |o: &aullm::train::protocol::ProtocolOutcome| o.training_seconds();
     assert!(secs(&a) > 0.0 && secs(&b) > secs(&a) && secs(&c) >= secs(&b));
 }
 

@@ -3,14 +3,42 @@
 
 use super::metrics::AuReport;
 use crate::config::Config;
-use crate::jobs::train::ProtocolOutcome;
 use anyhow::Result;
+use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Formats an optional score.
 fn f(x: Option<f64>) -> String {
     x.map_or("n/a".into(), |v| format!("{v:.3}"))
+}
+
+/// One fold's row in a report.
+#[derive(Debug, Clone)]
+pub struct FoldRow {
+    /// Fold name.
+    pub name: String,
+    /// Clips trained on, validated on (thresholds), tested on.
+    pub counts: [usize; 3],
+    /// Epochs trained.
+    pub epochs: usize,
+}
+
+/// What a protocol run did, as plain values (the protocol runner in train/ fills it in).
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    /// The folds trained so far, in protocol order.
+    pub folds: Vec<FoldRow>,
+    /// How many folds the protocol has.
+    pub protocol_folds: usize,
+    /// Samples that could not be aligned.
+    pub skipped: Vec<String>,
+    /// Wall seconds of this invocation.
+    pub seconds: f64,
+    /// Seconds of every fold's epochs, summed over resumed runs.
+    pub training_seconds: f64,
+    /// Whether CCR was part of the loss.
+    pub ccr_on: bool,
 }
 
 /// Per-fold macro-F1 (mean over AUs with a defined F1 in that fold).
@@ -21,7 +49,7 @@ pub fn fold_macro(r: &AuReport) -> Vec<Option<f64>> {
 }
 
 /// The Markdown report.
-pub fn render_markdown(o: &ProtocolOutcome, r: &AuReport, cfg: Option<&Config>) -> String {
+pub fn render_markdown(o: &RunInfo, r: &AuReport, cfg: Option<&Config>) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# AU detection report\n");
     if let Some(c) = cfg {
@@ -32,11 +60,7 @@ pub fn render_markdown(o: &ProtocolOutcome, r: &AuReport, cfg: Option<&Config>) 
             c.train.epochs,
             c.train.batch_size,
             c.train.lambda_ccr,
-            if crate::train::trainer::ccr_active(c) {
-                "on"
-            } else {
-                "off"
-            },
+            if o.ccr_on { "on" } else { "off" },
             c.train.imbalance,
             c.train.seed
         );
@@ -61,7 +85,7 @@ pub fn render_markdown(o: &ProtocolOutcome, r: &AuReport, cfg: Option<&Config>) 
         "{} folds, {} held-out clips; training {:.0} s (every fold's epochs, summed over resumed runs), this run {:.0} s. Binary F1 of the positive class at thresholds chosen on each fold's training subjects (inner validation split); macro = mean over AUs.\n",
         r.folds.len(),
         r.samples,
-        training_seconds(o),
+        o.training_seconds,
         o.seconds
     );
     let _ = writeln!(s, "| metric | value |\n|---|---|");
@@ -112,7 +136,7 @@ pub fn render_markdown(o: &ProtocolOutcome, r: &AuReport, cfg: Option<&Config>) 
             fo.counts[0],
             fo.counts[1],
             fo.counts[2],
-            fo.summary.epochs,
+            fo.epochs,
             f(m)
         );
     }
@@ -172,7 +196,7 @@ fn fold_chart(r: &AuReport) -> String {
 }
 
 /// The self-contained HTML page.
-pub fn render_html(o: &ProtocolOutcome, r: &AuReport, cfg: &Config) -> String {
+pub fn render_html(o: &RunInfo, r: &AuReport, cfg: &Config) -> String {
     let md = render_markdown(o, r, Some(cfg));
     let mut body = String::new();
     // Tables from the Markdown lines (one source of truth for the numbers).
@@ -212,24 +236,20 @@ pub fn render_html(o: &ProtocolOutcome, r: &AuReport, cfg: &Config) -> String {
     )
 }
 
-/// Seconds spent in the epochs of every fold, including epochs of earlier runs that `--resume`
-/// continued (their records travel in the checkpoint).
-pub fn training_seconds(o: &ProtocolOutcome) -> f64 {
-    o.folds
-        .iter()
-        .flat_map(|f| &f.summary.history)
-        .map(|e| e.seconds)
-        .sum::<f64>()
-        .max(0.0) // an empty sum is -0.0, which prints as "-0"
-}
-
-/// Writes report.json, report.md and report.html into `dir`.
-pub fn write(dir: &Path, o: &ProtocolOutcome, r: &AuReport, cfg: &Config) -> Result<Vec<PathBuf>> {
+/// Writes report.json (with `outcome`, the run's full record), report.md and report.html into
+/// `dir`.
+pub fn write(
+    dir: &Path,
+    o: &RunInfo,
+    outcome: &impl Serialize,
+    r: &AuReport,
+    cfg: &Config,
+) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let json = serde_json::json!({
         "schema": "aullm.eval_report/1",
         "config": cfg,
-        "outcome": o,
+        "outcome": outcome,
         "metric_note": "binary F1 of the positive class at thresholds chosen on training subjects; macro = mean over AUs; pooled = counts summed over folds",
     });
     let files = [

@@ -3,7 +3,7 @@
 use crate::config::Config;
 use crate::export::frontend_onnx::export_frontend;
 use crate::graph::model::Net;
-use crate::runtime::bundle::{FORMAT, ModelManifest};
+use crate::runtime::bundle::{Decider, FORMAT, ModelManifest};
 use anyhow::{Context, Result, ensure};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -33,7 +33,7 @@ pub fn export(
             names.push("adapter.safetensors");
             names.push("prompt.txt");
             (
-                "llm",
+                Decider::Llm,
                 format!(
                     "{} ({})",
                     cfg.reasoner.weights,
@@ -41,7 +41,7 @@ pub fn export(
                 ),
             )
         }
-        None => ("mlp", String::new()),
+        None => (Decider::Mlp, String::new()),
     };
     // The warm-start run is a folder on the training machine: meaningless to whoever loads the
     // model (the weights already hold what it contributed), so it is not shipped.
@@ -57,7 +57,7 @@ pub fn export(
         name: name.into(),
         aus: cfg.frontend.aus.clone(),
         thresholds: thresholds.to_vec(),
-        decider: decider.into(),
+        decider,
         base,
         files,
         trained: BTreeMap::new(),

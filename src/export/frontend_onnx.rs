@@ -21,12 +21,7 @@ use crate::graph::frontend::FrontendModel;
 
 /// ONNX operator set the export targets.
 pub const OPSET: i64 = 17;
-/// Input name: the clip [batch, C, T, H, W].
-pub const INPUT: &str = "clip";
-/// Output name: the content token [batch, 1, D].
-pub const CONTENT: &str = "t_v";
-/// Output name: the instruction tokens [batch, N, D] (absent without R-AUGNN).
-pub const INSTRUCTIONS: &str = "tau_au";
+pub use crate::runtime::bundle::{CONTENT, INPUT, INSTRUCTIONS};
 
 /// Accumulates nodes and initialisers with generated, ordered names.
 struct Builder {

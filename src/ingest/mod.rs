@@ -12,7 +12,6 @@ pub use config::{IngestConfig, LiveMode};
 pub use source::Source;
 pub use stats::{IngestCounts, IngestStats};
 
-use crate::ingest::IngestConfig;
 use crate::frame::{Frame, FramePool};
 use anyhow::{Context, Result, anyhow};
 use crossbeam_channel::{Receiver, Sender};
@@ -197,10 +196,10 @@ impl Ingest {
             }
             Err(_) => return Err(ingest.startup_error()),
         };
-        let live = match cfg.live.as_str() {
-            "yes" => true,
-            "no" => false,
-            _ => live && !source.is_file(),
+        let live = match cfg.live {
+            LiveMode::Yes => true,
+            LiveMode::No => false,
+            LiveMode::Auto => live && !source.is_file(),
         };
         ingest.live = live;
         if !live {

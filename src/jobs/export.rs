@@ -28,7 +28,7 @@ pub fn checkpoint_of(run: &Path, fold: Option<&str>) -> Result<PathBuf> {
     folds.sort();
     let pick = match fold {
         Some(f) => {
-            let want = super::train::sanitize(f);
+            let want = crate::train::protocol::sanitize(f);
             ensure!(
                 folds.contains(&want),
                 "run {}: no fold {f:?} with a checkpoint (folds: {})",

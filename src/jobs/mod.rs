@@ -3,4 +3,3 @@
 pub mod export;
 pub mod faces;
 pub mod spot;
-pub mod train;

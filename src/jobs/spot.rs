@@ -7,7 +7,7 @@ use crate::data::{LoadOptions, load};
 use crate::eval::spotting::Span;
 use crate::face::FaceTracker;
 use crate::ingest::{Ingest, Source};
-use crate::spot::eval::VideoData;
+use crate::eval::spot_videos::VideoData;
 use crate::spot::{Interval, SpotStats, Spotter};
 use crate::stream::camera::{self, DriveOptions, Flow, TrackCrops};
 use anyhow::{Context, Result, bail};

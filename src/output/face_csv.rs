@@ -1,6 +1,6 @@
 //! Per-frame face CSV in OpenFace's style: one row per face per frame (or one empty row when no face).
 
-use super::atomic::AtomicFile;
+use crate::atomic::AtomicFile;
 use crate::face::FaceObservation;
 use anyhow::{Context, Result};
 use std::io::Write;

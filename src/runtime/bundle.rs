@@ -7,8 +7,34 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// The front-end's input name: the clip [batch, C, T, H, W].
+pub const INPUT: &str = "clip";
+/// The front-end's output name: the content token [batch, 1, D].
+pub const CONTENT: &str = "t_v";
+/// The front-end's output name: the instruction tokens [batch, N, D] (absent without R-AUGNN).
+pub const INSTRUCTIONS: &str = "tau_au";
+
 /// `model.json`'s format tag.
 pub const FORMAT: &str = "aullm.model/1";
+
+/// What turns a model's tokens into AU logits.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Decider {
+    /// The LLM reasoner with the model's adapter.
+    Llm,
+    /// The MLP head (the paper's w/o-LLM ablation).
+    Mlp,
+}
+
+impl std::fmt::Display for Decider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Decider::Llm => "llm",
+            Decider::Mlp => "mlp",
+        })
+    }
+}
 
 /// `model.json`: what the model is and the files that make it, with hashes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -23,7 +49,7 @@ pub struct ModelManifest {
     /// Per-AU decision thresholds (chosen on training data only).
     pub thresholds: Vec<f32>,
     /// "llm" (reasoner + adapter) or "mlp" (the w/o-LLM ablation's MLP head).
-    pub decider: String,
+    pub decider: Decider,
     /// The LLM the adapter was trained on: `reasoner.weights` and its shape fingerprint.
     pub base: String,
     /// File name → SHA-256 (hex).

@@ -1,9 +1,8 @@
 //! Inference on clips: [`Detector`] loads a verified model folder and turns clips into AU
 //! probabilities with ONNX Runtime (front-end) and candle (reasoner or MLP head).
 
-use super::bundle::{ModelManifest, verify};
-use crate::config::{Ablation, Config};
-use crate::export::frontend_onnx::{CONTENT, INPUT, INSTRUCTIONS};
+use super::bundle::{CONTENT, Decider, INPUT, INSTRUCTIONS, ModelManifest, verify};
+use crate::config::{Ablation, Config, DTypeChoice};
 use crate::graph::reasoner::Reasoner;
 use anyhow::{Context, Result, bail, ensure};
 use candle_core::{DType, Device, Tensor};
@@ -78,29 +77,29 @@ pub struct Detector {
 
 impl Detector {
     /// Loads the model in `dir` (integrity checked). The reasoner's base weights come from the
-    /// artefact the model names; `dtype` overrides `reasoner.dtype` ("f32" for bit-faithful checks).
-    pub fn load(dir: &Path, runtime: &Config, dtype: Option<&str>) -> Result<Detector> {
+    /// artefact the model names; `dtype` overrides `reasoner.dtype` (f32 for bit-faithful checks).
+    pub fn load(dir: &Path, runtime: &Config, dtype: Option<DTypeChoice>) -> Result<Detector> {
         let manifest = verify(dir)?;
         let mut config = Config::load(Some(&dir.join("config.toml")), &[])
             .with_context(|| format!("model {}: its config.toml", manifest.name))?;
         // Where artefacts live and how to run is the caller's business; what the model is, is not.
         config.models = runtime.models.clone();
-        config.reasoner.device = runtime.reasoner.device.clone();
+        config.reasoner.device = runtime.reasoner.device;
         config.reasoner.threads = runtime.reasoner.threads;
-        config.reasoner.dtype = dtype.unwrap_or(&runtime.reasoner.dtype).to_string();
-        config.frontend.execution_provider = runtime.frontend.execution_provider.clone();
+        config.reasoner.dtype = dtype.unwrap_or(runtime.reasoner.dtype);
+        config.frontend.execution_provider = runtime.frontend.execution_provider;
         config.frontend.intra_threads = runtime.frontend.intra_threads;
         crate::assets::init_onnx(&config.models)?;
         let (session, provider) = crate::onnx::session_on(
             &dir.join("frontend.onnx"),
             config.frontend.intra_threads,
-            &config.frontend.execution_provider,
+            config.frontend.execution_provider,
         )?;
-        let (reasoner, mlp) = if manifest.decider == "llm" {
-            let mut c = config.clone();
-            c.reasoner.adapter = dir.join("adapter.safetensors").display().to_string();
-            c.reasoner.num_aus = manifest.aus.len();
-            (Some(Reasoner::from_config(&c)?), None)
+        let (reasoner, mlp) = if manifest.decider == Decider::Llm {
+            let mut r = config.reasoner.clone();
+            r.adapter = dir.join("adapter.safetensors").display().to_string();
+            r.num_aus = manifest.aus.len();
+            (Some(Reasoner::from_config(&r, &config.models)?), None)
         } else {
             ensure!(
                 config.frontend.ablation == Ablation::MlpHead,
@@ -130,7 +129,7 @@ impl Detector {
         let (session, provider) = crate::onnx::session_on(
             &self.dir.join("frontend.onnx"),
             self.config.frontend.intra_threads,
-            &self.config.frontend.execution_provider,
+            self.config.frontend.execution_provider,
         )?;
         let mlp = match &self.mlp {
             Some(_) => Some(crate::graph::checkpoint::load(

@@ -6,7 +6,6 @@
 //! running window ([`threshold`]); events with apex, edges, merging and micro/macro labels
 //! ([`peaks`]). Parameters: `[spot]` ([`params`], calibration/spotting.toml).
 
-pub mod eval;
 pub mod flow;
 pub mod params;
 pub mod peaks;

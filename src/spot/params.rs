@@ -194,28 +194,4 @@ mod tests {
         assert_eq!(strict.lag_frames(200.0), 20);
         assert_eq!(strict.lag_frames(100.0), 10);
     }
-
-    #[test]
-    fn partial_section_overrides_one_key_and_bad_values_name_the_key() {
-        let cfg = crate::config::Config::load(None, &["spot.threshold_mads=9".into()]).unwrap();
-        assert_eq!(cfg.spot.threshold_mads, 9.0);
-        assert_eq!(cfg.spot.lag_s, SpotConfig::default().lag_s);
-        for (ov, key) in [
-            ("spot.lag_s=0", "spot.lag_s"),
-            ("spot.edge_fraction=1.5", "spot.edge_fraction"),
-            ("spot.emit=\"all\"", "spot.emit"),
-            ("spot.window_s=0.1", "spot.window_s"),
-        ] {
-            let err = format!(
-                "{:#}",
-                crate::config::Config::load(None, &[ov.into()]).unwrap_err()
-            );
-            assert!(err.contains(key), "{ov}: {err}");
-        }
-        let err = format!(
-            "{:#}",
-            crate::config::Config::load(None, &["spot.lag=0.1".into()]).unwrap_err()
-        );
-        assert!(err.contains("lag") && err.contains("spot"), "{err}");
-    }
 }

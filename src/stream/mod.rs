@@ -9,7 +9,6 @@
 
 pub mod camera;
 pub mod clips;
-pub mod truth;
 pub mod worker;
 
 use crate::runtime::detector::DetectorSlot;

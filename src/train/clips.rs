@@ -8,7 +8,6 @@ use crate::face::FaceTracker;
 use crate::stream::camera::{self, DriveOptions, Flow, ImageFrames};
 use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor};
-use opencv::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};

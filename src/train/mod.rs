@@ -4,6 +4,7 @@
 pub mod alloc;
 pub mod clips;
 pub mod optim;
+pub mod protocol;
 pub mod state;
 pub mod thresholds;
 pub mod trainer;

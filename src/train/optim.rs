@@ -2,6 +2,7 @@
 //! clipping, a warm-up + cosine schedule, and state that can be saved and restored exactly (candle's
 //! own AdamW keeps its moments private, which would make `--resume` approximate).
 
+use crate::config::Schedule;
 use anyhow::{Context, Result, ensure};
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
@@ -153,11 +154,11 @@ impl AdamW {
 
 /// Learning-rate multiplier at `step` (0-based) of `total`: linear warm-up, then cosine down to
 /// 5 % of the peak, or constant.
-pub fn schedule(step: usize, total: usize, warmup: usize, kind: &str) -> f64 {
+pub fn schedule(step: usize, total: usize, warmup: usize, kind: Schedule) -> f64 {
     if step < warmup {
         return (step + 1) as f64 / (warmup + 1) as f64;
     }
-    if kind == "constant" || total <= warmup {
+    if kind == Schedule::Constant || total <= warmup {
         return 1.0;
     }
     let p = ((step - warmup) as f64 / (total - warmup).max(1) as f64).min(1.0);
@@ -227,9 +228,9 @@ mod tests {
 
     #[test]
     fn schedule_warms_up_then_decays() {
-        assert!(schedule(0, 100, 10, "cosine") < 0.2);
-        assert!((schedule(10, 100, 10, "cosine") - 1.0).abs() < 1e-9);
-        assert!((schedule(99, 100, 10, "cosine") - 0.05).abs() < 0.01);
-        assert_eq!(schedule(50, 100, 10, "constant"), 1.0);
+        assert!(schedule(0, 100, 10, Schedule::Cosine) < 0.2);
+        assert!((schedule(10, 100, 10, Schedule::Cosine) - 1.0).abs() < 1e-9);
+        assert!((schedule(99, 100, 10, Schedule::Cosine) - 0.05).abs() < 0.01);
+        assert_eq!(schedule(50, 100, 10, Schedule::Constant), 1.0);
     }
 }

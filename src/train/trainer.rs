@@ -8,7 +8,7 @@ use super::optim::{AdamW, Group, schedule};
 use super::state::{self, TrainState};
 use super::thresholds::choose_thresholds;
 use crate::clip::{CropBox, clip_data, jitter_positions, sample_positions};
-use crate::config::{Ablation, Config};
+use crate::config::{Ablation, CcrTargets, Config, Imbalance};
 use crate::eval::metrics::{Counts, mean_defined};
 use crate::rng::Rng;
 use crate::graph::ccr;
@@ -133,8 +133,8 @@ pub fn classification_loss(
     cfg: &Config,
 ) -> Result<Tensor> {
     let t = &cfg.train;
-    let per = match t.imbalance.as_str() {
-        "asymmetric" => {
+    let per = match t.imbalance {
+        Imbalance::Asymmetric => {
             // ASL: L+ = -log p, L- = -p_m^γ log(1 - p_m) with p_m = max(p - clip, 0).
             let p = candle_nn::ops::sigmoid(logits)?;
             let lp = p.clamp(1e-6, 1.0)?.log()?.neg()?;
@@ -142,9 +142,9 @@ pub fn classification_loss(
             let ln = ((1.0 - &pm)?.clamp(1e-6, 1.0)?.log()?.neg()? * pm.powf(t.asl_gamma_neg)?)?;
             ((y * lp)? + ((1.0 - y)? * ln)?)?
         }
-        _ => {
+        Imbalance::PosWeight | Imbalance::None => {
             let base = ccr::bce_with_logits_elementwise(logits, y)?;
-            if t.imbalance == "pos_weight" {
+            if t.imbalance == Imbalance::PosWeight {
                 // Weight the positive part: w·y·BCE + (1-y)·BCE.
                 let w = (y.broadcast_mul(&(pos_weight - 1.0)?.unsqueeze(0)?)? + 1.0)?;
                 (base * w)?
@@ -221,7 +221,7 @@ pub fn batch_loss(
     let total = match (&out.instructions, ccr_active(cfg)) {
         (Some(tau), true) => {
             let (b, n) = (x.dim(0)?, cfg.frontend.aus.len());
-            let rounds: Vec<Vec<usize>> = if cfg.train.ccr_targets == "all" {
+            let rounds: Vec<Vec<usize>> = if cfg.train.ccr_targets == CcrTargets::All {
                 (0..n).map(|k| vec![k; b]).collect()
             } else {
                 vec![
@@ -389,7 +389,7 @@ pub fn train(
                 opt.step as usize,
                 total_steps,
                 cfg.train.warmup_steps,
-                &cfg.train.schedule,
+                cfg.train.schedule,
             );
             let (parts, t_fwd) = train_step(net, &mut opt, &x, &y, &pos_weight, cfg, &mut rng, lr)?;
             tracing::debug!(

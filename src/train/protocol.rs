@@ -1,5 +1,6 @@
-//! `aullm train` and `aullm eval`: align the datasets' clips, run a protocol's folds (training a
-//! fresh network per fold), score the held-out predictions, export the model trained on all data.
+//! The protocol runner behind `aullm train` and `aullm eval`: align the datasets' clips, run a
+//! protocol's folds (training a fresh network per fold), score the held-out predictions, write the
+//! report, and return the network trained on all data for export.
 
 use crate::config::Config;
 use crate::eval::metrics::{AuColumn, AuReport, au_report};
@@ -91,6 +92,39 @@ pub struct ProtocolOutcome {
     pub report_files: Vec<PathBuf>,
 }
 
+impl ProtocolOutcome {
+    /// The plain values a report is built from.
+    pub fn report_info(&self, cfg: &Config) -> crate::eval::report::RunInfo {
+        crate::eval::report::RunInfo {
+            folds: self
+                .folds
+                .iter()
+                .map(|f| crate::eval::report::FoldRow {
+                    name: f.name.clone(),
+                    counts: f.counts,
+                    epochs: f.summary.epochs,
+                })
+                .collect(),
+            protocol_folds: self.protocol_folds,
+            skipped: self.skipped.clone(),
+            seconds: self.seconds,
+            training_seconds: self.training_seconds(),
+            ccr_on: crate::train::trainer::ccr_active(cfg),
+        }
+    }
+
+    /// Seconds spent in the epochs of every fold, including epochs of earlier runs that
+    /// `--resume` continued (their records travel in the checkpoint).
+    pub fn training_seconds(&self) -> f64 {
+        self.folds
+            .iter()
+            .flat_map(|f| &f.summary.history)
+            .map(|e| e.seconds)
+            .sum::<f64>()
+            .max(0.0) // an empty sum is -0.0, which prints as "-0"
+    }
+}
+
 /// Runs every fold of the protocol and, unless it is `all`, writes its report (json, md, html) to
 /// `o.out`. With `all`, the trained network is returned for export.
 pub fn run(cfg: &Config, o: &ProtocolOptions) -> Result<(ProtocolOutcome, Option<Net>)> {
@@ -179,7 +213,7 @@ pub fn run(cfg: &Config, o: &ProtocolOptions) -> Result<(ProtocolOutcome, Option
         outcome.report = Some(score(&outcome, o.paper_metric));
         outcome.seconds = t0.elapsed().as_secs_f64();
         if let Some(r) = &outcome.report {
-            outcome.report_files = crate::eval::report::write(&o.out, &outcome, r, cfg)?;
+            outcome.report_files = crate::eval::report::write(&o.out, &outcome.report_info(cfg), &outcome, r, cfg)?;
         }
     }
     outcome.seconds = t0.elapsed().as_secs_f64();

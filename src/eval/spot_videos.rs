@@ -2,15 +2,11 @@
 //! `jobs::spot::load_set`): crops → spotter → MEGC scoring (IoU ≥ 0.5, one-to-one, pooled), live and offline, with the latency rule
 //! (an interval is decided within 2k frames after its offset) and per-frame cost.
 
-use super::{Interval, IntervalKind, SpotConfig, Spotter, spot_offline};
-use crate::config::Config;
-use crate::data::sample::{Dataset, ExpressionKind};
-use crate::data::{LoadOptions, load};
+use crate::spot::{Interval, IntervalKind, SpotConfig, Spotter, spot_offline};
+use crate::data::sample::ExpressionKind;
 use crate::eval::spotting::{Span, SpotCounts, matched_pairs};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::Serialize;
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -294,7 +290,7 @@ pub fn dump_signals(cfg: &SpotConfig, videos: &[VideoData], dir: &Path) -> Resul
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for v in videos {
         let size = (v.crops.first().map_or(0, |c| c.1.len()) as f64).sqrt() as usize;
-        let mut b = super::signal_builder(cfg, v.fps, size)?;
+        let mut b = crate::spot::signal_builder(cfg, v.fps, size)?;
         let mut text = String::from("frame,signal");
         for r in 0..b.regions() {
             let n = b.region_name(r);
