@@ -6,9 +6,9 @@ use aullm::face::align::{CropTemplate, warp_crop};
 use aullm::face::stabilise::Registration;
 use aullm::face::{FaceDetector, FaceTracker};
 use aullm::fixtures::{FaceVideoSpec, Motion, Photo, render_frame, write_face_video_with};
-use aullm::rng::Rng;
 use aullm::ingest::{Ingest, Source};
 use aullm::output::video::VideoCodec;
+use aullm::rng::Rng;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::path::{Path, PathBuf};
 

@@ -5,8 +5,8 @@
 //! skip the 1.5B group (several minutes, ~8 GiB).
 
 use aullm::config::Config;
-use aullm::rng::Rng;
 use aullm::graph::model::Net;
+use aullm::rng::Rng;
 use aullm::train::trainer::{optimiser, train_step};
 use candle_core::{Device, Tensor};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};

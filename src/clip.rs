@@ -13,6 +13,64 @@ use opencv::prelude::*;
 /// 40-level edge (the smallest micro-expressions) reads about 1.25, the scale of the gray channel.
 pub const DIFF_GAIN: f32 = 16.0;
 
+/// Aligned gray crops of one expression in time order, with its apex among them: the one clip type
+/// of live inference (T sampled crops), batch and training (every frame onset..=offset).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Clip {
+    /// Side of each square crop.
+    pub size: usize,
+    /// Frames back to back, each `size`², row-major.
+    pub crops: Vec<u8>,
+    /// Index of the apex frame.
+    pub apex: usize,
+}
+
+impl Clip {
+    /// An empty clip of `size`² crops.
+    pub fn new(size: usize) -> Clip {
+        Clip {
+            size,
+            crops: Vec::new(),
+            apex: 0,
+        }
+    }
+
+    /// Appends a frame (`size`² bytes).
+    pub fn push(&mut self, crop: &[u8]) {
+        debug_assert_eq!(crop.len(), self.size * self.size);
+        self.crops.extend_from_slice(crop);
+    }
+
+    /// Frames held.
+    pub fn frames(&self) -> usize {
+        self.crops.len() / (self.size * self.size).max(1)
+    }
+
+    /// Frame `i`'s crop.
+    pub fn frame(&self, i: usize) -> &[u8] {
+        let n = self.size * self.size;
+        &self.crops[i * n..(i + 1) * n]
+    }
+
+    /// The apex frame's crop.
+    pub fn apex_frame(&self) -> &[u8] {
+        self.frame(self.apex)
+    }
+
+    /// Appends the front-end's tensor data for the frames at `positions` (see [`clip_data`]).
+    pub fn tensor_data(
+        &self,
+        positions: &[usize],
+        cfg: &FrontendConfig,
+        bx: CropBox,
+        flip: bool,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let frames: Vec<&[u8]> = positions.iter().map(|&p| self.frame(p)).collect();
+        clip_data(&frames, self.size, cfg, bx, flip, out)
+    }
+}
+
 /// T frame positions over `onset..=offset` through `apex`: the first ⌈T/2⌉ spread from onset to
 /// apex (both included), the rest from just after apex to offset, so apex is always seen and the
 /// rise and the fall get equal shares.

@@ -46,6 +46,9 @@ mod tests {
         assert!(m1 - m0 >= 20_000_000, "monotonic advanced {} ns", m1 - m0);
         // Both clocks tick in ns: their elapsed times differ by far less than the sleep.
         assert!(((r1 - r0) - (m1 - m0)).abs() < 10_000_000);
-        assert!(r0 > 1_600_000_000 * 1_000_000_000, "realtime is since the epoch");
+        assert!(
+            r0 > 1_600_000_000 * 1_000_000_000,
+            "realtime is since the epoch"
+        );
     }
 }

@@ -433,10 +433,7 @@ mod tests {
             ("spot.emit=\"all\"", "spot.emit"),
             ("spot.window_s=0.1", "spot.window_s"),
         ] {
-            let err = format!(
-                "{:#}",
-                Config::load(None, &[ov.into()]).unwrap_err()
-            );
+            let err = format!("{:#}", Config::load(None, &[ov.into()]).unwrap_err());
             assert!(err.contains(key), "{ov}: {err}");
         }
         let err = format!(

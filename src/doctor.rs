@@ -239,7 +239,8 @@ pub fn run(cfg: &Config) -> Vec<Check> {
             fix,
         ));
     }
-    match crate::assets::artefact_path(&cfg.models, "liblsl").and_then(|p| lsl_version(&p).map(|v| (p, v)))
+    match crate::assets::artefact_path(&cfg.models, "liblsl")
+        .and_then(|p| lsl_version(&p).map(|v| (p, v)))
     {
         Ok((p, v)) => out.push(row(
             "liblsl",

@@ -194,7 +194,6 @@ pub fn write_face_video_with(
     Ok(truth)
 }
 
-
 /// Largest absolute element-wise difference of two tensors of one shape (panics on a mismatch: for tests).
 pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
     (a - b)

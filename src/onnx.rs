@@ -114,9 +114,9 @@ pub fn session_on(
 ) -> Result<(Session, &'static str)> {
     let want_cuda = provider != ProviderChoice::Cpu;
     if want_cuda && cuda_available() {
-        let rt = RUNTIME.get().ok_or_else(|| {
-            anyhow!("ONNX Runtime is not loaded (call onnx::init first)")
-        })?;
+        let rt = RUNTIME
+            .get()
+            .ok_or_else(|| anyhow!("ONNX Runtime is not loaded (call onnx::init first)"))?;
         let attempt = Session::builder(&rt.env)
             .and_then(|b| {
                 b.with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])

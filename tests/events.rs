@@ -374,13 +374,29 @@ fn servers_bind_loopback_unless_told() {
         assert!(a.ip().is_loopback(), "{name} listens on {a}");
     }
     bus.close();
-    let opts = sink_options(&Config::default().events, &Config::default().models, &specs, Some("0.0.0.0"), None, vec![]).unwrap();
+    let opts = sink_options(
+        &Config::default().events,
+        &Config::default().models,
+        &specs,
+        Some("0.0.0.0"),
+        None,
+        vec![],
+    )
+    .unwrap();
     let bus = open_sinks(&specs, &opts).unwrap();
     for (name, a) in bus.local_addrs() {
         assert!(a.ip().is_unspecified(), "{name} listens on {a}");
     }
     bus.close();
-    let e = sink_options(&Config::default().events, &Config::default().models, &specs, Some("everywhere"), None, vec![]).unwrap_err();
+    let e = sink_options(
+        &Config::default().events,
+        &Config::default().models,
+        &specs,
+        Some("everywhere"),
+        None,
+        vec![],
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("--bind \"everywhere\""), "{e}");
 }
 

@@ -809,10 +809,16 @@ fn errors_name_the_file_and_the_tensor() {
     // Config names that resolve to nothing.
     let mut config = Config::default();
     config.reasoner.weights = "/nowhere/model.gguf".into();
-    let err = format!("{:#}", WeightsSpec::resolve(&config.reasoner, &config.models).unwrap_err());
+    let err = format!(
+        "{:#}",
+        WeightsSpec::resolve(&config.reasoner, &config.models).unwrap_err()
+    );
     assert!(err.contains("/nowhere/model.gguf"), "{err}");
     config.reasoner.weights = "no-such-artefact".into();
-    let err = format!("{:#}", WeightsSpec::resolve(&config.reasoner, &config.models).unwrap_err());
+    let err = format!(
+        "{:#}",
+        WeightsSpec::resolve(&config.reasoner, &config.models).unwrap_err()
+    );
     assert!(err.contains("no-such-artefact"), "{err}");
 }
 

@@ -28,5 +28,8 @@ fn provider_selection_falls_back_to_the_cpu_library() {
         "{:#}",
         Config::load(None, &["frontend.execution_provider=tpu".into()]).unwrap_err()
     );
-    assert!(err.contains("frontend.execution_provider") && err.contains("tpu"), "{err}");
+    assert!(
+        err.contains("frontend.execution_provider") && err.contains("tpu"),
+        "{err}"
+    );
 }

@@ -3,11 +3,11 @@
 
 use aullm::config::Config;
 use aullm::data::synth::{SynthConfig, generate};
+use aullm::eval::spot_videos::{evaluate_set, score_video};
 use aullm::fixtures::{FaceVideoSpec, Motion, Photo, write_face_video_with};
 use aullm::ingest::Source;
-use aullm::output::video::VideoCodec;
 use aullm::jobs::spot::{load_set, spot_source, track_crops};
-use aullm::eval::spot_videos::{evaluate_set, score_video};
+use aullm::output::video::VideoCodec;
 use aullm::spot::{IntervalKind, Spotter, spot_offline};
 use std::path::Path;
 
@@ -36,7 +36,10 @@ fn synthme_intervals_are_found_in_time_and_labelled_by_duration() {
     let videos = load_set(&cfg, dir.path(), None).unwrap();
     assert_eq!(videos.len(), 2);
     let r = evaluate_set(&cfg.spot, dir.path(), &videos).unwrap();
-    eprintln!("{}", aullm::eval::spot_videos::render(std::slice::from_ref(&r)));
+    eprintln!(
+        "{}",
+        aullm::eval::spot_videos::render(std::slice::from_ref(&r))
+    );
     assert_eq!(r.k, 20, "k = 0.1 s at 200 fps");
     let f1 = r.live.f1.unwrap();
     assert!(f1 >= 0.6, "live F1 {f1}");

@@ -77,7 +77,15 @@ fn sink_options(specs: &[SinkSpec]) -> SinkOptions {
         .iter()
         .map(|a| format!("AU{a}"))
         .collect();
-    let mut o = aullm::events::sink_options(&Config::default().events, &Config::default().models, specs, None, None, aus).unwrap();
+    let mut o = aullm::events::sink_options(
+        &Config::default().events,
+        &Config::default().models,
+        specs,
+        None,
+        None,
+        aus,
+    )
+    .unwrap();
     if specs.iter().any(|s| matches!(s, SinkSpec::Lsl(_))) {
         o.lsl_lib = Some(lsl_library(&Config::default().models).unwrap());
     }
@@ -274,4 +282,50 @@ fn a_corrupt_frame_in_a_recording_is_counted_and_the_run_goes_on() {
         .expect("a row for frame 500");
     assert!(!row.success, "the damaged frame has no face");
     assert!(rows.iter().filter(|r| r.success).count() > 1000);
+}
+
+/// `aullm faces` and `aullm spot` read video through the same camera-path driver as `run`: a
+/// damaged MJPEG frame is a frame without a face (counted), not the end of the recording.
+#[test]
+fn faces_and_spot_go_on_past_a_corrupt_frame() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let video = dir.path().join("damaged.avi");
+    let mut bytes = std::fs::read(&f.video).unwrap();
+    let soi = aullm::fixtures::jpeg_starts(&bytes);
+    bytes[soi[500] + 1] = 0x00; // frame 500 no longer starts a JPEG
+    std::fs::write(&video, bytes).unwrap();
+    let cfg = Config::default();
+    let source = Source::File(video);
+
+    let csv = dir.path().join("faces.csv");
+    let opts = aullm::jobs::faces::FacesOptions {
+        csv: csv.clone(),
+        crops: None,
+        contact_sheet: None,
+        max_frames: None,
+    };
+    let s = aullm::jobs::faces::run(&cfg, &source, &opts, |_| {}).unwrap();
+    assert!(s.error.is_none(), "{:?}", s.error);
+    assert_eq!(s.corrupt_frames, 1);
+    assert_eq!(s.frames as usize, soi.len(), "every frame is a row");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    // Row 501 (1-based) is the damaged frame: written, without a face (face_id -1, success 0).
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("501,"))
+        .expect("a row for the damaged frame");
+    assert!(row.starts_with("501,-1,"), "{row}");
+    assert!(text.lines().filter(|l| l.contains(",1,")).count() > 1000);
+
+    let mut intervals = 0;
+    let s = aullm::jobs::spot::spot_source(&cfg, &source, None, |_| {
+        intervals += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert!(s.error.is_none(), "{:?}", s.error);
+    assert_eq!(s.corrupt_frames, 1);
+    assert_eq!(s.frames as usize, soi.len());
+    assert!(intervals > 0, "the spotter still decides intervals");
 }

@@ -5,9 +5,9 @@
 use aullm::config::Config;
 use aullm::data::synth::{SynthConfig, generate};
 use aullm::fixtures::Photo;
+use aullm::graph::model::Net;
 use aullm::rng::Rng;
 use aullm::train::clips::{AlignedClip, ClipSet, align_samples};
-use aullm::graph::model::Net;
 use aullm::train::trainer::{
     RunOptions, batch_loss, make_batch, optimiser, positive_weights, predict, train,
 };
@@ -277,8 +277,12 @@ fn resume_continues_exactly_and_export_reproduces_predictions() {
 
     // Export, load (integrity checked, f32 reasoner), predict: same probabilities as training-time.
     let want = predict(&a, &all, &cfg).unwrap();
-    let mut det =
-        aullm::runtime::detector::Detector::load(&model_dir, &Config::default(), Some(aullm::config::DTypeChoice::F32)).unwrap();
+    let mut det = aullm::runtime::detector::Detector::load(
+        &model_dir,
+        &Config::default(),
+        Some(aullm::config::DTypeChoice::F32),
+    )
+    .unwrap();
     let mut data = Vec::new();
     for c in &all {
         let (x, _) = make_batch(&[*c], &cfg, None).unwrap();
@@ -406,7 +410,11 @@ fn max_folds_and_shards_train_loso_in_parts_and_label_the_report_partial() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("loso");
     let render = |o: &aullm::train::protocol::ProtocolOutcome| {
-        aullm::eval::report::render_markdown(&o.report_info(&aullm::config::Config::default()), o.report.as_ref().unwrap(), None)
+        aullm::eval::report::render_markdown(
+            &o.report_info(&aullm::config::Config::default()),
+            o.report.as_ref().unwrap(),
+            None,
+        )
     };
     let names = |o: &aullm::train::protocol::ProtocolOutcome| -> Vec<String> {
         o.folds.iter().map(|f| f.name.clone()).collect()

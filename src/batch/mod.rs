@@ -6,11 +6,11 @@
 pub mod inputs;
 pub mod report;
 
-use crate::runtime::detector::{Detector, DetectorSlot};
+use crate::atomic::AtomicFile;
 use crate::config::Config;
 use crate::events::{EventBus, ExpressionKind, LslClock};
 use crate::ingest::Source;
-use crate::atomic::AtomicFile;
+use crate::runtime::detector::{Detector, DetectorSlot};
 use crate::stream::{Recording, StreamOptions};
 use anyhow::{Context, Result, bail};
 use inputs::Input;

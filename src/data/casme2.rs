@@ -19,11 +19,9 @@
 //! `sub01`); `ApexFrame` is "/" for about twenty clips (apex unknown); a lone AU such as `12` is a
 //! number cell, not text; AUs are written `4+L10`, `1+2+R15`, `R12`.
 
-use super::au::AuRules;
-use super::rows::{Columns, check_samples, read_records};
-use super::sample::{Dataset, FrameSet, Sample};
-use super::sheet::{Table, find_annotation_file, read_table};
-use super::{FrameVariant, LoadOptions, Loaded, Problem, frames_root};
+use super::clip_table::{self, ClipLayout, ColumnNames};
+use super::sample::{Dataset, FrameSet};
+use super::{FrameVariant, LoadOptions, Loaded, frames_root};
 use crate::atomic::AtomicFile;
 use anyhow::{Context, Result};
 use std::io::Write;
@@ -65,72 +63,40 @@ fn is_coding_file(name: &str) -> bool {
         && (l.ends_with(".xlsx") || l.ends_with(".xls") || l.ends_with(".csv"))
 }
 
+/// CASME II's release (also what `aullm synth` writes).
+static LAYOUT: ClipLayout = ClipLayout {
+    dataset: Dataset::Casme2,
+    is_annotation: is_coding_file,
+    annotation_hint: "CASME2-coding*.xlsx|.csv",
+    header: (&["Subject", "Filename", "OnsetFrame"], 5),
+    columns: ColumnNames {
+        subject: &["Subject"],
+        clip: &["Filename"],
+        onset: &["OnsetFrame", "Onset"],
+        apex: &["ApexFrame", "Apex"],
+        offset: &["OffsetFrame", "Offset"],
+        aus: &["Action Units", "AU", "AUs"],
+        emotion: &["Estimated Emotion", "Emotion"],
+        kind: &[],
+    },
+    raw_dirs: RAW_DIRS,
+    cropped_dirs: CROPPED_DIRS,
+    // The file names are the release's: img<N>.jpg, reg_img<N>.jpg when cropped.
+    frames: |root, subject, clip, cropped| {
+        let prefix = if cropped { "reg_img" } else { "img" };
+        FrameSet::new(root.join(subject).join(clip), prefix, 0, "jpg")
+    },
+    choose_frames,
+    number_repeats: false,
+};
+
 /// Reads a CASME II folder.
 pub fn load(root: &Path, opts: &LoadOptions) -> Result<Loaded> {
-    let file = find_annotation_file(
-        root,
-        opts.annotations.as_deref(),
-        is_coding_file,
-        "CASME2-coding*.xlsx|.csv",
-    )?;
-    let table = read_table(&file, 0)?;
-    let (records, mut problems) = records(&table, &opts.au)?;
-    let probe = records
-        .first()
-        .map(|r| Path::new(&r.subject).join(&r.clip))
-        .unwrap_or_default();
-    let (frames_root, cropped) = choose_frames(root, opts, &probe);
-    let prefix = if cropped { "reg_img" } else { "img" };
-    let mut samples = Vec::new();
-    for r in records {
-        let Some(offset) = r.offset else {
-            problems.push(Problem::error_at(&r.source, "offset frame is missing"));
-            continue;
-        };
-        samples.push(Sample {
-            dataset: Dataset::Casme2,
-            frames: FrameSet::new(frames_root.join(&r.subject).join(&r.clip), prefix, 0, "jpg"),
-            subject: r.subject,
-            clip: r.clip,
-            onset: r.onset,
-            apex: r.apex,
-            offset,
-            aus: r.aus,
-            emotion: r.emotion,
-            source: r.source,
-        });
-    }
-    let samples = check_samples(samples, &mut problems);
-    Ok(Loaded {
-        dataset: Dataset::Casme2,
-        root: root.to_path_buf(),
-        annotation_file: file,
-        frames_root,
-        samples,
-        intervals: Vec::new(),
-        problems,
-        excluded_rows: 0,
-    })
-}
-
-fn records(table: &Table, rules: &AuRules) -> Result<(Vec<super::rows::Record>, Vec<Problem>)> {
-    let header = table.find_header(&["Subject", "Filename", "OnsetFrame"], 5)?;
-    let cols = Columns {
-        subject: header.require(table, &["Subject"])?,
-        clip: header.require(table, &["Filename"])?,
-        onset: header.require(table, &["OnsetFrame", "Onset"])?,
-        apex: Some(header.require(table, &["ApexFrame", "Apex"])?),
-        offset: header.require(table, &["OffsetFrame", "Offset"])?,
-        aus: Some(header.require(table, &["Action Units", "AU", "AUs"])?),
-        emotion: header.col(&["Estimated Emotion", "Emotion"]),
-        kind: None,
-    };
-    let (out, problems) = read_records(table, &header, &cols, Dataset::Casme2, rules);
-    Ok((out, problems))
+    clip_table::load(&LAYOUT, root, opts)
 }
 
 /// The frames folder and whether it holds cropped (`reg_img`) frames.
-fn choose_frames(root: &Path, opts: &LoadOptions, probe: &Path) -> (PathBuf, bool) {
+fn choose_frames(_: &ClipLayout, root: &Path, opts: &LoadOptions, probe: &Path) -> (PathBuf, bool) {
     if let Some(dir) = &opts.frames_dir {
         let dir = frames_root(root, Some(dir), &[], probe);
         let cropped = match opts.frames {

@@ -3,8 +3,8 @@
 
 use super::Loaded;
 use crate::face::FaceConfig;
-use crate::models::ModelsConfig;
 use crate::face::FaceDetector;
+use crate::models::ModelsConfig;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -11,6 +11,7 @@ pub mod casme2;
 pub mod casme2lv;
 pub mod casme3a;
 pub mod check;
+mod clip_table;
 pub mod detectability;
 pub mod fourdme;
 mod rows;

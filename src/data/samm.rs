@@ -19,74 +19,42 @@
 //! rows say "14 or 15" (ambiguous: an error unless a rule is chosen); frame-file padding is learnt
 //! from the folder when it differs from 5 digits.
 
-use super::rows::{Columns, check_samples, read_records};
-use super::sample::{Dataset, FrameSet, Sample};
-use super::sheet::{find_annotation_file, read_table, sheet_named};
-use super::{FrameVariant, LoadOptions, Loaded, Problem, frames_root};
+use super::LoadOptions;
+use super::Loaded;
+use super::clip_table::{self, ClipLayout, ColumnNames};
+use super::sample::{Dataset, FrameSet};
+use super::sheet::sheet_named;
 use anyhow::Result;
 use std::path::Path;
 
+/// SAMM's release.
+static LAYOUT: ClipLayout = ClipLayout {
+    dataset: Dataset::Samm,
+    is_annotation: |n| sheet_named("samm_micro_facs_codes")(n),
+    annotation_hint: "SAMM_Micro_FACS_Codes*.xlsx",
+    header: (&["Subject", "Filename"], 30),
+    columns: ColumnNames {
+        subject: &["Subject"],
+        clip: &["Filename"],
+        onset: &["Onset Frame", "Onset"],
+        apex: &["Apex Frame", "Apex"],
+        offset: &["Offset Frame", "Offset"],
+        aus: &["Action Units", "AU", "AUs"],
+        emotion: &["Estimated Emotion", "Emotion"],
+        kind: &[],
+    },
+    raw_dirs: &["SAMM"],
+    cropped_dirs: &["SAMM_CROP", "SAMM_CROP2", "Cropped"],
+    frames: |root, subject, clip, _| {
+        let dir = root.join(subject).join(clip);
+        let naming = FrameSet::new(&dir, &format!("{subject}_"), 5, "jpg");
+        FrameSet::infer(&dir, naming)
+    },
+    choose_frames: clip_table::choose_frames,
+    number_repeats: false,
+};
+
 /// Reads a SAMM folder.
 pub fn load(root: &Path, opts: &LoadOptions) -> Result<Loaded> {
-    let file = find_annotation_file(
-        root,
-        opts.annotations.as_deref(),
-        sheet_named("samm_micro_facs_codes"),
-        "SAMM_Micro_FACS_Codes*.xlsx",
-    )?;
-    let table = read_table(&file, 0)?;
-    let header = table.find_header(&["Subject", "Filename"], 30)?;
-    let cols = Columns {
-        subject: header.require(&table, &["Subject"])?,
-        clip: header.require(&table, &["Filename"])?,
-        onset: header.require(&table, &["Onset Frame", "Onset"])?,
-        apex: Some(header.require(&table, &["Apex Frame", "Apex"])?),
-        offset: header.require(&table, &["Offset Frame", "Offset"])?,
-        aus: Some(header.require(&table, &["Action Units", "AU", "AUs"])?),
-        emotion: header.col(&["Estimated Emotion", "Emotion"]),
-        kind: None,
-    };
-    let (records, mut problems) = read_records(&table, &header, &cols, Dataset::Samm, &opts.au);
-    let probe = records
-        .first()
-        .map(|r| Path::new(&r.subject).join(&r.clip))
-        .unwrap_or_default();
-    let candidates: &[&str] = match opts.frames {
-        FrameVariant::Cropped => &["SAMM_CROP", "SAMM_CROP2", "Cropped"],
-        FrameVariant::Raw => &["SAMM", "."],
-        FrameVariant::Auto => &["SAMM", ".", "SAMM_CROP", "SAMM_CROP2", "Cropped"],
-    };
-    let frames_root = frames_root(root, opts.frames_dir.as_deref(), candidates, &probe);
-    let mut samples = Vec::new();
-    for r in records {
-        let Some(offset) = r.offset else {
-            problems.push(Problem::error_at(&r.source, "offset frame is missing"));
-            continue;
-        };
-        let dir = frames_root.join(&r.subject).join(&r.clip);
-        let naming = FrameSet::new(&dir, &format!("{}_", r.subject), 5, "jpg");
-        samples.push(Sample {
-            dataset: Dataset::Samm,
-            frames: FrameSet::infer(&dir, naming),
-            subject: r.subject,
-            clip: r.clip,
-            onset: r.onset,
-            apex: r.apex,
-            offset,
-            aus: r.aus,
-            emotion: r.emotion,
-            source: r.source,
-        });
-    }
-    let samples = check_samples(samples, &mut problems);
-    Ok(Loaded {
-        dataset: Dataset::Samm,
-        root: root.to_path_buf(),
-        annotation_file: file,
-        frames_root,
-        samples,
-        intervals: Vec::new(),
-        problems,
-        excluded_rows: 0,
-    })
+    clip_table::load(&LAYOUT, root, opts)
 }

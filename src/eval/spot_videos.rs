@@ -2,9 +2,9 @@
 //! `jobs::spot::load_set`): crops → spotter → MEGC scoring (IoU ≥ 0.5, one-to-one, pooled), live and offline, with the latency rule
 //! (an interval is decided within 2k frames after its offset) and per-frame cost.
 
-use crate::spot::{Interval, IntervalKind, SpotConfig, Spotter, spot_offline};
 use crate::data::sample::ExpressionKind;
 use crate::eval::spotting::{Span, SpotCounts, matched_pairs};
+use crate::spot::{Interval, IntervalKind, SpotConfig, Spotter, spot_offline};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};

@@ -11,8 +11,8 @@ pub mod sink;
 pub mod sinks;
 
 pub use bus::{EventBus, SinkStats};
-pub use config::EventsConfig;
 pub use clock::LslClock;
+pub use config::EventsConfig;
 pub use schema::{AuDecision, AuEvent, ExpressionKind, ModelInfo, SCHEMA, SchemaV1, TimePoint};
 pub use sink::{SinkOptions, SinkSpec};
 

@@ -3,8 +3,8 @@
 
 use super::bus::EventBus;
 use super::clock::LslClock;
-use crate::clock::{mono_now_ns, realtime_now_ns};
 use super::schema::AuEvent;
+use crate::clock::{mono_now_ns, realtime_now_ns};
 use anyhow::{Context, Result};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -63,4 +63,36 @@ pub fn replay(events: &[AuEvent], bus: &EventBus, rate: Option<f64>, stop: &Atom
         bus.publish(ev.clone());
     }
     events.len()
+}
+
+/// A replay to an open bus: wait for clients, optionally re-time, publish paced, close.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Session {
+    /// Events per second (None: as fast as the sinks take them).
+    pub rate: Option<f64>,
+    /// Shift times so the first onset is now (see [`retime`]).
+    pub retime: bool,
+    /// TCP/WebSocket clients to wait for before publishing.
+    pub wait_clients: u64,
+}
+
+impl Session {
+    /// Publishes `events` to `bus` until done or `stop`, then closes the bus (every published
+    /// event reaches the sinks). Returns (events published, events rejected, per-sink stats).
+    pub fn run(
+        &self,
+        events: &mut [AuEvent],
+        bus: EventBus,
+        stop: &AtomicBool,
+    ) -> (usize, u64, Vec<super::SinkStats>) {
+        while bus.clients_connected() < self.wait_clients && !stop.load(Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if self.retime {
+            retime(events, &bus.clock());
+        }
+        let n = replay(events, &bus, self.rate, stop);
+        let rejected = bus.rejected();
+        (n, rejected, bus.close())
+    }
 }

@@ -74,4 +74,3 @@ pub fn write_manifest(dir: &Path, m: &ModelManifest) -> Result<()> {
     f.commit()?;
     Ok(())
 }
-

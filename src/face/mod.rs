@@ -8,8 +8,8 @@ pub mod stabilise;
 pub mod track;
 
 pub use align::{CropTemplate, Similarity};
-pub use detect::{Detection, FaceDetector};
 pub use config::{AlignConfig, DetectorModel, FaceConfig};
+pub use detect::{Detection, FaceDetector};
 pub use track::{FaceObservation, FaceTracker, TrackerStats};
 
 use crate::models::ModelsConfig;

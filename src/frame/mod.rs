@@ -117,11 +117,12 @@ impl Pixels for Frame {
                 (u[2] + m).min(w),
                 (u[3] + m).min(h),
             ];
-            let got = jpeg::decode_gray(jpeg, w, h, grown, &mut self.pixels)
-                .map_err(|e| CorruptFrame {
+            let got = jpeg::decode_gray(jpeg, w, h, grown, &mut self.pixels).map_err(|e| {
+                CorruptFrame {
                     seq: self.seq,
                     message: format!("{e:#}"),
-                })?;
+                }
+            })?;
             self.decodes += 1;
             self.valid = got;
             if got == [0, 0, w, h] {

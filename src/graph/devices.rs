@@ -55,7 +55,9 @@ pub fn select(name: DeviceName) -> Result<candle_core::Device> {
             if candle_core::utils::cuda_is_available() {
                 format!("cannot open CUDA device {n}")
             } else {
-                format!("device \"{name}\": this aullm was built without CUDA (cargo feature `cuda`)")
+                format!(
+                    "device \"{name}\": this aullm was built without CUDA (cargo feature `cuda`)"
+                )
             }
         }),
     }

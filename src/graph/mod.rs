@@ -3,10 +3,10 @@
 pub mod augnn;
 pub mod backbone;
 pub mod ccr;
-pub mod devices;
 pub mod checkpoint;
 pub mod config;
 pub mod conv;
+pub mod devices;
 pub mod efp;
 pub mod frontend;
 pub mod head;

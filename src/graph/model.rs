@@ -1,13 +1,13 @@
 //! The trainable AULLM++ network: front-end, decider (LLM reasoner with LoRA and AU head, or the MLP
 //! head for the "w/o LLM" ablation) and CCR's perturbations, with named variables for the optimiser.
 
+use crate::graph::ccr::Perturbations;
 use crate::graph::config::Ablation;
 use crate::graph::config::FrontendConfig;
-use crate::graph::reasoner::config::ReasonerConfig;
-use crate::models::ModelsConfig;
-use crate::graph::ccr::Perturbations;
 use crate::graph::frontend::{FrontendModel, FrontendOutput, FrontendSpec};
+use crate::graph::reasoner::config::ReasonerConfig;
 use crate::graph::reasoner::{Reasoner, ReasonerOptions, WeightsSpec};
+use crate::models::ModelsConfig;
 use anyhow::{Context, Result, ensure};
 use candle_core::{DType, Device, Tensor, Var};
 use std::path::Path;

@@ -7,8 +7,8 @@ pub mod source;
 pub mod stats;
 pub mod template;
 
-pub use reader::IngestError;
 pub use config::{IngestConfig, LiveMode};
+pub use reader::IngestError;
 pub use source::Source;
 pub use stats::{IngestCounts, IngestStats};
 

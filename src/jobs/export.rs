@@ -1,8 +1,8 @@
 //! `aullm export`: a model bundle rebuilt from a training run's checkpoint.
 
-use crate::runtime::bundle::ModelManifest;
 use crate::config::Config;
 use crate::graph::model::Net;
+use crate::runtime::bundle::ModelManifest;
 use crate::train::state::{self, CHECKPOINT_DIR};
 use anyhow::{Context, Result, bail, ensure};
 use std::path::{Path, PathBuf};

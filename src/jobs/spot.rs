@@ -4,10 +4,10 @@
 use crate::config::Config;
 use crate::data::sample::{Dataset, ExpressionKind};
 use crate::data::{LoadOptions, load};
+use crate::eval::spot_videos::VideoData;
 use crate::eval::spotting::Span;
 use crate::face::FaceTracker;
 use crate::ingest::{Ingest, Source};
-use crate::eval::spot_videos::VideoData;
 use crate::spot::{Interval, SpotStats, Spotter};
 use crate::stream::camera::{self, DriveOptions, Flow, TrackCrops};
 use anyhow::{Context, Result, bail};
@@ -240,4 +240,3 @@ fn read_cache(path: &Path) -> Result<Option<Crops>> {
     }
     Ok(Some((fps, crops)))
 }
-

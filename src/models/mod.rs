@@ -7,6 +7,6 @@ mod fetch;
 mod manifest;
 
 pub use cache::{ArtefactStatus, CACHE_DIR_ENV, FetchOutcome, ModelCache};
-pub use fetch::sha256_file;
 pub use config::ModelsConfig;
+pub use fetch::sha256_file;
 pub use manifest::{Artefact, Manifest, SourceKind};

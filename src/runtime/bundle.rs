@@ -110,4 +110,3 @@ pub fn verify(dir: &Path) -> Result<ModelManifest> {
     }
     Ok(m)
 }
-

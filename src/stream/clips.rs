@@ -1,7 +1,7 @@
 //! Per-face state on the camera path: the aligned-crop ring, the spotter, and the clip handed to
 //! inference when the spotter decides an interval.
 
-use crate::clip::sample_positions;
+use crate::clip::{Clip, sample_positions};
 use crate::spot::{Interval, Spotter};
 use std::collections::VecDeque;
 
@@ -27,12 +27,8 @@ pub struct ClipJob {
     pub interval: Interval,
     /// Times of the onset, apex and offset frames.
     pub times: [FrameTimes; 3],
-    /// T aligned crops, onset → apex → offset.
-    pub crops: Vec<Vec<u8>>,
-    /// The apex frame's crop (report thumbnails).
-    pub apex_crop: Vec<u8>,
-    /// Side of each crop.
-    pub crop_size: usize,
+    /// T aligned crops sampled onset → apex → offset (`clip.apex` is the apex's).
+    pub clip: Clip,
     /// Whether the onset was older than the ring (the clip starts at the oldest crop kept).
     pub truncated: bool,
 }
@@ -105,17 +101,17 @@ impl FaceState {
             let i = self.ring.partition_point(|(t, _)| t.seq <= seq);
             &self.ring[i.saturating_sub(1)]
         };
-        let crops = sample_positions(onset, apex, offset, frames)
-            .into_iter()
-            .map(|p| find(p).1.clone())
-            .collect();
+        let mut clip = Clip::new(crop_size);
+        for p in sample_positions(onset, apex, offset, frames) {
+            clip.push(&find(p).1);
+        }
+        // sample_positions puts the apex last in the rise: position ⌈T/2⌉ − 1.
+        clip.apex = frames.div_ceil(2).saturating_sub(1);
         Some(ClipJob {
             face_id,
             interval: iv,
             times: [find(onset).0, find(apex).0, find(offset).0],
-            crops,
-            apex_crop: find(apex).1.clone(),
-            crop_size,
+            clip,
             truncated,
         })
     }

@@ -9,13 +9,15 @@
 
 pub mod camera;
 pub mod clips;
+pub mod serve;
 pub mod worker;
 
-use crate::runtime::detector::DetectorSlot;
+use crate::clock::{process_cpu_s, thread_cpu_s};
 use crate::config::Config;
 use crate::events::{EventBus, SinkStats};
 use crate::face::FaceTracker;
 use crate::ingest::{Ingest, IngestCounts, Source};
+use crate::runtime::detector::DetectorSlot;
 use crate::spot::Spotter;
 use anyhow::{Context, Result};
 use camera::{DriveOptions, Flow};
@@ -26,7 +28,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use crate::clock::{process_cpu_s, thread_cpu_s};
 use worker::{EventOut, WorkerReport};
 
 /// How a run is driven (the `[stream]` configuration and command-line flags).
@@ -287,14 +288,7 @@ pub fn run(
                 }
             })
             .context("cannot start the inference thread")?;
-        let cam = camera_path(
-            cfg,
-            &mut ingest,
-            &mut tracker,
-            tx,
-            opts,
-            frames_per_clip,
-        );
+        let cam = camera_path(cfg, &mut ingest, &mut tracker, tx, opts, frames_per_clip);
         let rep: WorkerReport = worker.join().unwrap_or_else(|_| WorkerReport {
             error: Some("the inference thread panicked".into()),
             ..WorkerReport::default()
@@ -489,4 +483,3 @@ fn send(
         rep.clips_dropped += 1;
     }
 }
-

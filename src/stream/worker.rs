@@ -2,10 +2,10 @@
 //! (ONNX Runtime front-end + candle reasoner), and publishes one AU event per clip.
 
 use super::clips::{ClipJob, FrameTimes};
-use crate::runtime::detector::Detector;
-use crate::clip::{CropBox, clip_data};
+use crate::clip::CropBox;
 use crate::events::clock::LslClock;
 use crate::events::schema::{AuDecision, AuEvent, ExpressionKind, ModelInfo, SchemaV1, TimePoint};
+use crate::runtime::detector::Detector;
 use crate::spot::IntervalKind;
 use anyhow::Result;
 use crossbeam_channel::Receiver;
@@ -77,7 +77,8 @@ pub fn run(
                     rep.latencies_ms.push(ev.latency_ms);
                     if record {
                         rep.kept.push(ev.clone());
-                        rep.apex_crops.insert(ev.seq, job.apex_crop.clone());
+                        rep.apex_crops
+                            .insert(ev.seq, job.clip.apex_frame().to_vec());
                     }
                     out.publish(ev);
                     rep.events += 1;
@@ -98,9 +99,9 @@ pub fn infer(det: &mut Detector, batch: &[ClipJob], data: &mut Vec<f32>) -> Resu
     data.clear();
     let cfg = det.config.clone();
     for job in batch {
-        let frames: Vec<&[u8]> = job.crops.iter().map(Vec::as_slice).collect();
-        let bx = CropBox::centre(job.crop_size, cfg.train.crop_margin);
-        clip_data(&frames, job.crop_size, &cfg.frontend, bx, false, data)?;
+        let all: Vec<usize> = (0..job.clip.frames()).collect();
+        let bx = CropBox::centre(job.clip.size, cfg.train.crop_margin);
+        job.clip.tensor_data(&all, &cfg.frontend, bx, false, data)?;
     }
     det.predict(data, batch.len())
 }
@@ -152,4 +153,3 @@ pub fn event(
         latency_ms: ((now - off.mono_ns) as f64 / 1e6).max(0.0),
     }
 }
-

@@ -2,6 +2,7 @@
 //! same face tracker and alignment as live video, kept as aligned gray crops and cached on disk
 //! (aligning is the slow part and does not depend on the model).
 
+use crate::clip::Clip;
 use crate::config::Config;
 use crate::data::{Dataset, Loaded, Sample, SubjectKey};
 use crate::face::FaceTracker;
@@ -16,35 +17,20 @@ use std::path::{Path, PathBuf};
 /// Bumped when alignment output changes in a way the cache key cannot see.
 const CACHE_VERSION: u32 = 1;
 
-/// One expression's aligned crops (onset..=offset) with its labels.
+/// One expression's aligned crops (every frame onset..=offset) with its labels.
 #[derive(Debug, Clone)]
 pub struct AlignedClip {
     /// `dataset/subject/clip`.
     pub key: String,
     /// Whose face it is (splits never separate a subject).
     pub subject: SubjectKey,
-    /// Side of each square crop.
-    pub size: usize,
-    /// Frames onset..=offset, each `size`², row-major.
-    pub crops: Vec<u8>,
-    /// Index of the apex frame in `crops`.
-    pub apex: usize,
+    /// The crops and the apex.
+    pub clip: Clip,
     /// Coded AUs (any side).
     pub aus: Vec<u16>,
 }
 
 impl AlignedClip {
-    /// Frames held.
-    pub fn frames(&self) -> usize {
-        self.crops.len() / (self.size * self.size)
-    }
-
-    /// Frame `i`'s crop.
-    pub fn frame(&self, i: usize) -> &[u8] {
-        let n = self.size * self.size;
-        &self.crops[i * n..(i + 1) * n]
-    }
-
     /// 0/1 targets for `aus` (the model's AU order).
     pub fn targets(&self, aus: &[u32]) -> Vec<f32> {
         aus.iter()
@@ -185,9 +171,11 @@ fn align_one(s: &Sample, tracker: &mut FaceTracker, size: usize) -> Result<Align
     Ok(AlignedClip {
         key: sample_key(s),
         subject: s.subject_key(),
-        size,
-        crops: out,
-        apex: apex.min(n - 1),
+        clip: Clip {
+            size,
+            crops: out,
+            apex: apex.min(n - 1),
+        },
         aus: s.aus.iter().map(|a| a.code).collect(),
     })
 }
@@ -221,13 +209,18 @@ fn write_cache(path: &Path, set: &ClipSet) -> Result<()> {
     let mut tensors: Vec<(String, Tensor)> = Vec::with_capacity(set.clips.len());
     let mut meta = Vec::with_capacity(set.clips.len());
     for (i, c) in set.clips.iter().enumerate() {
-        let t = Tensor::from_vec(c.crops.clone(), (c.frames(), c.size, c.size), &Device::Cpu)?;
+        let (clip, size) = (&c.clip, c.clip.size);
+        let t = Tensor::from_vec(
+            clip.crops.clone(),
+            (clip.frames(), size, size),
+            &Device::Cpu,
+        )?;
         tensors.push((format!("c{i}"), t));
         meta.push(CachedClip {
             key: c.key.clone(),
             dataset: c.subject.dataset,
             subject: c.subject.subject.clone(),
-            apex: c.apex,
+            apex: c.clip.apex,
             aus: c.aus.clone(),
         });
     }
@@ -273,9 +266,11 @@ fn read_cache(path: &Path) -> Result<ClipSet> {
                 dataset: m.dataset,
                 subject: m.subject,
             },
-            size: shape[1],
-            crops: view.data().to_vec(),
-            apex: m.apex,
+            clip: Clip {
+                size: shape[1],
+                crops: view.data().to_vec(),
+                apex: m.apex,
+            },
             aus: m.aus,
         });
     }
@@ -284,11 +279,7 @@ fn read_cache(path: &Path) -> Result<ClipSet> {
 
 /// The default clip cache folder: `clips/` under the model cache's parent folder.
 pub fn default_cache_dir(cfg: &Config) -> PathBuf {
-    let root = if cfg.models.cache_dir.is_empty() {
-        crate::models::ModelCache::default_root()
-    } else {
-        PathBuf::from(&cfg.models.cache_dir)
-    };
+    let root = cfg.cache_dir();
     root.parent()
         .map(Path::to_path_buf)
         .unwrap_or(root)

@@ -4,8 +4,8 @@
 
 use crate::config::Config;
 use crate::eval::metrics::{AuColumn, AuReport, au_report};
-use crate::train::clips::{AlignedClip, default_cache_dir};
 use crate::graph::model::Net;
+use crate::train::clips::{AlignedClip, default_cache_dir};
 use crate::train::trainer::{RunOptions, TrainSummary, predict, train};
 use crate::train::{DatasetArg, Protocol, folds, inner_split, load_clips};
 use anyhow::{Context, Result};
@@ -213,7 +213,8 @@ pub fn run(cfg: &Config, o: &ProtocolOptions) -> Result<(ProtocolOutcome, Option
         outcome.report = Some(score(&outcome, o.paper_metric));
         outcome.seconds = t0.elapsed().as_secs_f64();
         if let Some(r) = &outcome.report {
-            outcome.report_files = crate::eval::report::write(&o.out, &outcome.report_info(cfg), &outcome, r, cfg)?;
+            outcome.report_files =
+                crate::eval::report::write(&o.out, &outcome.report_info(cfg), &outcome, r, cfg)?;
         }
     }
     outcome.seconds = t0.elapsed().as_secs_f64();

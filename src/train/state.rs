@@ -2,10 +2,10 @@
 //! position, written as a folder swapped in atomically so a kill never leaves a half checkpoint.
 
 use super::clips::AlignedClip;
-use crate::graph::model::Net;
 use super::optim::AdamW;
 use super::trainer::{EpochRecord, StepLoss};
 use crate::config::Config;
+use crate::graph::model::Net;
 use anyhow::{Context, Result, bail, ensure};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};

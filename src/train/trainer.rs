@@ -3,15 +3,15 @@
 //! exact `--resume`, Ctrl-C to a usable checkpoint, thresholds from the inner validation split.
 
 use super::clips::AlignedClip;
-use crate::graph::model::Net;
 use super::optim::{AdamW, Group, schedule};
 use super::state::{self, TrainState};
 use super::thresholds::choose_thresholds;
-use crate::clip::{CropBox, clip_data, jitter_positions, sample_positions};
+use crate::clip::{CropBox, jitter_positions, sample_positions};
 use crate::config::{Ablation, CcrTargets, Config, Imbalance};
 use crate::eval::metrics::{Counts, mean_defined};
-use crate::rng::Rng;
 use crate::graph::ccr;
+use crate::graph::model::Net;
+use crate::rng::Rng;
 use anyhow::{Context, Result, ensure};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -81,7 +81,8 @@ pub fn make_batch(
     let mut data =
         Vec::with_capacity(clips.len() * f.input.channels() * f.frames * f.size * f.size);
     let mut y = Vec::with_capacity(clips.len() * f.aus.len());
-    for c in clips {
+    for s in clips {
+        let c = &s.clip;
         let last = (c.frames() - 1) as u64;
         let mut pos = sample_positions(0, c.apex as u64, last, f.frames);
         let (bx, flip) = match rng.as_deref_mut() {
@@ -92,12 +93,12 @@ pub fn make_batch(
             }
             None => (CropBox::centre(c.size, cfg.train.crop_margin), false),
         };
-        let frames: Vec<&[u8]> = pos.iter().map(|&p| c.frame(p as usize)).collect();
-        clip_data(&frames, c.size, f, bx, flip, &mut data)
-            .with_context(|| format!("clip {}", c.key))?;
+        let pos: Vec<usize> = pos.iter().map(|&p| p as usize).collect();
+        c.tensor_data(&pos, f, bx, flip, &mut data)
+            .with_context(|| format!("clip {}", s.key))?;
         // Targets are per AU code without side, so a mirrored face keeps its labels; sided
         // labels (L12/R12) would swap here.
-        y.extend(c.targets(&f.aus));
+        y.extend(s.targets(&f.aus));
     }
     let b = clips.len();
     let clip = Tensor::from_vec(

@@ -137,8 +137,11 @@ pub fn tiny_model(dir: &std::path::Path, name: &str) -> PathBuf {
         ],
     )
     .unwrap();
-    let net = aullm::graph::model::Net::new(&cfg.net_spec(), std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
-        .unwrap();
+    let net = aullm::graph::model::Net::new(
+        &cfg.net_spec(),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+    )
+    .unwrap();
     let model = dir.join("model");
     aullm::export::bundle::export(&net, &cfg, &[0.5; 8], name, &model).unwrap();
     model

@@ -31,8 +31,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::models::ModelsConfig;
-use config::{DTypeChoice, ReasonerConfig};
 use adapter::Adapter;
+use config::{DTypeChoice, ReasonerConfig};
 use weights::{GgufSource, RandomSource, SafetensorsSource, TensorSource};
 
 /// `reasoner.weights` value selecting random weights with DeepSeek-R1-Distill-Qwen-1.5B's shapes.
