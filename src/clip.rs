@@ -1,6 +1,7 @@
 //! Clip assembly: which T frames of an interval the front-end sees, and the tensor data it reads.
 //! Live inference, batch processing and training all build clips here, so a model sees the same
 //! input in every mode.
+//! May import: graph (the `[frontend]` section), rng.
 
 use crate::graph::config::ClipInput;
 use crate::graph::config::FrontendConfig;

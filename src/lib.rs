@@ -3,6 +3,7 @@
 
 pub mod assets;
 pub mod atomic;
+pub mod au;
 pub mod batch;
 pub mod clip;
 pub mod clock;

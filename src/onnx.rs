@@ -1,4 +1,5 @@
 //! ONNX Runtime: one environment per process, loaded from the manifest's verified library.
+//! Used by face detection and the detector; imports nothing from the crate.
 
 use anyhow::{Context, Result, anyhow};
 use ort::session::Session;

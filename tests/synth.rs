@@ -196,7 +196,7 @@ fn au_amplitude_is_in_canonical_face_pixels() {
         [q[0] as f32, q[1] as f32]
     };
     for (au, amp, (r_at, l_at)) in [
-        (12u32, 1.5f32, (lm.mouth_r, lm.mouth_l)),
+        (12u16, 1.5f32, (lm.mouth_r, lm.mouth_l)),
         (1, 1.5, (lm.brow_inner_r, lm.brow_inner_l)),
         (4, 2.0, (lm.brow_inner_r, lm.brow_inner_l)),
         (17, 1.5, (lm.chin, lm.chin)),

@@ -2,6 +2,7 @@
 //! recording waits for inference), in parallel across videos, resumable and shardable. Per video:
 //! events JSONL (the live schema), a per-frame CSV in OpenFace's style, a self-contained HTML
 //! report, and `done.json` written last, listing every output with its SHA-256.
+//! May import: config, stream, runtime, events, ingest, models, atomic.
 
 pub mod inputs;
 pub mod report;

@@ -89,7 +89,7 @@ pub(crate) struct ScoreArgs {
     pub(crate) thresholds: Option<PathBuf>,
     /// Only these AUs, e.g. `--aus 1,2,4,7,12,14,15,17`.
     #[arg(long, value_delimiter = ',')]
-    pub(crate) aus: Option<Vec<u16>>,
+    pub(crate) aus: Option<Vec<aullm::au::Au>>,
     /// Also print the published papers' variant (optimistic: threshold swept on the test
     /// predictions, mean of positive- and negative-class F1).
     #[arg(long)]

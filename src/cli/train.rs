@@ -51,7 +51,8 @@ pub(crate) struct TrainArgs {
 pub(crate) struct EvalArgs {
     #[command(flatten)]
     pub(crate) common: CommonTrainArgs,
-    /// Protocol: loso, kfold:K, lodo, split:DATASET/SUBJECT,...
+    /// Protocol: loso, kfold:K, lodo, cross:TRAIN>TEST (e.g. cross:casme2>samm), cross:pairs,
+    /// split:DATASET/SUBJECT,...
     #[arg(long, default_value = "loso")]
     pub(crate) protocol: aullm::train::Protocol,
     /// Also print the published papers' optimistic metric (labelled as such).

@@ -27,7 +27,7 @@ pub enum Side {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct AuLabel {
     /// FACS code, e.g. 12 for AU12.
-    pub code: u16,
+    pub code: crate::au::Au,
     /// Laterality.
     pub side: Side,
     /// FACS intensity letter A (trace) to E (maximum), when coded.
@@ -248,7 +248,7 @@ fn parse_item(item: &str) -> Option<AuLabel> {
     if digits.is_empty() || digits.len() > 2 {
         return None;
     }
-    let code: u16 = digits.parse().ok()?;
+    let code: crate::au::Au = digits.parse().ok()?;
     if code == 0 {
         return None;
     }

@@ -51,7 +51,7 @@ pub struct Report {
     /// Distinct long videos (spotting datasets).
     pub videos: usize,
     /// Records per AU code ("AU12").
-    pub per_au: BTreeMap<u16, AuCount>,
+    pub per_au: BTreeMap<crate::au::Au, AuCount>,
     /// Records per subject.
     pub per_subject: BTreeMap<String, usize>,
     /// Records per expression kind (spotting datasets).
@@ -130,7 +130,7 @@ impl Report {
 /// Checks a loaded dataset.
 pub fn check(loaded: &Loaded, opts: CheckOptions) -> Report {
     let mut problems = loaded.problems.clone();
-    let mut per_au: BTreeMap<u16, AuCount> = BTreeMap::new();
+    let mut per_au: BTreeMap<crate::au::Au, AuCount> = BTreeMap::new();
     let mut per_subject: BTreeMap<String, usize> = BTreeMap::new();
     let mut per_kind: BTreeMap<String, usize> = BTreeMap::new();
     let mut count_aus = |aus: &[super::AuLabel]| {

@@ -1,6 +1,8 @@
 //! Micro-expression datasets: loaders for the published layouts of CASME II, SAMM, 4DME,
 //! CAS(ME)^3 part A (clips, AU detection) and SAMM-LV, CAS(ME)^2 (long videos, spotting), their
 //! validation (`aullm data check`), and the CASME II sheet writer the synthetic generator uses.
+//! The clip datasets share one reader (`clip_table`); each dataset module is its layout table.
+//! May import: face, output, fixtures, assets, models, atomic, rng.
 //!
 //! Every loader returns a [`Loaded`]: the records it could read plus every problem it found, each
 //! naming file and row. A row with an error is left out of the records; [`Loaded::require_clean`]

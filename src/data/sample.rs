@@ -68,7 +68,7 @@ impl Dataset {
     }
 
     /// The AUs the AULLM++ paper evaluates on this dataset (Tables I–III), if it does.
-    pub fn paper_aus(self) -> Option<&'static [u16]> {
+    pub fn paper_aus(self) -> Option<&'static [crate::au::Au]> {
         match self {
             Dataset::Casme2 => Some(&[1, 2, 4, 7, 12, 14, 15, 17]),
             Dataset::Samm => Some(&[2, 4, 7, 12]),
@@ -284,7 +284,7 @@ impl Sample {
     }
 
     /// Whether AU `code` is coded (on any side, at any intensity).
-    pub fn has_au(&self, code: u16) -> bool {
+    pub fn has_au(&self, code: crate::au::Au) -> bool {
         self.aus.iter().any(|a| a.code == code)
     }
 

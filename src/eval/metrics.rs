@@ -156,7 +156,7 @@ pub fn paper_sweep(truth: &[bool], prob: &[f64]) -> PaperScore {
 #[derive(Debug, Clone)]
 pub struct AuColumn {
     /// FACS code.
-    pub code: u16,
+    pub code: crate::au::Au,
     /// Ground truth per sample.
     pub truth: Vec<bool>,
     /// Decision per sample.
@@ -169,7 +169,7 @@ pub struct AuColumn {
 #[derive(Debug, Clone, Serialize)]
 pub struct AuResult {
     /// FACS code.
-    pub code: u16,
+    pub code: crate::au::Au,
     /// Counts over all test predictions.
     pub pooled: Counts,
     /// F1 from the pooled counts.

@@ -47,7 +47,7 @@ pub struct AuPredRow {
 #[derive(Debug, Clone)]
 pub struct AuPredictions {
     /// AU codes with a column, ascending.
-    pub aus: Vec<u16>,
+    pub aus: Vec<crate::au::Au>,
     /// Rows in file order.
     pub rows: Vec<AuPredRow>,
 }
@@ -83,7 +83,7 @@ pub fn read_au_predictions(path: &Path) -> Result<AuPredictions> {
             l => {
                 let parsed = l.strip_prefix("au").and_then(|rest| {
                     let (num, kind) = rest.split_once('_')?;
-                    let code: u16 = num.parse().ok()?;
+                    let code: crate::au::Au = num.parse().ok()?;
                     match kind {
                         "p" => Some(Col::Prob(code)),
                         "c" => Some(Col::Decision(code)),
@@ -111,7 +111,7 @@ pub fn read_au_predictions(path: &Path) -> Result<AuPredictions> {
             bail!("{}: no {want:?} column", path.display());
         }
     }
-    let mut aus: Vec<u16> = cols
+    let mut aus: Vec<crate::au::Au> = cols
         .iter()
         .filter_map(|c| match c {
             Col::Prob(a) | Col::Decision(a) => Some(*a),

@@ -57,7 +57,7 @@ pub struct ScoreOptions {
     /// Per-AU thresholds (CSV `au,threshold`), chosen without the test data.
     pub thresholds: Option<PathBuf>,
     /// Only these AUs (default: every AU column in the predictions).
-    pub aus: Option<Vec<u16>>,
+    pub aus: Option<Vec<crate::au::Au>>,
     /// Also compute the papers' optimistic variant.
     pub paper: bool,
     /// Score the clips that have predictions even if some annotated clips have none.
@@ -144,7 +144,7 @@ pub fn run(opts: &ScoreOptions) -> Result<ScoreReport> {
 fn score_aus(opts: &ScoreOptions, loaded: &data::Loaded) -> Result<AuScore> {
     let preds = read_au_predictions(&opts.pred)?;
     let pfile = opts.pred.display();
-    let aus: Vec<u16> = match &opts.aus {
+    let aus: Vec<crate::au::Au> = match &opts.aus {
         Some(want) => {
             for a in want {
                 ensure!(
@@ -333,7 +333,7 @@ fn read_thresholds(path: &Path) -> Result<BTreeMap<u16, f64>> {
         if au.eq_ignore_ascii_case("au") {
             continue;
         }
-        let code: u16 = au
+        let code: crate::au::Au = au
             .trim_start_matches(['A', 'a'])
             .trim_start_matches(['U', 'u'])
             .parse()

@@ -5,6 +5,7 @@
 //! every [`Fold`] is checked on construction: a subject in both train and test is an error, never
 //! a silent leak.
 
+use crate::au::Au;
 use crate::data::{Dataset, SubjectKey};
 use anyhow::{Result, bail, ensure};
 use serde::Serialize;
@@ -20,7 +21,7 @@ pub struct Fold {
     /// Test sample indices (sorted).
     pub test: Vec<usize>,
     /// AUs evaluated in this fold (cross-dataset: the intersection); empty = the caller's list.
-    pub aus: Vec<u16>,
+    pub aus: Vec<Au>,
 }
 
 impl Fold {
@@ -30,7 +31,7 @@ impl Fold {
         keys: &[SubjectKey],
         mut train: Vec<usize>,
         mut test: Vec<usize>,
-        aus: Vec<u16>,
+        aus: Vec<Au>,
     ) -> Result<Self> {
         let name = name.into();
         train.sort_unstable();
@@ -135,14 +136,14 @@ pub fn subject_kfold(keys: &[SubjectKey], k: usize) -> Result<Vec<Fold>> {
 }
 
 /// The AUs every listed dataset evaluates (`aus_of` gives each dataset's list).
-pub fn au_intersection(datasets: &[Dataset], aus_of: impl Fn(Dataset) -> Vec<u16>) -> Vec<u16> {
+pub fn au_intersection(datasets: &[Dataset], aus_of: impl Fn(Dataset) -> Vec<Au>) -> Vec<Au> {
     let mut it = datasets.iter();
     let Some(first) = it.next() else {
         return Vec::new();
     };
-    let mut set: BTreeSet<u16> = aus_of(*first).into_iter().collect();
+    let mut set: BTreeSet<Au> = aus_of(*first).into_iter().collect();
     for d in it {
-        let other: BTreeSet<u16> = aus_of(*d).into_iter().collect();
+        let other: BTreeSet<Au> = aus_of(*d).into_iter().collect();
         set = set.intersection(&other).copied().collect();
     }
     set.into_iter().collect()
@@ -154,7 +155,7 @@ pub fn cross_dataset(
     keys: &[SubjectKey],
     train: &[Dataset],
     test: Dataset,
-    aus_of: impl Fn(Dataset) -> Vec<u16>,
+    aus_of: impl Fn(Dataset) -> Vec<Au>,
 ) -> Result<Fold> {
     ensure!(
         !train.is_empty(),
@@ -190,7 +191,7 @@ pub fn cross_dataset(
 /// Every ordered pair of the datasets present (C→S, S→C, C→D, ...), as in the paper's Table IV.
 pub fn cross_dataset_pairs(
     keys: &[SubjectKey],
-    aus_of: impl Fn(Dataset) -> Vec<u16>,
+    aus_of: impl Fn(Dataset) -> Vec<Au>,
 ) -> Result<Vec<Fold>> {
     let present: BTreeSet<Dataset> = keys.iter().map(|k| k.dataset).collect();
     ensure!(
@@ -212,7 +213,7 @@ pub fn cross_dataset_pairs(
 /// Leave-one-dataset-out: for each dataset, train on all the others and test on it.
 pub fn leave_one_dataset_out(
     keys: &[SubjectKey],
-    aus_of: impl Fn(Dataset) -> Vec<u16>,
+    aus_of: impl Fn(Dataset) -> Vec<Au>,
 ) -> Result<Vec<Fold>> {
     let present: BTreeSet<Dataset> = keys.iter().map(|k| k.dataset).collect();
     ensure!(
@@ -231,7 +232,7 @@ pub fn leave_one_dataset_out(
 
 /// The AU list the paper evaluates for a dataset, for [`cross_dataset`]'s `aus_of`; datasets the
 /// paper does not evaluate give an empty list (so they share no AU until the caller says which).
-pub fn paper_aus(d: Dataset) -> Vec<u16> {
+pub fn paper_aus(d: Dataset) -> Vec<Au> {
     d.paper_aus().map(|a| a.to_vec()).unwrap_or_default()
 }
 

@@ -17,7 +17,7 @@ pub struct TruthInterval {
     /// Micro or macro.
     pub kind: ExpressionKind,
     /// Coded AUs.
-    pub aus: Vec<u16>,
+    pub aus: Vec<crate::au::Au>,
 }
 
 /// The annotated intervals of `video` (the sheet's video id, e.g. `001_1`) under `root`.
@@ -122,7 +122,7 @@ pub fn compare(events: &[AuEvent], truth: &[TruthInterval]) -> String {
     if let Some(first) = events.first() {
         let mut per = Vec::new();
         for (j, d) in first.aus.iter().enumerate() {
-            let code: u16 = d.au.trim_start_matches("AU").parse().unwrap_or(0);
+            let code: crate::au::Au = d.au.trim_start_matches("AU").parse().unwrap_or(0);
             let mut k = Counts::default();
             for &(ti, ei) in &matched {
                 k.add(truth[ti].aus.contains(&code), events[ei].aus[j].present);

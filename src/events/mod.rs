@@ -1,5 +1,6 @@
 //! AU events and their sinks: the versioned event record, a non-blocking bus, and sinks that write
 //! JSON lines, serve TCP and WebSocket clients, and stream to Lab Streaming Layer.
+//! Owns `[events]` ([`config`]). May import: models, assets (liblsl), clock.
 
 pub mod bus;
 pub mod clock;
@@ -55,22 +56,12 @@ pub fn open_sinks(specs: &[SinkSpec], opts: &SinkOptions) -> Result<EventBus> {
                 None,
             ),
             SinkSpec::Tcp(a) => {
-                let s = sinks::tcp::TcpSink::open(
-                    "tcp sink",
-                    a.resolve(opts.bind),
-                    opts,
-                    counters.clone(),
-                )?;
+                let s = sinks::tcp::open("tcp sink", a.resolve(opts.bind), opts, counters.clone())?;
                 let addr = s.local_addr();
                 (format!("tcp:{addr}"), Box::new(s), Some(addr))
             }
             SinkSpec::Ws(a) => {
-                let s = sinks::ws::WsSink::open(
-                    "ws sink",
-                    a.resolve(opts.bind),
-                    opts,
-                    counters.clone(),
-                )?;
+                let s = sinks::ws::open("ws sink", a.resolve(opts.bind), opts, counters.clone())?;
                 let addr = s.local_addr();
                 (format!("ws:{addr}"), Box::new(s), Some(addr))
             }

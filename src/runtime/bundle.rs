@@ -45,7 +45,7 @@ pub struct ModelManifest {
     /// Model id (events carry it).
     pub name: String,
     /// AUs in output order.
-    pub aus: Vec<u32>,
+    pub aus: Vec<crate::au::Au>,
     /// Per-AU decision thresholds (chosen on training data only).
     pub thresholds: Vec<f32>,
     /// "llm" (reasoner + adapter) or "mlp" (the w/o-LLM ablation's MLP head).

@@ -5,6 +5,7 @@
 //! motion), chained into a displacement from neutral ([`signal`]); an adaptive threshold over a
 //! running window ([`threshold`]); events with apex, edges, merging and micro/macro labels
 //! ([`peaks`]). Parameters: `[spot]` ([`params`], calibration/spotting.toml).
+//! May import: face (crop geometry). Its evaluation over annotated videos is `eval::spot_videos`.
 
 pub mod flow;
 pub mod params;

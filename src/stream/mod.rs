@@ -6,6 +6,10 @@
 //!
 //! The camera path never waits on inference or sinks: a full clip queue drops the clip (counted), a
 //! slow sink drops events (counted by the bus). End of stream and Ctrl-C drain every queue.
+//!
+//! Holds: the camera-path driver every video-reading command uses ([`camera`]), per-face clip
+//! assembly ([`clips`]), the inference worker ([`worker`]), the reconnecting camera ([`serve`]).
+//! May import: config, ingest, face, spot, clip, runtime, events, frame, clock. Never train/.
 
 pub mod camera;
 pub mod clips;

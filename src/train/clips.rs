@@ -27,14 +27,14 @@ pub struct AlignedClip {
     /// The crops and the apex.
     pub clip: Clip,
     /// Coded AUs (any side).
-    pub aus: Vec<u16>,
+    pub aus: Vec<crate::au::Au>,
 }
 
 impl AlignedClip {
     /// 0/1 targets for `aus` (the model's AU order).
-    pub fn targets(&self, aus: &[u32]) -> Vec<f32> {
+    pub fn targets(&self, aus: &[crate::au::Au]) -> Vec<f32> {
         aus.iter()
-            .map(|&a| f32::from(self.aus.contains(&(a as u16)) as u8))
+            .map(|a| f32::from(self.aus.contains(a) as u8))
             .collect()
     }
 }
@@ -55,7 +55,7 @@ struct CachedClip {
     dataset: Dataset,
     subject: String,
     apex: usize,
-    aus: Vec<u16>,
+    aus: Vec<crate::au::Au>,
 }
 
 /// Aligns every sample of `loaded` (or reads the result from `cache_dir`, keyed by the samples,

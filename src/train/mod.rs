@@ -1,5 +1,8 @@
 //! `aullm train` and the training half of `aullm eval`: dataset clips, protocols (all data, a
 //! subject split, LOSO, subject k-fold, leave-one-dataset-out), the loop, checkpoints.
+//! Includes the protocol runner ([`protocol`]) that trains each fold and hands plain scores to
+//! `eval::report`. May import: config, data, eval, graph, clip, stream (the camera-path driver
+//! for clip extraction), face, models, atomic, rng.
 
 pub mod alloc;
 pub mod clips;
@@ -9,6 +12,7 @@ pub mod state;
 pub mod thresholds;
 pub mod trainer;
 
+use crate::au::Au;
 use crate::config::Config;
 use crate::data::{Dataset, LoadOptions, SubjectKey};
 use crate::eval::split::{self, Fold};
@@ -95,6 +99,16 @@ pub enum Protocol {
     Kfold(usize),
     /// Leave-one-dataset-out (on the datasets' shared AUs).
     Lodo,
+    /// Cross-dataset: train on every clip of `train`, test on every clip of `test`, on the AUs
+    /// the paper evaluates on all of them (`cross:casme2>samm`, `cross:casme2+samm>fourdme`).
+    Cross {
+        /// Training datasets.
+        train: Vec<Dataset>,
+        /// The test dataset.
+        test: Dataset,
+    },
+    /// Every ordered pair of the datasets given (C→S, S→C, ...; the paper's Table IV).
+    CrossPairs,
     /// Test on the listed subjects (`dataset/subject`), train on the rest.
     Split(Vec<String>),
 }
@@ -113,11 +127,31 @@ impl FromStr for Protocol {
                     .filter(|&k: &usize| k >= 2)
                     .with_context(|| format!("--protocol {s:?}: expected kfold:K with K >= 2"))?,
             ),
+            "cross:pairs" => Protocol::CrossPairs,
+            _ if s.starts_with("cross:") => {
+                let (train, test) = s[6..].split_once('>').with_context(|| {
+                    format!("--protocol {s:?}: expected cross:TRAIN>TEST, e.g. cross:casme2>samm")
+                })?;
+                let dataset = |name: &str| -> Result<Dataset> {
+                    Dataset::ALL
+                        .into_iter()
+                        .find(|d| d.name() == name.trim() && !d.is_long_video())
+                        .with_context(|| {
+                            format!(
+                                "--protocol {s:?}: unknown dataset {name:?} (casme2, samm, fourdme, casme3a)"
+                            )
+                        })
+                };
+                Protocol::Cross {
+                    train: train.split('+').map(dataset).collect::<Result<_>>()?,
+                    test: dataset(test)?,
+                }
+            }
             _ if s.starts_with("split:") => {
                 Protocol::Split(s[6..].split(',').map(|x| x.trim().to_string()).collect())
             }
             _ => bail!(
-                "--protocol {s:?}: expected all, loso, kfold:K, lodo or split:DATASET/SUBJECT,..."
+                "--protocol {s:?}: expected all, loso, kfold:K, lodo, cross:TRAIN>TEST, cross:pairs or split:DATASET/SUBJECT,..."
             ),
         })
     }
@@ -137,6 +171,13 @@ pub fn folds(protocol: &Protocol, clips: &[AlignedClip]) -> Result<Vec<Fold>> {
         Protocol::Loso => split::loso(&keys),
         Protocol::Kfold(k) => split::subject_kfold(&keys, *k),
         Protocol::Lodo => split::leave_one_dataset_out(&keys, split::paper_aus),
+        Protocol::Cross { train, test } => Ok(vec![split::cross_dataset(
+            &keys,
+            train,
+            *test,
+            split::paper_aus,
+        )?]),
+        Protocol::CrossPairs => split::cross_dataset_pairs(&keys, split::paper_aus),
         Protocol::Split(names) => {
             let test: Vec<usize> = (0..keys.len())
                 .filter(|&i| names.iter().any(|n| *n == keys[i].to_string()))
@@ -150,6 +191,33 @@ pub fn folds(protocol: &Protocol, clips: &[AlignedClip]) -> Result<Vec<Fold>> {
             Ok(vec![Fold::new("split", &keys, train, test, Vec::new())?])
         }
     }
+}
+
+/// The AUs a protocol trains and scores: the model's (`frontend.aus`, in that order) that every
+/// fold evaluates. Cross-dataset folds evaluate only the AUs their datasets share; other folds
+/// (empty `aus`) evaluate all of the model's.
+pub fn protocol_aus(model_aus: &[Au], folds: &[Fold]) -> Result<Vec<Au>> {
+    let kept: Vec<Au> = model_aus
+        .iter()
+        .copied()
+        .filter(|&a| folds.iter().all(|f| f.aus.is_empty() || f.aus.contains(&a)))
+        .collect();
+    ensure!(
+        !kept.is_empty(),
+        "none of frontend.aus {model_aus:?} is evaluated by every fold (shared AUs: {:?})",
+        folds.iter().map(|f| &f.aus).collect::<Vec<_>>()
+    );
+    Ok(kept)
+}
+
+/// `cfg` training and scoring only `aus` (the AU head and the graph get one node per AU).
+pub fn with_aus(cfg: &Config, aus: &[Au]) -> Config {
+    let mut c = cfg.clone();
+    if c.frontend.aus != aus {
+        c.frontend.aus = aus.to_vec();
+        c.reasoner.num_aus = aus.len();
+    }
+    c
 }
 
 /// Splits a fold's training indices into inner-train and validation by subject: about
@@ -175,4 +243,80 @@ pub fn inner_split(
     train
         .iter()
         .partition(|&&i| !val_subjects.contains(&clips[i].subject))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clip::Clip;
+
+    fn clip(d: Dataset, subject: &str) -> AlignedClip {
+        AlignedClip {
+            key: format!("{}/{subject}/c", d.name()),
+            subject: SubjectKey {
+                dataset: d,
+                subject: subject.into(),
+            },
+            clip: Clip::new(8),
+            aus: vec![],
+        }
+    }
+
+    #[test]
+    fn cross_dataset_protocols_parse_and_name_bad_datasets() {
+        assert_eq!(
+            "cross:casme2>samm".parse::<Protocol>().unwrap(),
+            Protocol::Cross {
+                train: vec![Dataset::Casme2],
+                test: Dataset::Samm
+            }
+        );
+        assert_eq!(
+            "cross:casme2+samm>fourdme".parse::<Protocol>().unwrap(),
+            Protocol::Cross {
+                train: vec![Dataset::Casme2, Dataset::Samm],
+                test: Dataset::FourDme
+            }
+        );
+        assert_eq!(
+            "cross:pairs".parse::<Protocol>().unwrap(),
+            Protocol::CrossPairs
+        );
+        let e = "cross:casme2>sammlv".parse::<Protocol>().unwrap_err();
+        assert!(e.to_string().contains("sammlv"), "{e}");
+        assert!("cross:casme2".parse::<Protocol>().is_err());
+    }
+
+    #[test]
+    fn cross_dataset_folds_train_and_score_the_shared_aus() {
+        let clips = vec![
+            clip(Dataset::Casme2, "sub01"),
+            clip(Dataset::Casme2, "sub02"),
+            clip(Dataset::Samm, "006"),
+        ];
+        let model = [1, 2, 4, 7, 12, 14, 15, 17];
+        let c2s = Protocol::Cross {
+            train: vec![Dataset::Casme2],
+            test: Dataset::Samm,
+        };
+        let f = folds(&c2s, &clips).unwrap();
+        assert_eq!(
+            (f[0].train.clone(), f[0].test.clone()),
+            (vec![0, 1], vec![2])
+        );
+        // CASME II ∩ SAMM in the paper's lists: AU2, 4, 7, 12.
+        assert_eq!(protocol_aus(&model, &f).unwrap(), vec![2, 4, 7, 12]);
+        let lodo = folds(&Protocol::Lodo, &clips).unwrap();
+        assert_eq!(lodo.len(), 2);
+        assert_eq!(protocol_aus(&model, &lodo).unwrap(), vec![2, 4, 7, 12]);
+        // Within-dataset protocols keep the model's AUs.
+        let loso = folds(&Protocol::Loso, &clips).unwrap();
+        assert_eq!(protocol_aus(&model, &loso).unwrap(), model.to_vec());
+        // A model without any shared AU is an error, not an empty run.
+        assert!(protocol_aus(&[1, 14], &f).is_err());
+        let cfg = with_aus(&Config::default(), &[2, 4, 7, 12]);
+        assert_eq!(cfg.frontend.aus, vec![2, 4, 7, 12]);
+        assert_eq!(cfg.reasoner.num_aus, 4);
+        cfg.validate().unwrap();
+    }
 }

@@ -74,7 +74,7 @@ pub struct FoldOutcome {
 #[derive(Debug, Clone, Serialize)]
 pub struct ProtocolOutcome {
     /// AUs in model order.
-    pub aus: Vec<u32>,
+    pub aus: Vec<crate::au::Au>,
     /// Per fold that has been trained (all of the protocol's unless `--max-folds` stopped early).
     pub folds: Vec<FoldOutcome>,
     /// How many folds the protocol has.
@@ -147,6 +147,15 @@ pub fn run(cfg: &Config, o: &ProtocolOptions) -> Result<(ProtocolOutcome, Option
     );
     let clips = &set.clips;
     let fold_list = folds(&o.protocol, clips)?;
+    // Cross-dataset protocols train and score the AUs their datasets share.
+    let aus = crate::train::protocol_aus(&cfg.frontend.aus, &fold_list)?;
+    if aus != cfg.frontend.aus && !o.quiet {
+        eprintln!(
+            "the datasets share AUs {aus:?}: the protocol trains and scores these (of frontend.aus {:?})",
+            cfg.frontend.aus
+        );
+    }
+    let cfg = &crate::train::with_aus(cfg, &aus);
     let mut outcome = ProtocolOutcome {
         aus: cfg.frontend.aus.clone(),
         folds: Vec::new(),
@@ -403,7 +412,7 @@ pub fn score(o: &ProtocolOutcome, paper: bool) -> AuReport {
         .iter()
         .enumerate()
         .map(|(j, &code)| AuColumn {
-            code: code as u16,
+            code,
             truth: o.predictions.iter().map(|p| p.truth[j]).collect(),
             decision: o.predictions.iter().map(|p| p.decision[j]).collect(),
             prob: Some(o.predictions.iter().map(|p| p.prob[j] as f64).collect()),

@@ -111,10 +111,10 @@ pub fn make_batch(
 }
 
 /// Per-AU positive weights n_neg / n_pos over `clips` (capped at 10; 1 where an AU has no positive).
-pub fn positive_weights(clips: &[&AlignedClip], aus: &[u32]) -> Vec<f32> {
+pub fn positive_weights(clips: &[&AlignedClip], aus: &[crate::au::Au]) -> Vec<f32> {
     aus.iter()
         .map(|&a| {
-            let pos = clips.iter().filter(|c| c.aus.contains(&(a as u16))).count();
+            let pos = clips.iter().filter(|c| c.aus.contains(&a)).count();
             let neg = clips.len() - pos;
             if pos == 0 {
                 1.0
@@ -174,13 +174,10 @@ pub fn macro_f1(
     clips: &[&AlignedClip],
     probs: &[Vec<f32>],
     thresholds: &[f32],
-    aus: &[u32],
+    aus: &[crate::au::Au],
 ) -> Option<f64> {
     mean_defined((0..aus.len()).map(|j| {
-        let truth: Vec<bool> = clips
-            .iter()
-            .map(|c| c.aus.contains(&(aus[j] as u16)))
-            .collect();
+        let truth: Vec<bool> = clips.iter().map(|c| c.aus.contains(&aus[j])).collect();
         let dec: Vec<bool> = probs.iter().map(|p| p[j] >= thresholds[j]).collect();
         Counts::of(&truth, &dec).f1()
     }))

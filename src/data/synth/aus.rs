@@ -19,7 +19,7 @@ pub enum Side {
 }
 
 /// The AUs SynthME renders: CASME II's eight plus cheek raise and blink.
-pub const SYNTH_AUS: [u32; 10] = [1, 2, 4, 6, 7, 12, 14, 15, 17, 45];
+pub const SYNTH_AUS: [crate::au::Au; 10] = [1, 2, 4, 6, 7, 12, 14, 15, 17, 45];
 
 /// One displacement blob: centre and spread in pixels, direction as a unit vector per unit amplitude.
 #[derive(Debug, Clone, Copy)]
@@ -36,7 +36,12 @@ pub struct Blob {
 type BlobPair = ([f32; 2], [f32; 2], f32, [f32; 2]);
 
 /// The blobs of one AU on one face, for amplitude 1 canonical pixel.
-pub fn au_blobs(au: u32, side: Side, lm: &Landmarks, crop_to_frame_scale: f32) -> Vec<Blob> {
+pub fn au_blobs(
+    au: crate::au::Au,
+    side: Side,
+    lm: &Landmarks,
+    crop_to_frame_scale: f32,
+) -> Vec<Blob> {
     let iod = lm.iod();
     let s = crop_to_frame_scale;
     let pairs: &[BlobPair] = &match au {
@@ -94,7 +99,7 @@ pub fn au_blobs(au: u32, side: Side, lm: &Landmarks, crop_to_frame_scale: f32) -
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct AuSpec {
     /// FACS AU number.
-    pub au: u32,
+    pub au: crate::au::Au,
     /// Laterality.
     pub side: Side,
     /// Apex amplitude in canonical 128 px face pixels.
@@ -115,7 +120,7 @@ impl AuSpec {
 /// The co-occurrence table SynthME samples from: (AU combination, weight, estimated emotion).
 /// Weights follow the shape of CASME II's published label counts (AU4 and AU12 most frequent,
 /// 1+2, 4+7, 6+12, 15+17 as the common pairs); they are documented in README.md.
-pub const COMBINATIONS: &[(&[u32], f32, &str)] = &[
+pub const COMBINATIONS: &[(&[crate::au::Au], f32, &str)] = &[
     (&[4], 0.14, "others"),
     (&[4, 7], 0.10, "disgust"),
     (&[1, 2], 0.10, "surprise"),

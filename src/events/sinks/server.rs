@@ -277,3 +277,42 @@ pub(crate) fn token_matches(given: &str, expected: &str) -> bool {
     let (a, b) = (given.as_bytes(), expected.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+/// A server as a sink: every event goes to every admitted client (TCP lines, WebSocket messages;
+/// the protocol is in its admission function).
+pub struct ServerSink {
+    server: Server,
+}
+
+impl ServerSink {
+    /// Listens on `addr` (port 0 picks a free port; see [`ServerSink::local_addr`]); `admit` turns
+    /// an accepted connection into a client (authentication, handshake) or refuses it.
+    pub(crate) fn open(
+        name: &str,
+        addr: SocketAddr,
+        opts: &SinkOptions,
+        counters: Arc<SinkCounters>,
+        admit: Box<Admit>,
+    ) -> Result<ServerSink> {
+        Ok(ServerSink {
+            server: Server::start(name, addr, opts, counters, admit)?,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+}
+
+impl crate::events::sink::Sink for ServerSink {
+    fn deliver(&mut self, ev: &Arc<crate::events::sink::Encoded>) -> Result<()> {
+        self.server.broadcast(ev);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.server.finish();
+        Ok(())
+    }
+}

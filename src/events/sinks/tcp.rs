@@ -1,48 +1,23 @@
 //! JSON-lines TCP server: every client gets every event as one line. With a token, a client first
 //! sends `AUTH <token>\n` and gets `OK\n` (or `ERR unauthorized\n` and the connection closes).
 
-use super::server::{Conn, Server, token_matches};
+use super::server::{Conn, ServerSink, token_matches};
 use crate::events::bus::SinkCounters;
-use crate::events::sink::{Encoded, Sink, SinkOptions};
+use crate::events::sink::SinkOptions;
 use anyhow::{Result, bail};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The TCP JSON-lines server sink.
-pub struct TcpSink {
-    server: Server,
-}
-
-impl TcpSink {
-    /// Listens on `addr` (port 0 picks a free port; see [`TcpSink::local_addr`]).
-    pub fn open(
-        name: &str,
-        addr: SocketAddr,
-        opts: &SinkOptions,
-        counters: Arc<SinkCounters>,
-    ) -> Result<Self> {
-        let server = Server::start(name, addr, opts, counters, Box::new(admit))?;
-        Ok(Self { server })
-    }
-
-    /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.server.local_addr()
-    }
-}
-
-impl Sink for TcpSink {
-    fn deliver(&mut self, ev: &Arc<Encoded>) -> Result<()> {
-        self.server.broadcast(ev);
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<()> {
-        self.server.finish();
-        Ok(())
-    }
+/// Listens on `addr` (port 0 picks a free port; see [`ServerSink::local_addr`]).
+pub fn open(
+    name: &str,
+    addr: SocketAddr,
+    opts: &SinkOptions,
+    counters: Arc<SinkCounters>,
+) -> Result<ServerSink> {
+    ServerSink::open(name, addr, opts, counters, Box::new(admit))
 }
 
 fn admit(mut stream: TcpStream, opts: &SinkOptions) -> Result<Box<dyn Conn>> {

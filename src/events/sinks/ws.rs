@@ -1,9 +1,9 @@
 //! WebSocket server: one text message per event. With a token, the handshake must carry
 //! `Authorization: Bearer <token>` (or `?token=<token>` in the URL, for browsers); otherwise HTTP 401.
 
-use super::server::{Conn, Server, token_matches};
+use super::server::{Conn, ServerSink, token_matches};
 use crate::events::bus::SinkCounters;
-use crate::events::sink::{Encoded, Sink, SinkOptions};
+use crate::events::sink::SinkOptions;
 use anyhow::{Result, anyhow};
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -14,39 +14,14 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
 
-/// The WebSocket server sink.
-pub struct WsSink {
-    server: Server,
-}
-
-impl WsSink {
-    /// Listens on `addr` (port 0 picks a free port; see [`WsSink::local_addr`]).
-    pub fn open(
-        name: &str,
-        addr: SocketAddr,
-        opts: &SinkOptions,
-        counters: Arc<SinkCounters>,
-    ) -> Result<Self> {
-        let server = Server::start(name, addr, opts, counters, Box::new(admit))?;
-        Ok(Self { server })
-    }
-
-    /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.server.local_addr()
-    }
-}
-
-impl Sink for WsSink {
-    fn deliver(&mut self, ev: &Arc<Encoded>) -> Result<()> {
-        self.server.broadcast(ev);
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<()> {
-        self.server.finish();
-        Ok(())
-    }
+/// Listens on `addr` (port 0 picks a free port; see [`ServerSink::local_addr`]).
+pub fn open(
+    name: &str,
+    addr: SocketAddr,
+    opts: &SinkOptions,
+    counters: Arc<SinkCounters>,
+) -> Result<ServerSink> {
+    ServerSink::open(name, addr, opts, counters, Box::new(admit))
 }
 
 /// The token a handshake request presents, from its Authorization header or `token` query parameter.
