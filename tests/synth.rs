@@ -299,7 +299,7 @@ fn the_dataset_loaders_read_what_synth_wrote() {
             .event
             .aus
             .iter()
-            .map(|a| (a.au as u16, format!("{:?}", a.side).replace("Both", "None")))
+            .map(|a| (a.au, format!("{:?}", a.side).replace("Both", "None")))
             .collect();
         let mut want = want;
         want.sort();
