@@ -7,6 +7,7 @@
 
 use crate::au::Au;
 use crate::data::{Dataset, SubjectKey};
+use crate::rng::Rng;
 use anyhow::{Result, bail, ensure};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -234,6 +235,32 @@ pub fn leave_one_dataset_out(
 /// paper does not evaluate give an empty list (so they share no AU until the caller says which).
 pub fn paper_aus(d: Dataset) -> Vec<Au> {
     d.paper_aus().map(|a| a.to_vec()).unwrap_or_default()
+}
+
+/// Splits a fold's training indices (into `keys`, one subject per sample) into inner-train and
+/// validation by subject: about
+/// `fraction` of the subjects (at least one when there are two or more), chosen by `seed`.
+pub fn inner_split(
+    train: &[usize],
+    keys: &[&SubjectKey],
+    fraction: f64,
+    seed: u64,
+) -> (Vec<usize>, Vec<usize>) {
+    let subjects: BTreeSet<&SubjectKey> = train.iter().map(|&i| keys[i]).collect();
+    let mut subjects: Vec<&SubjectKey> = subjects.into_iter().collect();
+    if fraction <= 0.0 || subjects.len() < 2 {
+        return (train.to_vec(), Vec::new());
+    }
+    let mut rng = Rng::new(seed ^ 0x0005_eed0_f7a1);
+    for i in (1..subjects.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        subjects.swap(i, j);
+    }
+    let n_val = ((subjects.len() as f64 * fraction).round() as usize).clamp(1, subjects.len() - 1);
+    let val_subjects: BTreeSet<&SubjectKey> = subjects[..n_val].iter().copied().collect();
+    train
+        .iter()
+        .partition(|&&i| !val_subjects.contains(keys[i]))
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub use sink::{SinkOptions, SinkSpec};
 use anyhow::{Context, Result};
 use bus::{OpenedSink, SinkCounters};
 use lsl_ffi::LslLib;
+use sinks::server::ServerSink;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -56,12 +57,24 @@ pub fn open_sinks(specs: &[SinkSpec], opts: &SinkOptions) -> Result<EventBus> {
                 None,
             ),
             SinkSpec::Tcp(a) => {
-                let s = sinks::tcp::open("tcp sink", a.resolve(opts.bind), opts, counters.clone())?;
+                let s = ServerSink::open(
+                    "tcp sink",
+                    a.resolve(opts.bind),
+                    opts,
+                    counters.clone(),
+                    Box::new(sinks::tcp::admit),
+                )?;
                 let addr = s.local_addr();
                 (format!("tcp:{addr}"), Box::new(s), Some(addr))
             }
             SinkSpec::Ws(a) => {
-                let s = sinks::ws::open("ws sink", a.resolve(opts.bind), opts, counters.clone())?;
+                let s = ServerSink::open(
+                    "ws sink",
+                    a.resolve(opts.bind),
+                    opts,
+                    counters.clone(),
+                    Box::new(sinks::ws::admit),
+                )?;
                 let addr = s.local_addr();
                 (format!("ws:{addr}"), Box::new(s), Some(addr))
             }

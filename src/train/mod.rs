@@ -16,10 +16,8 @@ use crate::au::Au;
 use crate::config::Config;
 use crate::data::{Dataset, LoadOptions, SubjectKey};
 use crate::eval::split::{self, Fold};
-use crate::rng::Rng;
 use anyhow::{Context, Result, bail, ensure};
 use clips::{AlignedClip, ClipSet};
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -220,29 +218,16 @@ pub fn with_aus(cfg: &Config, aus: &[Au]) -> Config {
     c
 }
 
-/// Splits a fold's training indices into inner-train and validation by subject: about
-/// `fraction` of the subjects (at least one when there are two or more), chosen by `seed`.
+/// Splits a fold's training indices into inner-train and validation by subject (see
+/// [`split::inner_split`]).
 pub fn inner_split(
     train: &[usize],
     clips: &[AlignedClip],
     fraction: f64,
     seed: u64,
 ) -> (Vec<usize>, Vec<usize>) {
-    let subjects: BTreeSet<&SubjectKey> = train.iter().map(|&i| &clips[i].subject).collect();
-    let mut subjects: Vec<&SubjectKey> = subjects.into_iter().collect();
-    if fraction <= 0.0 || subjects.len() < 2 {
-        return (train.to_vec(), Vec::new());
-    }
-    let mut rng = Rng::new(seed ^ 0x0005_eed0_f7a1);
-    for i in (1..subjects.len()).rev() {
-        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-        subjects.swap(i, j);
-    }
-    let n_val = ((subjects.len() as f64 * fraction).round() as usize).clamp(1, subjects.len() - 1);
-    let val_subjects: BTreeSet<&SubjectKey> = subjects[..n_val].iter().copied().collect();
-    train
-        .iter()
-        .partition(|&&i| !val_subjects.contains(&clips[i].subject))
+    let keys: Vec<&SubjectKey> = clips.iter().map(|c| &c.subject).collect();
+    split::inner_split(train, &keys, fraction, seed)
 }
 
 #[cfg(test)]

@@ -2,6 +2,6 @@
 
 pub mod jsonl;
 pub mod lsl;
-mod server;
+pub(crate) mod server;
 pub mod tcp;
 pub mod ws;

@@ -1,26 +1,15 @@
 //! JSON-lines TCP server: every client gets every event as one line. With a token, a client first
 //! sends `AUTH <token>\n` and gets `OK\n` (or `ERR unauthorized\n` and the connection closes).
 
-use super::server::{Conn, ServerSink, token_matches};
-use crate::events::bus::SinkCounters;
+use super::server::{Conn, token_matches};
 use crate::events::sink::SinkOptions;
 use anyhow::{Result, bail};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::Arc;
+use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
-/// Listens on `addr` (port 0 picks a free port; see [`ServerSink::local_addr`]).
-pub fn open(
-    name: &str,
-    addr: SocketAddr,
-    opts: &SinkOptions,
-    counters: Arc<SinkCounters>,
-) -> Result<ServerSink> {
-    ServerSink::open(name, addr, opts, counters, Box::new(admit))
-}
-
-fn admit(mut stream: TcpStream, opts: &SinkOptions) -> Result<Box<dyn Conn>> {
+/// Admits a client (see [`ServerSink::open`]).
+pub(crate) fn admit(mut stream: TcpStream, opts: &SinkOptions) -> Result<Box<dyn Conn>> {
     if let Some(token) = &opts.token {
         let mut line = String::new();
         let read = BufReader::new((&stream).take(1024)).read_line(&mut line);

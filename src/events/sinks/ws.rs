@@ -1,28 +1,16 @@
 //! WebSocket server: one text message per event. With a token, the handshake must carry
 //! `Authorization: Bearer <token>` (or `?token=<token>` in the URL, for browsers); otherwise HTTP 401.
 
-use super::server::{Conn, ServerSink, token_matches};
-use crate::events::bus::SinkCounters;
+use super::server::{Conn, token_matches};
 use crate::events::sink::SinkOptions;
 use anyhow::{Result, anyhow};
 use std::io;
-use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
+use std::net::TcpStream;
 use std::time::Duration;
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
-
-/// Listens on `addr` (port 0 picks a free port; see [`ServerSink::local_addr`]).
-pub fn open(
-    name: &str,
-    addr: SocketAddr,
-    opts: &SinkOptions,
-    counters: Arc<SinkCounters>,
-) -> Result<ServerSink> {
-    ServerSink::open(name, addr, opts, counters, Box::new(admit))
-}
 
 /// The token a handshake request presents, from its Authorization header or `token` query parameter.
 fn presented_token(req: &Request) -> Option<String> {
@@ -41,7 +29,8 @@ fn presented_token(req: &Request) -> Option<String> {
 
 // The error type of the handshake callback is tungstenite's, large or not.
 #[allow(clippy::result_large_err)]
-fn admit(stream: TcpStream, opts: &SinkOptions) -> Result<Box<dyn Conn>> {
+/// Admits a client (see [`ServerSink::open`]).
+pub(crate) fn admit(stream: TcpStream, opts: &SinkOptions) -> Result<Box<dyn Conn>> {
     let token = opts.token.clone();
     let check = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         match &token {
