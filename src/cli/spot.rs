@@ -73,6 +73,12 @@ pub(crate) fn spot_command(cfg: &Config, a: SpotArgs) -> Result<ExitCode> {
             summary.face_us_per_frame,
             summary.spot_us_per_frame
         );
+        if summary.corrupt_frames > 0 {
+            eprintln!(
+                "{} frame(s) could not be decoded (no face on them)",
+                summary.corrupt_frames
+            );
+        }
     }
     if let Some(e) = summary.error {
         bail!("the stream ended with an error: {e}");
