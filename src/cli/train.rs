@@ -66,6 +66,11 @@ pub(crate) struct EvalArgs {
     /// processes can share one protocol and --out; the report is partial until all are done
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     pub(crate) shard: Option<(usize, usize)>,
+    /// Score this trained model (name under models/ or folder) on the datasets, without training:
+    /// clip datasets give per-clip predictions (predictions.csv, `aullm score`'s format), long-video
+    /// datasets (sammlv, SynthME long videos) the whole pipeline's spotting and AU F1.
+    #[arg(long, value_name = "NAME|DIR", conflicts_with_all = ["protocol", "max_folds", "shard", "resume", "max_steps", "epochs", "ablation"])]
+    pub(crate) model: Option<String>,
 }
 
 /// `I/N` with I < N.
@@ -178,6 +183,22 @@ pub(crate) fn train_command(cfg: &mut Config, a: TrainArgs) -> Result<ExitCode> 
 }
 
 pub(crate) fn eval_command(cfg: &mut Config, a: EvalArgs) -> Result<ExitCode> {
+    if let Some(m) = &a.model {
+        let o = aullm::jobs::eval_model::ModelEvalOptions {
+            model_dir: aullm::runtime::bundle::locate(m)?,
+            datasets: a.common.datasets,
+            out: a.common.out,
+            clip_cache: a.common.clip_cache,
+            paper_metric: a.paper_metric,
+            quiet: a.common.quiet,
+        };
+        let outcome = aullm::jobs::eval_model::run(cfg, &o)?;
+        print!("{}", outcome.markdown);
+        for f in &outcome.files {
+            println!("wrote {}", f.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let o = protocol_options(
         cfg,
         a.common,

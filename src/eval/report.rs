@@ -198,8 +198,17 @@ fn fold_chart(r: &AuReport) -> String {
 /// The self-contained HTML page.
 pub fn render_html(o: &RunInfo, r: &AuReport, cfg: &Config) -> String {
     let md = render_markdown(o, r, Some(cfg));
+    html_page(
+        "aullm eval report",
+        &md,
+        &format!("<h2>Macro-F1 per fold</h2>{}", fold_chart(r)),
+    )
+}
+
+/// A self-contained page from a Markdown report (headings, paragraphs, tables; one source of
+/// truth for the numbers) followed by `extra` HTML.
+pub fn html_page(title: &str, md: &str, extra: &str) -> String {
     let mut body = String::new();
-    // Tables from the Markdown lines (one source of truth for the numbers).
     let mut in_table = false;
     for line in md.lines() {
         if line.starts_with('|') {
@@ -220,7 +229,9 @@ pub fn render_html(o: &RunInfo, r: &AuReport, cfg: &Config) -> String {
                 body.push_str("</table>\n");
                 in_table = false;
             }
-            if let Some(h) = line.strip_prefix("# ") {
+            if let Some(h) = line.strip_prefix("## ") {
+                let _ = write!(body, "<h2>{}</h2>", esc(h));
+            } else if let Some(h) = line.strip_prefix("# ") {
                 let _ = write!(body, "<h1>{}</h1>", esc(h));
             } else if !line.trim().is_empty() {
                 let _ = write!(body, "<p>{}</p>", esc(line));
@@ -231,8 +242,8 @@ pub fn render_html(o: &RunInfo, r: &AuReport, cfg: &Config) -> String {
         body.push_str("</table>");
     }
     format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>aullm eval report</title><style>body{{font-family:sans-serif;max-width:900px;margin:2em auto}}table{{border-collapse:collapse;margin:1em 0}}td{{border:1px solid #ccc;padding:3px 8px;text-align:right}}tr:first-child td{{font-weight:bold;background:#f4f4f4}}</style></head><body>{body}<h2>Macro-F1 per fold</h2>{}</body></html>\n",
-        fold_chart(r)
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title><style>body{{font-family:sans-serif;max-width:900px;margin:2em auto}}table{{border-collapse:collapse;margin:1em 0}}td{{border:1px solid #ccc;padding:3px 8px;text-align:right}}tr:first-child td{{font-weight:bold;background:#f4f4f4}}</style></head><body>{body}{extra}</body></html>\n",
+        esc(title)
     )
 }
 

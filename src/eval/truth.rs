@@ -49,20 +49,20 @@ pub fn load_truth(root: &Path, video: &str) -> Result<Vec<TruthInterval>> {
     Ok(out)
 }
 
-/// A table of events beside the truth, the spotting score and per-AU F1 on matched intervals.
-pub fn compare(events: &[AuEvent], truth: &[TruthInterval]) -> String {
-    // Events carry 0-based frames; the sheet is 1-based.
-    let spans: Vec<Span> = events
-        .iter()
-        .map(|e| Span {
-            onset: e.onset.frame as u32 + 1,
-            offset: e.offset.frame as u32 + 1,
-        })
-        .collect();
+/// The 1-based inclusive frames of an event (events carry 0-based frames; sheets are 1-based).
+fn event_span(e: &AuEvent) -> Span {
+    Span {
+        onset: e.onset.frame as u32 + 1,
+        offset: e.offset.frame as u32 + 1,
+    }
+}
+
+/// One-to-one MEGC matching (IoU >= 0.5; each truth interval takes the unused event of highest
+/// IoU, in truth order): (truth index, event index) pairs.
+pub fn match_events(events: &[AuEvent], truth: &[TruthInterval]) -> Vec<(usize, usize)> {
+    let spans: Vec<Span> = events.iter().map(event_span).collect();
     let mut used = vec![false; events.len()];
-    let mut s =
-        String::from("truth (frames, kind, AUs)          | event (frames, kind, AUs present)\n");
-    let mut matched: Vec<(usize, usize)> = Vec::new();
+    let mut matched = Vec::new();
     for (ti, t) in truth.iter().enumerate() {
         let best = spans
             .iter()
@@ -70,6 +70,26 @@ pub fn compare(events: &[AuEvent], truth: &[TruthInterval]) -> String {
             .filter(|(i, sp)| !used[*i] && t.span.matches(sp))
             .max_by(|a, b| t.span.iou(a.1).total_cmp(&t.span.iou(b.1)))
             .map(|(i, _)| i);
+        if let Some(i) = best {
+            used[i] = true;
+            matched.push((ti, i));
+        }
+    }
+    matched
+}
+
+/// A table of events beside the truth, the spotting score and per-AU F1 on matched intervals.
+pub fn compare(events: &[AuEvent], truth: &[TruthInterval]) -> String {
+    let spans: Vec<Span> = events.iter().map(event_span).collect();
+    let matched = match_events(events, truth);
+    let mut used = vec![false; events.len()];
+    for &(_, ei) in &matched {
+        used[ei] = true;
+    }
+    let mut s =
+        String::from("truth (frames, kind, AUs)          | event (frames, kind, AUs present)\n");
+    for (ti, t) in truth.iter().enumerate() {
+        let best = matched.iter().find(|m| m.0 == ti).map(|m| m.1);
         let left = format!(
             "{:>6}-{:<6} {:<5} {:<14}",
             t.span.onset,
@@ -83,8 +103,6 @@ pub fn compare(events: &[AuEvent], truth: &[TruthInterval]) -> String {
         );
         match best {
             Some(i) => {
-                used[i] = true;
-                matched.push((ti, i));
                 let _ = writeln!(s, "{left} | {}", describe(&events[i], &spans[i]));
             }
             None => {

@@ -3,6 +3,7 @@
 //! `spot` (and the tracked crops `spot-eval` scores), model export from a training run.
 //! May import anything below it; nothing imports jobs.
 
+pub mod eval_model;
 pub mod export;
 pub mod faces;
 pub mod spot;

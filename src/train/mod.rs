@@ -45,15 +45,10 @@ impl FromStr for DatasetArg {
                 .find(|d| d.name() == other)
                 .with_context(|| {
                     format!(
-                        "--dataset {s:?}: unknown format {other:?} (synth, casme2, samm, fourdme, casme3a)"
+                        "--dataset {s:?}: unknown format {other:?} (synth, casme2, samm, fourdme, casme3a; sammlv, casme2lv for eval --model)"
                     )
                 })?,
         };
-        ensure!(
-            !dataset.is_long_video(),
-            "--dataset {s:?}: {} annotates long videos (spotting), not clips to train on",
-            dataset.name()
-        );
         Ok(DatasetArg {
             dataset,
             root: PathBuf::from(path),
@@ -71,6 +66,13 @@ pub fn load_clips(
     ensure!(!args.is_empty(), "no --dataset given");
     let mut all = ClipSet::default();
     for a in args {
+        ensure!(
+            !a.dataset.is_long_video(),
+            "--dataset {}:{}: {} annotates long videos (spotting), not clips to train on (`aullm eval --model` scores a model on it)",
+            a.dataset.name(),
+            a.root.display(),
+            a.dataset.name()
+        );
         let loaded = crate::data::load(&a.root, a.dataset, &LoadOptions::default())
             .with_context(|| format!("cannot read {} as {}", a.root.display(), a.dataset.name()))?;
         loaded.require_clean()?;
