@@ -47,6 +47,7 @@ pub struct FaceVideoSpec {
 }
 
 /// A gray photo with the point to centre in the frame.
+#[derive(Clone)]
 pub struct Photo {
     /// Pixels, row-major.
     pub gray: Vec<u8>,

@@ -2,7 +2,7 @@
 
 use aullm::config::Config;
 use aullm::data::synth::aus::{AuSpec, Blob, Side};
-use aullm::data::synth::identity::make_identity;
+use aullm::data::synth::identity::{FaceSource, make_identity};
 use aullm::data::synth::render::{ExpressionField, FrameConditions, Renderer};
 use aullm::data::synth::{SynthConfig, generate};
 use aullm::face::{CropTemplate, FaceDetector, Similarity};
@@ -141,7 +141,7 @@ fn peak_flow(a: &[u8], b: &[u8], size: i32) -> (f32, [f32; 2]) {
 fn au_amplitude_is_in_canonical_face_pixels() {
     let cfg = Config::default();
     let photo = Photo::astronaut(&cfg.models).unwrap();
-    let id = make_identity(&photo, 0, 7, 640, 480).unwrap();
+    let id = make_identity(&FaceSource::astronaut(photo.clone()), 0, 7, 640, 480).unwrap();
     let mut rng = Rng::new(1);
     let mut r = Renderer::new(640, 480, &mut rng);
     let clean = FrameConditions {
@@ -246,7 +246,7 @@ fn mid_shift(a: &[u8], b: &[u8]) -> (f64, f64) {
 fn identities_differ_in_geometry_and_appearance() {
     let photo = Photo::astronaut(&Config::default().models).unwrap();
     let ids: Vec<_> = (0..6)
-        .map(|i| make_identity(&photo, i, 1, 640, 480).unwrap())
+        .map(|i| make_identity(&FaceSource::astronaut(photo.clone()), i, 1, 640, 480).unwrap())
         .collect();
     for i in 0..ids.len() {
         for j in i + 1..ids.len() {
@@ -325,4 +325,69 @@ fn the_dataset_loaders_read_what_synth_wrote() {
             i.frames.path(i.onset)
         );
     }
+}
+
+/// The least-squares similarity recovers a known one from three points.
+#[test]
+fn similarity_fit_recovers_a_known_similarity() {
+    use aullm::data::synth::identity::similarity_fit;
+    let (s, th, t) = (1.7f32, 0.3f32, [12.0f32, -5.0]);
+    let m = |p: [f32; 2]| {
+        [
+            s * (th.cos() * p[0] - th.sin() * p[1]) + t[0],
+            s * (th.sin() * p[0] + th.cos() * p[1]) + t[1],
+        ]
+    };
+    let from = [[203.5, 101.5], [246.5, 103.5], [225.0, 140.75]];
+    let to: Vec<[f32; 2]> = from.iter().map(|&p| m(p)).collect();
+    let [a, b, tx, c, d, ty] = similarity_fit(&from, &to);
+    for (&p, q) in from.iter().zip(&to) {
+        let r = [a * p[0] + b * p[1] + tx, c * p[0] + d * p[1] + ty];
+        assert!(
+            (r[0] - q[0]).abs() < 1e-2 && (r[1] - q[1]).abs() < 1e-2,
+            "{r:?} vs {q:?}"
+        );
+    }
+}
+
+/// A face found in a photo (here astronaut.png itself, through the detector) makes identities
+/// whose landmarks land on the drawn face: the detector finds the face where the identity says.
+#[test]
+fn identities_from_a_detected_face_put_the_face_at_their_landmarks() {
+    use aullm::data::synth::faces::faces_in;
+    let cfg = Config::default();
+    aullm::assets::init_onnx(&cfg.models).unwrap();
+    let photo = Photo::astronaut(&cfg.models).unwrap();
+    let model = aullm::assets::artefact_path(&cfg.models, "blazeface-front").unwrap();
+    let mut det = FaceDetector::new(&model, 1, cfg.face.score_threshold, cfg.face.nms_iou)
+        .unwrap()
+        .with_gray_tint(cfg.face.gray_tint);
+    let faces = faces_in(&photo, &mut det, "astronaut.png").unwrap();
+    assert_eq!(faces.len(), 1, "one face in astronaut.png");
+    let f = &faces[0];
+    // The detected layout is the reference one up to the detector's keypoint error.
+    assert!((f.scale() - 1.0).abs() < 0.15, "scale {}", f.scale());
+    // Eye error (detector keypoint vs identity landmark, in IODs), worst over a few identities,
+    // for the detected face and for the reference layout of the same photo.
+    let mut worst = |src: &FaceSource| -> f32 {
+        let mut w = 0f32;
+        for i in 0..4 {
+            let id = make_identity(src, i, 3, 640, 480).unwrap();
+            let found = det.detect(&id.neutral, 640, 480).unwrap();
+            let best = found
+                .iter()
+                .max_by(|a, b| a.score.total_cmp(&b.score))
+                .expect("a face in the identity's frame");
+            let lm = id.landmarks;
+            for (got, want) in [(best.keypoints[0], lm.eye_r), (best.keypoints[1], lm.eye_l)] {
+                w = w.max((got[0] - want[0]).hypot(got[1] - want[1]) / lm.iod());
+            }
+        }
+        w
+    };
+    let detected = worst(f);
+    let reference = worst(&FaceSource::astronaut(photo.clone()));
+    eprintln!("eye error / IOD: detected face {detected:.3}, reference layout {reference:.3}");
+    assert!(detected < 0.25, "{detected}");
+    assert!(detected < reference + 0.1, "{detected} vs {reference}");
 }

@@ -15,6 +15,11 @@ pub(crate) struct SynthArgs {
     /// ci (tiny, seconds) or bench (24 subjects x 10 clips + 8 long videos).
     #[arg(long, default_value = "ci")]
     pub(crate) preset: String,
+    /// Where identities come from: astronaut (one photo reshaped per subject; the shipped model's
+    /// data) or photos (every usable face of the manifest's identity photos, subject i from face
+    /// i modulo their number; `aullm models fetch --all` fetches them).
+    #[arg(long, default_value = "astronaut", value_parser = ["astronaut", "photos"])]
+    pub(crate) faces: String,
     /// Master seed (same seed, same bytes).
     #[arg(long)]
     pub(crate) seed: Option<u64>,
@@ -198,8 +203,13 @@ pub(crate) fn synth(cfg: &Config, a: SynthArgs) -> Result<ExitCode> {
     let threads = a
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let photo = aullm::fixtures::Photo::astronaut(&cfg.models)?;
-    let r = aullm::data::synth::generate(&sc, &photo, &a.out, threads)?;
+    let faces = if a.faces == "photos" {
+        aullm::data::synth::faces::manifest_faces(&cfg.models, &cfg.face)?
+    } else {
+        let photo = aullm::fixtures::Photo::astronaut(&cfg.models)?;
+        vec![aullm::data::synth::identity::FaceSource::astronaut(photo)]
+    };
+    let r = aullm::data::synth::generate_from(&sc, &faces, &a.out, threads)?;
     println!(
         "wrote {}: {} subjects, {} clips ({} frames), {} long videos ({} frames) in {:.1} s ({:.0} frames/s)",
         r.root.display(),

@@ -1,6 +1,6 @@
 //! Renders a plan to disk: CASME II-layout clips, long videos (frames + encoded file), annotations.
 
-use super::identity::{Identity, make_identity};
+use super::identity::{FaceSource, Identity, make_identity};
 use super::plan::{ClipPlan, Plan, SynthConfig, VideoPlan, plan};
 use super::render::{ExpressionField, FrameConditions, Motion, Renderer, intensity};
 use crate::data::casme2::casme2_frame_path;
@@ -42,17 +42,29 @@ pub struct SynthReport {
     pub frames_per_second: f64,
 }
 
-/// Generates the dataset under `root` with `threads` rendering threads.
+/// Generates the dataset under `root` with `threads` rendering threads, every identity from
+/// astronaut.png.
 pub fn generate(
     cfg: &SynthConfig,
     photo: &Photo,
     root: &Path,
     threads: usize,
 ) -> Result<SynthReport> {
+    generate_from(cfg, &[FaceSource::astronaut(photo.clone())], root, threads)
+}
+
+/// Generates the dataset under `root`; identity i is made from `faces[i % faces.len()]`.
+pub fn generate_from(
+    cfg: &SynthConfig,
+    faces: &[FaceSource],
+    root: &Path,
+    threads: usize,
+) -> Result<SynthReport> {
+    anyhow::ensure!(!faces.is_empty(), "no face to make identities from");
     let started = Instant::now();
     let plan = plan(cfg);
     std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
-    let identities = build_identities(cfg, photo, threads)?;
+    let identities = build_identities(cfg, faces, threads)?;
     run_parallel(plan.clips.len(), threads, |i| {
         write_clip(cfg, &identities, &plan.clips[i], root)
     })?;
@@ -80,10 +92,15 @@ pub fn planned(cfg: &SynthConfig) -> Plan {
     plan(cfg)
 }
 
-fn build_identities(cfg: &SynthConfig, photo: &Photo, threads: usize) -> Result<Vec<Identity>> {
+fn build_identities(
+    cfg: &SynthConfig,
+    faces: &[FaceSource],
+    threads: usize,
+) -> Result<Vec<Identity>> {
     let slots: Vec<Mutex<Option<Identity>>> = (0..cfg.subjects).map(|_| Mutex::new(None)).collect();
     run_parallel(cfg.subjects as usize, threads, |i| {
-        let id = make_identity(photo, i as u32, cfg.seed, cfg.width, cfg.height)?;
+        let face = &faces[i % faces.len()];
+        let id = make_identity(face, i as u32, cfg.seed, cfg.width, cfg.height)?;
         if let Ok(mut s) = slots[i].lock() {
             *s = Some(id);
         }

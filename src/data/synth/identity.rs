@@ -134,6 +134,105 @@ pub fn astronaut_landmarks() -> Landmarks {
     }
 }
 
+/// The face an identity is made from: a photo, and where in it the reference face layout
+/// ([`astronaut_landmarks`], in astronaut.png's pixels) lands. The identity is built in reference
+/// coordinates and its pixels are read from the photo through `to_photo`.
+#[derive(Clone)]
+pub struct FaceSource {
+    /// The whole photo, gray.
+    pub photo: Photo,
+    /// Reference (astronaut.png) pixels → this photo's pixels, as `[a, b, tx, c, d, ty]`
+    /// (x' = a·x + b·y + tx, y' = c·x + d·y + ty); `None` for astronaut.png itself.
+    pub to_photo: Option<[f32; 6]>,
+    /// Where the face comes from (file and face number), for provenance.
+    pub label: String,
+}
+
+impl FaceSource {
+    /// astronaut.png as the reference face (its identities are bit-identical to those made from
+    /// the photo before other faces existed).
+    pub fn astronaut(photo: Photo) -> FaceSource {
+        FaceSource {
+            photo,
+            to_photo: None,
+            label: "astronaut.png".into(),
+        }
+    }
+
+    /// A face of `photo` at BlazeFace keypoints (right eye, left eye, mouth centre: the subject's
+    /// right is the image left): the similarity that carries the reference eyes onto them (the
+    /// eyes are the detector's most precise points: identities made so place their eyes as well as
+    /// the reference layout does). `None` for a face the upright frontal layout does not fit: the
+    /// mouth more than 0.3 eye distances off the perpendicular through the eyes' midpoint (a
+    /// turned head), or not 0.7 to 1.5 eye distances below the eye line.
+    pub fn at_keypoints(
+        photo: Photo,
+        eye_r: [f32; 2],
+        eye_l: [f32; 2],
+        mouth: [f32; 2],
+        label: impl Into<String>,
+    ) -> Option<FaceSource> {
+        let (dx, dy) = (eye_l[0] - eye_r[0], eye_l[1] - eye_r[1]);
+        let iod = dx.hypot(dy);
+        let mid = [(eye_r[0] + eye_l[0]) / 2.0, (eye_r[1] + eye_l[1]) / 2.0];
+        let (mx, my) = (mouth[0] - mid[0], mouth[1] - mid[1]);
+        // Along the eye line and perpendicular to it (down the face), in eye distances.
+        let along = (mx * dx + my * dy) / (iod * iod);
+        let down = (my * dx - mx * dy) / (iod * iod);
+        if iod <= 0.0 || along.abs() > 0.3 || !(0.7..=1.5).contains(&down) {
+            return None;
+        }
+        let r = astronaut_landmarks();
+        Some(FaceSource {
+            photo,
+            to_photo: Some(similarity_fit(&[r.eye_r, r.eye_l], &[eye_r, eye_l])),
+            label: label.into(),
+        })
+    }
+
+    /// Reference pixels → photo pixels.
+    fn map(&self, p: [f32; 2]) -> [f32; 2] {
+        match self.to_photo {
+            None => p,
+            Some([a, b, tx, c, d, ty]) => [a * p[0] + b * p[1] + tx, c * p[0] + d * p[1] + ty],
+        }
+    }
+
+    /// Photo pixels per reference pixel.
+    pub fn scale(&self) -> f32 {
+        self.to_photo
+            .map_or(1.0, |m| (m[0] * m[0] + m[3] * m[3]).sqrt())
+    }
+}
+
+/// The least-squares similarity (rotation, uniform scale, translation) taking `from` to `to`, as
+/// `[a, b, tx, c, d, ty]` with a = d = s·cos θ, c = −b = s·sin θ.
+pub fn similarity_fit(from: &[[f32; 2]], to: &[[f32; 2]]) -> [f32; 6] {
+    let n = from.len() as f32;
+    let mean = |v: &[[f32; 2]]| {
+        let (x, y) = v.iter().fold((0.0, 0.0), |a, p| (a.0 + p[0], a.1 + p[1]));
+        [x / n, y / n]
+    };
+    let (mf, mt) = (mean(from), mean(to));
+    let (mut sxx, mut sxy, mut norm) = (0.0f32, 0.0f32, 0.0f32);
+    for (f, t) in from.iter().zip(to) {
+        let (fx, fy) = (f[0] - mf[0], f[1] - mf[1]);
+        let (tx, ty) = (t[0] - mt[0], t[1] - mt[1]);
+        sxx += fx * tx + fy * ty;
+        sxy += fx * ty - fy * tx;
+        norm += fx * fx + fy * fy;
+    }
+    let (a, c) = (sxx / norm.max(1e-9), sxy / norm.max(1e-9));
+    [
+        a,
+        -c,
+        mt[0] - (a * mf[0] - c * mf[1]),
+        c,
+        a,
+        mt[1] - (c * mf[0] + a * mf[1]),
+    ]
+}
+
 /// A synthetic person at a neutral pose in a full frame.
 pub struct Identity {
     /// Identity index (subject number − 1).
@@ -187,9 +286,10 @@ pub fn aligned_scale(lm: &Landmarks) -> f32 {
         .map_or(lm.iod() / (0.32 * 128.0), |a| a.scale() as f32)
 }
 
-/// Builds identity `index` from the photo, deterministically from `seed`.
+/// Builds identity `index` from a face, deterministically from `seed`. Everything is laid out in
+/// reference (astronaut.png) pixels; the pixels come from the face's photo.
 pub fn make_identity(
-    photo: &Photo,
+    face: &FaceSource,
     index: u32,
     seed: u64,
     width: u32,
@@ -293,7 +393,34 @@ pub fn make_identity(
             mapy[y * w + x] = p[1];
         }
     }
-    let warped = remap_gray(&photo.gray, photo.width, photo.height, &mapx, &mapy, w, h)?;
+    let warped = match face.to_photo {
+        None => remap_gray(
+            &face.photo.gray,
+            face.photo.width,
+            face.photo.height,
+            &mapx,
+            &mapy,
+            w,
+            h,
+        )?,
+        Some(_) => {
+            let (mut px, mut py) = (vec![0f32; w * h], vec![0f32; w * h]);
+            for i in 0..w * h {
+                let q = face.map([mapx[i], mapy[i]]);
+                px[i] = q[0];
+                py[i] = q[1];
+            }
+            remap_gray(
+                &face.photo.gray,
+                face.photo.width,
+                face.photo.height,
+                &px,
+                &py,
+                w,
+                h,
+            )?
+        }
+    };
 
     // Appearance: tone curve, skin texture, lighting, background.
     let gamma = uni(&mut rng, 0.7, 1.4) as f32;

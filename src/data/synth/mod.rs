@@ -8,10 +8,11 @@
 
 pub mod annotations;
 pub mod aus;
+pub mod faces;
 pub mod generate;
 pub mod identity;
 pub mod plan;
 pub mod render;
 
-pub use generate::{SynthReport, generate};
+pub use generate::{SynthReport, generate, generate_from};
 pub use plan::SynthConfig;
