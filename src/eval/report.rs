@@ -105,24 +105,7 @@ pub fn render_markdown(o: &RunInfo, r: &AuReport, cfg: Option<&Config>) -> Strin
             "| paper-compatible (OPTIMISTIC: threshold swept on pooled test predictions, mean of both classes' F1) | {p:.3} |"
         );
     }
-    let _ = writeln!(
-        s,
-        "\n| AU | positives | TP | FP | FN | F1 pooled | F1 mean over folds | folds defined |\n|---|---|---|---|---|---|---|---|"
-    );
-    for a in &r.aus {
-        let _ = writeln!(
-            s,
-            "| AU{} | {} | {} | {} | {} | {} | {} | {} |",
-            a.code,
-            a.pooled.positives(),
-            a.pooled.tp,
-            a.pooled.fp,
-            a.pooled.fn_,
-            f(a.pooled_f1),
-            f(a.mean_over_folds_f1),
-            a.folds_defined
-        );
-    }
+    au_table(&mut s, r, "fold");
     let _ = writeln!(
         s,
         "\n| fold | train | val | test | epochs | macro-F1 |\n|---|---|---|---|---|---|"
@@ -148,6 +131,28 @@ pub fn render_markdown(o: &RunInfo, r: &AuReport, cfg: Option<&Config>) -> Strin
         );
     }
     s
+}
+
+/// The per-AU table of `r`, its folds called `unit`s (folds, subjects).
+pub fn au_table(s: &mut String, r: &AuReport, unit: &str) {
+    let _ = writeln!(
+        s,
+        "\n| AU | positives | TP | FP | FN | F1 pooled | F1 mean over {unit}s | {unit}s defined |\n|---|---|---|---|---|---|---|---|"
+    );
+    for a in &r.aus {
+        let _ = writeln!(
+            s,
+            "| AU{} | {} | {} | {} | {} | {} | {} | {} |",
+            a.code,
+            a.pooled.positives(),
+            a.pooled.tp,
+            a.pooled.fp,
+            a.pooled.fn_,
+            f(a.pooled_f1),
+            f(a.mean_over_folds_f1),
+            a.folds_defined
+        );
+    }
 }
 
 /// HTML escaping.

@@ -403,23 +403,7 @@ fn render(o: &ModelEvalOutcome, det: &Detector) -> String {
                 crate::eval::score::PAPER_LABEL
             );
         }
-        let _ = writeln!(
-            s,
-            "\n| AU | positives | TP | FP | FN | F1 pooled | F1 mean over subjects |\n|---|---|---|---|---|---|---|"
-        );
-        for a in &r.aus {
-            let _ = writeln!(
-                s,
-                "| AU{} | {} | {} | {} | {} | {} | {} |",
-                a.code,
-                a.pooled.positives(),
-                a.pooled.tp,
-                a.pooled.fp,
-                a.pooled.fn_,
-                f(a.pooled_f1),
-                f(a.mean_over_folds_f1)
-            );
-        }
+        crate::eval::report::au_table(&mut s, r, "subject");
         let _ = writeln!(s, "\n| subject | macro-F1 |\n|---|---|");
         for (name, m) in r.folds.iter().zip(crate::eval::report::fold_macro(r)) {
             let _ = writeln!(s, "| {name} | {} |", f(m));
