@@ -343,7 +343,15 @@ mod tests {
     fn embedded_manifest_has_all_artefacts_with_sha256() {
         let m = Manifest::embedded();
         let names: Vec<&str> = m.names().collect();
-        assert_eq!(names, NAMES);
+        // The runtime artefacts, then the identity photos of SynthME (optional, `faces-*`).
+        assert_eq!(&names[..NAMES.len()], NAMES);
+        let photos = &names[NAMES.len()..];
+        assert!(photos.len() >= 20, "{photos:?}");
+        assert!(photos.iter().all(|n| n.starts_with("faces-")), "{photos:?}");
+        assert!(
+            photos.iter().all(|n| !m.get(n).unwrap().required),
+            "{photos:?}"
+        );
         for a in &m.artefacts {
             assert_eq!(a.sha256.len(), 64, "{}", a.name);
             assert!(
