@@ -1,11 +1,12 @@
 //! `aullm run --truth ROOT`: a run's events next to a SAMM-LV-layout annotation sheet (SynthME long
 //! videos or SAMM Long Videos), with the MEGC spotting score and per-AU F1 over matched intervals.
 
-use crate::data::{Dataset, ExpressionKind, LoadOptions};
+use crate::data::{Dataset, ExpressionKind, FrameSet, LoadOptions};
 use crate::eval::metrics::{Counts, mean_defined};
 use crate::eval::spotting::Span;
 use crate::events::AuEvent;
 use anyhow::{Context, Result, ensure};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -18,6 +19,35 @@ pub struct TruthInterval {
     pub kind: ExpressionKind,
     /// Coded AUs.
     pub aus: Vec<crate::au::Au>,
+}
+
+/// Every annotated interval of a long-video dataset, by video id (the sheet's), with the video's
+/// frames; an interval without an offset is an error naming it.
+pub fn truth_by_video(
+    loaded: &crate::data::Loaded,
+) -> Result<BTreeMap<String, (Vec<TruthInterval>, FrameSet)>> {
+    let mut out: BTreeMap<String, (Vec<TruthInterval>, FrameSet)> = BTreeMap::new();
+    for iv in &loaded.intervals {
+        let offset = iv.offset.with_context(|| {
+            format!(
+                "{}: interval {} has no offset",
+                loaded.root.display(),
+                iv.expression
+            )
+        })?;
+        out.entry(iv.video.clone())
+            .or_insert_with(|| (Vec::new(), iv.frames.clone()))
+            .0
+            .push(TruthInterval {
+                span: Span {
+                    onset: iv.onset,
+                    offset,
+                },
+                kind: iv.kind,
+                aus: iv.aus.iter().map(|a| a.code).collect(),
+            });
+    }
+    Ok(out)
 }
 
 /// The annotated intervals of `video` (the sheet's video id, e.g. `001_1`) under `root`.

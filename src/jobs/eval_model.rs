@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::data::{Dataset, LoadOptions};
 use crate::eval::metrics::{AuColumn, AuReport, Counts, au_report, mean_defined};
 use crate::eval::spotting::SpotCounts;
-use crate::eval::truth::{TruthInterval, match_events};
+use crate::eval::truth::{match_events, truth_by_video};
 use crate::events::{AuEvent, EventBus, LslClock};
 use crate::ingest::Source;
 use crate::runtime::detector::{Detector, DetectorSlot};
@@ -95,7 +95,8 @@ pub fn run(cfg: &Config, o: &ModelEvalOptions) -> Result<ModelEvalOutcome> {
         let loaded = crate::data::load(&a.root, a.dataset, &LoadOptions::default())
             .with_context(|| format!("cannot read {} as {}", a.root.display(), a.dataset.name()))?;
         loaded.require_clean()?;
-        let set = load_or_align(&loaded, cfg, &cache, 1)?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let set = load_or_align(&loaded, cfg, &cache, threads)?;
         clips.extend(set.clips);
         // SynthME writes its long videos beside its clips (SAMM-LV layout, videos/).
         if a.root.join("videos").is_dir()
@@ -172,6 +173,7 @@ fn score_clips(
     let margin = det.config.train.crop_margin;
     let mut probs: Vec<Vec<f32>> = Vec::with_capacity(clips.len());
     let mut data = Vec::new();
+    // Batches as large as the live worker's (stream.max_batch is 8; 16 costs no more per clip).
     for batch in clips.chunks(16) {
         data.clear();
         for c in batch {
@@ -282,29 +284,7 @@ fn score_videos(
         let loaded = crate::data::load(root, *dataset, &LoadOptions::default())
             .with_context(|| format!("cannot read {} as {}", root.display(), dataset.name()))?;
         loaded.require_clean()?;
-        let mut by_video: BTreeMap<String, (Vec<TruthInterval>, crate::data::FrameSet)> =
-            BTreeMap::new();
-        for iv in &loaded.intervals {
-            let offset = iv.offset.with_context(|| {
-                format!(
-                    "{}: interval {} has no offset",
-                    root.display(),
-                    iv.expression
-                )
-            })?;
-            by_video
-                .entry(iv.video.clone())
-                .or_insert_with(|| (Vec::new(), iv.frames.clone()))
-                .0
-                .push(TruthInterval {
-                    span: crate::eval::spotting::Span {
-                        onset: iv.onset,
-                        offset,
-                    },
-                    kind: iv.kind,
-                    aus: iv.aus.iter().map(|a| a.code).collect(),
-                });
-        }
+        let by_video = truth_by_video(&loaded)?;
         for (video, (truth, frames)) in by_video {
             let source = video_source(root, &video, &frames)?;
             let events = run_offline(cfg, det, &source)?;

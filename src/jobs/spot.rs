@@ -6,6 +6,7 @@ use crate::data::sample::{Dataset, ExpressionKind};
 use crate::data::{LoadOptions, load};
 use crate::eval::spot_videos::VideoData;
 use crate::eval::spotting::Span;
+use crate::eval::truth::truth_by_video;
 use crate::face::FaceTracker;
 use crate::ingest::{Ingest, Source};
 use crate::spot::{Interval, SpotStats, Spotter};
@@ -138,23 +139,10 @@ pub fn track_crops(cfg: &Config, path: &Path) -> Result<TrackCrops> {
 pub fn load_set(cfg: &Config, root: &Path, cache: Option<&Path>) -> Result<Vec<VideoData>> {
     let loaded = load(root, Dataset::SammLv, &LoadOptions::default())?;
     loaded.require_clean()?;
-    let mut truth: BTreeMap<String, Vec<(Span, ExpressionKind)>> = BTreeMap::new();
-    for iv in &loaded.intervals {
-        let offset = iv.offset.with_context(|| {
-            format!(
-                "{}: interval {} has no offset",
-                root.display(),
-                iv.expression
-            )
-        })?;
-        truth.entry(iv.video.clone()).or_default().push((
-            Span {
-                onset: iv.onset,
-                offset,
-            },
-            iv.kind,
-        ));
-    }
+    let mut truth: BTreeMap<String, Vec<(Span, ExpressionKind)>> = truth_by_video(&loaded)?
+        .into_iter()
+        .map(|(video, (ivs, _))| (video, ivs.iter().map(|t| (t.span, t.kind)).collect()))
+        .collect();
     let dir = root.join("videos");
     let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("cannot list {}", dir.display()))?

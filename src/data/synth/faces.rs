@@ -45,12 +45,13 @@ pub fn faces_in(photo: &Photo, det: &mut FaceDetector, label: &str) -> Result<Ve
         }
     }
     found.sort_by(|a, b| a.bbox[0].total_cmp(&b.bbox[0]));
+    let shared = std::sync::Arc::new(photo.clone());
     Ok(found
         .iter()
         .filter(|d| usable(d))
         .filter_map(|d| {
             let [eye_r, eye_l, _, mouth, ..] = d.keypoints;
-            FaceSource::at_keypoints(photo.clone(), eye_r, eye_l, mouth, String::new())
+            FaceSource::at_keypoints(shared.clone(), eye_r, eye_l, mouth, String::new())
         })
         .enumerate()
         .map(|(k, mut f)| {

@@ -7,6 +7,7 @@
 use crate::fixtures::Photo;
 use crate::rng::Rng;
 use anyhow::{Context, Result};
+use std::sync::Arc;
 
 /// Facial landmarks that anchor the AU displacement fields, in neutral-frame pixels.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -139,8 +140,8 @@ pub fn astronaut_landmarks() -> Landmarks {
 /// coordinates and its pixels are read from the photo through `to_photo`.
 #[derive(Clone)]
 pub struct FaceSource {
-    /// The whole photo, gray.
-    pub photo: Photo,
+    /// The whole photo, gray (shared by the faces of a group photo).
+    pub photo: Arc<Photo>,
     /// Reference (astronaut.png) pixels → this photo's pixels, as `[a, b, tx, c, d, ty]`
     /// (x' = a·x + b·y + tx, y' = c·x + d·y + ty); `None` for astronaut.png itself.
     pub to_photo: Option<[f32; 6]>,
@@ -153,7 +154,7 @@ impl FaceSource {
     /// the photo before other faces existed).
     pub fn astronaut(photo: Photo) -> FaceSource {
         FaceSource {
-            photo,
+            photo: Arc::new(photo),
             to_photo: None,
             label: "astronaut.png".into(),
         }
@@ -166,7 +167,7 @@ impl FaceSource {
     /// mouth more than 0.3 eye distances off the perpendicular through the eyes' midpoint (a
     /// turned head), or not 0.7 to 1.5 eye distances below the eye line.
     pub fn at_keypoints(
-        photo: Photo,
+        photo: Arc<Photo>,
         eye_r: [f32; 2],
         eye_l: [f32; 2],
         mouth: [f32; 2],
