@@ -146,7 +146,8 @@ impl CropBox {
 /// Appends the clip tensor data [C, T, S, S] (f32, row-major) for `frames` (T aligned gray crops of
 /// `crop_size`²) to `out`: each frame cut to `bx`, resized to S = `cfg.size` (area filter), mirrored
 /// if `flip`, then channel 0 = gray / 255 − 0.5 and, for `gray_diff`, channel 1 =
-/// (frame − first frame) / 255 × [`DIFF_GAIN`].
+/// (frame − first frame) / 255 × [`DIFF_GAIN`]; for `flow`, channels 1–2 = the optical flow from the
+/// first frame × [`FLOW_GAIN`] and channel 3 = its strain × [`STRAIN_GAIN`].
 pub fn clip_data(
     frames: &[&[u8]],
     crop_size: usize,
@@ -180,18 +181,85 @@ pub fn clip_data(
     for r in &resized {
         out.extend(r.iter().map(|&v| v as f32 / 255.0 - 0.5));
     }
-    if cfg.input == ClipInput::GrayDiff {
-        let first = &resized[0];
-        for r in &resized {
-            out.extend(
-                r.iter()
-                    .zip(first)
-                    .map(|(&v, &v0)| (v as f32 - v0 as f32) / 255.0 * DIFF_GAIN),
-            );
+    match cfg.input {
+        ClipInput::Gray => {}
+        ClipInput::GrayDiff => {
+            let first = &resized[0];
+            for r in &resized {
+                out.extend(
+                    r.iter()
+                        .zip(first)
+                        .map(|(&v, &v0)| (v as f32 - v0 as f32) / 255.0 * DIFF_GAIN),
+                );
+            }
+        }
+        ClipInput::Flow => {
+            let flows = resized
+                .iter()
+                .map(|r| onset_flow(&resized[0], r, s))
+                .collect::<Result<Vec<_>>>()
+                .context("optical flow of a clip frame")?;
+            for c in 0..2 {
+                for f in &flows {
+                    out.extend(f.iter().skip(c).step_by(2).map(|v| v * FLOW_GAIN));
+                }
+            }
+            for f in &flows {
+                out.extend(strain(f, s).into_iter().map(|v| v * STRAIN_GAIN));
+            }
         }
     }
     debug_assert_eq!(out.len() - base, cfg.input.channels() * cfg.frames * s * s);
     Ok(())
+}
+
+/// Gain on the flow channels: a quarter pixel of motion at the front-end's resolution reads 1.
+pub const FLOW_GAIN: f32 = 4.0;
+
+/// Gain on the strain channel: a strain of 1/16 (a quarter pixel over four) reads 1.
+pub const STRAIN_GAIN: f32 = 16.0;
+
+/// Dense optical flow (Farnebäck) from the onset frame to `frame`, both `s`² gray: interleaved
+/// (x, y) per pixel, in pixels. The onset frame itself gives zeros without a computation.
+fn onset_flow(onset: &[u8], frame: &[u8], s: usize) -> Result<Vec<f32>> {
+    if onset == frame {
+        return Ok(vec![0.0; 2 * s * s]);
+    }
+    let a = Mat::new_rows_cols_with_data(s as i32, s as i32, onset)?;
+    let b = Mat::new_rows_cols_with_data(s as i32, s as i32, frame)?;
+    let mut flow = Mat::default();
+    // Two pyramid levels and a 9 px window: micro-expressions move under a pixel at this size.
+    opencv::video::calc_optical_flow_farneback(&a, &b, &mut flow, 0.5, 2, 9, 3, 5, 1.1, 0)?;
+    Ok(flow
+        .data_typed::<opencv::core::Vec2f>()?
+        .iter()
+        .flat_map(|v| [v[0], v[1]])
+        .collect())
+}
+
+/// Optical strain magnitude of an interleaved flow field: sqrt(εxx² + εyy² + 2εxy²) with
+/// εxy = (∂u/∂y + ∂v/∂x) / 2, central differences inside, one-sided at the border.
+fn strain(flow: &[f32], s: usize) -> Vec<f32> {
+    let at = |x: usize, y: usize, c: usize| flow[2 * (y * s + x) + c];
+    let d = |x: usize, y: usize, c: usize, horizontal: bool| {
+        let (lo, hi) = if horizontal {
+            ((x.saturating_sub(1), y), ((x + 1).min(s - 1), y))
+        } else {
+            ((x, y.saturating_sub(1)), (x, (y + 1).min(s - 1)))
+        };
+        let span = if horizontal { hi.0 - lo.0 } else { hi.1 - lo.1 };
+        (at(hi.0, hi.1, c) - at(lo.0, lo.1, c)) / span.max(1) as f32
+    };
+    let mut out = Vec::with_capacity(s * s);
+    for y in 0..s {
+        for x in 0..s {
+            let exx = d(x, y, 0, true);
+            let eyy = d(x, y, 1, false);
+            let exy = 0.5 * (d(x, y, 0, false) + d(x, y, 1, true));
+            out.push((exx * exx + eyy * eyy + 2.0 * exy * exy).sqrt());
+        }
+    }
+    out
 }
 
 /// Cuts `bx` out of a `crop_size`² gray crop and resizes it to `s`², mirrored when `flip`.
@@ -285,6 +353,41 @@ mod tests {
             side: 60,
         };
         assert!(clip_data(&[&a, &b], 64, &cfg, bad, false, &mut out).is_err());
+    }
+
+    #[test]
+    fn flow_channels_measure_a_shift_from_the_onset_frame() {
+        let cfg = FrontendConfig {
+            frames: 2,
+            size: 64,
+            input: ClipInput::Flow,
+            ..FrontendConfig::default()
+        };
+        // A smooth texture, then the same texture one pixel to the right.
+        let tex = |x: f32, y: f32| 128.0 + 50.0 * (x * 0.31).sin() * (y * 0.23).cos();
+        let a: Vec<u8> = (0..64 * 64)
+            .map(|i| tex((i % 64) as f32, (i / 64) as f32) as u8)
+            .collect();
+        let b: Vec<u8> = (0..64 * 64)
+            .map(|i| tex((i % 64) as f32 - 1.0, (i / 64) as f32) as u8)
+            .collect();
+        let mut out = Vec::new();
+        clip_data(&[&a, &b], 64, &cfg, CropBox::centre(64, 0), false, &mut out).unwrap();
+        let plane = 64 * 64;
+        assert_eq!(out.len(), 4 * 2 * plane);
+        let mean = |c: usize, f: usize| {
+            let p = &out[(c * 2 + f) * plane..(c * 2 + f + 1) * plane];
+            // The middle, away from the border.
+            let mid: Vec<f32> = (16..48)
+                .flat_map(|y| (16..48).map(move |x| p[y * 64 + x]))
+                .collect();
+            mid.iter().sum::<f32>() / mid.len() as f32
+        };
+        assert_eq!(mean(1, 0), 0.0);
+        let (u, v) = (mean(1, 1) / FLOW_GAIN, mean(2, 1) / FLOW_GAIN);
+        assert!((u - 1.0).abs() < 0.2 && v.abs() < 0.2, "flow ({u}, {v})");
+        // A rigid shift has (almost) no strain.
+        assert!(mean(3, 1) / STRAIN_GAIN < 0.1, "{}", mean(3, 1));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! SynthME: determinism, detectability by our BlazeFace, real AU amplitudes, distinct identities.
 
 use aullm::config::Config;
-use aullm::data::synth::aus::{AuSpec, Blob, Side};
+use aullm::data::synth::aus::{AuSpec, Side};
 use aullm::data::synth::identity::{FaceSource, make_identity};
+use aullm::data::synth::motion::{Action, Family, Shape};
 use aullm::data::synth::render::{ExpressionField, FrameConditions, Renderer};
 use aullm::data::synth::{SynthConfig, generate};
 use aullm::face::{CropTemplate, FaceDetector, Similarity};
@@ -148,6 +149,7 @@ fn au_amplitude_is_in_canonical_face_pixels() {
         head: Similarity::IDENTITY,
         gain: 1.0,
         noise_sigma: 0.0,
+        capture: None,
     };
     // Align with the identity's own eyes and mouth, the way the face stage would.
     let lm = id.landmarks;
@@ -172,12 +174,12 @@ fn au_amplitude_is_in_canonical_face_pixels() {
 
     // Units: a blob far wider than the face is a rigid shift of `amp` canonical pixels.
     for amp in [0.5f32, 1.0] {
-        let wide = Blob {
-            centre: lm.nose,
-            sigma: 50.0 * lm.iod(),
+        let wide = Action {
+            point: lm.nose,
+            extent: 50.0 * lm.iod(),
             vector: [id.crop_to_frame_scale, 0.0],
         };
-        let field = ExpressionField::from_blobs(&id, &[(wide, amp)]);
+        let field = ExpressionField::from_actions(&id, Family::Blobs, &[(wide, amp)]);
         let mut moved = Vec::new();
         r.render(&id, &[(&field, 1.0)], &clean, &mut rng, &mut moved)
             .unwrap();
@@ -195,13 +197,17 @@ fn au_amplitude_is_in_canonical_face_pixels() {
         let q = a.inverse().apply([p[0] as f64, p[1] as f64]);
         [q[0] as f32, q[1] as f32]
     };
-    for (au, amp, (r_at, l_at)) in [
+    // Every displacement family puts the motion there.
+    for ((au, amp, (r_at, l_at)), family) in [
         (12u16, 1.5f32, (lm.mouth_r, lm.mouth_l)),
         (1, 1.5, (lm.brow_inner_r, lm.brow_inner_l)),
         (4, 2.0, (lm.brow_inner_r, lm.brow_inner_l)),
         (17, 1.5, (lm.chin, lm.chin)),
         (7, 1.5, (lm.lid_lower_r, lm.lid_lower_l)),
-    ] {
+    ]
+    .into_iter()
+    .flat_map(|a| Family::ALL.into_iter().map(move |f| (a, f)))
+    {
         let (r_at, l_at) = (tpl_pts(r_at), tpl_pts(l_at));
         let field = ExpressionField::new(
             &id,
@@ -209,7 +215,9 @@ fn au_amplitude_is_in_canonical_face_pixels() {
                 au,
                 side: Side::Both,
                 amplitude: amp,
+                shape: Shape::NOMINAL,
             }],
+            family,
         );
         let mut apex = Vec::new();
         r.render(&id, &[(&field, 1.0)], &clean, &mut rng, &mut apex)
@@ -218,16 +226,16 @@ fn au_amplitude_is_in_canonical_face_pixels() {
         let d = |at: [f32; 2]| ((pos[0] - at[0]).powi(2) + (pos[1] - at[1]).powi(2)).sqrt();
         let dist = d(r_at).min(d(l_at));
         eprintln!(
-            "AU{au} at {amp} px: peak flow {peak:.2} px at {pos:?}, {dist:.1} px from its landmark"
+            "AU{au} ({family:?}) at {amp} px: peak flow {peak:.2} px at {pos:?}, {dist:.1} px from its landmark"
         );
         // DIS smooths local motion, so it reads a Gaussian bump's peak low; the rigid case above checks units.
         assert!(
             peak > 0.3 * amp && peak < 1.3 * amp,
-            "AU{au}: peak {peak} for {amp}"
+            "AU{au} ({family:?}): peak {peak} for {amp}"
         );
         assert!(
             dist < 20.0,
-            "AU{au} moved the wrong place: {pos:?} vs {r_at:?} / {l_at:?}"
+            "AU{au} ({family:?}) moved the wrong place: {pos:?} vs {r_at:?} / {l_at:?}"
         );
     }
 }

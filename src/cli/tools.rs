@@ -12,14 +12,23 @@ use std::process::ExitCode;
 pub(crate) struct SynthArgs {
     /// Output folder.
     pub(crate) out: PathBuf,
-    /// ci (tiny, seconds) or bench (24 subjects x 10 clips + 8 long videos).
-    #[arg(long, default_value = "ci")]
+    /// ci (tiny, seconds), bench (24 subjects x 10 clips + 8 long videos, one photo, one kernel),
+    /// general (the shipped model's training data: 36 subjects from the training photos, blob and
+    /// muscle families, drawn capture conditions) or heldout (the evaluation set: held-out photos,
+    /// the mesh family; training refuses it).
+    #[arg(long, default_value = "ci", value_parser = ["ci", "bench", "general", "heldout"])]
     pub(crate) preset: String,
-    /// Where identities come from: astronaut (one photo reshaped per subject; the shipped model's
-    /// data) or photos (every usable face of the manifest's identity photos, subject i from face
-    /// i modulo their number; `aullm models fetch --all` fetches them).
-    #[arg(long, default_value = "astronaut", value_parser = ["astronaut", "photos"])]
-    pub(crate) faces: String,
+    /// Where identities come from: astronaut (one photo reshaped per subject), photos (the
+    /// manifest's identity photos that training may use; subject i from face i modulo their
+    /// number), photos:heldout (only the held-out photos; evaluation-only) or photos:all.
+    /// Default: photos for general, photos:heldout for heldout, astronaut otherwise.
+    /// `aullm models fetch --all` fetches the photos.
+    #[arg(long, value_parser = ["astronaut", "photos", "photos:heldout", "photos:all"])]
+    pub(crate) faces: Option<String>,
+    /// Displacement families, comma-separated (blobs, muscles, mesh); each expression is rendered
+    /// by one of them. Any set with mesh, the held-out family, is evaluation-only.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) family: Option<Vec<String>>,
     /// Master seed (same seed, same bytes).
     #[arg(long)]
     pub(crate) seed: Option<u64>,
@@ -156,11 +165,41 @@ pub(crate) struct FacesArgs {
 
 pub(crate) fn synth(cfg: &Config, a: SynthArgs) -> Result<ExitCode> {
     use aullm::data::synth::SynthConfig;
+    use aullm::data::synth::faces::PhotoSet;
+    use aullm::data::synth::motion::Family;
     let mut sc = match a.preset.as_str() {
         "ci" => SynthConfig::ci(),
         "bench" => SynthConfig::bench(),
-        other => bail!("--preset {other:?}: expected ci or bench"),
+        "general" => SynthConfig::general(),
+        "heldout" => SynthConfig::heldout(),
+        other => bail!("--preset {other:?}: expected ci, bench, general or heldout"),
     };
+    if let Some(names) = &a.family {
+        sc.families = names
+            .iter()
+            .map(|n| Family::parse(n.trim()))
+            .collect::<Result<Vec<_>>>()?;
+        if sc.families.is_empty() {
+            bail!("--family: name at least one of blobs, muscles, mesh");
+        }
+    }
+    let faces = a.faces.clone().unwrap_or_else(|| {
+        match a.preset.as_str() {
+            "general" => "photos",
+            "heldout" => "photos:heldout",
+            _ => "astronaut",
+        }
+        .to_string()
+    });
+    let photos = match faces.as_str() {
+        "photos" => Some(PhotoSet::Train),
+        "photos:heldout" => Some(PhotoSet::Heldout),
+        "photos:all" => Some(PhotoSet::All),
+        _ => None,
+    };
+    // A held-out family or held-out people make an evaluation set, never training data.
+    sc.evaluation_only = sc.families.contains(&Family::Mesh)
+        || matches!(photos, Some(PhotoSet::Heldout | PhotoSet::All));
     if let Some(v) = a.seed {
         sc.seed = v;
     }
@@ -203,8 +242,8 @@ pub(crate) fn synth(cfg: &Config, a: SynthArgs) -> Result<ExitCode> {
     let threads = a
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let faces = if a.faces == "photos" {
-        aullm::data::synth::faces::manifest_faces(&cfg.models, &cfg.face)?
+    let faces = if let Some(set) = photos {
+        aullm::data::synth::faces::manifest_faces(&cfg.models, &cfg.face, set)?
     } else {
         let photo = aullm::fixtures::Photo::astronaut(&cfg.models)?;
         vec![aullm::data::synth::identity::FaceSource::astronaut(photo)]

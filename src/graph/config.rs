@@ -39,6 +39,10 @@ pub enum ClipInput {
     /// Two channels: the gray frames, and each frame minus the clip's first (onset) frame, amplified.
     #[default]
     GrayDiff,
+    /// Four channels: the gray frames, the optical flow (x, y) from the onset frame to each frame,
+    /// and the flow's strain magnitude: motion measured against the face's own texture, the input
+    /// the micro-expression literature uses for identity invariance.
+    Flow,
 }
 
 impl ClipInput {
@@ -47,6 +51,7 @@ impl ClipInput {
         match self {
             ClipInput::Gray => 1,
             ClipInput::GrayDiff => 2,
+            ClipInput::Flow => 4,
         }
     }
 }

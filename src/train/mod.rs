@@ -73,6 +73,11 @@ pub fn load_clips(
             a.root.display(),
             a.dataset.name()
         );
+        ensure!(
+            !crate::data::synth::annotations::evaluation_only(&a.root)?,
+            "--dataset {}: written by `aullm synth` as an evaluation set (held-out family or held-out identities); it never trains a model (`aullm eval --model` scores one on it)",
+            a.root.display()
+        );
         let loaded = crate::data::load(&a.root, a.dataset, &LoadOptions::default())
             .with_context(|| format!("cannot read {} as {}", a.root.display(), a.dataset.name()))?;
         loaded.require_clean()?;

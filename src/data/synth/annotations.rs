@@ -4,7 +4,8 @@
 //!   own writer (released header and quirks), frame numbers = the `imgN.jpg` numbers.
 //! - `SAMM_LongVideos_synth.xlsx` and `.csv`: SAMM-LV's interval sheet (Subject, Filename, Inducement Code,
 //!   Onset, Apex, Offset, Duration, Type, Action Units, Notes), frame numbers 1-based as the frame files;
-//!   macro-expressions are annotated (Type "Macro"), blinks are not (they are nuisances, as in SAMM-LV).
+//!   macro-expressions are annotated (Type "Macro"), blinks and speech are not (they are nuisances, as
+//!   in SAMM-LV).
 //! - `synth_truth.json`: everything the generator decided (amplitudes, sides, nuisances, identities).
 
 use super::aus::au_string;
@@ -57,7 +58,11 @@ fn sammlv_rows(plan: &Plan) -> Vec<Vec<Cell>> {
     let mut rows = Vec::new();
     for v in &plan.videos {
         let mut n = 0;
-        for e in v.events.iter().filter(|e| e.kind != "blink") {
+        for e in v
+            .events
+            .iter()
+            .filter(|e| e.kind == "micro" || e.kind == "macro")
+        {
             n += 1;
             rows.push(vec![
                 Cell::Text(format!("{:03}", v.subject)),
@@ -171,4 +176,18 @@ pub fn write_all(cfg: &SynthConfig, plan: &Plan, ids: &[Identity], root: &Path) 
     serde_json::to_writer_pretty(&mut f, &truth)?;
     f.commit()?;
     Ok(())
+}
+
+/// Whether the SynthME dataset under `root` was written as an evaluation set (a held-out family or
+/// held-out identities); false for folders that are not SynthME.
+pub fn evaluation_only(root: &Path) -> Result<bool> {
+    let path = root.join("synth_truth.json");
+    if !path.exists() {
+        return Ok(false);
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    Ok(v["config"]["evaluation_only"].as_bool().unwrap_or(false))
 }

@@ -1,10 +1,10 @@
-//! Action Units as FACS-plausible local skin displacements, and the combinations SynthME samples.
+//! The AU combinations SynthME samples, with laterality, intensity and each occurrence's shape.
 //!
-//! Each AU moves skin around facial landmarks by a sum of Gaussian-weighted displacement blobs; the
-//! amplitude is given in pixels of the canonical 128 px aligned face (the crop aullm's front-end sees),
-//! so a 1.0 px AU moves the aligned crop by one pixel at the blob centre whatever the face size.
+//! Amplitudes are pixels of the canonical 128 px aligned face (the crop aullm's front-end sees), so a
+//! 1.0 px AU moves the aligned crop by one pixel at its action point whatever the face size; where
+//! and how the skin moves is [`super::motion`]'s.
 
-use super::identity::Landmarks;
+use super::motion::{Shape, Variation};
 use crate::rng::Rng;
 
 /// Which side of the face an AU acts on (subject's right = image left).
@@ -21,80 +21,6 @@ pub enum Side {
 /// The AUs SynthME renders: CASME II's eight plus cheek raise and blink.
 pub const SYNTH_AUS: [crate::au::Au; 10] = [1, 2, 4, 6, 7, 12, 14, 15, 17, 45];
 
-/// One displacement blob: centre and spread in pixels, direction as a unit vector per unit amplitude.
-#[derive(Debug, Clone, Copy)]
-pub struct Blob {
-    /// Centre (x, y) in neutral-frame pixels.
-    pub centre: [f32; 2],
-    /// Gaussian standard deviation in pixels.
-    pub sigma: f32,
-    /// Displacement at the centre for amplitude 1 (neutral-frame pixels).
-    pub vector: [f32; 2],
-}
-
-/// (landmark on the subject's right, its mirror on the left, sigma in IOD units, right-side vector).
-type BlobPair = ([f32; 2], [f32; 2], f32, [f32; 2]);
-
-/// The blobs of one AU on one face, for amplitude 1 canonical pixel.
-pub fn au_blobs(
-    au: crate::au::Au,
-    side: Side,
-    lm: &Landmarks,
-    crop_to_frame_scale: f32,
-) -> Vec<Blob> {
-    let iod = lm.iod();
-    let s = crop_to_frame_scale;
-    let pairs: &[BlobPair] = &match au {
-        // Inner brow raiser (frontalis, pars medialis): inner brows up.
-        1 => vec![(lm.brow_inner_r, lm.brow_inner_l, 0.20, [0.0, -1.0])],
-        // Outer brow raiser (frontalis, pars lateralis): outer brows up.
-        2 => vec![(lm.brow_outer_r, lm.brow_outer_l, 0.20, [0.0, -1.0])],
-        // Brow lowerer (corrugator, procerus): inner brows down and towards the midline.
-        4 => vec![
-            (lm.brow_inner_r, lm.brow_inner_l, 0.18, [0.45, 0.9]),
-            (lm.brow_outer_r, lm.brow_outer_l, 0.18, [0.2, 0.5]),
-        ],
-        // Cheek raiser (orbicularis oculi, pars orbitalis): cheeks and lower lids up.
-        6 => vec![
-            (lm.cheek_r, lm.cheek_l, 0.25, [0.0, -1.0]),
-            (lm.lid_lower_r, lm.lid_lower_l, 0.12, [0.0, -0.5]),
-        ],
-        // Lid tightener (orbicularis oculi, pars palpebralis): lower lids up and in.
-        7 => vec![(lm.lid_lower_r, lm.lid_lower_l, 0.10, [0.15, -1.0])],
-        // Lip corner puller (zygomaticus major): corners up and out.
-        12 => vec![(lm.mouth_r, lm.mouth_l, 0.20, [-0.6, -0.8])],
-        // Dimpler (buccinator): corners pulled inwards.
-        14 => vec![(lm.mouth_r, lm.mouth_l, 0.16, [0.95, -0.1])],
-        // Lip corner depressor (depressor anguli oris): corners down.
-        15 => vec![(lm.mouth_r, lm.mouth_l, 0.18, [-0.2, 1.0])],
-        // Chin raiser (mentalis): chin boss and lower lip up (one midline blob).
-        17 => vec![(lm.chin, lm.chin, 0.30, [0.0, -1.0])],
-        // Blink (levator relaxation): upper lids down.
-        45 => vec![(lm.lid_upper_r, lm.lid_upper_l, 0.09, [0.0, 1.0])],
-        _ => vec![],
-    };
-    let mut out = Vec::new();
-    for (r, l, sig, v) in pairs {
-        let midline = r == l;
-        if midline || side != Side::Left {
-            out.push(Blob {
-                centre: *r,
-                sigma: sig * iod,
-                vector: [v[0] * s, v[1] * s],
-            });
-        }
-        // The subject's left mirrors the horizontal component.
-        if !midline && side != Side::Right {
-            out.push(Blob {
-                centre: *l,
-                sigma: sig * iod,
-                vector: [-v[0] * s, v[1] * s],
-            });
-        }
-    }
-    out
-}
-
 /// One AU occurrence in a sampled expression.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct AuSpec {
@@ -104,6 +30,9 @@ pub struct AuSpec {
     pub side: Side,
     /// Apex amplitude in canonical 128 px face pixels.
     pub amplitude: f32,
+    /// This occurrence's departure from the manual's action.
+    #[serde(skip_serializing_if = "Shape::is_nominal")]
+    pub shape: Shape,
 }
 
 impl AuSpec {
@@ -138,11 +67,24 @@ pub const COMBINATIONS: &[(&[crate::au::Au], f32, &str)] = &[
     (&[45], 0.02, "others"),
 ];
 
+/// FACS intensity levels A (trace) to E (maximum) as shares of the amplitude range, with how often
+/// each is drawn: micro-expressions are mostly low-intensity.
+pub const INTENSITY_LEVELS: [(char, f32); 5] = [
+    ('A', 0.25),
+    ('B', 0.30),
+    ('C', 0.25),
+    ('D', 0.12),
+    ('E', 0.08),
+];
+
 /// Draws a combination from [`COMBINATIONS`] with amplitudes in `amp_range` and occasional laterality.
+/// With a `variation`, the amplitude comes from a FACS intensity level (A–E, one fifth of the range
+/// each, weighted by [`INTENSITY_LEVELS`]) and each AU gets its own [`Shape`].
 pub fn sample_expression(
     rng: &mut Rng,
     amp_range: [f32; 2],
     lateral_prob: f32,
+    variation: Option<&Variation>,
 ) -> (Vec<AuSpec>, &'static str) {
     let total: f32 = COMBINATIONS.iter().map(|c| c.1).sum();
     let mut pick = rng.uniform() as f32 * total;
@@ -164,7 +106,23 @@ pub fn sample_expression(
     } else {
         Side::Both
     };
-    let base = amp_range[0] + (amp_range[1] - amp_range[0]) * rng.uniform() as f32;
+    let span = amp_range[1] - amp_range[0];
+    let base = match variation {
+        None => amp_range[0] + span * rng.uniform() as f32,
+        Some(_) => {
+            let mut pick = rng.uniform() as f32;
+            let mut level = INTENSITY_LEVELS.len() - 1;
+            for (i, (_, w)) in INTENSITY_LEVELS.iter().enumerate() {
+                if pick < *w {
+                    level = i;
+                    break;
+                }
+                pick -= w;
+            }
+            let fifth = span / INTENSITY_LEVELS.len() as f32;
+            amp_range[0] + fifth * (level as f32 + rng.uniform() as f32)
+        }
+    };
     let aus = chosen
         .0
         .iter()
@@ -185,6 +143,7 @@ pub fn sample_expression(
                     side
                 },
                 amplitude: amp,
+                shape: variation.map_or(Shape::NOMINAL, |v| Shape::draw(rng, v)),
             }
         })
         .collect();
@@ -214,8 +173,8 @@ mod tests {
         let mut a = Rng::new(5);
         let mut b = Rng::new(5);
         for _ in 0..200 {
-            let (x, ex) = sample_expression(&mut a, [0.3, 2.0], 0.2);
-            let (y, ey) = sample_expression(&mut b, [0.3, 2.0], 0.2);
+            let (x, ex) = sample_expression(&mut a, [0.3, 2.0], 0.2, None);
+            let (y, ey) = sample_expression(&mut b, [0.3, 2.0], 0.2, None);
             assert_eq!(x, y);
             assert_eq!(ex, ey);
             for s in &x {
@@ -227,12 +186,14 @@ mod tests {
                 AuSpec {
                     au: 4,
                     side: Side::Both,
-                    amplitude: 1.0
+                    amplitude: 1.0,
+                    shape: Shape::NOMINAL,
                 },
                 AuSpec {
                     au: 14,
                     side: Side::Right,
-                    amplitude: 1.0
+                    amplitude: 1.0,
+                    shape: Shape::NOMINAL,
                 }
             ]),
             "4+R14"

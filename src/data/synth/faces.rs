@@ -88,11 +88,47 @@ fn usable(d: &Detection) -> bool {
         && mouth[1] > eyes_y + 0.5 * iod
 }
 
-/// Every usable face of the manifest's identity photos (artefacts named `faces-*`, fetched by
-/// `aullm models fetch --all`), in manifest order: the identity sources of `synth --faces photos`.
+/// The identity photos held out of training: single-person photos of people who appear in no other
+/// photo, chosen by that rule alone before any model was trained or scored on them.
+pub const HELDOUT_PHOTOS: [&str; 7] = [
+    "faces-clm-seanconnery",
+    "faces-clm-audrey",
+    "faces-clm-cage",
+    "faces-clm-queen20-crop",
+    "faces-clm-chuck-crop",
+    "faces-grace-hopper",
+    "faces-pyfeat-15-f13-anc-ph",
+];
+
+/// Which of the manifest's identity photos to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhotoSet {
+    /// Every photo.
+    All,
+    /// The photos training may use (all but [`HELDOUT_PHOTOS`]).
+    Train,
+    /// Only [`HELDOUT_PHOTOS`].
+    Heldout,
+}
+
+impl PhotoSet {
+    /// Whether the artefact `name` belongs to this set.
+    pub fn holds(self, name: &str) -> bool {
+        let held = HELDOUT_PHOTOS.contains(&name);
+        match self {
+            PhotoSet::All => true,
+            PhotoSet::Train => !held,
+            PhotoSet::Heldout => held,
+        }
+    }
+}
+
+/// Every usable face of the manifest's identity photos in `set` (artefacts named `faces-*`, fetched
+/// by `aullm models fetch --all`), in manifest order: the identity sources of `synth --faces photos`.
 pub fn manifest_faces(
     models: &crate::models::ModelsConfig,
     face: &crate::face::FaceConfig,
+    set: PhotoSet,
 ) -> Result<Vec<FaceSource>> {
     crate::assets::init_onnx(models)?;
     let model = crate::assets::artefact_path(models, "blazeface-front")?;
@@ -100,7 +136,10 @@ pub fn manifest_faces(
         .with_gray_tint(face.gray_tint);
     let manifest = crate::assets::manifest(models)?;
     let mut out = Vec::new();
-    for name in manifest.names().filter(|n| n.starts_with("faces-")) {
+    for name in manifest
+        .names()
+        .filter(|n| n.starts_with("faces-") && set.holds(n))
+    {
         let path = crate::assets::artefact_path(models, name)?;
         let photo = Photo::load(&path, [0.0, 0.0])?;
         out.extend(faces_in(&photo, &mut det, name)?);

@@ -1,8 +1,11 @@
 //! Renders a plan to disk: CASME II-layout clips, long videos (frames + encoded file), annotations.
 
+use super::capture::Capture;
 use super::identity::{FaceSource, Identity, make_identity};
-use super::plan::{ClipPlan, Plan, SynthConfig, VideoPlan, plan};
-use super::render::{ExpressionField, FrameConditions, Motion, Renderer, intensity};
+use super::plan::{ClipPlan, Event, Plan, SynthConfig, VideoPlan, plan};
+use super::render::{
+    CaptureView, ExpressionField, FrameConditions, Motion, Nuisances, Renderer, intensity,
+};
 use crate::data::casme2::casme2_frame_path;
 use crate::fixtures::Photo;
 use crate::output::video::{VideoCodec, VideoWriter};
@@ -152,29 +155,91 @@ pub fn clip_dir(root: &Path, clip: &ClipPlan) -> PathBuf {
         .join(&clip.name)
 }
 
+/// The motion and per-frame conditions of one clip or video: sway and flicker from the nuisances
+/// (a drawn capture replaces their noise and flicker), the capture's pose and optics, and its
+/// illumination drift over `drift_frames`.
+struct Conditions {
+    motion: Motion,
+    noise_sigma: f32,
+    view: Option<CaptureView>,
+    drift_per_frame: f32,
+    centre: [f32; 2],
+}
+
+impl Conditions {
+    fn new(
+        mut n: Nuisances,
+        capture: Option<&Capture>,
+        id: &Identity,
+        fps: f64,
+        drift_frames: u32,
+        rng: &mut Rng,
+    ) -> Conditions {
+        if let Some(c) = capture {
+            n.noise_sigma = c.noise_sigma;
+            n.flicker = c.flicker;
+        }
+        let centre = id.landmarks.nose;
+        Conditions {
+            motion: Motion::new(n, fps, rng),
+            noise_sigma: n.noise_sigma,
+            // A camera of about 54° horizontal field of view.
+            view: capture.map(|c| CaptureView {
+                pose: c.pose(centre, 1.0 * id.width as f32),
+                optics: *c,
+            }),
+            drift_per_frame: capture.map_or(0.0, |c| c.drift / drift_frames.max(1) as f32),
+            centre,
+        }
+    }
+
+    fn at(&self, k: u32) -> FrameConditions {
+        FrameConditions {
+            head: self.motion.head(k, self.centre),
+            gain: self.motion.gain(k) * (1.0 + self.drift_per_frame * k as f32),
+            noise_sigma: self.noise_sigma,
+            capture: self.view,
+        }
+    }
+}
+
 fn write_clip(cfg: &SynthConfig, ids: &[Identity], clip: &ClipPlan, root: &Path) -> Result<()> {
     let id = &ids[(clip.subject - 1) as usize];
     let dir = clip_dir(root, clip);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut rng = Rng::new(clip.seed);
-    let motion = Motion::new(cfg.nuisances, cfg.fps, &mut rng);
+    let cond = Conditions::new(
+        cfg.nuisances,
+        clip.capture.as_ref(),
+        id,
+        cfg.fps,
+        clip.frames,
+        &mut rng,
+    );
     let mut renderer = Renderer::new(id.width, id.height, &mut rng);
-    let field = ExpressionField::new(id, &clip.event.aus);
-    let centre = id.landmarks.nose;
-    let mut buf = Vec::new();
     let ev = &clip.event;
+    let field = ExpressionField::new(id, &ev.aus, ev.family);
+    let blink = clip
+        .distractor
+        .as_ref()
+        .map(|d| (d, ExpressionField::new(id, &d.aus, d.family)));
+    let quality = clip.capture.map_or(cfg.jpeg_quality, |c| c.jpeg_quality);
+    let mut buf = Vec::new();
     for k in 0..clip.frames {
-        let w = intensity(k as f64, ev.onset as f64, ev.apex as f64, ev.offset as f64);
-        let cond = FrameConditions {
-            head: motion.head(k, centre),
-            gain: motion.gain(k),
-            noise_sigma: cfg.nuisances.noise_sigma,
-        };
-        renderer.render(id, &[(&field, w)], &cond, &mut rng, &mut buf)?;
+        let mut weights = vec![(&field, weight(ev, k))];
+        if let Some((d, f)) = &blink {
+            weights.push((f, weight(d, k)));
+        }
+        renderer.render(id, &weights, &cond.at(k), &mut rng, &mut buf)?;
         let path = casme2_frame_path(root, clip.subject, &clip.name, clip.first_frame + k, false);
-        write_jpeg(&path, &buf, id.width, id.height, cfg.jpeg_quality)?;
+        write_jpeg(&path, &buf, id.width, id.height, quality)?;
     }
     Ok(())
+}
+
+/// An event's intensity at frame `k`.
+fn weight(e: &Event, k: u32) -> f32 {
+    intensity(k as f64, e.onset as f64, e.apex as f64, e.offset as f64)
 }
 
 /// Frame file of a long video: `ROOT/SAMM_longvideos/NNN_K/NNN_K_00001.jpg` (1-based, 5 digits).
@@ -193,42 +258,33 @@ fn write_video(cfg: &SynthConfig, ids: &[Identity], v: &VideoPlan, root: &Path) 
     let mut n = cfg.nuisances;
     n.head_px *= 3.0;
     n.head_deg *= 3.0;
-    let motion = Motion::new(n, cfg.fps, &mut rng);
+    let ten_seconds = (10.0 * cfg.fps).round() as u32;
+    let cond = Conditions::new(n, v.capture.as_ref(), id, cfg.fps, ten_seconds, &mut rng);
     let mut renderer = Renderer::new(id.width, id.height, &mut rng);
     let fields: Vec<ExpressionField> = v
         .events
         .iter()
-        .map(|e| ExpressionField::new(id, &e.aus))
+        .map(|e| ExpressionField::new(id, &e.aus, e.family))
         .collect();
     let video_path = root.join(VIDEO_DIR).join(format!("{}.avi", v.name));
     let mut writer =
         VideoWriter::create_with(&video_path, VideoCodec::Mjpeg, id.width, id.height, cfg.fps)?;
-    let centre = id.landmarks.nose;
+    let quality = v.capture.map_or(cfg.jpeg_quality, |c| c.jpeg_quality);
     let mut buf = Vec::new();
     for k in 0..v.frames {
         let weights: Vec<(&ExpressionField, f32)> = v
             .events
             .iter()
             .zip(&fields)
-            .map(|(e, f)| {
-                (
-                    f,
-                    intensity(k as f64, e.onset as f64, e.apex as f64, e.offset as f64),
-                )
-            })
+            .map(|(e, f)| (f, weight(e, k)))
             .collect();
-        let cond = FrameConditions {
-            head: motion.head(k, centre),
-            gain: motion.gain(k),
-            noise_sigma: n.noise_sigma,
-        };
-        renderer.render(id, &weights, &cond, &mut rng, &mut buf)?;
+        renderer.render(id, &weights, &cond.at(k), &mut rng, &mut buf)?;
         write_jpeg(
             &long_frame_path(root, &v.name, k),
             &buf,
             id.width,
             id.height,
-            cfg.jpeg_quality,
+            quality,
         )?;
         writer.push(&buf)?;
     }

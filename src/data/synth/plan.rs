@@ -3,6 +3,8 @@
 //! rendering speed, thread count or output format.
 
 use super::aus::{AuSpec, Side, sample_expression};
+use super::capture::{Capture, CaptureRanges};
+use super::motion::{Family, Shape, Variation};
 use super::render::Nuisances;
 use crate::rng::Rng;
 use serde::Serialize;
@@ -44,8 +46,23 @@ pub struct SynthConfig {
     pub lateral_prob: f32,
     /// Nuisances.
     pub nuisances: Nuisances,
-    /// JPEG quality of frame files.
+    /// JPEG quality of frame files (a drawn capture's quality replaces it).
     pub jpeg_quality: i32,
+    /// Displacement families; each expression is rendered by one, drawn uniformly.
+    pub families: Vec<Family>,
+    /// Per-occurrence variation of each AU's action and FACS intensity levels (none: the manual's
+    /// action at a uniform amplitude).
+    pub variation: Option<Variation>,
+    /// Capture conditions drawn per clip and video (none: only the nuisances above).
+    pub capture: Option<CaptureRanges>,
+    /// Durations drawn as CASME II's are distributed (else uniform over `duration_ms`).
+    pub casme2_timing: bool,
+    /// Speech-like mouth movements (lips part, jaw drop; not annotated) per minute of long video.
+    pub speech_per_minute: f64,
+    /// Probability that a clip also holds a blink (a distractor, not annotated).
+    pub clip_blink_prob: f64,
+    /// An evaluation set (a held-out family or held-out identities): `aullm train` refuses it.
+    pub evaluation_only: bool,
 }
 
 impl SynthConfig {
@@ -88,6 +105,41 @@ impl SynthConfig {
                 head_deg: 0.2,
             },
             jpeg_quality: 95,
+            families: vec![Family::Blobs],
+            variation: None,
+            capture: None,
+            casme2_timing: false,
+            speech_per_minute: 0.0,
+            clip_blink_prob: 0.0,
+            evaluation_only: false,
+        }
+    }
+
+    /// The training data of models/default: 36 subjects x 10 clips and 8 long videos, rendered by
+    /// the blob and muscle families with per-occurrence variation, drawn capture conditions,
+    /// CASME II timing, blinks and speech as distractors.
+    pub fn general() -> Self {
+        Self {
+            subjects: 36,
+            families: vec![Family::Blobs, Family::Muscles],
+            variation: Some(Variation::GENERAL),
+            capture: Some(CaptureRanges::GENERAL),
+            casme2_timing: true,
+            speech_per_minute: 6.0,
+            clip_blink_prob: 0.1,
+            ..Self::bench()
+        }
+    }
+
+    /// The held-out evaluation set: the mesh family only (never trained on), otherwise drawn like
+    /// [`SynthConfig::general`], from another seed; written as evaluation-only.
+    pub fn heldout() -> Self {
+        Self {
+            seed: 2,
+            subjects: 8,
+            families: vec![Family::Mesh],
+            evaluation_only: true,
+            ..Self::general()
         }
     }
 }
@@ -105,8 +157,10 @@ pub struct Event {
     pub apex: u32,
     /// See `onset`.
     pub offset: u32,
-    /// "micro", "macro" or "blink".
+    /// "micro", "macro", "blink" or "speech".
     pub kind: String,
+    /// The displacement family that renders it.
+    pub family: Family,
 }
 
 /// A planned micro-expression clip in CASME II layout.
@@ -124,6 +178,10 @@ pub struct ClipPlan {
     pub event: Event,
     /// Seed for this clip's nuisances.
     pub seed: u64,
+    /// Capture conditions, when drawn.
+    pub capture: Option<Capture>,
+    /// A blink inside the clip (distractor, not annotated).
+    pub distractor: Option<Event>,
 }
 
 /// A planned long video with several expressions.
@@ -139,6 +197,8 @@ pub struct VideoPlan {
     pub events: Vec<Event>,
     /// Seed for this video's nuisances.
     pub seed: u64,
+    /// Capture conditions, when drawn.
+    pub capture: Option<Capture>,
 }
 
 /// Everything to generate.
@@ -162,6 +222,7 @@ fn event(
     onset: u32,
     frames: u32,
     kind: &str,
+    family: Family,
 ) -> Event {
     let apex_frac = 0.25 + 0.3 * rng.uniform();
     let offset = onset + frames - 1;
@@ -174,7 +235,51 @@ fn event(
         apex,
         offset,
         kind: kind.to_string(),
+        family,
     }
+}
+
+/// One of the configured families, drawn uniformly (no draw when there is one).
+fn pick_family(rng: &mut Rng, families: &[Family]) -> Family {
+    match families {
+        [] => Family::Blobs,
+        [one] => *one,
+        many => many[(rng.next_u64() % many.len() as u64) as usize],
+    }
+}
+
+/// A micro-expression's duration in ms: uniform over `range`, or with `casme2` a log-normal around
+/// 300 ms (CASME II's micro-expressions last at most 500 ms, most 200–400 ms), kept inside `range`.
+fn micro_ms(rng: &mut Rng, range: [f64; 2], casme2: bool) -> f64 {
+    if casme2 {
+        (300.0 * (0.3 * rng.gaussian()).exp()).clamp(range[0].max(100.0), range[1])
+    } else {
+        range[0] + (range[1] - range[0]) * rng.uniform()
+    }
+}
+
+/// A blink: the upper lids close (its size is set by the eye, not the micro range).
+fn blink() -> AuSpec {
+    AuSpec {
+        au: 45,
+        side: Side::Both,
+        amplitude: 4.0,
+        shape: Shape::NOMINAL,
+    }
+}
+
+/// Speech-like mouth movement: lips part and the jaw drops, 1.5–4 canonical pixels.
+fn speech(rng: &mut Rng) -> Vec<AuSpec> {
+    let amplitude = 1.5 + 2.5 * rng.uniform() as f32;
+    [25, 26]
+        .into_iter()
+        .map(|au| AuSpec {
+            au,
+            side: Side::Both,
+            amplitude,
+            shape: Shape::NOMINAL,
+        })
+        .collect()
 }
 
 /// Plans the whole dataset from the configuration.
@@ -183,18 +288,43 @@ pub fn plan(cfg: &SynthConfig) -> Plan {
     for s in 0..cfg.subjects {
         let mut rng = Rng::new(cfg.seed.wrapping_mul(1_000_003) ^ ((s as u64 + 1) * 0x51_7CC1));
         for c in 0..cfg.clips_per_subject {
-            let (aus, emotion) = sample_expression(&mut rng, cfg.amplitude, cfg.lateral_prob);
-            let ms = cfg.duration_ms[0] + (cfg.duration_ms[1] - cfg.duration_ms[0]) * rng.uniform();
+            let var = cfg.variation.as_ref();
+            let (aus, emotion) = sample_expression(&mut rng, cfg.amplitude, cfg.lateral_prob, var);
+            let ms = micro_ms(&mut rng, cfg.duration_ms, cfg.casme2_timing);
             let frames = frames_for(ms, cfg.fps);
             let first_frame = 1 + (rng.next_u64() % 240) as u32;
-            let ev = event(&mut rng, aus, emotion, 0, frames, "micro");
+            let ev = event(&mut rng, aus, emotion, 0, frames, "micro", Family::Blobs);
+            let name = format!("EP{:02}_{:02}", c + 1, 1 + (rng.next_u64() % 3));
+            let seed = rng.next_u64();
+            // Draws that the original SynthME did not make come after its own, so its data stay
+            // the same for a seed.
+            let family = pick_family(&mut rng, &cfg.families);
+            let capture = cfg.capture.as_ref().map(|r| Capture::draw(&mut rng, r));
+            let distractor = (cfg.clip_blink_prob > 0.0 && rng.uniform() < cfg.clip_blink_prob)
+                .then(|| {
+                    let len = frames_for(100.0 + 100.0 * rng.uniform(), cfg.fps);
+                    let start = (rng.uniform() * frames.saturating_sub(len) as f64) as u32;
+                    let len = len.min(frames - start);
+                    event(
+                        &mut rng,
+                        vec![blink()],
+                        "others",
+                        start,
+                        len,
+                        "blink",
+                        family,
+                    )
+                })
+                .filter(|e| e.offset > e.onset + 1);
             clips.push(ClipPlan {
                 subject: s + 1,
-                name: format!("EP{:02}_{:02}", c + 1, 1 + (rng.next_u64() % 3)),
+                name,
                 first_frame,
                 frames,
-                event: ev,
-                seed: rng.next_u64(),
+                event: Event { family, ..ev },
+                seed,
+                capture,
+                distractor,
             });
         }
     }
@@ -208,6 +338,8 @@ pub fn plan(cfg: &SynthConfig) -> Plan {
         kinds.extend(std::iter::repeat_n("macro", cfg.macros_per_video as usize));
         let blinks = (cfg.blinks_per_minute * cfg.long_seconds / 60.0).round() as usize;
         kinds.extend(std::iter::repeat_n("blink", blinks));
+        let talks = (cfg.speech_per_minute * cfg.long_seconds / 60.0).round() as usize;
+        kinds.extend(std::iter::repeat_n("speech", talks));
         // Shuffle, then lay the events out in order with gaps so they never overlap.
         for i in (1..kinds.len()).rev() {
             let j = (rng.next_u64() % (i as u64 + 1)) as usize;
@@ -223,10 +355,8 @@ pub fn plan(cfg: &SynthConfig) -> Plan {
                             + (cfg.macro_duration_ms[1] - cfg.macro_duration_ms[0]) * rng.uniform()
                     }
                     "blink" => 100.0 + 100.0 * rng.uniform(),
-                    _ => {
-                        cfg.duration_ms[0]
-                            + (cfg.duration_ms[1] - cfg.duration_ms[0]) * rng.uniform()
-                    }
+                    "speech" => 600.0 + 900.0 * rng.uniform(),
+                    _ => micro_ms(&mut rng, cfg.duration_ms, cfg.casme2_timing),
                 };
                 (frames_for(ms, cfg.fps), *k)
             })
@@ -241,27 +371,26 @@ pub fn plan(cfg: &SynthConfig) -> Plan {
             if t + frames + margin > total {
                 break;
             }
+            let var = cfg.variation.as_ref();
             let (aus, emotion) = match kind {
-                "blink" => (
-                    vec![AuSpec {
-                        au: 45,
-                        side: Side::Both,
-                        amplitude: 4.0,
-                    }],
-                    "others",
-                ),
-                "macro" => sample_expression(&mut rng, cfg.macro_amplitude, cfg.lateral_prob),
-                _ => sample_expression(&mut rng, cfg.amplitude, cfg.lateral_prob),
+                "blink" => (vec![blink()], "others"),
+                "speech" => (speech(&mut rng), "others"),
+                "macro" => sample_expression(&mut rng, cfg.macro_amplitude, cfg.lateral_prob, var),
+                _ => sample_expression(&mut rng, cfg.amplitude, cfg.lateral_prob, var),
             };
-            events.push(event(&mut rng, aus, emotion, t, frames, kind));
+            let family = pick_family(&mut rng, &cfg.families);
+            events.push(event(&mut rng, aus, emotion, t, frames, kind, family));
             t += frames;
         }
+        let seed = rng.next_u64();
+        let capture = cfg.capture.as_ref().map(|r| Capture::draw(&mut rng, r));
         videos.push(VideoPlan {
             subject,
             name: format!("{:03}_{}", subject, 1 + v / cfg.subjects.max(1)),
             frames: total,
             events,
-            seed: rng.next_u64(),
+            seed,
+            capture,
         });
     }
     Plan { clips, videos }

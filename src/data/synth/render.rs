@@ -1,7 +1,9 @@
 //! Renders frames: expression displacement over the face, head motion, flicker and sensor noise.
 
-use super::aus::{AuSpec, Blob, au_blobs};
+use super::aus::AuSpec;
+use super::capture::{Capture, apply_optics, mul3};
 use super::identity::Identity;
+use super::motion::{Action, Family, actions, field};
 use crate::face::Similarity;
 use crate::rng::Rng;
 use anyhow::{Context, Result};
@@ -14,49 +16,34 @@ pub struct ExpressionField {
 }
 
 impl ExpressionField {
-    /// Sums the AUs' blobs over the identity's face region.
-    pub fn new(id: &Identity, aus: &[AuSpec]) -> Self {
-        let blobs: Vec<(Blob, f32)> = aus
+    /// The AUs' actions on this identity, rendered by `family`.
+    pub fn new(id: &Identity, aus: &[AuSpec], family: Family) -> Self {
+        let acts: Vec<(Action, f32)> = aus
             .iter()
             .flat_map(|spec| {
-                au_blobs(spec.au, spec.side, &id.landmarks, id.crop_to_frame_scale)
-                    .into_iter()
-                    .map(move |b| (b, spec.amplitude))
+                actions(
+                    spec.au,
+                    spec.side,
+                    &spec.shape,
+                    &id.landmarks,
+                    id.crop_to_frame_scale,
+                )
+                .into_iter()
+                .map(move |a| (a, spec.amplitude))
             })
             .collect();
-        Self::from_blobs(id, &blobs)
+        Self::from_actions(id, family, &acts)
     }
 
-    /// Sums arbitrary blobs, each scaled by its amplitude (canonical-face pixels).
-    pub fn from_blobs(id: &Identity, blobs: &[(Blob, f32)]) -> Self {
+    /// Arbitrary actions, each scaled by its amplitude (canonical-face pixels), rendered by `family`.
+    pub fn from_actions(id: &Identity, family: Family, acts: &[(Action, f32)]) -> Self {
         let roi = id.landmarks.face_roi(id.width, id.height);
-        let (rw, rh) = ((roi[2] - roi[0]) as usize, (roi[3] - roi[1]) as usize);
-        let mut dx = vec![0f32; rw * rh];
-        let mut dy = vec![0f32; rw * rh];
-        for (b, amplitude) in blobs {
-            {
-                let inv = 1.0 / (2.0 * b.sigma * b.sigma);
-                let reach = 3.5 * b.sigma;
-                let x0 = ((b.centre[0] - reach).max(roi[0] as f32) as usize)
-                    .saturating_sub(roi[0] as usize);
-                let x1 = (((b.centre[0] + reach) as usize).min(roi[2] as usize - 1))
-                    .saturating_sub(roi[0] as usize);
-                let y0 = ((b.centre[1] - reach).max(roi[1] as f32) as usize)
-                    .saturating_sub(roi[1] as usize);
-                let y1 = (((b.centre[1] + reach) as usize).min(roi[3] as usize - 1))
-                    .saturating_sub(roi[1] as usize);
-                for y in y0..=y1.min(rh.saturating_sub(1)) {
-                    for x in x0..=x1.min(rw.saturating_sub(1)) {
-                        let px = (x + roi[0] as usize) as f32 - b.centre[0];
-                        let py = (y + roi[1] as usize) as f32 - b.centre[1];
-                        let w = (-(px * px + py * py) * inv).exp() * amplitude;
-                        dx[y * rw + x] += w * b.vector[0];
-                        dy[y * rw + x] += w * b.vector[1];
-                    }
-                }
-            }
+        let f = field(family, acts, roi, &id.landmarks);
+        Self {
+            roi: f.roi,
+            dx: f.dx,
+            dy: f.dy,
         }
-        Self { roi, dx, dy }
     }
 }
 
@@ -157,6 +144,17 @@ pub struct FrameConditions {
     pub gain: f32,
     /// Noise standard deviation, gray levels.
     pub noise_sigma: f32,
+    /// The clip's capture conditions (static pose, tone, blur), if drawn.
+    pub capture: Option<CaptureView>,
+}
+
+/// A capture's per-frame part: its static pose as a homography, and its optics.
+#[derive(Debug, Clone, Copy)]
+pub struct CaptureView {
+    /// Frame → frame homography (zoom and out-of-plane pose), applied after the head sway.
+    pub pose: [f64; 9],
+    /// Tone and blur.
+    pub optics: Capture,
 }
 
 /// Renders frames of one identity, reusing buffers and a bank of noise samples.
@@ -218,19 +216,35 @@ impl Renderer {
                 self.frame[dst..dst + rw].copy_from_slice(&patch[y * rw..(y + 1) * rw]);
             }
         }
-        let moved = if cond.head == Similarity::IDENTITY {
-            std::mem::take(&mut self.frame)
-        } else {
-            warp_similarity(&self.frame, w, h, &cond.head)?
-        };
         let (gain, noise_sigma) = (cond.gain, cond.noise_sigma);
         out.resize(w * h, 0);
+        let Some(view) = cond.capture else {
+            let moved = if cond.head == Similarity::IDENTITY {
+                std::mem::take(&mut self.frame)
+            } else {
+                warp_similarity(&self.frame, w, h, &cond.head)?
+            };
+            let off = (rng.next_u64() % (w * h) as u64) as usize;
+            let noise = &self.noise[off..off + w * h];
+            for ((o, &v), &n) in out.iter_mut().zip(&moved).zip(noise) {
+                *o = (v as f32 * gain + n * noise_sigma)
+                    .round()
+                    .clamp(0.0, 255.0) as u8;
+            }
+            self.frame = moved;
+            return Ok(());
+        };
+        // Captured: sway, then the static pose, in one perspective warp; tone and blur on the
+        // light reaching the sensor; then gain, noise and quantisation.
+        let a = cond.head.to_affine();
+        let sway = [a[0], a[1], a[2], a[3], a[4], a[5], 0.0, 0.0, 1.0];
+        let moved = warp_homography(&self.frame, w, h, &mul3(&view.pose, &sway))?;
+        let mut light: Vec<f32> = moved.iter().map(|&v| v as f32).collect();
+        apply_optics(&mut light, w, h, &view.optics)?;
         let off = (rng.next_u64() % (w * h) as u64) as usize;
         let noise = &self.noise[off..off + w * h];
-        for ((o, &v), &n) in out.iter_mut().zip(&moved).zip(noise) {
-            *o = (v as f32 * gain + n * noise_sigma)
-                .round()
-                .clamp(0.0, 255.0) as u8;
+        for ((o, &v), &n) in out.iter_mut().zip(&light).zip(noise) {
+            *o = (v * gain + n * noise_sigma).round().clamp(0.0, 255.0) as u8;
         }
         self.frame = moved;
         Ok(())
@@ -284,6 +298,26 @@ fn warp_similarity(src: &[u8], w: usize, h: usize, t: &Similarity) -> Result<Vec
         Scalar::all(0.0),
     )
     .context("head motion warp")?;
+    Ok(out.data_bytes()?.to_vec())
+}
+
+/// Applies a frame → frame homography to a gray frame (border reflected).
+fn warp_homography(src: &[u8], w: usize, h: usize, m: &[f64; 9]) -> Result<Vec<u8>> {
+    use opencv::core::{BORDER_REFLECT, Mat, Scalar, Size};
+    use opencv::prelude::*;
+    let s = Mat::new_rows_cols_with_data(h as i32, w as i32, src)?;
+    let m = Mat::from_slice_2d(&[[m[0], m[1], m[2]], [m[3], m[4], m[5]], [m[6], m[7], m[8]]])?;
+    let mut out = Mat::default();
+    opencv::imgproc::warp_perspective(
+        &s,
+        &mut out,
+        &m,
+        Size::new(w as i32, h as i32),
+        opencv::imgproc::INTER_CUBIC,
+        BORDER_REFLECT,
+        Scalar::all(0.0),
+    )
+    .context("head pose warp")?;
     Ok(out.data_bytes()?.to_vec())
 }
 
