@@ -7,7 +7,7 @@
 
 use crate::clip::{CropBox, sample_positions};
 use crate::config::Config;
-use crate::data::{Dataset, LoadOptions};
+use crate::data::{Dataset, ExpressionKind, LoadOptions};
 use crate::eval::metrics::{AuColumn, AuReport, Counts, au_report, mean_defined};
 use crate::eval::spotting::SpotCounts;
 use crate::eval::truth::{match_events, truth_by_video};
@@ -51,6 +51,11 @@ pub struct VideoScores {
     pub spotting_f1: Option<f64>,
     /// Mean of the per-video spotting F1 (macro).
     pub spotting_f1_macro: Option<f64>,
+    /// MEGC counts of micro-expressions alone: matched micro truth, unmatched micro truth, and
+    /// unmatched events the spotter called micro (pooled over videos).
+    pub micro_expressions: SpotCounts,
+    /// The same for macro-expressions.
+    pub macro_expressions: SpotCounts,
     /// Per model AU: counts over matched intervals, pooled over videos.
     pub aus: BTreeMap<crate::au::Au, Counts>,
     /// Mean over AUs of the matched-interval F1.
@@ -301,6 +306,15 @@ fn score_videos(
                 fn_: (truth.len() - m.len()) as u64,
             };
             per_video_f1.push(c.f1());
+            for (kind, counts) in [
+                (ExpressionKind::Micro, &mut out.micro_expressions),
+                (ExpressionKind::Macro, &mut out.macro_expressions),
+            ] {
+                let k = by_kind(kind, &events, &truth, &m);
+                counts.tp += k.tp;
+                counts.fp += k.fp;
+                counts.fn_ += k.fn_;
+            }
             out.spotting.tp += c.tp;
             out.spotting.fp += c.fp;
             out.spotting.fn_ += c.fn_;
@@ -325,6 +339,38 @@ fn score_videos(
     out.spotting_f1_macro = mean_defined(per_video_f1);
     out.au_macro_f1 = mean_defined(out.aus.values().map(Counts::f1));
     Ok(out)
+}
+
+/// MEGC counts of one expression kind: truth of that kind matched or missed, and unmatched events
+/// the spotter gave that kind.
+fn by_kind(
+    kind: ExpressionKind,
+    events: &[AuEvent],
+    truth: &[crate::eval::truth::TruthInterval],
+    m: &[(usize, usize)],
+) -> SpotCounts {
+    let matched_events: std::collections::HashSet<usize> = m.iter().map(|p| p.1).collect();
+    let tp = m.iter().filter(|p| truth[p.0].kind == kind).count() as u64;
+    let all = truth.iter().filter(|t| t.kind == kind).count() as u64;
+    let fp = events
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| same_kind(e.kind, kind) && !matched_events.contains(i))
+        .count() as u64;
+    SpotCounts {
+        tp,
+        fp,
+        fn_: all - tp,
+    }
+}
+
+/// An event's kind (the spotter's call) is the annotation's kind.
+fn same_kind(event: crate::events::schema::ExpressionKind, truth: ExpressionKind) -> bool {
+    use crate::events::schema::ExpressionKind as E;
+    matches!(
+        (event, truth),
+        (E::Micro, ExpressionKind::Micro) | (E::Macro, ExpressionKind::Macro)
+    )
 }
 
 /// The events of one video through the whole pipeline, offline (stream clock, as `aullm batch`).
@@ -412,6 +458,19 @@ fn render(o: &ModelEvalOutcome, det: &Detector) -> String {
             "| spotting F1, mean over videos | {} |",
             f(v.spotting_f1_macro)
         );
+        for (name, c) in [
+            ("micro-expressions", &v.micro_expressions),
+            ("macro-expressions", &v.macro_expressions),
+        ] {
+            let _ = writeln!(
+                s,
+                "| spotting F1, {name} alone (TP / FP / FN {} / {} / {}) | {} |",
+                c.tp,
+                c.fp,
+                c.fn_,
+                f(c.f1())
+            );
+        }
         let _ = writeln!(
             s,
             "| AU macro-F1 over matched intervals | {} |",

@@ -157,6 +157,7 @@ pub fn write_all(cfg: &SynthConfig, plan: &Plan, ids: &[Identity], root: &Path) 
         landmarks: &'a super::identity::Landmarks,
         crop_to_frame_scale: f32,
         description: &'a str,
+        face: &'a str,
     }
     let truth = Truth {
         schema: "aullm.synthme/1",
@@ -168,6 +169,7 @@ pub fn write_all(cfg: &SynthConfig, plan: &Plan, ids: &[Identity], root: &Path) 
                 landmarks: &i.landmarks,
                 crop_to_frame_scale: i.crop_to_frame_scale,
                 description: &i.description,
+                face: &i.face,
             })
             .collect(),
         plan,

@@ -250,6 +250,8 @@ pub struct Identity {
     pub crop_to_frame_scale: f32,
     /// Parameters drawn for this identity (for the dataset's README / provenance).
     pub description: String,
+    /// The face it was made from (`faces-NAME#k`, or `astronaut`).
+    pub face: String,
 }
 
 /// A smooth displacement blob used to reshape faces.
@@ -498,6 +500,7 @@ pub fn make_identity(
         crop_to_frame_scale: aligned_scale(&lm),
         landmarks: lm,
         description,
+        face: face.label.clone(),
     })
 }
 
