@@ -75,15 +75,15 @@ bench-batch: setup
 	rm -rf $(BENCH_OUT)/batch
 	$(REL_BIN) batch $(BENCH_OUT)/batch-synth/videos --out $(BENCH_OUT)/batch -j 2 --quiet
 
-## loso-default: LOSO evaluation of models/default's recipe on SynthME's bench preset (stage 1, full
-## model, MLP-head ablation; ~22 core-minutes per fold, 24 folds, one worker per core: ~4.5 h on 2
+## loso-default: LOSO evaluation of models/default's recipe on SynthME's general preset (stage 1, full
+## model, MLP-head ablation; ~30 core-minutes per fold, 36 folds, one worker per core: ~9 h on 2
 ## cores). Run it again to continue where it stopped; reports in $(LOSO_RUNS)/{stage1,full,mlp}/.
 ## Not part of `make test`.
-LOSO_DATA ?= out/synth-bench
+LOSO_DATA ?= out/synth-general
 LOSO_RUNS ?= out/loso
 loso-default: setup
 	$(CARGO) build --release --locked
-	[ -f $(LOSO_DATA)/synth_truth.json ] || $(REL_BIN) synth $(LOSO_DATA) --preset bench
+	[ -f $(LOSO_DATA)/synth_truth.json ] || $(REL_BIN) synth $(LOSO_DATA) --preset general --long-videos 0
 	models/default/loso.sh $(LOSO_DATA) $(LOSO_RUNS) $(REL_BIN) $$(nproc)
 
 clean:

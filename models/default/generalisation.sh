@@ -30,7 +30,7 @@ import json, sys, os
 out = sys.argv[1]
 f = lambda x: "n/a" if x is None else f"{x:.3f}"
 def f1(c):
-    d = 2 * c["tp"] + c["fp"] + c["fn_"]
+    d = 2 * c["tp"] + c["fp"] + c["fn"]
     return None if d == 0 else 2 * c["tp"] / d
 print("| set | clips | AU macro-F1 over clips (pooled) | AU macro-F1 over matched intervals | spotting F1 (pooled / mean over videos) | micro-expressions | macro-expressions |")
 print("|---|---|---|---|---|---|---|")

@@ -16,7 +16,7 @@ jobs=${4:-$(nproc)}
 mapfile -t subjects < <(find "$data/CASME2_RAW_selected" -mindepth 1 -maxdepth 1 -type d -name 'sub*' -printf '%f\n' | LC_ALL=C sort)
 folds=${#subjects[@]}
 if [ "$folds" -eq 0 ]; then
-    echo "$data: no subjects in CASME2_RAW_selected/ (make one with: aullm synth $data --preset bench)" >&2
+    echo "$data: no subjects in CASME2_RAW_selected/ (make one with: aullm synth $data --preset general --long-videos 0)" >&2
     exit 1
 fi
 mkdir -p "$runs"
