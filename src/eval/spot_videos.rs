@@ -3,7 +3,7 @@
 //! (an interval is decided within 2k frames after its offset) and per-frame cost.
 
 use crate::data::sample::ExpressionKind;
-use crate::eval::spotting::{Span, SpotCounts, matched_pairs};
+use crate::eval::spotting::{Span, SpotCounts};
 use crate::spot::{Interval, IntervalKind, SpotConfig, Spotter, spot_offline};
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -49,15 +49,6 @@ impl KindCounts {
     }
 }
 
-fn counts(truth: &[Span], pred: &[Span]) -> SpotCounts {
-    let tp = matched_pairs(truth, pred);
-    SpotCounts {
-        tp,
-        fp: pred.len() as u64 - tp,
-        fn_: truth.len() as u64 - tp,
-    }
-}
-
 /// Scores one video's intervals (0-based frames) against its truth (1-based frames).
 pub fn score_video(truth: &[(Span, ExpressionKind)], pred: &[Interval]) -> KindCounts {
     let span = |i: &Interval| Span {
@@ -78,12 +69,12 @@ pub fn score_video(truth: &[(Span, ExpressionKind)], pred: &[Interval]) -> KindC
             .collect()
     };
     KindCounts {
-        all: counts(&t(None), &p(None)),
-        micro: counts(
+        all: SpotCounts::between(&t(None), &p(None)),
+        micro: SpotCounts::between(
             &t(Some(ExpressionKind::Micro)),
             &p(Some(IntervalKind::Micro)),
         ),
-        macro_: counts(
+        macro_: SpotCounts::between(
             &t(Some(ExpressionKind::Macro)),
             &p(Some(IntervalKind::Macro)),
         ),

@@ -80,6 +80,18 @@ impl SpotCounts {
     }
 }
 
+impl SpotCounts {
+    /// MEGC counts of `pred` against `truth`: one-to-one matches are TP, the rest FP and FN.
+    pub fn between(truth: &[Span], pred: &[Span]) -> SpotCounts {
+        let tp = matched_pairs(truth, pred);
+        SpotCounts {
+            tp,
+            fp: pred.len() as u64 - tp,
+            fn_: truth.len() as u64 - tp,
+        }
+    }
+}
+
 /// The number of one-to-one matches with IoU ≥ 0.5 (maximum bipartite matching).
 pub fn matched_pairs(truth: &[Span], pred: &[Span]) -> u64 {
     let edges: Vec<Vec<usize>> = pred

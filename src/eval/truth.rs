@@ -87,6 +87,31 @@ fn event_span(e: &AuEvent) -> Span {
     }
 }
 
+/// MEGC counts of one expression kind, as `aullm spot-eval` scores it: the truth of that kind
+/// against the events the spotter gave that kind, matched on their own.
+pub fn kind_counts(
+    events: &[AuEvent],
+    truth: &[TruthInterval],
+    kind: ExpressionKind,
+) -> crate::eval::spotting::SpotCounts {
+    use crate::events::ExpressionKind as Called;
+    let called = |e: &AuEvent| match e.kind {
+        Called::Micro => ExpressionKind::Micro,
+        Called::Macro => ExpressionKind::Macro,
+    };
+    let t: Vec<Span> = truth
+        .iter()
+        .filter(|t| t.kind == kind)
+        .map(|t| t.span)
+        .collect();
+    let p: Vec<Span> = events
+        .iter()
+        .filter(|e| called(e) == kind)
+        .map(event_span)
+        .collect();
+    crate::eval::spotting::SpotCounts::between(&t, &p)
+}
+
 /// One-to-one MEGC matching (IoU >= 0.5; each truth interval takes the unused event of highest
 /// IoU, in truth order): (truth index, event index) pairs.
 pub fn match_events(events: &[AuEvent], truth: &[TruthInterval]) -> Vec<(usize, usize)> {

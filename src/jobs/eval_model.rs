@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::data::{Dataset, ExpressionKind, LoadOptions};
 use crate::eval::metrics::{AuColumn, AuReport, Counts, au_report, mean_defined};
 use crate::eval::spotting::SpotCounts;
-use crate::eval::truth::{match_events, truth_by_video};
+use crate::eval::truth::{kind_counts, match_events, truth_by_video};
 use crate::events::{AuEvent, EventBus, LslClock};
 use crate::ingest::Source;
 use crate::runtime::detector::{Detector, DetectorSlot};
@@ -51,8 +51,8 @@ pub struct VideoScores {
     pub spotting_f1: Option<f64>,
     /// Mean of the per-video spotting F1 (macro).
     pub spotting_f1_macro: Option<f64>,
-    /// MEGC counts of micro-expressions alone: matched micro truth, unmatched micro truth, and
-    /// unmatched events the spotter called micro (pooled over videos).
+    /// MEGC counts of micro-expressions alone (micro truth against the events the spotter called
+    /// micro, matched on their own, as `aullm spot-eval` scores them; pooled over videos).
     pub micro_expressions: SpotCounts,
     /// The same for macro-expressions.
     pub macro_expressions: SpotCounts,
@@ -310,7 +310,7 @@ fn score_videos(
                 (ExpressionKind::Micro, &mut out.micro_expressions),
                 (ExpressionKind::Macro, &mut out.macro_expressions),
             ] {
-                let k = by_kind(kind, &events, &truth, &m);
+                let k = kind_counts(&events, &truth, kind);
                 counts.tp += k.tp;
                 counts.fp += k.fp;
                 counts.fn_ += k.fn_;
@@ -339,38 +339,6 @@ fn score_videos(
     out.spotting_f1_macro = mean_defined(per_video_f1);
     out.au_macro_f1 = mean_defined(out.aus.values().map(Counts::f1));
     Ok(out)
-}
-
-/// MEGC counts of one expression kind: truth of that kind matched or missed, and unmatched events
-/// the spotter gave that kind.
-fn by_kind(
-    kind: ExpressionKind,
-    events: &[AuEvent],
-    truth: &[crate::eval::truth::TruthInterval],
-    m: &[(usize, usize)],
-) -> SpotCounts {
-    let matched_events: std::collections::HashSet<usize> = m.iter().map(|p| p.1).collect();
-    let tp = m.iter().filter(|p| truth[p.0].kind == kind).count() as u64;
-    let all = truth.iter().filter(|t| t.kind == kind).count() as u64;
-    let fp = events
-        .iter()
-        .enumerate()
-        .filter(|(i, e)| same_kind(e.kind, kind) && !matched_events.contains(i))
-        .count() as u64;
-    SpotCounts {
-        tp,
-        fp,
-        fn_: all - tp,
-    }
-}
-
-/// An event's kind (the spotter's call) is the annotation's kind.
-fn same_kind(event: crate::events::schema::ExpressionKind, truth: ExpressionKind) -> bool {
-    use crate::events::schema::ExpressionKind as E;
-    matches!(
-        (event, truth),
-        (E::Micro, ExpressionKind::Micro) | (E::Macro, ExpressionKind::Macro)
-    )
 }
 
 /// The events of one video through the whole pipeline, offline (stream clock, as `aullm batch`).

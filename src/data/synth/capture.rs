@@ -120,23 +120,12 @@ impl Capture {
         let z = self.zoom as f64;
         // R = Ry(yaw) · Rx(pitch); the plane point (X, Y, 0) at depth f projects through
         // [[r11, r12, 0], [r21, r22, 0], [r31 / f, r32 / f, 1]] (centred coordinates).
-        let h = [cy, sy * sx, 0.0, 0.0, cx, 0.0, -sy / f, cy * sx / f, 1.0];
+        let tilt = [cy, sy * sx, 0.0, 0.0, cx, 0.0, -sy / f, cy * sx / f, 1.0];
+        let zoom = [z, 0.0, 0.0, 0.0, z, 0.0, 0.0, 0.0, 1.0];
         let (px, py) = (centre[0] as f64, centre[1] as f64);
-        // to_centre · H · zoom · from_centre.
-        let hz = [
-            h[0] * z,
-            h[1] * z,
-            h[2],
-            h[3] * z,
-            h[4] * z,
-            h[5],
-            h[6] * z,
-            h[7] * z,
-            h[8],
-        ];
         let from = [1.0, 0.0, -px, 0.0, 1.0, -py, 0.0, 0.0, 1.0];
         let to = [1.0, 0.0, px, 0.0, 1.0, py, 0.0, 0.0, 1.0];
-        mul3(&to, &mul3(&hz, &from))
+        mul3(&to, &mul3(&tilt, &mul3(&zoom, &from)))
     }
 }
 
@@ -151,19 +140,23 @@ pub fn mul3(a: &[f64; 9], b: &[f64; 9]) -> [f64; 9] {
     out
 }
 
-/// Tone, defocus and motion blur of one frame, applied in place to gray levels (f32).
-pub fn apply_optics(pixels: &mut [f32], w: usize, h: usize, c: &Capture) -> Result<()> {
-    let inv = 1.0 / 255.0;
-    for v in pixels.iter_mut() {
-        let t = (*v * inv).clamp(0.0, 1.0).powf(c.gamma);
-        *v = ((t - 0.5) * c.contrast + 0.5) * 255.0;
-    }
+/// Tone, defocus and motion blur of one gray frame: the light reaching the sensor, as f32 levels.
+pub fn apply_optics(gray: &[u8], w: usize, h: usize, c: &Capture) -> Result<Vec<f32>> {
+    // The tone curve of every gray level, once per frame rather than once per pixel.
+    let inv = 1.0f32 / 255.0;
+    let tone: Vec<f32> = (0..256)
+        .map(|v| {
+            let t = (v as f32 * inv).powf(c.gamma);
+            ((t - 0.5) * c.contrast + 0.5) * 255.0
+        })
+        .collect();
+    let mut pixels: Vec<f32> = gray.iter().map(|&v| tone[v as usize]).collect();
     if c.defocus_px < 0.05 && c.motion_blur_px < 0.5 {
-        return Ok(());
+        return Ok(pixels);
     }
     use opencv::core::{BORDER_REFLECT, Mat, Point, Size};
     use opencv::prelude::*;
-    let mut m = Mat::new_rows_cols_with_data(h as i32, w as i32, &*pixels)?.try_clone()?;
+    let mut m = Mat::new_rows_cols_with_data(h as i32, w as i32, &pixels)?.try_clone()?;
     if c.defocus_px >= 0.05 {
         let mut out = Mat::default();
         opencv::imgproc::gaussian_blur(
@@ -193,7 +186,7 @@ pub fn apply_optics(pixels: &mut [f32], w: usize, h: usize, c: &Capture) -> Resu
         m = out;
     }
     pixels.copy_from_slice(m.data_typed::<f32>()?);
-    Ok(())
+    Ok(pixels)
 }
 
 /// A normalised linear blur kernel of `length` pixels at `deg` (odd square, antialiased by
@@ -254,14 +247,8 @@ mod tests {
     #[test]
     fn blur_smooths_and_keeps_the_mean() {
         let (w, h) = (32, 32);
-        let mut px: Vec<f32> = (0..w * h)
-            .map(|i| {
-                if (i / w + i % w) % 2 == 0 {
-                    200.0
-                } else {
-                    50.0
-                }
-            })
+        let gray: Vec<u8> = (0..w * h)
+            .map(|i| if (i / w + i % w) % 2 == 0 { 200 } else { 50 })
             .collect();
         let c = Capture {
             zoom: 1.0,
@@ -277,7 +264,7 @@ mod tests {
             drift: 0.0,
             flicker: 0.0,
         };
-        apply_optics(&mut px, w, h, &c).unwrap();
+        let px = apply_optics(&gray, w, h, &c).unwrap();
         let mean = px.iter().sum::<f32>() / px.len() as f32;
         assert!((mean - 125.0).abs() < 2.0, "{mean}");
         let spread = px.iter().map(|v| (v - mean).abs()).fold(0.0, f32::max);

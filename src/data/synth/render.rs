@@ -238,9 +238,8 @@ impl Renderer {
         // light reaching the sensor; then gain, noise and quantisation.
         let a = cond.head.to_affine();
         let sway = [a[0], a[1], a[2], a[3], a[4], a[5], 0.0, 0.0, 1.0];
-        let moved = warp_homography(&self.frame, w, h, &mul3(&view.pose, &sway))?;
-        let mut light: Vec<f32> = moved.iter().map(|&v| v as f32).collect();
-        apply_optics(&mut light, w, h, &view.optics)?;
+        let moved = warp(&self.frame, w, h, &mul3(&view.pose, &sway))?;
+        let light = apply_optics(&moved, w, h, &view.optics)?;
         let off = (rng.next_u64() % (w * h) as u64) as usize;
         let noise = &self.noise[off..off + w * h];
         for ((o, &v), &n) in out.iter_mut().zip(&light).zip(noise) {
@@ -282,42 +281,50 @@ fn remap_from(
 
 /// Applies a frame → frame similarity (head pose) to a gray frame (border reflected).
 fn warp_similarity(src: &[u8], w: usize, h: usize, t: &Similarity) -> Result<Vec<u8>> {
-    use opencv::core::{BORDER_REFLECT, Mat, Scalar, Size};
-    use opencv::prelude::*;
-    let s = Mat::new_rows_cols_with_data(h as i32, w as i32, src)?;
     let m = t.to_affine();
-    let m = Mat::from_slice_2d(&[[m[0], m[1], m[2]], [m[3], m[4], m[5]]])?;
-    let mut out = Mat::default();
-    opencv::imgproc::warp_affine(
-        &s,
-        &mut out,
-        &m,
-        Size::new(w as i32, h as i32),
-        opencv::imgproc::INTER_CUBIC,
-        BORDER_REFLECT,
-        Scalar::all(0.0),
+    warp(
+        src,
+        w,
+        h,
+        &[m[0], m[1], m[2], m[3], m[4], m[5], 0.0, 0.0, 1.0],
     )
-    .context("head motion warp")?;
-    Ok(out.data_bytes()?.to_vec())
 }
 
-/// Applies a frame → frame homography to a gray frame (border reflected).
-fn warp_homography(src: &[u8], w: usize, h: usize, m: &[f64; 9]) -> Result<Vec<u8>> {
+/// Applies a frame → frame matrix to a gray frame (bicubic, border reflected): an affine warp when
+/// its last row is (0, 0, 1), else a perspective one.
+fn warp(src: &[u8], w: usize, h: usize, m: &[f64; 9]) -> Result<Vec<u8>> {
     use opencv::core::{BORDER_REFLECT, Mat, Scalar, Size};
+    use opencv::imgproc::{INTER_CUBIC, warp_affine, warp_perspective};
     use opencv::prelude::*;
     let s = Mat::new_rows_cols_with_data(h as i32, w as i32, src)?;
-    let m = Mat::from_slice_2d(&[[m[0], m[1], m[2]], [m[3], m[4], m[5]], [m[6], m[7], m[8]]])?;
+    let size = Size::new(w as i32, h as i32);
     let mut out = Mat::default();
-    opencv::imgproc::warp_perspective(
-        &s,
-        &mut out,
-        &m,
-        Size::new(w as i32, h as i32),
-        opencv::imgproc::INTER_CUBIC,
-        BORDER_REFLECT,
-        Scalar::all(0.0),
-    )
-    .context("head pose warp")?;
+    let rows = [[m[0], m[1], m[2]], [m[3], m[4], m[5]], [m[6], m[7], m[8]]];
+    if rows[2] == [0.0, 0.0, 1.0] {
+        let a = Mat::from_slice_2d(&rows[..2])?;
+        warp_affine(
+            &s,
+            &mut out,
+            &a,
+            size,
+            INTER_CUBIC,
+            BORDER_REFLECT,
+            Scalar::all(0.0),
+        )
+        .context("head motion warp")?;
+    } else {
+        let p = Mat::from_slice_2d(&rows)?;
+        warp_perspective(
+            &s,
+            &mut out,
+            &p,
+            size,
+            INTER_CUBIC,
+            BORDER_REFLECT,
+            Scalar::all(0.0),
+        )
+        .context("head pose warp")?;
+    }
     Ok(out.data_bytes()?.to_vec())
 }
 
