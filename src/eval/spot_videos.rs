@@ -282,7 +282,7 @@ pub fn dump_signals(cfg: &SpotConfig, videos: &[VideoData], dir: &Path) -> Resul
     for v in videos {
         let size = (v.crops.first().map_or(0, |c| c.1.len()) as f64).sqrt() as usize;
         let mut b = crate::spot::signal_builder(cfg, v.fps, size)?;
-        let mut text = String::from("frame,signal");
+        let mut text = String::from("frame,signal,head_dx,head_dy");
         for r in 0..b.regions() {
             let n = b.region_name(r);
             text.push_str(&format!(",{n}_dx,{n}_dy"));
@@ -290,7 +290,11 @@ pub fn dump_signals(cfg: &SpotConfig, videos: &[VideoData], dir: &Path) -> Resul
         text.push('\n');
         for (i, c) in &v.crops {
             if let Some(s) = b.push(*i, c)? {
-                text.push_str(&format!("{},{:.4}", s.index, s.value));
+                let h = b.head();
+                text.push_str(&format!(
+                    "{},{:.4},{:.4},{:.4}",
+                    s.index, s.value, h[0], h[1]
+                ));
                 for d in b.displacements() {
                     text.push_str(&format!(",{:.4},{:.4}", d[0], d[1]));
                 }
@@ -311,6 +315,10 @@ pub fn dump_signals(cfg: &SpotConfig, videos: &[VideoData], dir: &Path) -> Resul
         pred.extend(sp.finish());
         let p = dir.join(format!("{}.intervals.json", v.name));
         std::fs::write(&p, serde_json::to_string(&pred)?)
+            .with_context(|| format!("cannot write {}", p.display()))?;
+        let off = crate::spot::spot_offline(cfg, v.fps, size, v.crops.iter().cloned())?;
+        let p = dir.join(format!("{}.offline.json", v.name));
+        std::fs::write(&p, serde_json::to_string(&off.intervals)?)
             .with_context(|| format!("cannot write {}", p.display()))?;
         let p = dir.join(format!("{}.live.csv", v.name));
         std::fs::write(&p, live).with_context(|| format!("cannot write {}", p.display()))?;

@@ -17,6 +17,8 @@ pub struct RoiFlow {
     a: Mat,
     b: Mat,
     layout: RoiLayout,
+    /// The nose region's motion in the latest measurement (the head, crop pixels).
+    head: [f32; 2],
 }
 
 /// Context kept around the regions so DIS patches at their borders see real texture.
@@ -54,7 +56,13 @@ impl RoiFlow {
             a: Mat::default(),
             b: Mat::default(),
             layout,
+            head: [0.0; 2],
         })
+    }
+
+    /// The nose region's motion in the latest measurement (crop pixels): residual head motion.
+    pub fn head(&self) -> [f32; 2] {
+        self.head
     }
 
     /// The regions measured.
@@ -94,6 +102,7 @@ impl RoiFlow {
             [sx / c, sy / c]
         };
         let head = mean(self.layout.reference);
+        self.head = head;
         for (o, roi) in out.iter_mut().zip(&self.layout.rois) {
             let m = mean(roi.rect);
             *o = [m[0] - head[0], m[1] - head[1]];

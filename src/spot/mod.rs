@@ -21,7 +21,7 @@ use params::frames;
 use peaks::{Decision, SegmentRules, Segmenter};
 use serde::Serialize;
 use signal::{Sample, SignalBuilder};
-use threshold::{Level, RunningThreshold, centred_levels};
+use threshold::{Level, RunningSpread, Spread, centred_spreads};
 
 /// Micro- or macro-expression, by duration (`spot.micro_max_s`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -61,6 +61,8 @@ pub struct SpotStats {
     pub intervals: u64,
     /// Events dropped as blinks.
     pub blinks: u64,
+    /// Events dropped as speech (mouth-led with the jaw dropping).
+    pub speech: u64,
     /// Events dropped as too short or of a kind not emitted.
     pub dropped: u64,
 }
@@ -81,6 +83,7 @@ fn rules(cfg: &SpotConfig, fps: f64) -> Result<SegmentRules> {
         // Strictly shorter than micro_max_s is micro.
         micro_max_frames: ((cfg.micro_max_s * fps).ceil() as u64).saturating_sub(1),
         blink_px: cfg.blink_px as f32,
+        jaw_px: cfg.jaw_px as f32,
         emit: cfg.emit_kind()?,
         lag_frames: cfg.lag_frames(fps) as u64,
     })
@@ -111,42 +114,81 @@ fn builder(cfg: &SpotConfig, fps: f64, crop_size: usize) -> Result<SignalBuilder
         crop_size,
         cfg.lag_frames(fps),
         cfg.flow_every as usize,
+        cfg.rebase_px as f32,
     ))
 }
 
-/// Where decision levels come from: a causal running window (live) or precomputed (offline).
-enum Levels {
-    Running(RunningThreshold),
-    Fixed(Vec<Option<Level>>, usize),
+/// Where the noise spreads come from: causal running windows (live) or precomputed per sample
+/// (offline, look-ahead). One per region, and one for the signal itself: its median is the quiet
+/// baseline that onsets and offsets are measured from (the largest of several regions' scores
+/// sits above zero even on a still face).
+enum Noise {
+    Running {
+        regions: Vec<RunningSpread>,
+        signal: RunningSpread,
+    },
+    Fixed {
+        regions: Vec<Vec<Option<Spread>>>,
+        signal: Vec<Option<Spread>>,
+        next: usize,
+    },
 }
-
-/// The decision part of a spotter (threshold + segmenter), fed with signal samples.
+/// The decision part of a spotter (per-region noise levels + segmenter), fed with the region
+/// displacements of each signal sample.
 pub struct Decider {
-    levels: Levels,
+    noise: Noise,
+    mads: f32,
+    min_sigma: f32,
+    mags: Vec<f32>,
+    latest: Option<f32>,
     segmenter: Segmenter,
     stats: SpotStats,
 }
 
+/// Samples between refreshes of a running or centred spread: a quarter of the lag.
+fn spread_step(cfg: &SpotConfig, fps: f64) -> usize {
+    samples(cfg, cfg.lag_frames(fps).div_ceil(4))
+}
+
 impl Decider {
-    /// A live decider for `fps` (causal running threshold).
-    pub fn new(cfg: &SpotConfig, fps: f64) -> Result<Decider> {
-        let k = cfg.lag_frames(fps);
-        Ok(Decider {
-            levels: Levels::Running(RunningThreshold::new(
-                samples(cfg, frames(cfg.window_s, fps)),
-                samples(cfg, 2 * k),
-                cfg.threshold_mads as f32,
-                cfg.min_threshold_px as f32,
-            )),
-            segmenter: Segmenter::new(rules(cfg, fps)?),
-            stats: SpotStats::default(),
-        })
+    /// A live decider for `fps` and `regions` regions (causal running spreads).
+    pub fn new(cfg: &SpotConfig, fps: f64, regions: usize) -> Result<Decider> {
+        let (window, warmup) = (
+            samples(cfg, frames(cfg.window_s, fps)),
+            samples(cfg, 2 * cfg.lag_frames(fps)),
+        );
+        let step = spread_step(cfg, fps);
+        let regions = (0..regions)
+            .map(|_| RunningSpread::new(window, warmup, step))
+            .collect();
+        let signal = RunningSpread::new(window, warmup, step);
+        Self::with_noise(cfg, fps, Noise::Running { regions, signal })
     }
 
-    /// A decider that uses `levels[i]` for the i-th sample (offline, look-ahead levels).
-    pub fn with_levels(cfg: &SpotConfig, fps: f64, levels: Vec<Option<Level>>) -> Result<Decider> {
+    /// A decider that uses `regions[r][i]` and `signal[i]` for the i-th sample (offline,
+    /// look-ahead levels).
+    pub fn with_spreads(
+        cfg: &SpotConfig,
+        fps: f64,
+        regions: Vec<Vec<Option<Spread>>>,
+        signal: Vec<Option<Spread>>,
+    ) -> Result<Decider> {
+        let noise = Noise::Fixed {
+            regions,
+            signal,
+            next: 0,
+        };
+        Self::with_noise(cfg, fps, noise)
+    }
+
+    fn with_noise(cfg: &SpotConfig, fps: f64, noise: Noise) -> Result<Decider> {
         Ok(Decider {
-            levels: Levels::Fixed(levels, 0),
+            noise,
+            mads: cfg.threshold_mads as f32,
+            // A region's threshold never lies less than min_threshold_px above its median.
+            min_sigma: (cfg.min_threshold_px / cfg.threshold_mads) as f32,
+            mags: Vec::new(),
+            latest: None,
             segmenter: Segmenter::new(rules(cfg, fps)?),
             stats: SpotStats::default(),
         })
@@ -157,23 +199,87 @@ impl Decider {
         self.segmenter.in_event()
     }
 
-    /// One sample of a region of `kind` named `name`; the interval decided at this frame, if any.
-    pub fn step(&mut self, s: &Sample, kind: roi::RoiKind, name: &'static str) -> Option<Interval> {
+    /// The latest spotting signal (largest region motion in noise spreads), once warmed up.
+    pub fn latest(&self) -> Option<f32> {
+        self.latest
+    }
+
+    /// The sample `signal` just produced for frame `index`: each region's motion is scored against
+    /// its own noise spread and the largest score drives the segmenter. Returns the interval
+    /// decided at this frame, if any.
+    pub fn step(&mut self, signal: &SignalBuilder, index: u64) -> Option<Interval> {
         self.stats.frames += 1;
-        let level = match &mut self.levels {
-            Levels::Running(t) => t.level(),
-            Levels::Fixed(v, i) => {
-                *i += 1;
-                v.get(*i - 1).copied().flatten()
+        let disp = signal.displacements();
+        self.mags.clear();
+        self.mags
+            .extend(disp.iter().map(|d| (d[0] * d[0] + d[1] * d[1]).sqrt()));
+        let mut best: Option<(usize, f32)> = None;
+        let mut warm = !self.mags.is_empty();
+        for (r, &m) in self.mags.iter().enumerate() {
+            let spread = match &mut self.noise {
+                Noise::Running { regions, .. } => regions.get_mut(r).and_then(|t| t.spread()),
+                Noise::Fixed { regions, next, .. } => {
+                    regions.get(r).and_then(|v| v.get(*next)).copied().flatten()
+                }
+            };
+            let Some(spread) = spread else {
+                warm = false;
+                continue;
+            };
+            let z = spread.score(m, self.min_sigma);
+            if best.is_none_or(|b| z > b.1) {
+                best = Some((r, z));
+            }
+        }
+        let baseline = match &mut self.noise {
+            Noise::Running { signal, .. } => signal.spread(),
+            Noise::Fixed { signal, next, .. } => {
+                *next += 1;
+                signal.get(*next - 1).copied().flatten()
             }
         };
-        let d = self.segmenter.step(s, level, kind, name);
+        let (region, value) = best.filter(|_| warm).unwrap_or((0, 0.0));
+        self.latest = warm.then_some(value);
+        let s = Sample {
+            index,
+            value,
+            region,
+            vector: disp.get(region).copied().unwrap_or([0.0; 2]),
+            jaw: signal
+                .chin()
+                .and_then(|c| disp.get(c))
+                .map_or(0.0, |d| d[1]),
+        };
+        let level = warm.then(|| Level {
+            baseline: baseline.map_or(0.0, |b| b.median.min(self.mads)),
+            threshold: self.mads,
+        });
+        let d = self.segmenter.step(
+            &s,
+            level,
+            signal.region_kind(region),
+            signal.region_name(region),
+        );
         if !self.segmenter.in_event()
-            && let Levels::Running(t) = &mut self.levels
+            && let Noise::Running {
+                regions,
+                signal: sig,
+            } = &mut self.noise
         {
-            t.add(s.value);
+            for (t, &m) in regions.iter_mut().zip(&self.mags) {
+                t.add(m);
+            }
+            if warm {
+                sig.add(value);
+            }
         }
         self.record(d)
+    }
+
+    /// Drops the open event, if any: the crops jumped and its reference is gone.
+    pub fn cancel(&mut self) {
+        let d = self.segmenter.cancel();
+        self.record(d);
     }
 
     /// End of stream.
@@ -197,6 +303,10 @@ impl Decider {
                 self.stats.blinks += 1;
                 None
             }
+            Decision::Speech => {
+                self.stats.speech += 1;
+                None
+            }
             Decision::Dropped => {
                 self.stats.dropped += 1;
                 None
@@ -208,9 +318,10 @@ impl Decider {
 impl Spotter {
     /// A spotter for crops of `crop_size`² pixels at `fps` frames per second.
     pub fn new(cfg: &SpotConfig, fps: f64, crop_size: usize) -> Result<Spotter> {
+        let signal = builder(cfg, fps, crop_size)?;
         Ok(Spotter {
-            signal: builder(cfg, fps, crop_size)?,
-            decider: Decider::new(cfg, fps)?,
+            decider: Decider::new(cfg, fps, signal.regions())?,
+            signal,
             latest: None,
         })
     }
@@ -218,16 +329,20 @@ impl Spotter {
     /// Feeds the aligned gray crop (crop_size², row-major) of frame `index` (increasing, may skip);
     /// returns the intervals decided at this frame.
     pub fn push(&mut self, index: u64, crop: &[u8]) -> Result<Vec<Interval>> {
-        let Some(s) = self.signal.push(index, crop)? else {
+        let pushed = self.signal.push(index, crop)?;
+        if self.signal.take_rebase() {
+            self.decider.cancel();
+        }
+        let Some(s) = pushed else {
             return Ok(Vec::new());
         };
-        self.latest = Some((s.index, s.value));
-        Ok(step(&mut self.signal, &mut self.decider, &s)?
-            .into_iter()
-            .collect())
+        let out = step(&mut self.signal, &mut self.decider, s.index)?;
+        self.latest = self.decider.latest().map(|v| (s.index, v));
+        Ok(out.into_iter().collect())
     }
 
-    /// Latest (frame index, spotting signal in crop pixels), for per-frame output.
+    /// Latest (frame index, spotting signal in noise spreads: the largest region motion above its
+    /// median, over its spread), for per-frame output; none while the levels warm up.
     pub fn signal(&self) -> Option<(u64, f32)> {
         self.latest
     }
@@ -248,11 +363,10 @@ pub fn signal_builder(cfg: &SpotConfig, fps: f64, crop_size: usize) -> Result<Si
     builder(cfg, fps, crop_size)
 }
 
-/// Feeds a sample to the decider and pins / releases the flow reference as events open and close.
-fn step(signal: &mut SignalBuilder, decider: &mut Decider, s: &Sample) -> Result<Option<Interval>> {
-    let kind = signal.region_kind(s.region);
-    let name = signal.region_name(s.region);
-    let out = decider.step(s, kind, name);
+/// Feeds the latest sample to the decider and pins / releases the flow reference as events open
+/// and close.
+fn step(signal: &mut SignalBuilder, decider: &mut Decider, index: u64) -> Result<Option<Interval>> {
+    let out = decider.step(signal, index);
     if decider.in_event() {
         signal.pin()?;
     } else if signal.is_pinned() {
@@ -264,7 +378,7 @@ fn step(signal: &mut SignalBuilder, decider: &mut Decider, s: &Sample) -> Result
 /// Offline spotting of one whole video.
 #[derive(Debug, Clone, Serialize)]
 pub struct OfflineSpots {
-    /// (frame index, spotting signal) for every frame with a signal.
+    /// (frame index, spotting signal in noise spreads) for every frame with a signal.
     pub signal: Vec<(u64, f32)>,
     /// Intervals in time order.
     pub intervals: Vec<Interval>,
@@ -272,9 +386,9 @@ pub struct OfflineSpots {
     pub stats: SpotStats,
 }
 
-/// Offline (look-ahead) spotting over a whole video's crops: a live pass finds the events; the
-/// threshold is then taken from a window centred on each frame over the quiet frames (events left
-/// out), and a second pass decides with it.
+/// Offline (look-ahead) spotting over a whole video's crops: a live pass finds the events; each
+/// region's noise spread is then taken from a window centred on each frame over the quiet frames
+/// (events left out), and a second pass decides with them.
 pub fn spot_offline(
     cfg: &SpotConfig,
     fps: f64,
@@ -282,33 +396,57 @@ pub fn spot_offline(
     crops: impl Iterator<Item = (u64, Vec<u8>)>,
 ) -> Result<OfflineSpots> {
     let crops: Vec<(u64, Vec<u8>)> = crops.collect();
-    // Pass 1: live decisions; record the signal and which samples were inside events.
+    // Pass 1: live decisions; record each region's motion and which samples were inside events.
     let mut b = builder(cfg, fps, crop_size)?;
-    let mut d = Decider::new(cfg, fps)?;
-    let (mut values, mut inside) = (Vec::new(), Vec::new());
+    let mut d = Decider::new(cfg, fps, b.regions())?;
+    let mut mags: Vec<Vec<f32>> = vec![Vec::new(); b.regions()];
+    let mut inside = Vec::new();
     for (i, c) in &crops {
-        if let Some(s) = b.push(*i, c)? {
-            values.push(s.value);
-            step(&mut b, &mut d, &s)?;
+        let pushed = b.push(*i, c)?;
+        if b.take_rebase() {
+            d.cancel();
+        }
+        if let Some(s) = pushed {
+            for (m, v) in mags.iter_mut().zip(b.displacements()) {
+                m.push((v[0] * v[0] + v[1] * v[1]).sqrt());
+            }
+            step(&mut b, &mut d, s.index)?;
             inside.push(d.in_event() || b.is_pinned());
         }
     }
-    let levels = centred_levels(
-        &values,
-        &inside,
+    let (window, every) = (
         samples(cfg, frames(cfg.window_s, fps)),
-        samples(cfg, cfg.lag_frames(fps).div_ceil(4)),
-        cfg.threshold_mads as f32,
-        cfg.min_threshold_px as f32,
+        spread_step(cfg, fps),
     );
-    // Pass 2: the same path with the look-ahead levels.
+    let regions: Vec<Vec<Option<Spread>>> = mags
+        .iter()
+        .map(|m| centred_spreads(m, &inside, window, every))
+        .collect();
+    // The signal those spreads give, and its own centred baseline.
+    let min_sigma = (cfg.min_threshold_px / cfg.threshold_mads) as f32;
+    let scores: Vec<f32> = (0..inside.len())
+        .map(|i| {
+            mags.iter()
+                .zip(&regions)
+                .filter_map(|(m, s)| Some(s[i]?.score(m[i], min_sigma)))
+                .fold(0f32, f32::max)
+        })
+        .collect();
+    let signal = centred_spreads(&scores, &inside, window, every);
+    // Pass 2: the same path with the look-ahead spreads.
     let mut b = builder(cfg, fps, crop_size)?;
-    let mut d = Decider::with_levels(cfg, fps, levels)?;
+    let mut d = Decider::with_spreads(cfg, fps, regions, signal)?;
     let (mut signal, mut intervals) = (Vec::new(), Vec::new());
     for (i, c) in &crops {
-        if let Some(s) = b.push(*i, c)? {
-            signal.push((s.index, s.value));
-            intervals.extend(step(&mut b, &mut d, &s)?);
+        let pushed = b.push(*i, c)?;
+        if b.take_rebase() {
+            d.cancel();
+        }
+        if let Some(s) = pushed {
+            intervals.extend(step(&mut b, &mut d, s.index)?);
+            if let Some(v) = d.latest() {
+                signal.push((s.index, v));
+            }
         }
     }
     intervals.extend(d.finish());

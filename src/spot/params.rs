@@ -31,6 +31,12 @@ pub struct SpotConfig {
     pub max_duration_s: f64,
     /// Eye-led downward motion above this (px) is a blink and is not emitted; 0 disables.
     pub blink_px: f64,
+    /// Mouth- or chin-led events with the jaw dropping by more than this (px) are speech and are
+    /// not emitted; 0 disables.
+    pub jaw_px: f64,
+    /// Head (nose) motion above this (px) is a jump of the crops (the tracker re-anchored), not a
+    /// movement: the spotter restarts its history and drops an open event; 0 disables.
+    pub rebase_px: f64,
     /// "both", "micro" or "macro".
     pub emit: String,
     /// DIS optical flow finest pyramid scale (0 = full resolution).
@@ -132,6 +138,18 @@ impl SpotConfig {
             bail!(
                 "spot.blink_px = {}: expected >= 0 (0 disables the blink rule)",
                 self.blink_px
+            );
+        }
+        if !(self.jaw_px.is_finite() && self.jaw_px >= 0.0) {
+            bail!(
+                "spot.jaw_px = {}: expected >= 0 (0 disables the speech rule)",
+                self.jaw_px
+            );
+        }
+        if !(self.rebase_px.is_finite() && self.rebase_px >= 0.0) {
+            bail!(
+                "spot.rebase_px = {}: expected >= 0 (0 disables re-basing)",
+                self.rebase_px
             );
         }
         if self.window_s < 4.0 * self.lag_s {

@@ -24,6 +24,8 @@ pub struct SegmentRules {
     pub micro_max_frames: u64,
     /// Downward eye motion (px) above which an eye-led event is a blink; 0 = off.
     pub blink_px: f32,
+    /// Downward jaw motion (px) above which a mouth- or chin-led event is speech; 0 = off.
+    pub jaw_px: f32,
     /// What is emitted.
     pub emit: Emit,
     /// Flow lag k: after an event, no new one opens until frame t−k is past its offset (else the
@@ -41,6 +43,8 @@ struct Open {
     vector: [f32; 2],
     region: &'static str,
     below_since: Option<u64>,
+    /// Largest downward jaw motion seen while open.
+    jaw: f32,
 }
 
 /// What the segmenter decided about an event.
@@ -50,6 +54,8 @@ pub enum Decision {
     Interval(Interval),
     /// Dropped: a blink (eye-led downward motion).
     Blink,
+    /// Dropped: speech (mouth- or chin-led, with the jaw dropping).
+    Speech,
     /// Dropped: too short, or of a kind not emitted.
     Dropped,
 }
@@ -113,11 +119,13 @@ impl Segmenter {
                         vector: s.vector,
                         region,
                         below_since: None,
+                        jaw: s.jaw,
                     });
                 }
                 None
             }
             Some(o) => {
+                o.jaw = o.jaw.max(s.jaw);
                 if s.value > o.peak {
                     o.peak = s.value;
                     o.apex = s.index;
@@ -153,6 +161,13 @@ impl Segmenter {
             .rev()
             .find(|h| h.0 <= at)
             .is_none_or(|h| h.1 < threshold)
+    }
+
+    /// Drops an open event (its reference is gone); the next may open after the lag.
+    pub fn cancel(&mut self) -> Option<Decision> {
+        self.open.take()?;
+        self.quiet_from = self.last.unwrap_or(0) + self.rules.lag_frames + 1;
+        Some(Decision::Dropped)
     }
 
     /// Closes an open event at the end of the stream.
@@ -195,6 +210,11 @@ impl Segmenter {
         if r.blink_px > 0.0 && o.kind == RoiKind::Eye && o.vector[1] > r.blink_px {
             return Some(Decision::Blink);
         }
+        // Talking drops the jaw; no AU spotted here does (AU26 is not among them), and a surprise
+        // that opens the mouth is led by the brows.
+        if r.jaw_px > 0.0 && matches!(o.kind, RoiKind::Mouth | RoiKind::Chin) && o.jaw > r.jaw_px {
+            return Some(Decision::Speech);
+        }
         let kind = if frames <= r.micro_max_frames {
             IntervalKind::Micro
         } else {
@@ -236,6 +256,7 @@ mod tests {
             max_frames: 400,
             micro_max_frames: 20,
             blink_px: 0.0,
+            jaw_px: 0.0,
             emit: Emit::Both,
             lag_frames: 3,
         }
@@ -254,6 +275,7 @@ mod tests {
                 value: v,
                 region: 0,
                 vector: [0.0, v],
+                jaw: 0.0,
             };
             if let Some(Decision::Interval(iv)) = s.step(&smp, Some(level), RoiKind::Brow, "brow") {
                 out.push(iv);

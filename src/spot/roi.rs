@@ -94,6 +94,11 @@ impl RoiLayout {
         }
     }
 
+    /// Index of the chin region (the jaw's motion), if the layout has one.
+    pub fn chin(&self) -> Option<usize> {
+        self.rois.iter().position(|r| r.kind == RoiKind::Chin)
+    }
+
     /// The default alignment template scaled to a `size`-pixel crop.
     pub fn for_crop_size(size: usize) -> RoiLayout {
         let align = crate::face::AlignConfig {

@@ -25,6 +25,8 @@ pub struct Sample {
     pub region: usize,
     /// That region's displacement vector.
     pub vector: [f32; 2],
+    /// Downward motion of the chin region (px; negative is up): the jaw, for the speech rule.
+    pub jaw: f32,
 }
 
 struct Entry {
@@ -44,11 +46,22 @@ pub struct SignalBuilder {
     spare: Vec<Entry>,
     size: usize,
     scratch: Vec<[f32; 2]>,
+    /// Head motion (px) that marks a discontinuity of the crops rather than a movement.
+    rebase_px: f32,
+    /// Set when the latest crop was a discontinuity; taken by [`SignalBuilder::take_rebase`].
+    rebased: bool,
 }
 
 impl SignalBuilder {
-    /// `k` = flow lag in frames; flow is measured on every `every`-th frame (by index).
-    pub fn new(flow: RoiFlow, size: usize, k: usize, every: usize) -> SignalBuilder {
+    /// `k` = flow lag in frames; flow is measured on every `every`-th frame (by index); a head
+    /// motion above `rebase_px` (0 = never) restarts the history ([`SignalBuilder::take_rebase`]).
+    pub fn new(
+        flow: RoiFlow,
+        size: usize,
+        k: usize,
+        every: usize,
+        rebase_px: f32,
+    ) -> SignalBuilder {
         let n = flow.layout().rois.len();
         SignalBuilder {
             k: k as u64,
@@ -59,6 +72,8 @@ impl SignalBuilder {
             spare: Vec::new(),
             size,
             scratch: vec![[0.0; 2]; n],
+            rebase_px,
+            rebased: false,
         }
     }
 
@@ -75,6 +90,16 @@ impl SignalBuilder {
     /// Every region's displacement at the latest frame (crop pixels), in layout order.
     pub fn displacements(&self) -> &[[f32; 2]] {
         self.ring.back().map_or(&[], |e| &e.disp)
+    }
+
+    /// Index of the chin region, if any.
+    pub fn chin(&self) -> Option<usize> {
+        self.flow.layout().chin()
+    }
+
+    /// The nose region's (head's) motion in the latest sample, crop pixels.
+    pub fn head(&self) -> [f32; 2] {
+        self.flow.head()
     }
 
     /// Number of regions.
@@ -157,6 +182,17 @@ impl SignalBuilder {
         let sample = match reference {
             Some(r) => {
                 self.flow.measure(&r.crop, &e.crop, &mut self.scratch)?;
+                let [hx, hy] = self.flow.head();
+                if self.rebase_px > 0.0 && (hx * hx + hy * hy).sqrt() > self.rebase_px {
+                    // The whole crop jumped against its reference (the tracker re-anchored on
+                    // the detector): no face moves like that. Start the history again here.
+                    self.release();
+                    self.spare.extend(self.ring.drain(..));
+                    e.disp.iter_mut().for_each(|d| *d = [0.0; 2]);
+                    self.ring.push_back(e);
+                    self.rebased = true;
+                    return Ok(None);
+                }
                 let mut best = (0usize, 0f32, [0f32; 2]);
                 for (i, (d, f)) in e.disp.iter_mut().zip(&self.scratch).enumerate() {
                     *d = *f;
@@ -165,11 +201,13 @@ impl SignalBuilder {
                         best = (i, m, *f);
                     }
                 }
+                let jaw = self.flow.layout().chin().map_or(0.0, |c| e.disp[c][1]);
                 Some(Sample {
                     index,
                     value: best.1,
                     region: best.0,
                     vector: best.2,
+                    jaw,
                 })
             }
             None => {
@@ -179,6 +217,12 @@ impl SignalBuilder {
         };
         self.ring.push_back(e);
         Ok(sample)
+    }
+
+    /// True once after a crop that was a discontinuity (history restarted; an open event must
+    /// be dropped: its reference is gone).
+    pub fn take_rebase(&mut self) -> bool {
+        std::mem::take(&mut self.rebased)
     }
 
     /// Copies the current reference (front of the ring) into the pinned slot.

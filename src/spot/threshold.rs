@@ -1,18 +1,37 @@
-//! Adaptive threshold: running median + c·1.4826·MAD of the signal over a window, floored.
+//! Adaptive levels: the running median and robust spread (1.4826·MAD) of each region's motion over
+//! a window of quiet samples. A region's threshold is its median + c·spread; the spotting signal is
+//! the largest region motion in units of its own spread ([`Spread::score`]), so a region whose
+//! motion is noisy (a blurred chin, a JPEG-blocky mouth) does not raise the bar for the others.
 
 use std::collections::VecDeque;
 
 /// Robust location and spread of a set of values.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Level {
+pub struct Spread {
     /// Median (the quiet baseline).
+    pub median: f32,
+    /// 1.4826 × median absolute deviation (a standard deviation for Gaussian noise).
+    pub sigma: f32,
+}
+
+impl Spread {
+    /// How many spreads `v` lies above the median; the spread is floored at `min_sigma`.
+    pub fn score(&self, v: f32, min_sigma: f32) -> f32 {
+        (v - self.median) / self.sigma.max(min_sigma).max(1e-6)
+    }
+}
+
+/// Decision level of the segmenter, in signal units.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Level {
+    /// The quiet baseline.
     pub baseline: f32,
     /// Decision threshold.
     pub threshold: f32,
 }
 
-/// Median and threshold of `values` (reordered in place); `None` when empty.
-pub fn level_of(values: &mut [f32], mads: f32, floor: f32) -> Option<Level> {
+/// Median and spread of `values` (reordered in place); `None` when empty.
+pub fn spread_of(values: &mut [f32]) -> Option<Spread> {
     if values.is_empty() {
         return None;
     }
@@ -22,33 +41,37 @@ pub fn level_of(values: &mut [f32], mads: f32, floor: f32) -> Option<Level> {
         *v = (*v - median).abs();
     }
     let mad = *values.select_nth_unstable_by(mid, f32::total_cmp).1;
-    Some(Level {
-        baseline: median,
-        threshold: (median + mads * 1.4826 * mad).max(floor),
+    Some(Spread {
+        median,
+        sigma: 1.4826 * mad,
     })
 }
 
-/// Causal running threshold over the last `window` quiet samples (samples inside an event are not
-/// added, so a long expression does not raise the threshold against itself).
-pub struct RunningThreshold {
+/// Causal running spread of one region over its last `window` quiet samples (samples inside an
+/// event are not added, so a long expression does not raise the level against itself). The spread
+/// is recomputed every `every` samples: it moves on the scale of the window, not of a frame.
+pub struct RunningSpread {
     window: usize,
     warmup: usize,
-    mads: f32,
-    floor: f32,
+    every: usize,
+    since: usize,
     values: VecDeque<f32>,
     scratch: Vec<f32>,
+    current: Option<Spread>,
 }
 
-impl RunningThreshold {
-    /// `window` samples, decisions after `warmup` samples.
-    pub fn new(window: usize, warmup: usize, mads: f32, floor: f32) -> Self {
+impl RunningSpread {
+    /// `window` samples, a spread after `warmup` samples, refreshed every `every` samples.
+    pub fn new(window: usize, warmup: usize, every: usize) -> Self {
+        let window = window.max(1);
         Self {
-            window: window.max(1),
-            warmup: warmup.clamp(1, window.max(1)),
-            mads,
-            floor,
-            values: VecDeque::with_capacity(window.max(1)),
-            scratch: Vec::with_capacity(window.max(1)),
+            window,
+            warmup: warmup.clamp(1, window),
+            every: every.max(1),
+            since: usize::MAX,
+            values: VecDeque::with_capacity(window),
+            scratch: Vec::with_capacity(window),
+            current: None,
         }
     }
 
@@ -58,29 +81,32 @@ impl RunningThreshold {
             self.values.pop_front();
         }
         self.values.push_back(v);
+        self.since = self.since.saturating_add(1);
     }
 
-    /// The current level, once warmed up.
-    pub fn level(&mut self) -> Option<Level> {
+    /// The current spread, once warmed up.
+    pub fn spread(&mut self) -> Option<Spread> {
         if self.values.len() < self.warmup {
             return None;
         }
-        self.scratch.clear();
-        self.scratch.extend(self.values.iter().copied());
-        level_of(&mut self.scratch, self.mads, self.floor)
+        if self.current.is_none() || self.since >= self.every {
+            self.scratch.clear();
+            self.scratch.extend(self.values.iter().copied());
+            self.current = spread_of(&mut self.scratch);
+            self.since = 0;
+        }
+        self.current
     }
 }
 
-/// Centred (look-ahead) levels for a whole signal: the window is centred on each frame and samples
-/// flagged in `exclude` are left out. Levels are recomputed every `step` frames.
-pub fn centred_levels(
+/// Centred (look-ahead) spreads of one region's whole signal: the window is centred on each frame
+/// and samples flagged in `exclude` are left out. Spreads are recomputed every `step` frames.
+pub fn centred_spreads(
     values: &[f32],
     exclude: &[bool],
     window: usize,
     step: usize,
-    mads: f32,
-    floor: f32,
-) -> Vec<Option<Level>> {
+) -> Vec<Option<Spread>> {
     let n = values.len();
     let half = window / 2;
     let step = step.max(1);
@@ -91,9 +117,9 @@ pub fn centred_levels(
         let (a, b) = (i.saturating_sub(half), (i + half + 1).min(n));
         scratch.clear();
         scratch.extend((a..b).filter(|&j| !exclude[j]).map(|j| values[j]));
-        let l = level_of(&mut scratch, mads, floor);
+        let s = spread_of(&mut scratch);
         for o in &mut out[i..(i + step).min(n)] {
-            *o = l;
+            *o = s;
         }
         i += step;
     }
@@ -108,15 +134,40 @@ mod tests {
     fn median_and_mad_ignore_outliers() {
         let mut v: Vec<f32> = (0..101).map(|i| 1.0 + (i % 5) as f32 * 0.1).collect();
         v[3] = 50.0;
-        let l = level_of(&mut v, 3.0, 0.0).unwrap();
-        assert!((l.baseline - 1.2).abs() < 1e-6, "{l:?}");
-        assert!(l.threshold > 1.3 && l.threshold < 2.0, "{l:?}");
-        let mut t = RunningThreshold::new(10, 5, 3.0, 5.0);
+        let s = spread_of(&mut v).unwrap();
+        assert!((s.median - 1.2).abs() < 1e-6, "{s:?}");
+        assert!((s.sigma - 1.4826 * 0.1).abs() < 1e-5, "{s:?}");
+        // Two spreads above the median; a floor larger than the spread rules.
+        assert!((s.score(1.2 + 2.0 * s.sigma, 0.0) - 2.0).abs() < 1e-4);
+        assert!((s.score(1.7, 1.0) - 0.5).abs() < 1e-5);
+        let mut t = RunningSpread::new(10, 5, 3);
         for _ in 0..4 {
             t.add(1.0);
         }
-        assert!(t.level().is_none());
+        assert!(t.spread().is_none());
         t.add(1.0);
-        assert_eq!(t.level().unwrap().threshold, 5.0, "floor");
+        assert_eq!(t.spread().unwrap().median, 1.0);
+        // Refreshed every 3 samples, not every sample.
+        t.add(9.0);
+        t.add(9.0);
+        assert_eq!(t.spread().unwrap().median, 1.0);
+        t.add(9.0);
+        assert_eq!(t.spread().unwrap().median, 1.0, "6 of 8 still 1.0");
+        for _ in 0..6 {
+            t.add(9.0);
+        }
+        assert_eq!(t.spread().unwrap().median, 9.0);
+    }
+
+    #[test]
+    fn centred_spreads_skip_excluded_samples() {
+        let v: Vec<f32> = (0..50)
+            .map(|i| if (20..30).contains(&i) { 5.0 } else { 1.0 })
+            .collect();
+        let ex: Vec<bool> = (0..50).map(|i| (20..30).contains(&i)).collect();
+        let s = centred_spreads(&v, &ex, 20, 4);
+        assert!(s.iter().all(|s| s.unwrap().median == 1.0));
+        let all = centred_spreads(&v, &vec![false; 50], 20, 4);
+        assert_eq!(all[25].unwrap().median, 5.0);
     }
 }
