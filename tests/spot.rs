@@ -180,3 +180,69 @@ fn bad_input_is_a_clear_error() {
     let err = sp.push(5, &[0u8; 128 * 128]).unwrap_err();
     assert!(format!("{err:#}").contains("does not increase"), "{err:#}");
 }
+
+/// `crop` (size²) scaled by `s` about its centre and shifted by `dx` px: what a re-anchor of the
+/// tracker does to the crops from one frame to the next.
+fn jumped(crop: &[u8], size: usize, s: f64, dx: f64) -> Vec<u8> {
+    let c = (size as f64 - 1.0) / 2.0;
+    let at = |x: i64, y: i64| {
+        crop[(y.clamp(0, size as i64 - 1) as usize) * size + x.clamp(0, size as i64 - 1) as usize]
+            as f64
+    };
+    let mut out = vec![0u8; size * size];
+    for y in 0..size {
+        for x in 0..size {
+            let sx = (x as f64 - c - dx) / s + c;
+            let sy = (y as f64 - c) / s + c;
+            let (x0, y0) = (sx.floor(), sy.floor());
+            let (fx, fy) = (sx - x0, sy - y0);
+            let (x0, y0) = (x0 as i64, y0 as i64);
+            let v = at(x0, y0) * (1.0 - fx) * (1.0 - fy)
+                + at(x0 + 1, y0) * fx * (1.0 - fy)
+                + at(x0, y0 + 1) * (1.0 - fx) * fy
+                + at(x0 + 1, y0 + 1) * fx * fy;
+            out[y * size + x] = v.round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    out
+}
+
+#[test]
+fn a_jump_of_the_crops_is_not_an_expression() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::default();
+    let still = face_video(dir.path(), Motion::Still);
+    let t = track_crops(&cfg, &still).unwrap();
+    // From frame 500 on, every crop is 4 % larger and 2 px to the right (a re-anchor).
+    let crops: Vec<(u64, Vec<u8>)> = t
+        .crops
+        .iter()
+        .map(|(i, c)| {
+            (
+                *i,
+                if *i >= 500 {
+                    jumped(c, 128, 1.04, 2.0)
+                } else {
+                    c.clone()
+                },
+            )
+        })
+        .collect();
+    let spot = |rebase_px: f64| {
+        let mut c = cfg.spot.clone();
+        c.rebase_px = rebase_px;
+        let mut sp = Spotter::new(&c, t.fps, 128).unwrap();
+        let mut got = Vec::new();
+        for (i, crop) in &crops {
+            got.extend(sp.push(*i, crop).unwrap());
+        }
+        got.extend(sp.finish());
+        let off = spot_offline(&c, t.fps, 128, crops.iter().cloned()).unwrap();
+        (got, off.intervals)
+    };
+    let (live, off) = spot(cfg.spot.rebase_px);
+    assert!(live.is_empty() && off.is_empty(), "{live:?} {off:?}");
+    // Without re-basing the jump is seen as a movement for at least the flow lag.
+    let (live, off) = spot(0.0);
+    assert!(!live.is_empty() && !off.is_empty(), "{live:?} {off:?}");
+}

@@ -31,7 +31,7 @@ pub(crate) struct SpotEvalArgs {
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Grid-search the swept parameters on these folders (tuning data only) and print the best.
+    /// Grid-search the swept parameters on these folders pooled (tuning data only) and print the best.
     #[arg(long)]
     pub(crate) sweep: bool,
     /// Write per-frame region displacements as CSV files into this folder (tuning aid).
@@ -89,28 +89,32 @@ pub(crate) fn spot_command(cfg: &Config, a: SpotArgs) -> Result<ExitCode> {
 pub(crate) fn spot_eval_command(cfg: &Config, a: SpotEvalArgs) -> Result<ExitCode> {
     use aullm::eval::spot_videos as eval;
     let mut results = Vec::new();
+    // A sweep pools every root's videos: one F1 over all tuning sets, not a best per set.
+    let mut pooled = Vec::new();
     for root in &a.roots {
         let videos = aullm::jobs::spot::load_set(cfg, root, a.crop_cache.as_deref())?;
         if let Some(d) = &a.dump {
             eval::dump_signals(&cfg.spot, &videos, d)?;
         }
         if a.sweep {
-            let best = eval::sweep(&cfg.spot, &videos)?;
-            for (f1, c) in best.iter().take(15) {
-                println!(
-                    "F1 {f1:.3}  threshold_mads {} min_threshold_px {} edge_fraction {} blink_px {} min_distance_s {}",
-                    c.threshold_mads,
-                    c.min_threshold_px,
-                    c.edge_fraction,
-                    c.blink_px,
-                    c.min_distance_s
-                );
-            }
+            pooled.extend(videos);
             continue;
         }
         results.push(eval::evaluate_set(&cfg.spot, root, &videos)?);
     }
     if a.sweep {
+        let best = eval::sweep(&cfg.spot, &pooled)?;
+        for (f1, c) in best.iter().take(15) {
+            println!(
+                "F1 {f1:.3}  threshold_mads {} min_threshold_px {} edge_fraction {} blink_px {} min_distance_s {} jaw_px {}",
+                c.threshold_mads,
+                c.min_threshold_px,
+                c.edge_fraction,
+                c.blink_px,
+                c.min_distance_s,
+                c.jaw_px
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let json = serde_json::to_string_pretty(&serde_json::json!({

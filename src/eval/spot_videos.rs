@@ -223,10 +223,9 @@ pub fn render(results: &[SetResult]) -> String {
     s
 }
 
-/// Live F1 (all intervals) of `cfg` on loaded videos.
+/// Live F1 (all intervals) of `cfg` on loaded videos (videos spotted in parallel).
 pub fn live_f1(cfg: &SpotConfig, videos: &[VideoData]) -> Result<f64> {
-    let mut total = KindCounts::default();
-    for v in videos {
+    let spot = |v: &VideoData| -> Result<KindCounts> {
         let size = (v.crops.first().map_or(0, |c| c.1.len()) as f64).sqrt() as usize;
         let mut sp = Spotter::new(cfg, v.fps, size)?;
         let mut pred = Vec::new();
@@ -234,27 +233,56 @@ pub fn live_f1(cfg: &SpotConfig, videos: &[VideoData]) -> Result<f64> {
             pred.extend(sp.push(*i, c)?);
         }
         pred.extend(sp.finish());
-        total.add(&score_video(&v.truth, &pred));
+        Ok(score_video(&v.truth, &pred))
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = videos.len().div_ceil(threads).max(1);
+    let counts: Vec<Result<KindCounts>> = std::thread::scope(|s| {
+        let jobs: Vec<_> = videos
+            .chunks(per)
+            .map(|chunk| {
+                s.spawn(move || {
+                    let mut total = KindCounts::default();
+                    for v in chunk {
+                        total.add(&spot(v)?);
+                    }
+                    Ok(total)
+                })
+            })
+            .collect();
+        jobs.into_iter()
+            .map(|j| {
+                j.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("spotting thread panicked")))
+            })
+            .collect()
+    });
+    let mut total = KindCounts::default();
+    for c in counts {
+        total.add(&c?);
     }
     Ok(total.all.f1().unwrap_or(0.0))
 }
 
 /// Coordinate search of the swept parameters on a loaded set (tuning data only; never on the
-/// evaluation sets): one round, one parameter at a time around `base`. Returns every (F1, config) tried, best first.
+/// evaluation sets): two rounds, one parameter at a time around `base`. Returns every (F1, config) tried, best first.
 pub fn sweep(base: &SpotConfig, videos: &[VideoData]) -> Result<Vec<(f64, SpotConfig)>> {
     type Set = fn(&mut SpotConfig, f64);
-    let axes: [(&str, &[f64], Set); 5] = [
-        ("threshold_mads", &[4.0, 8.0], |c, v| c.threshold_mads = v),
+    let axes: [(&str, &[f64], Set); 6] = [
+        ("threshold_mads", &[4.0, 6.0, 7.0], |c, v| {
+            c.threshold_mads = v
+        }),
         ("min_threshold_px", &[0.08, 0.16], |c, v| {
             c.min_threshold_px = v
         }),
         ("edge_fraction", &[0.15, 0.35], |c, v| c.edge_fraction = v),
         ("blink_px", &[0.25, 0.6], |c, v| c.blink_px = v),
         ("min_distance_s", &[0.1], |c, v| c.min_distance_s = v),
+        ("jaw_px", &[0.0, 0.4, 0.8], |c, v| c.jaw_px = v),
     ];
     let mut best = (live_f1(base, videos)?, base.clone());
     let mut tried = vec![best.clone()];
-    for round in 0..1 {
+    for round in 0..2 {
         for (name, values, set) in &axes {
             for &v in *values {
                 let mut c = best.1.clone();
@@ -315,6 +343,9 @@ pub fn dump_signals(cfg: &SpotConfig, videos: &[VideoData], dir: &Path) -> Resul
         pred.extend(sp.finish());
         let p = dir.join(format!("{}.intervals.json", v.name));
         std::fs::write(&p, serde_json::to_string(&pred)?)
+            .with_context(|| format!("cannot write {}", p.display()))?;
+        let p = dir.join(format!("{}.stats.json", v.name));
+        std::fs::write(&p, serde_json::to_string(&sp.stats())?)
             .with_context(|| format!("cannot write {}", p.display()))?;
         let off = crate::spot::spot_offline(cfg, v.fps, size, v.crops.iter().cloned())?;
         let p = dir.join(format!("{}.offline.json", v.name));

@@ -2,9 +2,11 @@
 //!
 //! Per frame: DIS optical flow between the crop k frames back and this one ([`flow`]), one mean
 //! vector per region (brows, eyes, mouth corners, chin; [`roi`]) minus the nose region's (head
-//! motion), chained into a displacement from neutral ([`signal`]); an adaptive threshold over a
-//! running window ([`threshold`]); events with apex, edges, merging and micro/macro labels
-//! ([`peaks`]). Parameters: `[spot]` ([`params`], calibration/spotting.toml).
+//! motion), chained into a displacement from neutral ([`signal`]); each region scored against its
+//! own running noise spread ([`threshold`], [`Decider`]); events with apex, edges, merging,
+//! micro/macro labels and the blink and speech rules ([`peaks`]). A jump of the whole crop (a
+//! tracker re-anchor) restarts the history. Parameters: `[spot]` ([`params`],
+//! calibration/spotting.toml).
 //! May import: face (crop geometry). Its evaluation over annotated videos is `eval::spot_videos`.
 
 pub mod flow;
@@ -63,6 +65,8 @@ pub struct SpotStats {
     pub blinks: u64,
     /// Events dropped as speech (mouth-led with the jaw dropping).
     pub speech: u64,
+    /// Jumps of the crops (tracker re-anchors) that restarted the history.
+    pub rebases: u64,
     /// Events dropped as too short or of a kind not emitted.
     pub dropped: u64,
 }
@@ -140,6 +144,9 @@ pub struct Decider {
     mads: f32,
     min_sigma: f32,
     mags: Vec<f32>,
+    /// Regions that crossed the threshold during the open event: the event is followed on them
+    /// alone (the largest of all regions' scores has a noise floor that blurs the offset).
+    active: Vec<bool>,
     latest: Option<f32>,
     segmenter: Segmenter,
     stats: SpotStats,
@@ -188,6 +195,7 @@ impl Decider {
             // A region's threshold never lies less than min_threshold_px above its median.
             min_sigma: (cfg.min_threshold_px / cfg.threshold_mads) as f32,
             mags: Vec::new(),
+            active: Vec::new(),
             latest: None,
             segmenter: Segmenter::new(rules(cfg, fps)?),
             stats: SpotStats::default(),
@@ -215,6 +223,8 @@ impl Decider {
             .extend(disp.iter().map(|d| (d[0] * d[0] + d[1] * d[1]).sqrt()));
         let mut best: Option<(usize, f32)> = None;
         let mut warm = !self.mags.is_empty();
+        let following = self.segmenter.in_event();
+        self.active.resize(self.mags.len(), false);
         for (r, &m) in self.mags.iter().enumerate() {
             let spread = match &mut self.noise {
                 Noise::Running { regions, .. } => regions.get_mut(r).and_then(|t| t.spread()),
@@ -227,7 +237,10 @@ impl Decider {
                 continue;
             };
             let z = spread.score(m, self.min_sigma);
-            if best.is_none_or(|b| z > b.1) {
+            if z > self.mads {
+                self.active[r] = true;
+            }
+            if (!following || self.active[r]) && best.is_none_or(|b| z > b.1) {
                 best = Some((r, z));
             }
         }
@@ -260,6 +273,9 @@ impl Decider {
             signal.region_kind(region),
             signal.region_name(region),
         );
+        if !self.segmenter.in_event() {
+            self.active.iter_mut().for_each(|a| *a = false);
+        }
         if !self.segmenter.in_event()
             && let Noise::Running {
                 regions,
@@ -276,8 +292,9 @@ impl Decider {
         self.record(d)
     }
 
-    /// Drops the open event, if any: the crops jumped and its reference is gone.
+    /// The crops jumped: drops the open event, if any (its reference is gone).
     pub fn cancel(&mut self) {
+        self.stats.rebases += 1;
         let d = self.segmenter.cancel();
         self.record(d);
     }

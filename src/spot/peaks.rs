@@ -264,6 +264,24 @@ mod tests {
 
     fn run(values: &[f32]) -> Vec<Interval> {
         let mut s = Segmenter::new(rules());
+        run_with(&mut s, values, RoiKind::Brow, 0.0)
+            .into_iter()
+            .filter_map(|d| match d {
+                Decision::Interval(iv) => Some(iv),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every decision over `values`, led by a region of `kind`, the jaw at `jaw` px throughout.
+    fn run_with(s: &mut Segmenter, values: &[f32], kind: RoiKind, jaw: f32) -> Vec<Decision> {
+        let mut out = feed(s, values, kind, jaw);
+        out.extend(s.finish());
+        out
+    }
+
+    /// The decisions over `values` without ending the stream.
+    fn feed(s: &mut Segmenter, values: &[f32], kind: RoiKind, jaw: f32) -> Vec<Decision> {
         let level = Level {
             baseline: 0.1,
             threshold: 0.5,
@@ -275,16 +293,55 @@ mod tests {
                 value: v,
                 region: 0,
                 vector: [0.0, v],
-                jaw: 0.0,
+                jaw,
             };
-            if let Some(Decision::Interval(iv)) = s.step(&smp, Some(level), RoiKind::Brow, "brow") {
-                out.push(iv);
-            }
-        }
-        if let Some(Decision::Interval(iv)) = s.finish() {
-            out.push(iv);
+            out.extend(s.step(&smp, Some(level), kind, "region"));
         }
         out
+    }
+
+    #[test]
+    fn a_mouth_led_event_with_the_jaw_dropping_is_speech() {
+        let mut v = vec![0.1f32; 80];
+        v[20..50].iter_mut().for_each(|x| *x = 2.0);
+        let speech = SegmentRules {
+            jaw_px: 0.5,
+            ..rules()
+        };
+        let one = |kind, jaw| run_with(&mut Segmenter::new(speech), &v, kind, jaw);
+        assert_eq!(one(RoiKind::Mouth, 0.8), vec![Decision::Speech]);
+        assert_eq!(one(RoiKind::Chin, 0.8), vec![Decision::Speech]);
+        // The jaw still or rising (AU17 pushes the chin up), or a brow-led event: an expression.
+        assert!(matches!(
+            one(RoiKind::Mouth, 0.3)[..],
+            [Decision::Interval(_)]
+        ));
+        assert!(matches!(
+            one(RoiKind::Chin, -1.0)[..],
+            [Decision::Interval(_)]
+        ));
+        assert!(matches!(
+            one(RoiKind::Brow, 0.8)[..],
+            [Decision::Interval(_)]
+        ));
+        // Off at 0.
+        let off = |kind, jaw| run_with(&mut Segmenter::new(rules()), &v, kind, jaw);
+        assert!(matches!(
+            off(RoiKind::Mouth, 0.8)[..],
+            [Decision::Interval(_)]
+        ));
+    }
+
+    #[test]
+    fn a_cancelled_event_is_dropped_and_the_next_waits_for_the_lag() {
+        let mut s = Segmenter::new(rules());
+        let mut v = [0.1f32; 30];
+        v[10..20].iter_mut().for_each(|x| *x = 2.0);
+        assert!(feed(&mut s, &v[..15], RoiKind::Brow, 0.0).is_empty());
+        assert!(s.in_event());
+        assert_eq!(s.cancel(), Some(Decision::Dropped));
+        assert!(!s.in_event());
+        assert_eq!(s.cancel(), None);
     }
 
     #[test]

@@ -167,7 +167,7 @@ mod tests {
         let ex: Vec<bool> = (0..50).map(|i| (20..30).contains(&i)).collect();
         let s = centred_spreads(&v, &ex, 20, 4);
         assert!(s.iter().all(|s| s.unwrap().median == 1.0));
-        let all = centred_spreads(&v, &vec![false; 50], 20, 4);
+        let all = centred_spreads(&v, &[false; 50], 12, 1);
         assert_eq!(all[25].unwrap().median, 5.0);
     }
 }

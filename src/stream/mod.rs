@@ -97,7 +97,7 @@ pub struct FrameRow {
     pub success: bool,
     /// Whether the detector confirmed the face on this frame (else the tracker carried it).
     pub detected: bool,
-    /// Spotting signal (crop pixels of motion), when the spotter has one for this frame.
+    /// Spotting signal (largest region motion in noise spreads), when the spotter has one for this frame.
     pub signal: Option<f32>,
 }
 
