@@ -207,6 +207,11 @@ impl Decider {
         self.segmenter.in_event()
     }
 
+    /// Each region's motion magnitude (crop pixels) in the latest sample, layout order.
+    pub fn magnitudes(&self) -> &[f32] {
+        &self.mags
+    }
+
     /// The latest spotting signal (largest region motion in noise spreads), once warmed up.
     pub fn latest(&self) -> Option<f32> {
         self.latest
@@ -424,10 +429,10 @@ pub fn spot_offline(
             d.cancel();
         }
         if let Some(s) = pushed {
-            for (m, v) in mags.iter_mut().zip(b.displacements()) {
-                m.push((v[0] * v[0] + v[1] * v[1]).sqrt());
-            }
             step(&mut b, &mut d, s.index)?;
+            for (m, &v) in mags.iter_mut().zip(d.magnitudes()) {
+                m.push(v);
+            }
             inside.push(d.in_event() || b.is_pinned());
         }
     }
