@@ -5,6 +5,7 @@ CARGO ?= cargo
 APT_PACKAGES := libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base \
 	gstreamer1.0-plugins-good gstreamer1.0-libav gstreamer1.0-tools libopencv-dev clang libclang-dev \
 	libjpeg62-turbo-dev pkg-config python3-venv
+TEST_APT_PACKAGES := chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEV_BIN := target/debug/aullm
 REL_BIN := target/release/aullm
@@ -12,34 +13,51 @@ DEMO_OUT ?= out/demo
 PYTHON ?= python3
 VENV := .venv
 
-.PHONY: setup system-packages python-test-deps models demo test lint bench bench-live bench-batch loso-default clean
+.PHONY: setup system-packages test-packages python-test-deps models demo test lint bench bench-live bench-batch loso-default clean
 
-## setup: system packages (only those missing), debug build, verified model artefacts. Idempotent.
-setup: system-packages python-test-deps
+## One build for everything a newcomer runs: `make demo` and `make test` share the dev profile
+## (dependencies at opt-level 3, our crate at 2), so the tests after the demo build only the test
+## targets. Release builds are for the benchmarks.
+## setup: system packages (only those missing; Chromium for the monitor test), the Python test
+## clients, the build, verified model artefacts. Idempotent.
+setup: system-packages test-packages python-test-deps
 	$(CARGO) build --locked
 	$(DEV_BIN) models fetch --all
 
-system-packages:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+# Installs the packages named in $(1) that dpkg does not have.
+define apt_install
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing: $$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
-	else echo "system packages present"; fi
+	else echo "system packages present: $(1)"; fi
+endef
 
-## python-test-deps: the real clients the tests drive (websockets, pylsl) and pandas (batch CSV) in a local venv.
+system-packages:
+	$(call apt_install,$(APT_PACKAGES))
+
+## test-packages: what only the tests need (headless Chromium for the live monitor page).
+test-packages:
+	$(call apt_install,$(TEST_APT_PACKAGES))
+
+## python-test-deps: the real clients the tests drive (websockets, pylsl), pandas (batch CSV) and
+## pyxdf (README's XDF recipe) in a local venv.
 python-test-deps:
-	@if $(VENV)/bin/python -c 'import websockets, pylsl, pandas' 2>/dev/null; then echo "python test packages present"; \
+	@if $(VENV)/bin/python -c 'import websockets, pylsl, pandas, pyxdf' 2>/dev/null; then echo "python test packages present"; \
 	else ( [ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV) ) && $(VENV)/bin/pip install -q -r tests/events/requirements.txt; fi
 
-## demo: render a SynthME long video, run the whole pipeline on it with models/default, print the
-## events beside the ground truth; also `aullm faces` on Megamind.avi.
-demo: setup
-	$(CARGO) build --release --locked
-	$(REL_BIN) doctor
-	$(REL_BIN) synth $(DEMO_OUT)/synth --preset bench --subjects 1 --clips 0 --long-videos 1
-	$(REL_BIN) run $(DEMO_OUT)/synth/videos/001_1.avi --sink jsonl:$(DEMO_OUT)/events.jsonl \
-		--truth $(DEMO_OUT)/synth --summary $(DEMO_OUT)/summary.json
-	$(REL_BIN) faces "$$($(REL_BIN) models path megamind)" --out $(DEMO_OUT)/faces --crops $(DEMO_OUT)/faces/crops.mkv
+## demo: one build (the dev profile the tests share), verified models, then: render a SynthME long
+## video, run the whole pipeline on it with models/default, write the HTML report with the ground
+## truth beside the events, print the events beside the truth; also `aullm faces` on Megamind.avi.
+demo: system-packages
+	$(CARGO) build --locked
+	$(DEV_BIN) models fetch --all
+	$(DEV_BIN) doctor
+	$(DEV_BIN) synth $(DEMO_OUT)/synth --preset bench --subjects 1 --clips 0 --long-videos 1
+	$(DEV_BIN) run $(DEMO_OUT)/synth/videos/001_1.avi --sink jsonl:$(DEMO_OUT)/events.jsonl \
+		--truth $(DEMO_OUT)/synth --report $(DEMO_OUT)/report.html --summary $(DEMO_OUT)/summary.json
+	$(DEV_BIN) faces "$$($(DEV_BIN) models path megamind)" --out $(DEMO_OUT)/faces --crops $(DEMO_OUT)/faces/crops.mkv
+	@echo "report:  $(DEMO_OUT)/report.html   (open it in a browser)"
 	@echo "outputs: $(DEMO_OUT)/events.jsonl  $(DEMO_OUT)/summary.json  $(DEMO_OUT)/faces/"
 
 ## test: formatting, lints, then every test (unit + integration on real media).

@@ -20,6 +20,7 @@ pub mod graph;
 pub mod ingest;
 pub mod jobs;
 pub mod models;
+pub mod monitor;
 pub mod onnx;
 pub mod output;
 pub mod rng;

@@ -245,7 +245,7 @@ pub fn process_video(
         ("frames.csv", frames_csv(&rec, &aus).into_bytes()),
         (
             "report.html",
-            report::video_page(&input.id, &row.input, &rec, duration, &model.0)?.into_bytes(),
+            report::video_page(&input.id, &row.input, &rec, duration, &model.0, None)?.into_bytes(),
         ),
     ];
     let mut hashes = BTreeMap::new();

@@ -2,6 +2,7 @@
 //! detected intervals, apex thumbnails of each event) and an index linking every video. Inline SVG
 //! and PNG data URIs only: the pages open anywhere, offline.
 
+use crate::eval::truth::TruthInterval;
 use crate::events::AuEvent;
 use crate::stream::Recording;
 use anyhow::Result;
@@ -65,13 +66,25 @@ fn png_uri(crop: &[u8], size: usize) -> Result<String> {
 
 const STYLE: &str = "body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#f4f4f4}img{image-rendering:pixelated}.micro{fill:#d9534f}.macro{fill:#5b7fb5}";
 
-/// The page of one video.
+/// Annotated intervals to draw beside the events (`aullm run --truth`), with the frame rate that
+/// turns their 1-based frame numbers into times.
+pub struct Truth<'a> {
+    /// The annotation of this video.
+    pub intervals: &'a [TruthInterval],
+    /// Frames per second of the video.
+    pub fps: f64,
+}
+
+/// The page of one video; with `truth`, the annotated intervals are drawn under the signal and the
+/// spotting and AU comparison is printed. The events are also embedded as JSON
+/// (`<script type="application/json" id="aullm-events">`), the same objects as the jsonl sink's.
 pub fn video_page(
     id: &str,
     input: &str,
     rec: &Recording,
     duration_s: f64,
     model: &str,
+    truth: Option<&Truth>,
 ) -> Result<String> {
     let mut b = String::new();
     let _ = write!(
@@ -86,7 +99,14 @@ pub fn video_page(
         esc(model)
     );
     b.push_str("<h2>Spotting signal and detected intervals</h2>");
-    b.push_str(&signal_svg(rec, duration_s));
+    b.push_str(&signal_svg(rec, duration_s, truth));
+    if let Some(t) = truth {
+        let _ = write!(
+            b,
+            "<h2>Against the ground truth</h2><pre>{}</pre>",
+            esc(&crate::eval::truth::compare(&rec.events, t.intervals))
+        );
+    }
     b.push_str("<h2>AU timeline</h2>");
     b.push_str(&au_timeline_svg(&rec.events, duration_s));
     b.push_str("<h2>Events</h2><table><tr><th>#</th><th>apex</th><th>face</th><th>kind</th><th>onset–offset (s)</th><th>score</th><th>AUs present (probability)</th></tr>");
@@ -120,7 +140,14 @@ pub fn video_page(
             }
         );
     }
-    b.push_str("</table></body></html>\n");
+    b.push_str("</table>");
+    let json: Vec<String> = rec.events.iter().map(|e| e.to_json()).collect();
+    // `</` cannot end the script element early once escaped; JSON reads `<\/` as `</`.
+    let _ = writeln!(
+        b,
+        "<script type=\"application/json\" id=\"aullm-events\">[{}]</script></body></html>",
+        json.join(",").replace("</", "<\\/")
+    );
     Ok(b)
 }
 
@@ -132,8 +159,9 @@ fn x_of(t: f64, dur: f64) -> f64 {
     PAD + (W - 2.0 * PAD) * (t / dur.max(1e-9)).clamp(0.0, 1.0)
 }
 
-/// Spotting signal as a polyline (downsampled to at most 2000 points) over shaded intervals.
-fn signal_svg(rec: &Recording, dur: f64) -> String {
+/// Spotting signal as a polyline (downsampled to at most 2000 points) over shaded intervals; the
+/// annotated intervals, when given, as green bars along the bottom.
+fn signal_svg(rec: &Recording, dur: f64, truth: Option<&Truth>) -> String {
     let h = 180.0;
     let pts: Vec<(f64, f32)> = rec
         .frames
@@ -155,6 +183,22 @@ fn signal_svg(rec: &Recording, dur: f64) -> String {
             h - 30.0,
             e.seq
         );
+    }
+    if let Some(t) = truth {
+        for iv in t.intervals {
+            let t0 = (iv.span.onset as f64 - 1.0) / t.fps.max(1e-9);
+            let t1 = (iv.span.offset as f64 - 1.0) / t.fps.max(1e-9);
+            let (x0, x1) = (x_of(t0, dur), x_of(t1, dur));
+            let _ = write!(
+                s,
+                r##"<rect class="truth" fill="#2e7d32" x="{x0:.1}" y="{:.1}" width="{:.1}" height="6"><title>truth {} frames {}–{}</title></rect>"##,
+                h - 16.0,
+                (x1 - x0).max(1.0),
+                iv.kind,
+                iv.span.onset,
+                iv.span.offset
+            );
+        }
     }
     let poly: Vec<String> = pts
         .iter()

@@ -22,6 +22,10 @@ pub(crate) struct PipelineArgs {
     /// Also write the final summary as JSON here.
     #[arg(long)]
     pub(crate) summary: Option<PathBuf>,
+    /// Serve the live monitor page on [IP:]PORT (a bare port listens on --bind, else 127.0.0.1;
+    /// the event token applies): tracked face, spotting signal, events and counters.
+    #[arg(long, value_name = "[IP:]PORT")]
+    pub(crate) ui: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -31,6 +35,10 @@ pub(crate) struct RunArgs {
     /// Compare the events with this SAMM-LV-layout folder's annotations (video id = file stem).
     #[arg(long)]
     pub(crate) truth: Option<PathBuf>,
+    /// Write the HTML report of this run here (the batch report: spotting signal, intervals, AU
+    /// timeline, apex thumbnails; with --truth, the annotation beside the events).
+    #[arg(long, value_name = "FILE.html")]
+    pub(crate) report: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) pipeline: PipelineArgs,
 }
@@ -104,6 +112,11 @@ pub(crate) struct Pipeline {
     pub(crate) model_dir: PathBuf,
     pub(crate) opts: aullm::stream::StreamOptions,
     pub(crate) summary: Option<PathBuf>,
+    /// The live monitor and its server, with `--ui`.
+    pub(crate) ui: Option<(
+        std::sync::Arc<aullm::monitor::Monitor>,
+        aullm::monitor::http::UiServer,
+    )>,
 }
 
 /// Parses `--sink` specs and opens them with `--bind`/`--token` and the AU channel order.
@@ -112,6 +125,16 @@ pub(crate) fn open_bus(
     a: &SinkArgs,
     aus: Vec<String>,
 ) -> Result<aullm::events::EventBus> {
+    Ok(open_bus_with(cfg, a, aus, Vec::new())?.0)
+}
+
+/// [`open_bus`] with sinks of the caller's own (the monitor's); also returns the sink options.
+fn open_bus_with(
+    cfg: &Config,
+    a: &SinkArgs,
+    aus: Vec<String>,
+    extra: Vec<aullm::events::OpenedSink>,
+) -> Result<(aullm::events::EventBus, aullm::events::SinkOptions)> {
     let specs = a
         .sinks
         .iter()
@@ -125,11 +148,29 @@ pub(crate) fn open_bus(
         a.token.as_deref(),
         aus,
     )?;
-    let bus = aullm::events::open_sinks(&specs, &opts)?;
+    let bus = aullm::events::open_sinks_with(&specs, &opts, extra)?;
     for (name, addr) in bus.local_addrs() {
         eprintln!("listening: {name} on {addr}");
     }
-    Ok(bus)
+    Ok((bus, opts))
+}
+
+/// The `--ui` monitor: a sink for the bus, and (once the bus is open) its page server.
+fn monitor_sink(
+    cfg: &Config,
+    ui: Option<&str>,
+) -> Result<
+    Option<(
+        aullm::events::sink::ServerAddr,
+        std::sync::Arc<aullm::monitor::Monitor>,
+    )>,
+> {
+    let Some(v) = ui else { return Ok(None) };
+    let addr = aullm::events::sink::ServerAddr::parse("--ui", v)?;
+    Ok(Some((
+        addr,
+        aullm::monitor::Monitor::new(cfg.spot.threshold_mads as f32),
+    )))
 }
 
 pub(crate) fn open_pipeline(cfg: &Config, p: PipelineArgs) -> Result<Pipeline> {
@@ -141,7 +182,44 @@ pub(crate) fn open_pipeline(cfg: &Config, p: PipelineArgs) -> Result<Pipeline> {
         sinks.sinks.push("jsonl:-".to_string());
     }
     let aus = manifest.aus.iter().map(|a| format!("AU{a}")).collect();
-    let bus = open_bus(cfg, &sinks, aus)?;
+    let monitor = monitor_sink(cfg, p.ui.as_deref())?;
+    let extra = monitor
+        .iter()
+        .map(|(_, m)| aullm::events::OpenedSink {
+            name: "ui".into(),
+            sink: Box::new(aullm::monitor::sink::MonitorSink(m.clone())),
+            counters: Default::default(),
+            local_addr: None,
+        })
+        .collect();
+    let (bus, sink_opts) = open_bus_with(cfg, &sinks, aus, extra)?;
+    let ui = match monitor {
+        Some((addr, m)) => {
+            m.watch_sinks(
+                bus.counters()
+                    .into_iter()
+                    .filter(|(n, _)| n != "ui")
+                    .collect(),
+            );
+            let addr = addr.resolve(sink_opts.bind);
+            let server =
+                aullm::monitor::http::UiServer::start(addr, m.clone(), sink_opts.token.clone())?;
+            let at = server.local_addr();
+            if !at.ip().is_loopback() && sink_opts.token.is_none() {
+                eprintln!(
+                    "warning: the monitor page on {at} is open to the network without a token (set --token)"
+                );
+            }
+            let hint = if sink_opts.token.is_some() {
+                "?token=YOUR_TOKEN"
+            } else {
+                ""
+            };
+            eprintln!("monitor: http://{at}/{hint}");
+            Some((m, server))
+        }
+        None => None,
+    };
     let stop = interrupt_flag("stopping: draining the queues");
     Ok(Pipeline {
         bus,
@@ -150,9 +228,11 @@ pub(crate) fn open_pipeline(cfg: &Config, p: PipelineArgs) -> Result<Pipeline> {
             fps: p.fps,
             stats_every: p.stats.then(|| std::time::Duration::from_secs(1)),
             stop,
+            monitor: ui.as_ref().map(|(m, _)| m.clone()),
             ..aullm::stream::StreamOptions::from_config(cfg)
         },
         summary: p.summary,
+        ui,
     })
 }
 
@@ -162,6 +242,12 @@ pub(crate) fn finish_pipeline(
     mut last: Option<aullm::stream::RunSummary>,
 ) -> Result<Option<aullm::stream::RunSummary>> {
     let sinks = p.bus.close();
+    if let Some((m, server)) = p.ui {
+        // Every event is in the monitor now: let a watching page fetch the last of them.
+        m.finish();
+        m.linger(std::time::Duration::from_secs(2));
+        drop(server);
+    }
     if let Some(s) = last.as_mut() {
         s.sinks = sinks;
         eprint!("{}", s.render());
@@ -228,7 +314,7 @@ pub(crate) fn run_command(cfg: &Config, a: RunArgs) -> Result<ExitCode> {
         None => None,
     };
     let mut p = open_pipeline(cfg, a.pipeline)?;
-    p.opts.record = truth.is_some();
+    p.opts.record = truth.is_some() || a.report.is_some();
     let mut det = aullm::runtime::detector::Detector::load(&p.model_dir, cfg, None)?;
     let mut seq = 0;
     let r = aullm::stream::run(
@@ -247,6 +333,25 @@ pub(crate) fn run_command(cfg: &Config, a: RunArgs) -> Result<ExitCode> {
         }
     };
     let s = finish_pipeline(p, summary)?.expect("summary");
+    if let (Some(path), Some(r)) = (&a.report, &s.recording) {
+        let t = truth
+            .as_deref()
+            .map(|intervals| aullm::batch::report::Truth {
+                intervals,
+                fps: s.fps,
+            });
+        let duration = r.frames.last().map_or(0.0, |f| f.timestamp) + 1.0 / s.fps.max(1e-9);
+        let id = std::path::Path::new(&a.source)
+            .file_stem()
+            .map_or(a.source.clone(), |s| s.to_string_lossy().to_string());
+        let page =
+            aullm::batch::report::video_page(&id, &a.source, r, duration, &s.model, t.as_ref())?;
+        let mut f = aullm::atomic::AtomicFile::create(path)?;
+        std::io::Write::write_all(&mut f, page.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        f.commit()?;
+        println!("report: {}", path.display());
+    }
     if let (Some(t), Some(r)) = (&truth, &s.recording) {
         print!("{}", aullm::eval::truth::compare(&r.events, t));
     }

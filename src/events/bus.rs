@@ -249,6 +249,14 @@ impl EventBus {
             .sum()
     }
 
+    /// Each sink's name and live counters (read by the monitor page while the run goes on).
+    pub fn counters(&self) -> Vec<(String, Arc<SinkCounters>)> {
+        self.slots
+            .iter()
+            .map(|s| (s.name.clone(), s.counters.clone()))
+            .collect()
+    }
+
     /// A snapshot of every sink's counters.
     pub fn stats(&self) -> Vec<SinkStats> {
         self.slots.iter().map(Slot::stats).collect()

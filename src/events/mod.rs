@@ -18,7 +18,7 @@ pub use schema::{AuDecision, AuEvent, ExpressionKind, ModelInfo, SCHEMA, SchemaV
 pub use sink::{SinkOptions, SinkSpec};
 
 use anyhow::{Context, Result};
-use bus::{OpenedSink, SinkCounters};
+pub use bus::{OpenedSink, SinkCounters};
 use lsl_ffi::LslLib;
 use sinks::server::ServerSink;
 use std::path::PathBuf;
@@ -36,6 +36,15 @@ pub fn lsl_library(models: &crate::models::ModelsConfig) -> Result<PathBuf> {
 /// Opens every sink (servers listen, files are created, LSL outlets appear) and starts the bus.
 /// Any failure closes what was opened and names the sink.
 pub fn open_sinks(specs: &[SinkSpec], opts: &SinkOptions) -> Result<EventBus> {
+    open_sinks_with(specs, opts, Vec::new())
+}
+
+/// [`open_sinks`] plus sinks opened by the caller (the live monitor's), driven by the same bus.
+pub fn open_sinks_with(
+    specs: &[SinkSpec],
+    opts: &SinkOptions,
+    extra: Vec<OpenedSink>,
+) -> Result<EventBus> {
     let lsl = if specs.iter().any(|s| matches!(s, SinkSpec::Lsl(_))) {
         let path = opts.lsl_lib.as_ref().context(
             "lsl sink: no liblsl given (set LSL_LIB or run `aullm models fetch liblsl`)",
@@ -94,6 +103,7 @@ pub fn open_sinks(specs: &[SinkSpec], opts: &SinkOptions) -> Result<EventBus> {
             local_addr,
         });
     }
+    opened.extend(extra);
     Ok(EventBus::new(opened, opts.queue, clock))
 }
 

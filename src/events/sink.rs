@@ -26,6 +26,22 @@ impl ServerAddr {
             ServerAddr::Socket(a) => *a,
         }
     }
+
+    /// Parses `PORT`, `IP:PORT` or `localhost:PORT` given to `option` (named in the error).
+    pub fn parse(option: &str, value: &str) -> Result<ServerAddr> {
+        if let Ok(port) = value.parse::<u16>() {
+            return Ok(ServerAddr::Port(port));
+        }
+        let v = value
+            .strip_prefix("localhost:")
+            .map_or(value.to_string(), |p| format!("127.0.0.1:{p}"));
+        match v.parse::<SocketAddr>() {
+            Ok(a) => Ok(ServerAddr::Socket(a)),
+            Err(_) => {
+                bail!("{option} {value:?}: not a port or IP:PORT (e.g. 8080 or 0.0.0.0:8080)")
+            }
+        }
+    }
 }
 
 /// One `--sink` value.

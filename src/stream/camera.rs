@@ -121,6 +121,8 @@ pub struct DriveOptions {
     pub stop: Option<Arc<AtomicBool>>,
     /// Read at most this many frames.
     pub max_frames: Option<u64>,
+    /// Copy the first face's region of the frame this often (the live monitor's picture).
+    pub face_image_every: Option<std::time::Duration>,
 }
 
 impl DriveOptions {
@@ -157,6 +159,8 @@ pub struct TrackedFrame {
     pub faces: Vec<FaceObservation>,
     /// The frame's compressed data could not be decoded.
     pub corrupt: bool,
+    /// The first face's region of the frame, when `face_image_every` asked for one now.
+    pub face_image: Option<crate::monitor::Gray>,
 }
 
 impl TrackedFrame {
@@ -223,6 +227,7 @@ pub fn drive<S: FrameSource + ?Sized>(
     };
     let mut stopped = false;
     let mut last_pts: Option<u64> = None;
+    let mut next_image = Instant::now();
     loop {
         if opts.max_frames.is_some_and(|m| rep.frames >= m) {
             break;
@@ -285,6 +290,16 @@ pub fn drive<S: FrameSource + ?Sized>(
                 (Vec::new(), true)
             }
         };
+        let face_image = match (
+            opts.face_image_every,
+            faces.iter().min_by_key(|o| o.track_id),
+        ) {
+            (Some(every), Some(o)) if Instant::now() >= next_image => {
+                next_image = Instant::now() + every;
+                crate::monitor::feed::face_region(&mut frame, o.bbox)
+            }
+            _ => None,
+        };
         let tf = TrackedFrame {
             index,
             seq: frame.seq,
@@ -296,6 +311,7 @@ pub fn drive<S: FrameSource + ?Sized>(
             fps: rep.fps,
             faces,
             corrupt,
+            face_image,
         };
         drop(frame); // back to the pool before the heavier stages
         if stage(tf)? == Flow::Stop {

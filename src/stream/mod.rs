@@ -61,6 +61,8 @@ pub struct StreamOptions {
     /// decodes them on the face thread only, which costs less CPU when every core is busy anyway
     /// (a batch with a worker per core).
     pub decode_ahead: bool,
+    /// The live monitor (`--ui`) the camera path hands snapshots to.
+    pub monitor: Option<Arc<crate::monitor::Monitor>>,
 }
 
 impl StreamOptions {
@@ -77,6 +79,7 @@ impl StreamOptions {
             offline_origin_ns: None,
             progress: None,
             decode_ahead: true,
+            monitor: None,
         }
     }
 }
@@ -372,7 +375,14 @@ fn camera_path(
         decode_ahead: opts.decode_ahead,
         stop: Some(opts.stop.clone()),
         max_frames: None,
+        face_image_every: opts
+            .monitor
+            .as_ref()
+            .map(|_| crate::monitor::feed::HANDOVER),
     };
+    let mut feed = opts.monitor.clone().map(crate::monitor::feed::Feed::new);
+    let label = ingest.label().to_string();
+    let mut corrupt_seen = 0u64;
     let driven = camera::drive(ingest, tracker, &drive_opts, |f| {
         // The windows need the frame rate: on a file without a declared rate, spotting starts
         // on the second frame.
@@ -407,6 +417,22 @@ fn camera_path(
                 signal: None,
             });
         }
+        corrupt_seen += f.corrupt as u64;
+        let first = f.faces.iter().map(|o| o.track_id).min();
+        let boxes: Vec<crate::monitor::FaceBox> = match &feed {
+            Some(_) => f
+                .faces
+                .iter()
+                .map(|o| crate::monitor::FaceBox {
+                    id: o.track_id,
+                    bbox: o.bbox,
+                    detected: o.detected,
+                    confidence: o.confidence,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut first_crop = None;
         for o in f.faces {
             let (id, confidence, detected) = (o.track_id, o.confidence, o.detected);
             let st = match faces.entry(o.track_id) {
@@ -420,8 +446,29 @@ fn camera_path(
                     ))
                 }
             };
+            let is_first = Some(id) == first;
+            if is_first
+                && let Some(feed) = feed.as_mut()
+                && feed.due()
+            {
+                first_crop = Some(crate::monitor::Gray {
+                    width: size,
+                    height: size,
+                    pixels: o.crop.clone(),
+                });
+            }
+            let before = st.signal();
             for job in st.push(o.track_id, times, o.crop, size, frames_per_clip)? {
                 send(&tx, job, &mut rep, blocking);
+            }
+            if is_first
+                && let Some(feed) = feed.as_mut()
+                && let Some((frame, v)) = st.signal()
+                && before.map(|b| b.0) != Some(frame)
+            {
+                // The signal's frame trails the newest frame by the spotter's lag.
+                let t = times.stream_s - times.seq.saturating_sub(frame) as f64 / rate;
+                feed.signal(t, v);
             }
             if opts.record {
                 rep.rows.push(FrameRow {
@@ -434,6 +481,28 @@ fn camera_path(
                     signal: st.signal().filter(|(f, _)| *f == times.seq).map(|(_, v)| v),
                 });
             }
+        }
+        if let Some(feed) = feed.as_mut()
+            && feed.due()
+        {
+            let c = ingest_stats.snapshot();
+            let (w, h, stream_s) = (f.width, f.height, times.stream_s);
+            let (intervals, clips_dropped, queued) = (rep.intervals, rep.clips_dropped, tx.len());
+            feed.hand_over(f.index + 1, c.received, f.face_image, first_crop, |v| {
+                if v.source != label {
+                    v.source = label.clone();
+                }
+                v.fps = rate;
+                v.frame_size = [w, h];
+                v.stream_s = stream_s;
+                v.ingest = c;
+                v.clip_queue = queued;
+                v.clip_capacity = opts.clip_queue.max(1);
+                v.clips_dropped = clips_dropped;
+                v.intervals = intervals;
+                v.corrupt_frames = corrupt_seen;
+                v.faces = boxes;
+            });
         }
         if let Some(every) = opts.stats_every
             && last_stats.elapsed() >= every
