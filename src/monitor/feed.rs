@@ -75,9 +75,15 @@ impl Feed {
                 v.frames = frames;
                 v.fps_in = fps_in;
                 v.fps_processed = fps_processed;
+                // Each image keeps its last copy until a newer one comes (they are taken on
+                // separate clocks).
                 if has_images {
-                    v.face = face;
-                    v.crop = crop;
+                    if face.is_some() {
+                        v.face = face;
+                    }
+                    if crop.is_some() {
+                        v.crop = crop;
+                    }
                     v.image_seq = seq;
                 }
             },
