@@ -10,6 +10,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEV_BIN := target/debug/aullm
 REL_BIN := target/release/aullm
 DEMO_OUT ?= out/demo
+# What the demo reads (ONNX Runtime, the face detector, the reasoner's base weights, SynthME's photo,
+# Megamind.avi): the other artefacts (identity photos, liblsl) come with `make setup`.
+DEMO_MODELS := onnxruntime blazeface-front blazeface-back smollm2-135m astronaut megamind
 PYTHON ?= python3
 VENV := .venv
 
@@ -51,7 +54,7 @@ python-test-deps:
 ## truth beside the events, print the events beside the truth; also `aullm faces` on Megamind.avi.
 demo: system-packages
 	$(CARGO) build --locked
-	$(DEV_BIN) models fetch --all
+	$(DEV_BIN) models fetch $(DEMO_MODELS)
 	$(DEV_BIN) doctor
 	$(DEV_BIN) synth $(DEMO_OUT)/synth --preset bench --subjects 1 --clips 0 --long-videos 1
 	$(DEV_BIN) run $(DEMO_OUT)/synth/videos/001_1.avi --sink jsonl:$(DEMO_OUT)/events.jsonl \

@@ -64,7 +64,7 @@ fn png_uri(crop: &[u8], size: usize) -> Result<String> {
     Ok(format!("data:image/png;base64,{}", base64(buf.as_slice())))
 }
 
-const STYLE: &str = "body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#f4f4f4}img{image-rendering:pixelated}.micro{fill:#d9534f}.macro{fill:#5b7fb5}";
+const STYLE: &str = "body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#f4f4f4}img{image-rendering:pixelated}pre{white-space:pre-wrap;font-size:12px}.micro{fill:#d9534f}.macro{fill:#5b7fb5}";
 
 /// Annotated intervals to draw beside the events (`aullm run --truth`), with the frame rate that
 /// turns their 1-based frame numbers into times.
@@ -98,7 +98,12 @@ pub fn video_page(
         rec.events.len(),
         esc(model)
     );
-    b.push_str("<h2>Spotting signal and detected intervals</h2>");
+    b.push_str("<h2>Spotting signal and detected intervals</h2><p>The signal is the largest region motion in noise spreads; shaded: detected intervals (red micro, blue macro)");
+    b.push_str(if truth.is_some() {
+        "; green bars: annotated intervals.</p>"
+    } else {
+        ".</p>"
+    });
     b.push_str(&signal_svg(rec, duration_s, truth));
     if let Some(t) = truth {
         let _ = write!(
@@ -213,7 +218,7 @@ fn signal_svg(rec: &Recording, dur: f64, truth: Option<&Truth>) -> String {
         .collect();
     let _ = write!(
         s,
-        r##"<polyline fill="none" stroke="#222" stroke-width="1" points="{}"/><text x="{PAD}" y="{}" font-size="11">0 s</text><text x="{}" y="{}" font-size="11" text-anchor="end">{dur:.1} s</text><text x="2" y="14" font-size="11">{max:.2} px</text></svg>"##,
+        r##"<polyline fill="none" stroke="#222" stroke-width="1" points="{}"/><text x="{PAD}" y="{}" font-size="11">0 s</text><text x="{}" y="{}" font-size="11" text-anchor="end">{dur:.1} s</text><text x="2" y="14" font-size="11">{max:.1} spreads</text></svg>"##,
         poly.join(" "),
         h - 4.0,
         W - PAD,
