@@ -4,34 +4,15 @@
 //! drop nothing with the page open, and a client that connects and never reads must change nothing
 //! the run computes. The page's screenshot is kept in `$CARGO_TARGET_TMPDIR/monitor.png`.
 
-use aullm::config::Config;
-use aullm::data::synth::{SynthConfig, generate};
+mod clients;
+
 use aullm::events::AuEvent;
-use aullm::fixtures::Photo;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A 6 s SynthME long video (3 micro-expressions, 1 macro).
-fn video(root: &Path) -> PathBuf {
-    let cfg = Config::default();
-    let photo = Photo::astronaut(&cfg.models).unwrap();
-    let sc = SynthConfig {
-        seed: 5,
-        subjects: 1,
-        clips_per_subject: 0,
-        long_videos: 1,
-        long_seconds: 6.0,
-        micros_per_video: 3,
-        macros_per_video: 1,
-        ..SynthConfig::bench()
-    };
-    generate(&sc, &photo, root, 2).unwrap();
-    root.join("videos/001_1.avi")
-}
 
 /// `aullm run` on `video` paced at the frame rate (as a camera delivers), with the monitor on a
 /// free port; returns the process and the page's address once it is listening.
@@ -52,6 +33,8 @@ fn start_run(video: &Path, out: &Path) -> (Child, SocketAddr) {
             "--ui",
             "127.0.0.1:0",
         ])
+        // One second of frame queue (default 64 frames): the CI machine is shared and noisy.
+        .args(["--set", "ingest.queue_frames=200"])
         .arg("--model")
         .arg(&model)
         .arg("--sink")
@@ -243,13 +226,15 @@ const READ_PAGE: &str = "JSON.stringify({status: document.getElementById('status
 #[test]
 fn the_monitor_page_shows_every_event_and_costs_the_camera_nothing() {
     let root = tempfile::tempdir().unwrap();
-    let video = video(root.path());
+    let video = clients::long_video(root.path(), 5);
 
     // 1. A browser watching the whole run.
     let out1 = root.path().join("watched");
     std::fs::create_dir_all(&out1).unwrap();
+    // Chromium starts (a CPU-heavy second) before the paced run, as a lab opens its browser first.
+    let mut browser = Browser::open("about:blank");
     let (mut run, addr) = start_run(&video, &out1);
-    let mut browser = Browser::open(&format!("http://{addr}/"));
+    browser.call("Page.navigate", json!({"url": format!("http://{addr}/")}));
     let mut page = Value::Null;
     let t0 = Instant::now();
     while run.try_wait().unwrap().is_none() {

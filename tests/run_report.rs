@@ -1,34 +1,21 @@
 //! `aullm run --truth --report` as `make demo` runs it: the HTML report exists, carries the
 //! annotation beside the events, and the events it embeds are exactly the jsonl sink's.
 
-use aullm::config::Config;
-use aullm::data::synth::{SynthConfig, generate};
-use aullm::fixtures::Photo;
+mod clients;
+
 use std::path::Path;
 use std::process::Command;
 
 #[test]
 fn the_run_report_embeds_exactly_the_jsonl_events_and_the_truth() {
     let root = tempfile::tempdir().unwrap();
-    let cfg = Config::default();
-    let photo = Photo::astronaut(&cfg.models).unwrap();
-    let sc = SynthConfig {
-        seed: 9,
-        subjects: 1,
-        clips_per_subject: 0,
-        long_videos: 1,
-        long_seconds: 6.0,
-        micros_per_video: 3,
-        macros_per_video: 1,
-        ..SynthConfig::bench()
-    };
-    generate(&sc, &photo, root.path(), 2).unwrap();
+    let video = clients::long_video(root.path(), 9);
     let out = root.path().join("out");
     let (jsonl, report) = (out.join("events.jsonl"), out.join("report.html"));
     std::fs::create_dir_all(&out).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_aullm"))
         .arg("run")
-        .arg(root.path().join("videos/001_1.avi"))
+        .arg(&video)
         .arg("--model")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default"))
         .arg("--sink")

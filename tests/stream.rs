@@ -6,9 +6,7 @@
 mod clients;
 
 use aullm::config::Config;
-use aullm::data::synth::{SynthConfig, generate};
 use aullm::events::{AuEvent, EventBus, SinkOptions, SinkSpec, lsl_library, open_sinks};
-use aullm::fixtures::Photo;
 use aullm::ingest::Source;
 use aullm::spot::{Interval, IntervalKind};
 use aullm::stream::{RunSummary, StreamOptions};
@@ -29,25 +27,9 @@ fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         let root = tempfile::tempdir().unwrap().keep();
-        let cfg = Config::default();
-        let photo = Photo::astronaut(&cfg.models).unwrap();
-        let sc = SynthConfig {
-            seed: 5,
-            subjects: 1,
-            clips_per_subject: 0,
-            long_videos: 1,
-            long_seconds: 6.0,
-            micros_per_video: 3,
-            macros_per_video: 1,
-            ..SynthConfig::bench()
-        };
-        generate(&sc, &photo, &root, 2).unwrap();
+        let video = long_video(&root, 5);
         let model = tiny_model(&root, "test-model");
-        Fixture {
-            video: root.join("videos/001_1.avi"),
-            root,
-            model,
-        }
+        Fixture { video, root, model }
     })
 }
 

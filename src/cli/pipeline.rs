@@ -166,7 +166,9 @@ fn monitor_sink(
     )>,
 > {
     let Some(v) = ui else { return Ok(None) };
-    let addr = aullm::events::sink::ServerAddr::parse("--ui", v)?;
+    let addr = aullm::events::sink::ServerAddr::parse(v).with_context(|| {
+        format!("--ui {v:?}: not a port or IP:PORT (e.g. 8080 or 0.0.0.0:8080)")
+    })?;
     Ok(Some((
         addr,
         aullm::monitor::Monitor::new(cfg.spot.threshold_mads as f32),

@@ -27,20 +27,15 @@ impl ServerAddr {
         }
     }
 
-    /// Parses `PORT`, `IP:PORT` or `localhost:PORT` given to `option` (named in the error).
-    pub fn parse(option: &str, value: &str) -> Result<ServerAddr> {
+    /// Parses `PORT`, `IP:PORT` or `localhost:PORT`; None when it is none of them.
+    pub fn parse(value: &str) -> Option<ServerAddr> {
         if let Ok(port) = value.parse::<u16>() {
-            return Ok(ServerAddr::Port(port));
+            return Some(ServerAddr::Port(port));
         }
         let v = value
             .strip_prefix("localhost:")
             .map_or(value.to_string(), |p| format!("127.0.0.1:{p}"));
-        match v.parse::<SocketAddr>() {
-            Ok(a) => Ok(ServerAddr::Socket(a)),
-            Err(_) => {
-                bail!("{option} {value:?}: not a port or IP:PORT (e.g. 8080 or 0.0.0.0:8080)")
-            }
-        }
+        v.parse::<SocketAddr>().ok().map(ServerAddr::Socket)
     }
 }
 
@@ -60,15 +55,9 @@ pub enum SinkSpec {
 const SINK_FORMS: &str = "jsonl:PATH, jsonl:-, tcp:[IP:]PORT, ws:[IP:]PORT or lsl:NAME";
 
 fn parse_addr(spec: &str, kind: &str, rest: &str) -> Result<ServerAddr> {
-    if let Ok(port) = rest.parse::<u16>() {
-        return Ok(ServerAddr::Port(port));
-    }
-    let rest = rest
-        .strip_prefix("localhost:")
-        .map_or(rest.to_string(), |p| format!("127.0.0.1:{p}"));
-    match rest.parse::<SocketAddr>() {
-        Ok(a) => Ok(ServerAddr::Socket(a)),
-        Err(_) => bail!(
+    match ServerAddr::parse(rest) {
+        Some(a) => Ok(a),
+        None => bail!(
             "--sink {spec:?}: {rest:?} is not a port or IP:PORT (e.g. {kind}:9000 or {kind}:0.0.0.0:9000)"
         ),
     }

@@ -146,3 +146,22 @@ pub fn tiny_model(dir: &std::path::Path, name: &str) -> PathBuf {
     aullm::export::bundle::export(&net, &cfg, &[0.5; 8], name, &model).unwrap();
     model
 }
+
+/// A 6 s SynthME long video (200 fps, bench amplitudes and nuisances, 3 micro-expressions and
+/// 1 macro) rendered into `root` from the astronaut photo; returns its path.
+pub fn long_video(root: &std::path::Path, seed: u64) -> PathBuf {
+    let cfg = aullm::config::Config::default();
+    let photo = aullm::fixtures::Photo::astronaut(&cfg.models).unwrap();
+    let sc = aullm::data::synth::SynthConfig {
+        seed,
+        subjects: 1,
+        clips_per_subject: 0,
+        long_videos: 1,
+        long_seconds: 6.0,
+        micros_per_video: 3,
+        macros_per_video: 1,
+        ..aullm::data::synth::SynthConfig::bench()
+    };
+    aullm::data::synth::generate(&sc, &photo, root, 2).unwrap();
+    root.join("videos/001_1.avi")
+}
