@@ -456,8 +456,15 @@ fn replay_command_republishes_a_file_unchanged() {
     let input = dir.path().join("in.jsonl");
     let clock = LslClock::monotonic();
     let lines: Vec<String> = (0..12)
-        .map(|i| event(i, 5_000_000_000 + i as i64 * 9_000_000, &clock).to_json())
+        .map(|i| {
+            let mut e = event(i, 5_000_000_000 + i as i64 * 9_000_000, &clock);
+            // What a real run writes (a difference of stream times): parsed without
+            // serde_json's float_roundtrip, it came back one unit in the last place off.
+            e.duration_ms = 54.999999999999716 + i as f64 * 1.1e-13;
+            e.to_json()
+        })
         .collect();
+    assert!(lines[0].contains("\"duration_ms\":54.999999999999716"));
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
     let out = dir.path().join("sub/out.jsonl");
     let stats = dir.path().join("stats.json");
