@@ -451,6 +451,33 @@ fn publish_never_waits_for_a_stuck_sink_and_counts_what_it_drops() {
 }
 
 #[test]
+fn a_server_open_to_the_network_without_a_token_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let clock = LslClock::monotonic();
+    std::fs::write(&input, event(0, 5_000_000_000, &clock).to_json() + "\n").unwrap();
+    let replay = |extra: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_aullm"))
+            .args(["events", "replay"])
+            .arg(&input)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stderr).unwrap()
+    };
+    let open = replay(&["--sink", "tcp:0", "--bind", "0.0.0.0"]);
+    assert!(
+        open.contains("warning: tcp:0.0.0.0:") && open.contains("without a token"),
+        "{open}"
+    );
+    let with_token = replay(&["--sink", "tcp:0", "--bind", "0.0.0.0", "--token", "s3cret"]);
+    assert!(!with_token.contains("warning"), "{with_token}");
+    let local = replay(&["--sink", "ws:0"]);
+    assert!(!local.contains("warning"), "{local}");
+}
+
+#[test]
 fn replay_command_republishes_a_file_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");

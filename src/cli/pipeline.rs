@@ -151,6 +151,11 @@ fn open_bus_with(
     let bus = aullm::events::open_sinks_with(&specs, &opts, extra)?;
     for (name, addr) in bus.local_addrs() {
         eprintln!("listening: {name} on {addr}");
+        if !addr.ip().is_loopback() && opts.token.is_none() {
+            eprintln!(
+                "warning: {name} is open to the network without a token: anyone who can reach {addr} reads every event (set --token)"
+            );
+        }
     }
     Ok((bus, opts))
 }
