@@ -171,3 +171,38 @@ fn eval_shard_outside_its_count_is_refused_with_the_expected_form() {
         assert!(t.contains("expected I/N with 0 <= I < N"), "{bad}: {t}");
     }
 }
+
+#[test]
+fn a_jsonl_sink_naming_the_input_video_is_refused_and_the_video_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = dir.path().join("v.mkv");
+    let o = aullm(&[
+        "testvideo",
+        video.to_str().unwrap(),
+        "--frames",
+        "10",
+        "--codec",
+        "raw",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let before = std::fs::read(&video).unwrap();
+    // The same file under another spelling of its path.
+    let other = dir.path().join(".").join("v.mkv");
+    let o = aullm(&[
+        "run",
+        video.to_str().unwrap(),
+        "--sink",
+        &format!("jsonl:{}", other.display()),
+    ]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(
+        t.contains("is the input video") && t.contains("v.mkv"),
+        "{t}"
+    );
+    assert_eq!(
+        std::fs::read(&video).unwrap(),
+        before,
+        "the video is intact"
+    );
+}

@@ -308,8 +308,26 @@ pub(crate) fn batch_command(cfg: &Config, a: BatchArgs) -> Result<ExitCode> {
     })
 }
 
+/// Refuses a `jsonl:` sink that names the input file itself: opening the sink truncates it.
+fn refuse_sink_over_input(source: &str, sinks: &[String]) -> Result<()> {
+    let Ok(input) = std::fs::canonicalize(source) else {
+        return Ok(()); // not a local file (a URI, a pipeline, a camera)
+    };
+    for spec in sinks {
+        if let Ok(aullm::events::SinkSpec::Jsonl(Some(p))) = aullm::events::SinkSpec::parse(spec)
+            && std::fs::canonicalize(&p).is_ok_and(|p| p == input)
+        {
+            anyhow::bail!(
+                "--sink {spec}: that is the input video {source}; writing events there would destroy it (choose another file)"
+            );
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn run_command(cfg: &Config, a: RunArgs) -> Result<ExitCode> {
     let source = aullm::ingest::Source::parse(&a.source)?;
+    refuse_sink_over_input(&a.source, &a.pipeline.sinks.sinks)?;
     let truth = match &a.truth {
         Some(root) => {
             let stem = std::path::Path::new(&a.source)
