@@ -52,15 +52,32 @@ fn wanted(name: &str, glob: Option<&str>) -> bool {
     }
 }
 
-/// The output id of `path` relative to `base`.
+/// Names at the top of an output folder that a video's folder must not take.
+const RESERVED_IDS: [&str; 2] = ["index.csv", "index.html"];
+
+/// The output id of `path` relative to `base`: one folder name inside `--out`, never `.`, `..`, a
+/// hidden name or an index file's name (a video called `...avi` used to write into the parent).
 fn id_of(path: &Path, base: &Path) -> String {
     let rel = path.strip_prefix(base).unwrap_or(path);
     let stem = rel.with_extension("");
-    stem.components()
+    let id = stem
+        .components()
         .map(|c| c.as_os_str().to_string_lossy().to_string())
         .filter(|c| c != "/" && !c.is_empty())
+        .map(|c| {
+            if c.starts_with('.') {
+                format!("_{c}")
+            } else {
+                c
+            }
+        })
         .collect::<Vec<_>>()
-        .join("__")
+        .join("__");
+    if id.is_empty() || RESERVED_IDS.iter().any(|r| id.eq_ignore_ascii_case(r)) {
+        format!("{id}_video")
+    } else {
+        id
+    }
 }
 
 /// Expands the command-line inputs: a folder is searched recursively, a `.txt`/`.lst` file lists
@@ -191,6 +208,25 @@ mod tests {
         assert!(parse_shard("0/3").is_err());
         assert!(parse_shard("4/3").is_err());
         assert!(parse_shard("x").is_err());
+    }
+
+    #[test]
+    fn every_id_is_one_plain_folder_inside_the_output() {
+        let base = Path::new("/data");
+        for (file, id) in [
+            ("...avi", "_.."),
+            ("..avi", "_.."),
+            (".hidden.avi", "_.hidden"),
+            ("index.csv.avi", "index.csv_video"),
+            ("INDEX.HTML.mp4", "INDEX.HTML_video"),
+            ("a/../b.avi", "a___..__b"),
+            ("x.avi", "x"),
+        ] {
+            let got = id_of(&base.join(file), base);
+            assert_eq!(got, id, "{file}");
+            let joined = Path::new("/out").join(&got);
+            assert_eq!(joined.parent(), Some(Path::new("/out")), "{file}: {got}");
+        }
     }
 
     #[test]
