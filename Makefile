@@ -16,7 +16,7 @@ DEMO_MODELS := onnxruntime blazeface-front blazeface-back smollm2-135m astronaut
 PYTHON ?= python3
 VENV := .venv
 
-.PHONY: setup system-packages test-packages python-test-deps models demo test lint bench bench-live bench-batch loso-default clean
+.PHONY: setup system-packages test-packages python-test-deps models demo test lint bench bench-live bench-batch loso-default clean fuzz soak
 
 ## One build for everything a newcomer runs: `make demo` and `make test` share the dev profile
 ## (dependencies at opt-level 3, our crate at 2), so the tests after the demo build only the test
@@ -110,3 +110,25 @@ loso-default: setup
 clean:
 	$(CARGO) clean
 	rm -rf out
+
+## fuzz: every fuzz target (fuzz/fuzz_targets: AU strings, sheets, manifest, config, event JSON,
+## the MJPEG region decoder, the container truncation check) for FUZZ_SECONDS each under cargo fuzz
+## (nightly; cargo-fuzz is installed when missing). Seeds in fuzz/corpus/ stay as committed; new
+## inputs go to fuzz/work/, findings to fuzz/artifacts/. Not part of `make test`.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := au_string sheet manifest config event_json jpeg_region truncation
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@set -o pipefail; for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/work/$$t && \
+		$(CARGO) +nightly fuzz run --fuzz-dir fuzz $$t fuzz/work/$$t fuzz/corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=65536 2>&1 | tail -3 || exit 1; \
+	done
+
+## soak: `aullm serve` for SOAK_SECONDS (default 600) on a live-paced SynthME source that ends and
+## comes back every 12 s, with jsonl, TCP, WebSocket and LSL readers and RSS sampled every 10 s
+## (scripts/soak.sh; prints and writes out/soak/soak.json). Not part of `make test`.
+SOAK_OUT ?= out/soak
+soak: setup
+	$(CARGO) build --release --locked
+	scripts/soak.sh $(SOAK_OUT)

@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 
 /// A buffered file written under `NAME.PID.partial` and renamed to `NAME` by [`AtomicFile::commit`]
 /// (the process id keeps two processes writing the same file, e.g. LOSO shards' reports, apart).
+/// Dropped without a commit (an error on the way), it removes its temporary file.
 pub struct AtomicFile {
     writer: BufWriter<File>,
     tmp: PathBuf,
     path: PathBuf,
+    committed: bool,
 }
 
 impl AtomicFile {
@@ -29,6 +31,7 @@ impl AtomicFile {
             writer: BufWriter::new(file),
             tmp,
             path: path.to_path_buf(),
+            committed: false,
         })
     }
 
@@ -48,8 +51,30 @@ impl AtomicFile {
                 self.path.display()
             )
         })?;
+        self.committed = true;
         Ok(self.path.clone())
     }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Removes the temporary files [`AtomicFile`] and the video writer leave in `dir` (not below it)
+/// when a process dies before finishing them (kill -9, power loss); returns how many.
+pub fn sweep_partials(dir: &Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
 }
 
 impl Write for AtomicFile {
@@ -58,5 +83,38 @@ impl Write for AtomicFile {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.writer.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_dropped_before_commit_leaves_nothing_and_sweeps_remove_only_partials() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("summary.json");
+        std::fs::write(&p, "previous").unwrap();
+        {
+            let mut f = AtomicFile::create(&p).unwrap();
+            f.write_all(b"half").unwrap();
+        }
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        assert_eq!(names, ["summary.json"]);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "previous");
+        let mut f = AtomicFile::create(&p).unwrap();
+        f.write_all(b"new").unwrap();
+        f.commit().unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
+
+        std::fs::write(dir.path().join("events.jsonl.123.partial"), "x").unwrap();
+        std::fs::write(dir.path().join("crops.mkv.partial"), "x").unwrap();
+        std::fs::create_dir(dir.path().join("keep.partial")).unwrap();
+        assert_eq!(sweep_partials(dir.path()), 2);
+        assert!(dir.path().join("keep.partial").is_dir());
+        assert!(p.exists());
     }
 }

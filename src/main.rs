@@ -105,21 +105,23 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(exit::ERROR)
         }
     }
 }
 
-/// A flag the first Ctrl-C raises (printing `message`); a second Ctrl-C exits at once.
+/// A flag the first SIGINT, SIGTERM or SIGHUP raises (printing `message`); a second signal
+/// exits at once with [`exit::QUIT`].
 fn interrupt_flag(message: &'static str) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     use std::sync::atomic::{AtomicBool, Ordering};
     let flag = std::sync::Arc::new(AtomicBool::new(false));
     let raised = flag.clone();
     let _ = ctrlc::set_handler(move || {
         if raised.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
+            eprintln!("\nquitting now: queued events and the summary are not written");
+            std::process::exit(exit::QUIT.into());
         }
-        eprintln!("\n{message} (Ctrl-C again to quit now)");
+        eprintln!("\n{message} (a second Ctrl-C, SIGTERM or SIGHUP quits at once)");
     });
     flag
 }
@@ -143,13 +145,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {
-                ExitCode::from(1)
+                ExitCode::from(exit::INCOMPLETE)
             })
         }
         Command::Config {
             action: ConfigAction::Show,
         } => {
             print!("{}", cfg.to_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            action: ConfigAction::Ranges,
+        } => {
+            print!("{}", aullm::config::ranges::markdown());
             Ok(ExitCode::SUCCESS)
         }
         Command::Pipelines => {

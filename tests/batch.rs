@@ -251,6 +251,19 @@ fn killed_batch_resumes_to_the_same_outputs_and_shards_add_up() {
         want,
         "resumed outputs differ from an uninterrupted run"
     );
+    // Issue 19, item 8: the killed run's temporary files are swept by the resume.
+    let mut partials = Vec::new();
+    let mut stack = vec![cut.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else if e.file_name().to_string_lossy().ends_with(".partial") {
+                partials.push(e.path());
+            }
+        }
+    }
+    assert!(partials.is_empty(), "left behind: {partials:?}");
 
     // Shards 1/3, 2/3, 3/3 into one folder equal the unsharded run; --merge indexes them.
     let sharded = tempfile::tempdir().unwrap();

@@ -84,10 +84,15 @@ fn id_of(path: &Path, base: &Path) -> String {
 /// one path per line (`#` comments), anything else is a video. Sorted by id; ids must be unique.
 pub fn collect(args: &[PathBuf], glob: Option<&str>) -> Result<Vec<Input>> {
     let mut out = Vec::new();
+    // Folders by their real path: a symbolic-link loop, or two links to one folder, is listed once.
+    let mut listed = std::collections::HashSet::new();
     for a in args {
         if a.is_dir() {
             let mut stack = vec![a.clone()];
             while let Some(d) = stack.pop() {
+                if !listed.insert(std::fs::canonicalize(&d).unwrap_or_else(|_| d.clone())) {
+                    continue;
+                }
                 let rd = std::fs::read_dir(&d)
                     .with_context(|| format!("cannot list {}", d.display()))?;
                 for e in rd {
@@ -138,7 +143,9 @@ pub fn collect(args: &[PathBuf], glob: Option<&str>) -> Result<Vec<Input>> {
         }
     }
     out.sort();
-    out.dedup_by(|a, b| a.path == b.path);
+    // One video reached by several paths (links) is processed once, under its first id.
+    let mut real = std::collections::HashSet::new();
+    out.retain(|i| real.insert(std::fs::canonicalize(&i.path).unwrap_or_else(|_| i.path.clone())));
     for w in out.windows(2) {
         ensure!(
             w[0].id != w[1].id,
@@ -208,6 +215,18 @@ mod tests {
         assert!(parse_shard("0/3").is_err());
         assert!(parse_shard("4/3").is_err());
         assert!(parse_shard("x").is_err());
+    }
+
+    #[test]
+    fn symbolic_link_loops_and_aliases_are_listed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("in");
+        std::fs::create_dir_all(d.join("day1")).unwrap();
+        std::fs::write(d.join("day1/a.avi"), "x").unwrap();
+        std::os::unix::fs::symlink(&d, d.join("day1/loop")).unwrap();
+        std::os::unix::fs::symlink(d.join("day1/a.avi"), d.join("alias.avi")).unwrap();
+        let got = collect(std::slice::from_ref(&d), None).unwrap();
+        assert_eq!(got.len(), 1, "{got:?}");
     }
 
     #[test]

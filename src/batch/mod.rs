@@ -78,6 +78,10 @@ pub struct BatchSummary {
     pub skipped: usize,
     /// Failed, with why.
     pub failed: Vec<(String, String)>,
+    /// Not started because a signal stopped the batch (ids; `--resume` does them).
+    pub not_processed: Vec<String>,
+    /// Why index.csv / index.html could not be written (a full disk), if so.
+    pub index_error: Option<String>,
     /// Seconds of video processed now.
     pub video_seconds: f64,
     /// Wall seconds.
@@ -101,6 +105,15 @@ impl BatchSummary {
         );
         for (id, e) in &self.failed {
             s.push_str(&format!("  failed {id}: {e}\n"));
+        }
+        if let Some(e) = &self.index_error {
+            s.push_str(&format!("error: the index was not written: {e}\n"));
+        }
+        if !self.not_processed.is_empty() {
+            s.push_str(&format!(
+                "interrupted: {} videos not processed (listed in the index as \"not processed\"; run again with --resume)\n",
+                self.not_processed.len()
+            ));
         }
         s
     }
@@ -192,6 +205,15 @@ pub fn process_video(
 ) -> Result<IndexRow> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let _ = std::fs::remove_file(dir.join("done.json"));
+    let _ = std::fs::remove_file(dir.join("failed.json"));
+    // Temporary files of an earlier run of this video that died (kill -9, full disk).
+    let swept = crate::atomic::sweep_partials(dir);
+    if swept > 0 {
+        tracing::info!(
+            "{}: removed {swept} temporary file(s) of an earlier run",
+            dir.display()
+        );
+    }
     let bus = EventBus::new(Vec::new(), 64, LslClock::monotonic());
     let opts = StreamOptions {
         record: true,
@@ -412,13 +434,32 @@ pub fn run(cfg: &Config, o: &BatchOptions) -> Result<BatchSummary> {
         }
     }
     failed.sort();
-    write_index(std::slice::from_ref(&o.out), &o.out)?;
+    // Workers take inputs in order: those past the last one taken were never started.
+    let started = next.load(Ordering::SeqCst).min(todo.len());
+    let pending: Vec<IndexRow> = todo[started..]
+        .iter()
+        .map(|i| IndexRow {
+            id: i.id.clone(),
+            input: i.path.display().to_string(),
+            status: "not processed".into(),
+            duration_s: 0.0,
+            frames: 0,
+            events: [0, 0],
+            error: Some("the batch was stopped by a signal before this video".into()),
+        })
+        .collect();
+    // A full disk fails the index too: the per-video results are still reported.
+    let index_error = write_index_with(std::slice::from_ref(&o.out), &o.out, &pending)
+        .err()
+        .map(|e| format!("{e:#}"));
     let wall = t0.elapsed().as_secs_f64();
     Ok(BatchSummary {
         videos: all.len(),
         processed: results.len() - failed.len(),
         skipped: done.len(),
         failed,
+        not_processed: pending.into_iter().map(|r| r.id).collect(),
+        index_error,
         video_seconds,
         wall_seconds: wall,
         speed: video_seconds / wall.max(1e-9),
@@ -490,7 +531,15 @@ fn progress_loop(
 /// Reads every video's done.json / failed.json under `dirs` and writes index.html and
 /// index.csv into `out`; returns the rows.
 pub fn write_index(dirs: &[PathBuf], out: &Path) -> Result<Vec<IndexRow>> {
+    write_index_with(dirs, out, &[])
+}
+
+/// [`write_index`] with rows of inputs that have no folder (not processed).
+fn write_index_with(dirs: &[PathBuf], out: &Path, pending: &[IndexRow]) -> Result<Vec<IndexRow>> {
     let mut rows: BTreeMap<String, IndexRow> = BTreeMap::new();
+    for r in pending {
+        rows.insert(r.id.clone(), r.clone());
+    }
     for d in dirs {
         let rd = std::fs::read_dir(d).with_context(|| format!("cannot list {}", d.display()))?;
         for e in rd {
@@ -528,19 +577,21 @@ pub fn write_index(dirs: &[PathBuf], out: &Path) -> Result<Vec<IndexRow>> {
         &out.join("index.html"),
         report::index_page(&rows).as_bytes(),
     )?;
+    // Text fields are always quoted: a name may hold commas, quotes or newlines.
+    let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     let mut csv =
         String::from("video,input,status,duration_s,frames,micro_events,macro_events,error\n");
     for r in &rows {
         csv.push_str(&format!(
-            "{},\"{}\",{},{:.3},{},{},{},\"{}\"\n",
-            r.id,
-            r.input.replace('"', "\"\""),
-            r.status,
+            "{},{},{},{:.3},{},{},{},{}\n",
+            q(&r.id),
+            q(&r.input),
+            q(&r.status),
             r.duration_s,
             r.frames,
             r.events[0],
             r.events[1],
-            r.error.as_deref().unwrap_or("").replace('"', "\"\"")
+            q(r.error.as_deref().unwrap_or(""))
         ));
     }
     write_atomic(&out.join("index.csv"), csv.as_bytes())?;

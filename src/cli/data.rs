@@ -142,7 +142,7 @@ pub(crate) fn data_command(cfg: &Config, action: DataAction) -> Result<ExitCode>
             Ok(if report.ok() {
                 ExitCode::SUCCESS
             } else {
-                ExitCode::from(1)
+                ExitCode::from(super::exit::INCOMPLETE)
             })
         }
     }

@@ -40,8 +40,6 @@ pub(crate) struct ReplayArgs {
 
 pub(crate) fn events_command(cfg: &Config, action: EventsAction) -> Result<ExitCode> {
     use aullm::events::replay;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     let a = match action {
         EventsAction::Validate { file } => {
             let n = replay::read_events(&file)?.len();
@@ -58,11 +56,10 @@ pub(crate) fn events_command(cfg: &Config, action: EventsAction) -> Result<ExitC
         .first()
         .map(|e| e.aus.iter().map(|d| d.au.clone()).collect())
         .unwrap_or_default();
-    let bus = open_bus(cfg, &a.sinks, aus)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let s2 = stop.clone();
-    // Ctrl-C stops publishing; the queues still drain so every published event reaches the sinks.
-    let _ = ctrlc::set_handler(move || s2.store(true, Ordering::Relaxed));
+    // Nothing here is live: publishing waits for the slowest reader rather than dropping.
+    let bus = open_bus(cfg, &a.sinks, aus, true)?;
+    // A signal stops publishing; the queues still drain so every published event reaches the sinks.
+    let stop = interrupt_flag("stopping: draining the sinks");
     let session = replay::Session {
         rate: a.rate,
         retime: a.retime,
@@ -79,12 +76,12 @@ pub(crate) fn events_command(cfg: &Config, action: EventsAction) -> Result<ExitC
     }
     if let Some(p) = &a.stats {
         let json = serde_json::json!({ "events": n, "rejected": rejected, "sinks": stats });
-        let mut f = aullm::atomic::AtomicFile::create(p)?;
-        std::io::Write::write_all(&mut f, serde_json::to_string_pretty(&json)?.as_bytes())?;
-        f.commit()?;
+        write_summary(p, &serde_json::to_string_pretty(&json)?)?;
     }
     Ok(if stats.iter().any(|s| s.error.is_some()) {
-        ExitCode::from(1)
+        ExitCode::from(super::exit::INCOMPLETE)
+    } else if n < events.len() {
+        ExitCode::from(super::exit::INTERRUPTED)
     } else {
         ExitCode::SUCCESS
     })

@@ -17,7 +17,7 @@ pub(crate) struct PipelineArgs {
     #[arg(long)]
     pub(crate) stats: bool,
     /// Frame rate for the spotting windows (default: from the timestamps).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_fps)]
     pub(crate) fps: Option<f64>,
     /// Also write the final summary as JSON here.
     #[arg(long)]
@@ -120,12 +120,14 @@ pub(crate) struct Pipeline {
 }
 
 /// Parses `--sink` specs and opens them with `--bind`/`--token` and the AU channel order.
+/// `pace_by_readers` makes publishing wait for the slowest reader (replay).
 pub(crate) fn open_bus(
     cfg: &Config,
     a: &SinkArgs,
     aus: Vec<String>,
+    pace_by_readers: bool,
 ) -> Result<aullm::events::EventBus> {
-    Ok(open_bus_with(cfg, a, aus, Vec::new())?.0)
+    Ok(open_bus_with(cfg, a, aus, Vec::new(), pace_by_readers)?.0)
 }
 
 /// [`open_bus`] with sinks of the caller's own (the monitor's); also returns the sink options.
@@ -134,13 +136,14 @@ fn open_bus_with(
     a: &SinkArgs,
     aus: Vec<String>,
     extra: Vec<aullm::events::OpenedSink>,
+    pace_by_readers: bool,
 ) -> Result<(aullm::events::EventBus, aullm::events::SinkOptions)> {
     let specs = a
         .sinks
         .iter()
         .map(|s| aullm::events::SinkSpec::parse(s))
         .collect::<Result<Vec<_>>>()?;
-    let opts = aullm::events::sink_options(
+    let mut opts = aullm::events::sink_options(
         &cfg.events,
         &cfg.models,
         &specs,
@@ -148,6 +151,7 @@ fn open_bus_with(
         a.token.as_deref(),
         aus,
     )?;
+    opts.pace_by_readers = pace_by_readers;
     let bus = aullm::events::open_sinks_with(&specs, &opts, extra)?;
     for (name, addr) in bus.local_addrs() {
         eprintln!("listening: {name} on {addr}");
@@ -180,7 +184,13 @@ fn monitor_sink(
     )))
 }
 
-pub(crate) fn open_pipeline(cfg: &Config, p: PipelineArgs) -> Result<Pipeline> {
+/// Opens the model's sinks and the monitor; `stop` is the run's signal flag (installed by the
+/// caller first, so that a signal during model loading is a clean stop too).
+pub(crate) fn open_pipeline(
+    cfg: &Config,
+    p: PipelineArgs,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<Pipeline> {
     let model_dir =
         aullm::runtime::bundle::locate(p.model.as_deref().unwrap_or(&cfg.stream.model))?;
     let manifest = aullm::runtime::bundle::verify(&model_dir)?;
@@ -199,7 +209,7 @@ pub(crate) fn open_pipeline(cfg: &Config, p: PipelineArgs) -> Result<Pipeline> {
             local_addr: None,
         })
         .collect();
-    let (bus, sink_opts) = open_bus_with(cfg, &sinks, aus, extra)?;
+    let (bus, sink_opts) = open_bus_with(cfg, &sinks, aus, extra, false)?;
     let ui = match monitor {
         Some((addr, m)) => {
             m.watch_sinks(
@@ -227,7 +237,6 @@ pub(crate) fn open_pipeline(cfg: &Config, p: PipelineArgs) -> Result<Pipeline> {
         }
         None => None,
     };
-    let stop = interrupt_flag("stopping: draining the queues");
     Ok(Pipeline {
         bus,
         model_dir,
@@ -241,6 +250,11 @@ pub(crate) fn open_pipeline(cfg: &Config, p: PipelineArgs) -> Result<Pipeline> {
         summary: p.summary,
         ui,
     })
+}
+
+/// The signal flag of `run` and `serve`.
+fn stop_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    interrupt_flag("stopping: draining the queues")
 }
 
 /// Prints the summary (and writes it as JSON when asked); closing the bus drains the sinks first.
@@ -259,11 +273,18 @@ pub(crate) fn finish_pipeline(
         s.sinks = sinks;
         eprint!("{}", s.render());
         if let Some(path) = &p.summary {
-            std::fs::write(path, serde_json::to_string_pretty(s)?)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            write_summary(path, &serde_json::to_string_pretty(s)?)?;
         }
     }
     Ok(last)
+}
+
+/// Writes a `--summary` file whole or not at all (a full disk keeps the previous one).
+pub(crate) fn write_summary(path: &std::path::Path, json: &str) -> Result<()> {
+    let mut f = aullm::atomic::AtomicFile::create(path)?;
+    std::io::Write::write_all(&mut f, json.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.commit().map(|_| ())
 }
 
 pub(crate) fn batch_command(cfg: &Config, a: BatchArgs) -> Result<ExitCode> {
@@ -298,13 +319,14 @@ pub(crate) fn batch_command(cfg: &Config, a: BatchArgs) -> Result<ExitCode> {
     eprint!("{}", s.render());
     println!("index: {}", o.out.join("index.html").display());
     if let Some(p) = &a.summary {
-        std::fs::write(p, serde_json::to_string_pretty(&s)?)
-            .with_context(|| format!("cannot write {}", p.display()))?;
+        write_summary(p, &serde_json::to_string_pretty(&s)?)?;
     }
-    Ok(if s.failed.is_empty() {
-        ExitCode::SUCCESS
+    Ok(if !s.failed.is_empty() || s.index_error.is_some() {
+        ExitCode::from(exit::ERROR)
+    } else if !s.not_processed.is_empty() {
+        ExitCode::from(exit::INTERRUPTED)
     } else {
-        ExitCode::from(2)
+        ExitCode::SUCCESS
     })
 }
 
@@ -326,6 +348,7 @@ fn refuse_sink_over_input(source: &str, sinks: &[String]) -> Result<()> {
 }
 
 pub(crate) fn run_command(cfg: &Config, a: RunArgs) -> Result<ExitCode> {
+    let stop = stop_flag();
     let source = aullm::ingest::Source::parse(&a.source)?;
     refuse_sink_over_input(&a.source, &a.pipeline.sinks.sinks)?;
     let truth = match &a.truth {
@@ -338,9 +361,19 @@ pub(crate) fn run_command(cfg: &Config, a: RunArgs) -> Result<ExitCode> {
         }
         None => None,
     };
-    let mut p = open_pipeline(cfg, a.pipeline)?;
+    // A results file that exists is kept until the source and the model are known to work.
+    let keeps_results = a.pipeline.sinks.sinks.iter().any(|s| {
+        matches!(aullm::events::SinkSpec::parse(s),
+            Ok(aullm::events::SinkSpec::Jsonl(Some(p))) if std::fs::metadata(&p).is_ok_and(|m| m.len() > 0))
+    });
+    if keeps_results {
+        aullm::ingest::Ingest::probe(&source, &cfg.ingest)?;
+    }
+    let model_dir =
+        aullm::runtime::bundle::locate(a.pipeline.model.as_deref().unwrap_or(&cfg.stream.model))?;
+    let mut det = aullm::runtime::detector::Detector::load(&model_dir, cfg, None)?;
+    let mut p = open_pipeline(cfg, a.pipeline, stop)?;
     p.opts.record = truth.is_some() || a.report.is_some();
-    let mut det = aullm::runtime::detector::Detector::load(&p.model_dir, cfg, None)?;
     let mut seq = 0;
     let r = aullm::stream::run(
         cfg,
@@ -380,14 +413,19 @@ pub(crate) fn run_command(cfg: &Config, a: RunArgs) -> Result<ExitCode> {
     if let (Some(t), Some(r)) = (&truth, &s.recording) {
         print!("{}", aullm::eval::truth::compare(&r.events, t));
     }
-    Ok(if s.error.is_some() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(
+        if s.error.is_some() || s.sinks.iter().any(|k| k.error.is_some()) {
+            ExitCode::from(exit::INCOMPLETE)
+        } else if s.interrupted {
+            ExitCode::from(exit::INTERRUPTED)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
 pub(crate) fn serve_command(cfg: &Config, a: ServeArgs) -> Result<ExitCode> {
+    let stop = stop_flag();
     let mut spec = format!("pipeline:{}", a.template);
     if !a.params.is_empty() {
         spec.push('?');
@@ -400,7 +438,7 @@ pub(crate) fn serve_command(cfg: &Config, a: ServeArgs) -> Result<ExitCode> {
         spec.push_str(&format!("fps={f}"));
     }
     let source = aullm::ingest::Source::parse(&spec)?;
-    let p = open_pipeline(cfg, a.pipeline)?;
+    let p = open_pipeline(cfg, a.pipeline, stop)?;
     let last = aullm::stream::serve::serve(
         cfg,
         &source,

@@ -1,5 +1,6 @@
 //! `aullm spot` and `aullm spot-eval`.
 
+use super::parse_fps;
 use anyhow::{Result, bail};
 use aullm::config::Config;
 use std::path::PathBuf;
@@ -13,7 +14,7 @@ pub(crate) struct SpotArgs {
     #[arg(long)]
     pub(crate) json: bool,
     /// Frame rate for the spotting windows (default: from the timestamps).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_fps)]
     pub(crate) fps: Option<f64>,
 }
 

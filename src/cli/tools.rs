@@ -131,6 +131,8 @@ pub(crate) enum ModelsAction {
 pub(crate) enum ConfigAction {
     /// Print the effective configuration (defaults, file, overrides).
     Show,
+    /// Print the accepted range of every numeric key (Markdown).
+    Ranges,
 }
 
 #[derive(clap::Args)]
@@ -315,8 +317,15 @@ pub(crate) fn faces(cfg: &Config, args: FacesArgs) -> Result<ExitCode> {
         max_frames: args.max_frames,
     };
     let summary = aullm::jobs::faces::run(cfg, &source, &opts, |stop| {
-        // Ctrl-C ends the stream cleanly: queued frames are processed and outputs completed.
-        let _ = ctrlc::set_handler(move || stop.stop());
+        // A signal ends the stream cleanly: queued frames are processed and outputs completed;
+        // a second one quits at once.
+        let raised = std::sync::atomic::AtomicBool::new(false);
+        let _ = ctrlc::set_handler(move || {
+            if raised.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                std::process::exit(super::exit::QUIT.into());
+            }
+            stop.stop();
+        });
     })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -325,7 +334,7 @@ pub(crate) fn faces(cfg: &Config, args: FacesArgs) -> Result<ExitCode> {
     }
     if let Some(e) = &summary.error {
         eprintln!("error: {e}");
-        return Ok(ExitCode::from(1));
+        return Ok(ExitCode::from(super::exit::INCOMPLETE));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -416,7 +425,7 @@ pub(crate) fn models(cfg: &Config, action: ModelsAction) -> Result<ExitCode> {
                 }
             }
             Ok(if bad > 0 {
-                ExitCode::from(1)
+                ExitCode::from(super::exit::INCOMPLETE)
             } else {
                 ExitCode::SUCCESS
             })

@@ -107,11 +107,93 @@ pub struct Table {
     pub rows: Vec<Row>,
 }
 
+/// The largest annotation file read (bytes on disk; a zipped workbook's parts unpacked).
+pub const MAX_SHEET_BYTES: u64 = 256 << 20;
+/// The most characters one cell may hold (annotation cells are codes, numbers and short notes).
+pub const MAX_CELL_CHARS: usize = 10_000;
+
+/// Refuses a file, or a workbook whose unpacked parts, larger than [`MAX_SHEET_BYTES`] before
+/// anything is parsed: a 1 MB spreadsheet can unpack to gigabytes.
+fn check_size(path: &Path) -> Result<()> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
+    if len > MAX_SHEET_BYTES {
+        bail!(
+            "{}: {len} bytes; annotation files are read up to {MAX_SHEET_BYTES} bytes",
+            path.display()
+        );
+    }
+    let mut head = [0u8; 4];
+    let zipped = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && head == *b"PK\x03\x04";
+    if zipped {
+        let f =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut z = zip::ZipArchive::new(std::io::BufReader::new(f))
+            .with_context(|| format!("{}: not a readable workbook (zip)", path.display()))?;
+        let mut total = 0u64;
+        for i in 0..z.len() {
+            let e = z
+                .by_index_raw(i)
+                .with_context(|| format!("{}: damaged workbook (zip entry {i})", path.display()))?;
+            total = total.saturating_add(e.size());
+            if total > MAX_SHEET_BYTES {
+                bail!(
+                    "{}: its parts unpack to more than {MAX_SHEET_BYTES} bytes ({} alone is {} bytes); not read",
+                    path.display(),
+                    e.name(),
+                    e.size()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a cell longer than [`MAX_CELL_CHARS`], naming where it is (the text is not repeated).
+fn check_cell(path: &Path, sheet: &str, row: usize, col: usize, cell: &Cell) -> Result<()> {
+    if let Cell::Text(t) = cell
+        && t.len() > MAX_CELL_CHARS
+        && t.chars().count() > MAX_CELL_CHARS
+    {
+        let at = if sheet.is_empty() {
+            String::new()
+        } else {
+            format!(" sheet {sheet:?}")
+        };
+        bail!(
+            "{}{at} row {row} column {}: a cell of {} characters; annotation cells hold at most {MAX_CELL_CHARS}",
+            path.display(),
+            column_name(col),
+            t.chars().count()
+        );
+    }
+    Ok(())
+}
+
+/// Excel's name of 0-based column `i` (A, B, ..., Z, AA, ...).
+pub fn column_name(mut i: usize) -> String {
+    let mut s = Vec::new();
+    loop {
+        s.push(b'A' + (i % 26) as u8);
+        if i < 26 {
+            break;
+        }
+        i = i / 26 - 1;
+    }
+    s.reverse();
+    String::from_utf8(s).unwrap_or_default()
+}
+
 /// Names of the sheets in a workbook (empty for CSV).
 pub fn sheet_names(path: &Path) -> Result<Vec<String>> {
     if is_csv(path) {
         return Ok(Vec::new());
     }
+    check_size(path)?;
     let wb = open_workbook_auto(path).with_context(|| format!("cannot open {}", path.display()))?;
     Ok(wb.sheet_names())
 }
@@ -124,6 +206,7 @@ pub fn read_table(path: &Path, index: usize) -> Result<Table> {
         }
         return read_csv(path);
     }
+    check_size(path)?;
     let mut wb =
         open_workbook_auto(path).with_context(|| format!("cannot open {}", path.display()))?;
     let names = wb.sheet_names();
@@ -140,10 +223,11 @@ pub fn read_table(path: &Path, index: usize) -> Result<Table> {
             // calamine's range starts at the first used cell; pad so that column 0 is column A.
             let mut cells = vec![Cell::Empty; c0 as usize];
             cells.extend(r.iter().map(convert));
-            rows.push(Row {
-                number: r0 as usize + i + 1,
-                cells,
-            });
+            let number = r0 as usize + i + 1;
+            for (c, cell) in cells.iter().enumerate() {
+                check_cell(path, &name, number, c, cell)?;
+            }
+            rows.push(Row { number, cells });
         }
     }
     Ok(Table {
@@ -173,15 +257,42 @@ fn convert(d: &Data) -> Cell {
 }
 
 fn read_csv(path: &Path) -> Result<Table> {
+    check_size(path)?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // Line numbers from byte offsets: the parser's own count is one off on CRLF files (Excel's).
+    let starts: Vec<u64> = std::iter::once(0)
+        .chain(
+            bytes
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i as u64 + 1),
+        )
+        .collect();
+    // A record's position is where the parser started, before the blank lines it skipped.
+    let line_of = |byte: u64| {
+        let skip = bytes.get(byte as usize..).map_or(0, |r| {
+            r.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count()
+        });
+        starts.partition_point(|&s| s <= byte + skip as u64)
+    };
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_path(path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+        .from_reader(bytes.as_slice());
     let mut rows = Vec::new();
     for rec in rdr.records() {
-        let rec = rec.with_context(|| format!("cannot read {}", path.display()))?;
-        let number = rec.position().map(|p| p.line() as usize).unwrap_or(0);
+        let rec = rec.map_err(|e| {
+            let at = e
+                .position()
+                .map_or(String::new(), |p| format!(" line {}", line_of(p.byte())));
+            let why = match e.kind() {
+                csv::ErrorKind::Utf8 { err, .. } => format!("not UTF-8 text ({err})"),
+                _ => e.to_string(),
+            };
+            anyhow!("cannot read {}{at}: {why}", path.display())
+        })?;
+        let number = rec.position().map(|p| line_of(p.byte())).unwrap_or(0);
         let cells = rec
             .iter()
             .enumerate()
@@ -198,7 +309,10 @@ fn read_csv(path: &Path) -> Result<Table> {
                     Cell::Text(s.to_string())
                 }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        for (c, cell) in cells.iter().enumerate() {
+            check_cell(path, "", number, c, cell)?;
+        }
         rows.push(Row { number, cells });
     }
     Ok(Table {
@@ -409,6 +523,33 @@ mod tests {
     fn numbers_print_like_excel_shows_them() {
         assert_eq!(Cell::Number(12.0).text(), "12");
         assert_eq!(Cell::Text(" 4+L10 ".into()).text(), "4+L10");
+    }
+
+    #[test]
+    fn crlf_csv_rows_are_numbered_like_lf_ones_and_long_cells_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for eol in ["\n", "\r\n"] {
+            let p = dir.path().join("a.csv");
+            let text = ["Subject,Onset", "1,10", "", "2,\"multi", "line\"", "3,30"].join(eol);
+            std::fs::write(&p, text + eol).unwrap();
+            let t = read_table(&p, 0).unwrap();
+            let numbers: Vec<usize> = t.rows.iter().map(|r| r.number).collect();
+            // The blank line is skipped by the parser; the quoted cell spans lines 4-5.
+            assert_eq!(numbers, [1, 2, 4, 6], "{eol:?}");
+            let bad = [&b"a,b"[..], b"1,2", b"3,\xff"].join(eol.as_bytes());
+            std::fs::write(&p, bad).unwrap();
+            let err = format!("{:#}", read_table(&p, 0).unwrap_err());
+            assert!(
+                err.contains("a.csv line 3") && err.contains("UTF-8"),
+                "{eol:?}: {err}"
+            );
+        }
+        let p = dir.path().join("long.csv");
+        std::fs::write(&p, format!("a,b\n1,{}\n", "x".repeat(MAX_CELL_CHARS + 1))).unwrap();
+        let err = format!("{:#}", read_table(&p, 0).unwrap_err());
+        assert!(err.contains("row 2 column B") && err.len() < 300, "{err}");
+        assert_eq!(column_name(0), "A");
+        assert_eq!(column_name(27), "AB");
     }
 
     #[test]

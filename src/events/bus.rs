@@ -4,7 +4,7 @@
 use super::clock::LslClock;
 use super::schema::AuEvent;
 use super::sink::{Encoded, Sink};
-use crossbeam_channel::{Sender, TrySendError, bounded};
+use crossbeam_channel::{Sender, bounded};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -139,6 +139,8 @@ pub struct EventBus {
     slots: Vec<Slot>,
     clock: LslClock,
     rejected: AtomicU64,
+    /// Wait for room in each sink's queue instead of dropping (replay; see `SinkOptions`).
+    pub(crate) pace_by_readers: bool,
 }
 
 impl EventBus {
@@ -198,6 +200,7 @@ impl EventBus {
             slots,
             clock,
             rejected: AtomicU64::new(0),
+            pace_by_readers: false,
         }
     }
 
@@ -214,11 +217,13 @@ impl EventBus {
         for s in &self.slots {
             s.counters.published.fetch_add(1, Relaxed);
             let Some(tx) = &s.tx else { continue };
-            match tx.try_send(enc.clone()) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                    s.counters.dropped.fetch_add(1, Relaxed);
-                }
+            let sent = if self.pace_by_readers {
+                tx.send(enc.clone()).is_ok()
+            } else {
+                tx.try_send(enc.clone()).is_ok()
+            };
+            if !sent {
+                s.counters.dropped.fetch_add(1, Relaxed);
             }
         }
     }

@@ -104,7 +104,9 @@ pub fn open_sinks_with(
         });
     }
     opened.extend(extra);
-    Ok(EventBus::new(opened, opts.queue, clock))
+    let mut bus = EventBus::new(opened, opts.queue, clock);
+    bus.pace_by_readers = opts.pace_by_readers;
+    Ok(bus)
 }
 
 /// The sink options of a run: `[events]` configuration, then `--bind` and `--token` (or

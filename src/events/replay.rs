@@ -11,18 +11,38 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+/// The longest line read as an event (an event is a few kB; `/dev/zero` has no line end at all).
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
 /// Reads and validates every event of a JSON-lines file (blank lines skipped); errors name file:line.
 pub fn read_events(path: &Path) -> Result<Vec<AuEvent>> {
+    use std::io::Read;
     let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut r = BufReader::new(f);
     let mut out = Vec::new();
-    for (i, line) in BufReader::new(f).lines().enumerate() {
-        let line =
-            line.with_context(|| format!("cannot read {} line {}", path.display(), i + 1))?;
+    let mut buf = Vec::new();
+    for i in 1.. {
+        buf.clear();
+        let n = (&mut r)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("cannot read {} line {i}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        if buf.len() > MAX_LINE_BYTES {
+            anyhow::bail!(
+                "{} line {i}: longer than {MAX_LINE_BYTES} bytes, not an event line",
+                path.display()
+            );
+        }
+        let line = std::str::from_utf8(&buf)
+            .with_context(|| format!("{} line {i}: not UTF-8 text", path.display()))?;
         if line.trim().is_empty() {
             continue;
         }
-        let ev = AuEvent::from_json(&line)
-            .with_context(|| format!("{} line {}", path.display(), i + 1))?;
+        let ev = AuEvent::from_json(line.trim_end_matches(['\n', '\r']))
+            .with_context(|| format!("{} line {i}", path.display()))?;
         out.push(ev);
     }
     Ok(out)

@@ -129,6 +129,10 @@ pub struct SinkOptions {
     pub lsl_max_buffered_s: i32,
     /// At close, how long LSL outlets with consumers stay up so the last samples reach them.
     pub lsl_linger: Duration,
+    /// Replay: publishing waits for room in every queue (sink threads, server clients) instead
+    /// of dropping, so the slowest reader sets the pace; a client that takes nothing for
+    /// `write_timeout` is still dropped as too slow. Live runs never wait.
+    pub pace_by_readers: bool,
 }
 
 impl Default for SinkOptions {
@@ -151,6 +155,7 @@ impl SinkOptions {
             lsl_lib: None,
             lsl_max_buffered_s: c.lsl_max_buffered_s,
             lsl_linger: Duration::from_millis(c.lsl_linger_ms),
+            pace_by_readers: false,
         }
     }
 }

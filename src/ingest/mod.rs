@@ -2,7 +2,7 @@
 //! Owns `[ingest]` ([`config`]). May import: frame, clock.
 
 pub mod config;
-mod container;
+pub mod container;
 mod reader;
 pub mod source;
 pub mod stats;
@@ -105,6 +105,8 @@ pub struct Ingest {
     last_pts_ns: Option<u64>,
     frame_period_ns: Option<u64>,
     file: Option<std::path::PathBuf>,
+    /// Set by a [`StopHandle`]: the stream ends early on purpose, which is not truncation.
+    stop_requested: Arc<AtomicBool>,
     /// Region the face path expects to read next, packed (see `reader::pack_rect`).
     region_hint: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -113,16 +115,30 @@ pub struct Ingest {
 #[derive(Clone)]
 pub struct StopHandle {
     pipeline: gst::Pipeline,
+    requested: Arc<AtomicBool>,
 }
 
 impl StopHandle {
-    /// Sends end-of-stream into the pipeline; queued frames are still delivered.
+    /// Sends end-of-stream into the pipeline; queued frames are still delivered, and the end is
+    /// an interruption, not a short file.
     pub fn stop(&self) {
+        self.requested.store(true, Ordering::SeqCst);
         self.pipeline.send_event(gst::event::Eos::new());
     }
 }
 
 impl Ingest {
+    /// Opens `source` and reads its first frame, then closes it: whether the source can be read
+    /// at all, asked before anything is written for it.
+    pub fn probe(source: &Source, cfg: &IngestConfig) -> Result<()> {
+        let mut ingest = Ingest::open(source, cfg)?;
+        match ingest.next_frame() {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(anyhow!("source {}: no video frames", source.label())),
+            Err(e) => Err(anyhow!("source {}: {e}", source.label())),
+        }
+    }
+
     /// Builds and starts the pipeline for `source`.
     pub fn open(source: &Source, cfg: &IngestConfig) -> Result<Ingest> {
         init_gstreamer()?;
@@ -147,6 +163,9 @@ impl Ingest {
         let pipeline = element
             .downcast::<gst::Pipeline>()
             .map_err(|_| anyhow!("source {label}: description did not make a pipeline"))?;
+        if let Some(path) = source.file_location() {
+            set_file_location(&pipeline, &path);
+        }
         if regions {
             link_on_pad(&pipeline).with_context(|| format!("source {label}"))?;
         }
@@ -181,6 +200,7 @@ impl Ingest {
             last_pts_ns: None,
             frame_period_ns: None,
             file: source.local_file(),
+            stop_requested: Arc::new(AtomicBool::new(false)),
             // Until the reader says what it reads, it decodes what it asks for itself.
             region_hint: Arc::new(std::sync::atomic::AtomicU64::new(reader::HINT_NONE)),
         };
@@ -294,7 +314,13 @@ impl Ingest {
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle {
             pipeline: self.pipeline.clone(),
+            requested: self.stop_requested.clone(),
         }
+    }
+
+    /// Whether the stream was ended by [`StopHandle::stop`] rather than by its own end.
+    pub fn stop_requested(&self) -> bool {
+        self.stop_requested.load(Ordering::SeqCst)
     }
 
     /// Duration the container declares (files), if known.
@@ -365,6 +391,10 @@ impl Ingest {
         if let Some(e) = self.pending_error.take() {
             return Err(e);
         }
+        if self.stop_requested() {
+            // Stopped on request: the file was not read to its end, so its length says nothing.
+            return Ok(None);
+        }
         if let Some(reason) = self.file.as_deref().and_then(container::truncation) {
             return Err(IngestError {
                 element: demuxer.unwrap_or_else(|| self.label.clone()),
@@ -392,6 +422,18 @@ impl Ingest {
             }
         }
         Ok(None)
+    }
+}
+
+/// Gives every element whose `location` is [`source::FILE_LOCATION`] the real path (set as a
+/// property, so quotes, `!` and newlines in file names never meet the launch syntax).
+fn set_file_location(pipeline: &gst::Pipeline, path: &Path) {
+    for e in pipeline.iterate_recurse().into_iter().flatten() {
+        if e.find_property("location").is_some()
+            && e.property::<Option<String>>("location").as_deref() == Some(source::FILE_LOCATION)
+        {
+            e.set_property("location", path.to_string_lossy().to_string());
+        }
     }
 }
 

@@ -71,6 +71,9 @@ fn unpack_rect(v: u64) -> crate::frame::Rect {
     ]
 }
 
+/// The largest frame side aullm reads (pixels).
+pub const MAX_SIDE: usize = 16_384;
+
 /// What the appsink's caps say a sample holds.
 #[derive(Clone)]
 pub(crate) enum Layout {
@@ -146,26 +149,35 @@ impl SinkState {
 
         let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
         let src = map.as_slice();
-        let (w, h, pixels, jpeg) = match &layout {
-            Layout::Raw(info) => {
-                let (w, h) = (info.width() as usize, info.height() as usize);
-                (w, h, self.convert(info, src, w, h)?, None)
-            }
-            Layout::Jpeg { width, height, .. } => {
-                let (w, h) = match (width, height) {
-                    (Some(w), Some(h)) => (*w as usize, *h as usize),
-                    _ => match crate::frame::jpeg::dims(src) {
-                        Ok((w, h)) => (w as usize, h as usize),
-                        Err(e) => {
-                            self.post_error(sink, &format!("frame {}: {e:#}", self.seq));
-                            return Err(gst::FlowError::Error);
-                        }
-                    },
-                };
+        let (w, h) = match &layout {
+            Layout::Raw(info) => (info.width() as usize, info.height() as usize),
+            Layout::Jpeg { width, height, .. } => match (width, height) {
+                (Some(w), Some(h)) => (*w as usize, *h as usize),
+                _ => match crate::frame::jpeg::dims(src) {
+                    Ok((w, h)) => (w as usize, h as usize),
+                    Err(e) => {
+                        self.post_error(sink, &format!("frame {}: {e:#}", self.seq));
+                        return Err(gst::FlowError::Error);
+                    }
+                },
+            },
+        };
+        // A header may claim any size: nothing is allocated from it beyond this bound.
+        if !(1..=MAX_SIDE).contains(&w) || !(1..=MAX_SIDE).contains(&h) {
+            let limit = format!("aullm reads frames up to {MAX_SIDE}x{MAX_SIDE}");
+            self.post_error(
+                sink,
+                &format!("frame {}: {w}x{h} pixels, {limit}", self.seq),
+            );
+            return Err(gst::FlowError::Error);
+        }
+        let (pixels, jpeg) = match &layout {
+            Layout::Raw(info) => (self.convert(info, src, w, h)?, None),
+            Layout::Jpeg { .. } => {
                 let mut bytes = self.jpeg_pool.take(src.len());
                 bytes.copy_from_slice(src);
                 // Decoded later, by region, on the face thread.
-                (w, h, self.pool.take(w * h), Some(bytes))
+                (self.pool.take(w * h), Some(bytes))
             }
         };
         drop(map);

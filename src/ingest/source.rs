@@ -23,6 +23,9 @@ pub enum Source {
     Raw(String),
 }
 
+/// Stands for a file's path in its launch description until the element is built.
+pub const FILE_LOCATION: &str = "aullm-file-location";
+
 impl Source {
     /// Parses the command-line form. Files must exist.
     pub fn parse(spec: &str) -> Result<Source> {
@@ -89,13 +92,23 @@ impl Source {
         }
     }
 
+    /// The file a [`Source::File`] reads, absolute (what `Ingest::open` puts in place of
+    /// [`FILE_LOCATION`]).
+    pub fn file_location(&self) -> Option<PathBuf> {
+        match self {
+            Source::File(p) => Some(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())),
+            _ => None,
+        }
+    }
+
     /// The GStreamer description up to (not including) the conversion to gray and the sink.
     pub fn description(&self, templates_dir: Option<&Path>) -> Result<String> {
         match self {
-            Source::File(p) => {
-                let abs = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+            Source::File(_) => {
+                // The path is set on the element after parsing (`Ingest::open`): a file name may
+                // hold any character, and none of them must reach the launch syntax.
                 let mut params = BTreeMap::new();
-                params.insert("location".to_string(), abs.display().to_string());
+                params.insert("location".to_string(), FILE_LOCATION.to_string());
                 template::find("file", templates_dir)?.render(&params)
             }
             Source::Uri(u) => {

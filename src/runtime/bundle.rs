@@ -98,6 +98,15 @@ pub fn verify(dir: &Path) -> Result<ModelManifest> {
         m.aus.len()
     );
     for (f, want) in &m.files {
+        // A manifest names files inside its folder: never `../..`, an absolute path or a drive.
+        let plain = Path::new(f)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        ensure!(
+            plain && !f.is_empty(),
+            "{}: file entry {f:?} is not a plain name inside the model folder",
+            path.display()
+        );
         let fp = dir.join(f);
         let got = crate::models::sha256_file(&fp)
             .with_context(|| format!("model {}: cannot read {f}", m.name))?;
@@ -109,4 +118,34 @@ pub fn verify(dir: &Path) -> Result<ModelManifest> {
         );
     }
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_entries_stay_inside_the_model_folder() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("m");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(root.path().join("secret"), "outside").unwrap();
+        let hash = crate::models::sha256_file(&root.path().join("secret")).unwrap();
+        for entry in ["../secret", "/etc/hostname", "a/../../secret", ""] {
+            let m = serde_json::json!({
+                "format": FORMAT, "name": "m", "aus": [], "thresholds": [], "decider": "mlp",
+                "base": "", "files": { entry: hash }, "trained": {}
+            });
+            std::fs::write(dir.join("model.json"), m.to_string()).unwrap();
+            let err = format!("{:#}", verify(&dir).unwrap_err());
+            assert!(err.contains("not a plain name"), "{entry}: {err}");
+        }
+        std::fs::copy(root.path().join("secret"), dir.join("inside")).unwrap();
+        let m = serde_json::json!({
+            "format": FORMAT, "name": "m", "aus": [], "thresholds": [], "decider": "mlp",
+            "base": "", "files": { "inside": hash }, "trained": {}
+        });
+        std::fs::write(dir.join("model.json"), m.to_string()).unwrap();
+        verify(&dir).unwrap();
+    }
 }

@@ -75,6 +75,37 @@ pub struct Detector {
     dir: PathBuf,
 }
 
+/// Keys of `[frontend]` and `[reasoner]` that say how to run, not what the model is: the caller's
+/// configuration sets them.
+const RUNTIME_KEYS: &[&str] = &[
+    "frontend.execution_provider",
+    "frontend.intra_threads",
+    "reasoner.device",
+    "reasoner.threads",
+    "reasoner.dtype",
+];
+
+/// A model folder defines its front-end and reasoner: a key of those sections that the caller
+/// changed from its default to something else than the model's value would be silently ignored,
+/// so it is an error naming the key, both values and the model.
+fn refuse_overridden_model_keys(runtime: &Config, model: &Config, name: &str) -> Result<()> {
+    use crate::config::ranges::leaves;
+    let defaults = leaves(&Config::default());
+    let model = leaves(model);
+    for (key, value) in leaves(runtime) {
+        let defining = (key.starts_with("frontend.") || key.starts_with("reasoner."))
+            && !RUNTIME_KEYS.contains(&key.as_str());
+        if defining && defaults.get(&key) != Some(&value) && model.get(&key) != Some(&value) {
+            let theirs = model.get(&key).map_or("nothing".into(), |v| v.to_string());
+            anyhow::bail!(
+                "{key} = {value} is set, but model {name} defines {key} = {theirs} (its config.toml): \
+                 remove the setting, or train and export a model with it"
+            );
+        }
+    }
+    Ok(())
+}
+
 impl Detector {
     /// Loads the model in `dir` (integrity checked). The reasoner's base weights come from the
     /// artefact the model names; `dtype` overrides `reasoner.dtype` (f32 for bit-faithful checks).
@@ -82,6 +113,7 @@ impl Detector {
         let manifest = verify(dir)?;
         let mut config = Config::load(Some(&dir.join("config.toml")), &[])
             .with_context(|| format!("model {}: its config.toml", manifest.name))?;
+        refuse_overridden_model_keys(runtime, &config, &manifest.name)?;
         // Where artefacts live and how to run is the caller's business; what the model is, is not.
         config.models = runtime.models.clone();
         config.reasoner.device = runtime.reasoner.device;

@@ -69,6 +69,8 @@ pub struct SpotStats {
     pub rebases: u64,
     /// Events dropped as too short or of a kind not emitted.
     pub dropped: u64,
+    /// Events still rising when the stream was stopped on request: dropped, not cut short.
+    pub cut: u64,
 }
 
 /// Live spotter for one face track.
@@ -310,6 +312,12 @@ impl Decider {
         self.record(d)
     }
 
+    /// End of stream by a stop request (see [`peaks::Segmenter::stop`]).
+    pub fn stop(&mut self) -> Option<Interval> {
+        let d = self.segmenter.stop();
+        self.record(d)
+    }
+
     /// Counters.
     pub fn stats(&self) -> SpotStats {
         self.stats
@@ -331,6 +339,10 @@ impl Decider {
             }
             Decision::Dropped => {
                 self.stats.dropped += 1;
+                None
+            }
+            Decision::Cut => {
+                self.stats.cut += 1;
                 None
             }
         }
@@ -372,6 +384,11 @@ impl Spotter {
     /// End of stream: the interval still open, if any.
     pub fn finish(&mut self) -> Vec<Interval> {
         self.decider.finish().into_iter().collect()
+    }
+
+    /// End of stream by a stop request: the open interval only if its signal has fallen back.
+    pub fn stop(&mut self) -> Vec<Interval> {
+        self.decider.stop().into_iter().collect()
     }
 
     /// What the spotter has done (frames counts frames with a signal).

@@ -72,8 +72,11 @@ pub fn deserialize_over_calibration<'de, D: Deserializer<'de>>(
         _ => toml::Table::new(),
     };
     base.extend(given);
-    SpotConfig::deserialize(toml::Value::Table(base))
-        .map_err(|e| serde::de::Error::custom(format!("[spot] {}", e.message())))
+    // The inner path names the key (`threshold_mads`), which the outer deserializer cannot see.
+    serde_path_to_error::deserialize(toml::Value::Table(base)).map_err(|e| {
+        let key = e.path().to_string();
+        serde::de::Error::custom(format!("spot.{key}: {}", e.inner().message()))
+    })
 }
 
 /// Which intervals are emitted.

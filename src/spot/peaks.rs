@@ -58,6 +58,8 @@ pub enum Decision {
     Speech,
     /// Dropped: too short, or of a kind not emitted.
     Dropped,
+    /// Dropped: still above the threshold when the stream was stopped on request (no offset yet).
+    Cut,
 }
 
 /// The event state machine of one signal.
@@ -161,6 +163,18 @@ impl Segmenter {
             .rev()
             .find(|h| h.0 <= at)
             .is_none_or(|h| h.1 < threshold)
+    }
+
+    /// Ends the stream on a stop request: an event whose signal has fallen back is closed as at a
+    /// normal end; one still above the threshold has no offset yet and is dropped ([`Decision::Cut`]).
+    pub fn stop(&mut self) -> Option<Decision> {
+        match &self.open {
+            Some(o) if o.below_since.is_none() => {
+                self.open = None;
+                Some(Decision::Cut)
+            }
+            _ => self.finish(),
+        }
     }
 
     /// Drops an open event (its reference is gone); the next may open after the lag.

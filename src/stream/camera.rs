@@ -13,6 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+/// Frame rates the camera path accepts, declared, measured or given: the spotting windows and the
+/// crop rings are sized from the rate, so a damaged header (4e9 fps) must stop here, not in an
+/// allocation.
+pub const FPS_RANGE: std::ops::RangeInclusive<f64> = 0.5..=10_000.0;
+
 /// Where frames come from: a GStreamer [`Ingest`], or the frame images of a dataset sample.
 pub trait FrameSource {
     /// The next frame; `Ok(None)` at a clean end of stream.
@@ -198,6 +203,8 @@ pub struct DriveReport {
     pub face_s: f64,
     /// The error that ended the stream, if any (frames before it were processed).
     pub error: Option<String>,
+    /// Whether a stop request (`DriveOptions::stop`) ended the stream before its own end.
+    pub stopped: bool,
 }
 
 impl DriveReport {
@@ -261,6 +268,22 @@ pub fn drive<S: FrameSource + ?Sized>(
         }
         last_pts = Some(frame.pts_ns);
         update_fps(&mut rep.fps, &frame, p0);
+        if let Some(f) = rep.fps.filter(|f| !FPS_RANGE.contains(f)) {
+            let whence = if opts.fps.is_some() {
+                "given"
+            } else if frame.period_ns.is_some() {
+                "declared by the source"
+            } else {
+                "measured from the timestamps"
+            };
+            anyhow::bail!(
+                "{}: frame rate {f} fps ({whence}) is outside {}..={} fps: a damaged header or \
+                 timestamps? Give the true rate with --fps",
+                source.label(),
+                FPS_RANGE.start(),
+                FPS_RANGE.end()
+            );
+        }
         let (w, h) = (frame.width, frame.height);
         let t0 = Instant::now();
         let tracked = tracker.process_frame(&mut frame);
@@ -321,6 +344,7 @@ pub fn drive<S: FrameSource + ?Sized>(
             break;
         }
     }
+    rep.stopped = stopped;
     Ok(rep)
 }
 

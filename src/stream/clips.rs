@@ -71,13 +71,28 @@ impl FaceState {
             .collect())
     }
 
-    /// End of stream: clips of intervals still open.
-    pub fn finish(&mut self, face_id: u32, crop_size: usize, frames: usize) -> Vec<ClipJob> {
-        self.spotter
-            .finish()
-            .into_iter()
+    /// End of stream: clips of intervals still open. After a stop request (`stopped`), an
+    /// interval still rising is dropped (counted in [`FaceState::cut`]) rather than cut short.
+    pub fn finish(
+        &mut self,
+        face_id: u32,
+        crop_size: usize,
+        frames: usize,
+        stopped: bool,
+    ) -> Vec<ClipJob> {
+        let ivs = if stopped {
+            self.spotter.stop()
+        } else {
+            self.spotter.finish()
+        };
+        ivs.into_iter()
             .filter_map(|iv| self.job(face_id, iv, crop_size, frames))
             .collect()
+    }
+
+    /// Intervals dropped because the stream was stopped while they were still rising.
+    pub fn cut(&self) -> u64 {
+        self.spotter.stats().cut
     }
 
     /// The latest spotting signal (frame, value).

@@ -195,6 +195,10 @@ pub struct RunSummary {
     pub sinks: Vec<SinkStats>,
     /// The error that ended the stream or the worker, if any.
     pub error: Option<String>,
+    /// A recorded source stopped by a signal before its end (a live source's stop is its end).
+    pub interrupted: bool,
+    /// Intervals still rising at the stop: dropped (they had no offset), not cut short.
+    pub cut_at_stop: u64,
     /// Events, frame rows and apex crops, when `StreamOptions::record` was set.
     #[serde(skip)]
     pub recording: Option<Recording>,
@@ -237,6 +241,12 @@ impl RunSummary {
         }
         if let Some(e) = &self.error {
             s.push_str(&format!("error: {e}\n"));
+        }
+        if self.interrupted {
+            s.push_str(&format!(
+                "interrupted: stopped by a signal before the end of the input; every event computed was published, {} interval(s) still rising at the stop dropped\n",
+                self.cut_at_stop
+            ));
         }
         s
     }
@@ -332,6 +342,8 @@ pub fn run(
             },
             sinks: bus.stats(),
             error: cam.error.or(rep.error),
+            interrupted: cam.stopped && !ingest.is_live(),
+            cut_at_stop: cam.cut_at_stop,
             recording,
         })
     })
@@ -350,6 +362,8 @@ struct CameraReport {
     cpu_s: f64,
     error: Option<String>,
     rows: Vec<FrameRow>,
+    stopped: bool,
+    cut_at_stop: u64,
 }
 
 /// The face/align/spot loop on the calling thread (the camera-path driver with the clip stage);
@@ -525,10 +539,12 @@ fn camera_path(
         Ok(Flow::Continue)
     })?;
     for (id, st) in faces.iter_mut() {
-        for job in st.finish(*id, size, frames_per_clip) {
+        for job in st.finish(*id, size, frames_per_clip, driven.stopped) {
             send(&tx, job, &mut rep, blocking);
         }
+        rep.cut_at_stop += st.cut();
     }
+    rep.stopped = driven.stopped;
     drop(tx); // the worker drains what is queued, then stops
     rep.frames = driven.frames;
     rep.corrupt_frames = driven.corrupt_frames;

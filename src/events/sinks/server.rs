@@ -44,6 +44,23 @@ struct Shared {
     opts: SinkOptions,
     admit: Box<Admit>,
     name: String,
+    /// When the last refusal was logged, and how many were refused quietly since.
+    refusal_log: Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+/// Queues `ev` for a client: at once, or waiting up to `wait` for room (replay's pacing).
+fn offer(
+    tx: &Sender<Arc<Encoded>>,
+    ev: &Arc<Encoded>,
+    wait: Option<Duration>,
+) -> Result<(), TrySendError<Arc<Encoded>>> {
+    match wait {
+        None => tx.try_send(ev.clone()),
+        Some(d) => tx.send_timeout(ev.clone(), d).map_err(|e| match e {
+            crossbeam_channel::SendTimeoutError::Timeout(v) => TrySendError::Full(v),
+            crossbeam_channel::SendTimeoutError::Disconnected(v) => TrySendError::Disconnected(v),
+        }),
+    }
 }
 
 /// A listening server that fans events out to its clients.
@@ -76,6 +93,7 @@ impl Server {
             opts: opts.clone(),
             admit,
             name: name.to_string(),
+            refusal_log: Mutex::new((None, 0)),
         });
         let sh = shared.clone();
         let accept = std::thread::Builder::new()
@@ -97,7 +115,9 @@ impl Server {
     pub fn broadcast(&self, ev: &Arc<Encoded>) {
         let c = &self.shared.counters;
         let mut clients = self.shared.clients.lock().unwrap();
-        clients.retain(|cl| match cl.tx.try_send(ev.clone()) {
+        let pace = self.shared.opts.pace_by_readers;
+        let wait = self.shared.opts.write_timeout;
+        clients.retain(|cl| match offer(&cl.tx, ev, pace.then_some(wait)) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
                 c.client_events_dropped.fetch_add(1, Relaxed);
@@ -166,6 +186,26 @@ fn accept_loop(listener: TcpListener, sh: Arc<Shared>) {
     }
 }
 
+/// Logs a refused client, at most one message per [`REFUSAL_LOG_EVERY`] (a flood of bad clients
+/// must not flood the log); the message counts the refusals it stands for.
+fn log_refusal(sh: &Shared, peer: SocketAddr, e: &anyhow::Error) {
+    let mut log = sh.refusal_log.lock().unwrap();
+    let (last, quiet) = &mut *log;
+    if last.is_some_and(|t| t.elapsed() < REFUSAL_LOG_EVERY) {
+        *quiet += 1;
+        return;
+    }
+    let more = match std::mem::take(quiet) {
+        0 => String::new(),
+        n => format!(" ({n} more refused since the last message)"),
+    };
+    *last = Some(std::time::Instant::now());
+    tracing::warn!("{}: client {peer} refused: {e:#}{more}", sh.name);
+}
+
+/// The shortest time between two refusal messages of one server.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
 fn serve_client(stream: TcpStream, peer: SocketAddr, sh: Arc<Shared>) {
     let c = &sh.counters;
     let prepared = (|| -> io::Result<TcpStream> {
@@ -186,7 +226,7 @@ fn serve_client(stream: TcpStream, peer: SocketAddr, sh: Arc<Shared>) {
         Ok(conn) => conn,
         Err(e) => {
             c.clients_rejected.fetch_add(1, Relaxed);
-            tracing::warn!("{}: client {peer} refused: {e:#}", sh.name);
+            log_refusal(&sh, peer, &e);
             return;
         }
     };

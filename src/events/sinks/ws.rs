@@ -4,7 +4,7 @@
 use super::server::{Conn, token_matches};
 use crate::events::sink::SinkOptions;
 use anyhow::{Result, anyhow};
-use std::io;
+use std::io::{self, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -42,8 +42,21 @@ pub(crate) fn admit(stream: TcpStream, opts: &SinkOptions) -> Result<Box<dyn Con
             _ => Ok(resp),
         }
     };
-    let ws =
-        tungstenite::accept_hdr(stream, check).map_err(|e| anyhow!("WebSocket handshake: {e}"))?;
+    let answer = stream.try_clone();
+    let ws = tungstenite::accept_hdr(stream, check).map_err(|e| {
+        // A plain HTTP request (a browser, curl) gets an answer that says what this port is.
+        if let (tungstenite::HandshakeError::Failure(tungstenite::Error::Protocol(_)), Ok(mut s)) =
+            (&e, answer)
+        {
+            let body = "This port serves aullm AU events over WebSocket: connect with a WebSocket client (ws://HOST:PORT/).\n";
+            let _ = write!(
+                s,
+                "HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+        anyhow!("WebSocket handshake: {e}")
+    })?;
     // Reads after the handshake only serve pings and close frames; they must not wait.
     ws.get_ref()
         .set_read_timeout(Some(Duration::from_millis(1)))?;

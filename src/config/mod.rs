@@ -21,6 +21,8 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+pub mod ranges;
+
 /// The whole configuration of a run. Every field has its default in the `Default` impls below.
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -243,9 +245,17 @@ impl Config {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("cannot read config file {}", p.display()))?;
-                let table: toml::Table = toml::from_str(&text)
-                    .map_err(|e| anyhow::anyhow!("{}: {}", p.display(), e.message()))
-                    .with_context(|| format!("invalid TOML in config file {}", p.display()))?;
+                let table: toml::Table = toml::from_str(&text).map_err(|e| {
+                    let at = e
+                        .span()
+                        .map(|s| line_column(&text, s.start))
+                        .map_or(String::new(), |(l, c)| format!(":{l}:{c}"));
+                    anyhow::anyhow!(
+                        "invalid TOML in config file {}{at}: {}",
+                        p.display(),
+                        e.message()
+                    )
+                })?;
                 (table, p.display().to_string())
             }
             None => (toml::Table::new(), "the defaults".to_string()),
@@ -256,19 +266,25 @@ impl Config {
         // The path names the key a bad value sits under (`face.detector`), which serde alone loses.
         let cfg: Config =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-                anyhow::anyhow!(
-                    "config {origin} (with overrides {overrides:?}): {}: {}",
-                    e.path(),
-                    e.inner().message()
-                )
+                let (path, msg) = (e.path().to_string(), e.inner().message().to_string());
+                // A section that reads its own keys (`[spot]`) names the whole key already.
+                let what = if msg.starts_with(&format!("{path}.")) {
+                    msg
+                } else {
+                    format!("{path}: {msg}")
+                };
+                anyhow::anyhow!("config {origin} (with overrides {overrides:?}): {what}")
             })?;
-        cfg.validate()
-            .with_context(|| format!("config {origin} is not valid"))?;
+        cfg.validate().with_context(|| match path {
+            Some(p) => format!("config file {} is not valid", p.display()),
+            None => "the configuration is not valid".to_string(),
+        })?;
         Ok(cfg)
     }
 
     /// Checks values serde cannot (ranges), section by section.
     pub fn validate(&self) -> Result<()> {
+        ranges::check(self)?;
         self.events.validate()?;
         self.ingest.validate()?;
         self.face.validate()?;
@@ -308,6 +324,14 @@ impl Config {
     pub fn cache_dir(&self) -> PathBuf {
         self.models.cache_dir()
     }
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..text.floor_char_boundary(offset.min(text.len()))];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
 }
 
 /// Sets `a.b.c = value` inside `table`; the value is parsed as TOML, falling back to a plain string.
@@ -403,6 +427,27 @@ mod tests {
         assert!(format!("{err:#}").contains("no_llm"), "{err:#}");
         let err = Config::load(None, &["frontend.size=100".into()]).unwrap_err();
         assert!(format!("{err:#}").contains("frontend.size"), "{err:#}");
+    }
+
+    #[test]
+    fn toml_syntax_errors_give_line_and_column_and_wrong_types_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("run.toml");
+        std::fs::write(&p, "[face]\nmax_faces = 2\ndetect_every = = 5\n").unwrap();
+        let err = format!("{:#}", Config::load(Some(&p), &[]).unwrap_err());
+        assert!(err.contains("run.toml:3:"), "{err}");
+        std::fs::write(&p, "[spot]\nthreshold_mads = \"high\"\n").unwrap();
+        let err = format!("{:#}", Config::load(Some(&p), &[]).unwrap_err());
+        assert!(err.contains("spot.threshold_mads"), "{err}");
+        for ov in [
+            "face.max_faces=\"two\"",
+            "stream.ring_s=[1]",
+            "events.queue=1.5",
+        ] {
+            let key = ov.split('=').next().unwrap();
+            let err = format!("{:#}", Config::load(None, &[ov.into()]).unwrap_err());
+            assert!(err.contains(key), "{ov}: {err}");
+        }
     }
 
     #[test]
