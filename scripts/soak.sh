@@ -29,7 +29,7 @@ filesrc location="{location}" ! decodebin ! videoconvert ! clocksync
 EOF
 
 "$BIN" serve --template paced --param "location=$PWD/$OUT/synth/videos/001_1.avi" \
-	--set "ingest.pipelines_dir=$OUT/pipelines" --set ingest.live=yes --fps 200 --max-backoff 1 \
+	--set "ingest.pipelines_dir=$OUT/pipelines" --set ingest.live=yes --max-backoff 1 \
 	--sink "jsonl:$OUT/events.jsonl" --sink tcp:0 --sink ws:0 --sink lsl:aullm-soak \
 	--summary "$OUT/summary.json" 2>"$OUT/serve.log" &
 SERVE=$!

@@ -553,6 +553,28 @@ mod tests {
     }
 
     #[test]
+    fn a_workbook_that_unpacks_to_gigabytes_is_refused_before_parsing() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bomb.xlsx");
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&p).unwrap());
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .large_file(true);
+        z.start_file("xl/worksheets/sheet1.xml", opts).unwrap();
+        let chunk = vec![b'7'; 1 << 20];
+        for _ in 0..(MAX_SHEET_BYTES >> 20) + 1 {
+            z.write_all(&chunk).unwrap();
+        }
+        z.finish().unwrap();
+        assert!(std::fs::metadata(&p).unwrap().len() < 2 << 20, "a small file");
+        let err = format!("{:#}", read_table(&p, 0).unwrap_err());
+        assert!(err.contains("bomb.xlsx") && err.contains("unpack"), "{err}");
+        let err = format!("{:#}", sheet_names(&p).unwrap_err());
+        assert!(err.contains("unpack"), "{err}");
+    }
+
+    #[test]
     fn headers_match_loosely() {
         assert_eq!(normalise_header("Onset Frame"), "onsetframe");
         assert_eq!(normalise_header("OnsetFrame"), "onsetframe");

@@ -389,6 +389,12 @@ impl Ingest {
         let demuxer = self.demuxer_path();
         let _ = self.pipeline.set_state(gst::State::Null);
         if let Some(e) = self.pending_error.take() {
+            if self.stop_requested() {
+                // An end-of-stream sent while the pipeline was still starting makes some elements
+                // (typefind) fail: the stop, not the source, ended it.
+                tracing::debug!("after a stop request: {e}");
+                return Ok(None);
+            }
             return Err(e);
         }
         if self.stop_requested() {

@@ -32,8 +32,10 @@ pub fn serve(
     let mut backoff = 1.0f64;
     let mut last = None;
     let stopped = || opts.stop.load(Ordering::SeqCst);
+    // Loaded once: the model does not change when the camera comes back (and reloading it on
+    // every reconnection grew the process by tens of MB per minute in the soak).
+    let mut det = Detector::load(model_dir, cfg, None)?;
     while !stopped() {
-        let mut det = Detector::load(model_dir, cfg, None)?;
         let started = Instant::now();
         match super::run(
             cfg,
