@@ -624,6 +624,19 @@ fn events_file(dir: &std::path::Path, n: u64) -> (std::path::PathBuf, Vec<String
     (input, lines)
 }
 
+/// The addresses of the first `n` "listening: NAME on ADDR" lines a replay prints.
+fn listening(err: &mut impl BufRead, n: usize) -> Vec<SocketAddr> {
+    let mut addrs = Vec::new();
+    while addrs.len() < n {
+        let mut l = String::new();
+        assert!(err.read_line(&mut l).unwrap() > 0, "no listening lines");
+        if let Some(a) = l.trim().split(" on ").nth(1) {
+            addrs.push(a.parse().unwrap());
+        }
+    }
+    addrs
+}
+
 /// Issue 19, item 9: a full disk (here a file-size limit, which fails writes the same way) used
 /// to leave half an event at the end of the file.
 #[test]
@@ -673,14 +686,7 @@ fn replay_at_full_speed_waits_for_its_readers_instead_of_dropping() {
         .spawn()
         .unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut addrs = Vec::new();
-    while addrs.len() < 2 {
-        let mut l = String::new();
-        assert!(err.read_line(&mut l).unwrap() > 0, "no listening lines");
-        if let Some(a) = l.trim().split(" on ").nth(1) {
-            addrs.push(a.parse::<SocketAddr>().unwrap());
-        }
-    }
+    let addrs = listening(&mut err, 2);
     let (tcp, h) = tcp_reader(addrs[1], None);
     let (mut ws, _) = tungstenite::connect(format!("ws://{}/", addrs[0])).unwrap();
     let mut got = 0u64;
@@ -738,9 +744,7 @@ fn a_flood_of_refused_clients_is_logged_once_and_counted() {
         .spawn()
         .unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut l = String::new();
-    err.read_line(&mut l).unwrap();
-    let a: SocketAddr = l.trim().split(" on ").nth(1).unwrap().parse().unwrap();
+    let a = listening(&mut err, 1)[0];
     for _ in 0..30 {
         let mut s = TcpStream::connect(a).unwrap();
         s.write_all(b"AUTH wrong\n").unwrap();

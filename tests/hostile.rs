@@ -31,6 +31,19 @@ fn model() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default")
 }
 
+/// `aullm batch INPUT --out OUT --model default --quiet -j JOBS`.
+fn batch(input: &Path, out: &Path, jobs: &str) -> Command {
+    let mut c = aullm();
+    c.arg("batch")
+        .arg(input)
+        .arg("--out")
+        .arg(out)
+        .arg("--model")
+        .arg(model())
+        .args(["--quiet", "-j", jobs]);
+    c
+}
+
 /// An MJPEG AVI of a second of noise whose headers (avih and strh) declare `fps`.
 fn avi_declaring(path: &Path, rate: u32, scale: u32) {
     let mut w = aullm::output::video::VideoWriter::create(path, 160, 120, 50.0).unwrap();
@@ -80,16 +93,7 @@ fn an_absurd_frame_rate_is_a_clear_error_and_the_batch_goes_on() {
     );
 
     let out = dir.path().join("out");
-    let o = aullm()
-        .arg("batch")
-        .arg(&input)
-        .arg("--out")
-        .arg(&out)
-        .arg("--model")
-        .arg(model())
-        .args(["--quiet", "-j", "1"])
-        .output()
-        .unwrap();
+    let o = batch(&input, &out, "1").output().unwrap();
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{e}");
     assert!(e.contains("1 processed") && e.contains("1 failed"), "{e}");
@@ -132,16 +136,7 @@ fn any_file_name_is_processed_and_indexed() {
         std::fs::copy(video(), input.join(n)).unwrap();
     }
     let out = dir.path().join("out");
-    let o = aullm()
-        .arg("batch")
-        .arg(&input)
-        .arg("--out")
-        .arg(&out)
-        .arg("--model")
-        .arg(model())
-        .args(["--quiet", "-j", "2"])
-        .output()
-        .unwrap();
+    let o = batch(&input, &out, "2").output().unwrap();
     let e = stderr(&o);
     assert!(o.status.success(), "{e}");
     assert!(e.contains("3 processed") && e.contains("0 failed"), "{e}");
@@ -335,14 +330,7 @@ fn sighup_stops_a_batch_that_says_what_it_did_not_process() {
         std::fs::copy(video(), input.join(n)).unwrap();
     }
     let out = dir.path().join("out");
-    let child = aullm()
-        .arg("batch")
-        .arg(&input)
-        .arg("--out")
-        .arg(&out)
-        .arg("--model")
-        .arg(model())
-        .args(["--quiet", "-j", "1"])
+    let child = batch(&input, &out, "1")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

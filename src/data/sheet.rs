@@ -567,7 +567,10 @@ mod tests {
             z.write_all(&chunk).unwrap();
         }
         z.finish().unwrap();
-        assert!(std::fs::metadata(&p).unwrap().len() < 2 << 20, "a small file");
+        assert!(
+            std::fs::metadata(&p).unwrap().len() < 2 << 20,
+            "a small file"
+        );
         let err = format!("{:#}", read_table(&p, 0).unwrap_err());
         assert!(err.contains("bomb.xlsx") && err.contains("unpack"), "{err}");
         let err = format!("{:#}", sheet_names(&p).unwrap_err());

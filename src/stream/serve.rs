@@ -55,6 +55,9 @@ pub fn serve(
             }
             Err(e) => eprintln!("source {label}: {e:#}"),
         }
+        // Each connection's threads (GStreamer's, inference) leave freed frame buffers in their own
+        // malloc arenas; without a trim the process grows by a frame queue per new arena (soak).
+        release_freed_memory();
         if started.elapsed().as_secs_f64() > STABLE_S {
             backoff = 1.0;
         }
@@ -66,4 +69,12 @@ pub fn serve(
         backoff = (backoff * 2.0).min(max_backoff_s);
     }
     Ok(last)
+}
+
+/// Returns memory freed by finished connections to the system (glibc keeps it per arena).
+fn release_freed_memory() {
+    // SAFETY: malloc_trim only releases free pages of the allocator's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
