@@ -9,8 +9,8 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let rules = AuRules::default();
     if let Ok(labels) = parse_aus(&text, &rules) {
-        let again = parse_aus(&format_aus(&labels), &rules)
-            .expect("a printed AU list parses again");
+        let again =
+            parse_aus(&format_aus(&labels), &rules).expect("a printed AU list parses again");
         assert_eq!(again, labels, "print/parse round trip of {text:?}");
     }
 });

@@ -23,6 +23,9 @@ fuzz_target!(|data: &[u8]| {
     ];
     let mut out = vec![0u8; w as usize * h as usize];
     if let Ok(got) = aullm::frame::jpeg::decode_gray(jpeg, w, h, r, &mut out) {
-        assert!(got[0] <= got[2] && got[2] <= w && got[1] <= got[3] && got[3] <= h, "{got:?}");
+        assert!(
+            got[0] <= got[2] && got[2] <= w && got[1] <= got[3] && got[3] <= h,
+            "{got:?}"
+        );
     }
 });

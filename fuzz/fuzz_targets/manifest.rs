@@ -5,6 +5,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = aullm::models::manifest::Manifest::parse(text, std::path::Path::new("fuzz.toml"));
+        let _ = aullm::models::Manifest::parse(text, std::path::Path::new("fuzz.toml"));
     }
 });

@@ -6,7 +6,11 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let dir = tempfile::tempdir().expect("temp dir");
-    let name = if data.starts_with(b"PK") { "a.xlsx" } else { "a.csv" };
+    let name = if data.starts_with(b"PK") {
+        "a.xlsx"
+    } else {
+        "a.csv"
+    };
     let path = dir.path().join(name);
     std::fs::write(&path, data).expect("write");
     if let Ok(t) = aullm::data::sheet::read_table(&path, 0) {

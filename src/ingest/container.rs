@@ -49,7 +49,9 @@ fn iso_bmff(f: &mut File, len: u64) -> Option<String> {
                 "MP4 box {kind:?} at byte {pos} has an invalid size {size}"
             ));
         }
-        if pos + size > len {
+        // `pos + 8 <= len` holds, so this cannot overflow where `pos + size` could (fuzzing found
+        // a 64-bit box size of 2^64 - 256).
+        if size > len - pos {
             return Some(format!(
                 "MP4 box {kind:?} at byte {pos} declares {size} bytes but the file ends at {len}: the file is truncated"
             ));
@@ -119,6 +121,16 @@ mod tests {
         std::fs::write(&p, &v).unwrap();
         assert_eq!(truncation(&p), None);
         std::fs::write(&p, &v[..60]).unwrap();
+        assert!(truncation(&p).unwrap().contains("truncated"));
+    }
+
+    #[test]
+    fn an_mp4_box_size_near_2_pow_64_is_a_cut_not_an_overflow() {
+        // The input cargo fuzz found (fuzz/corpus/truncation/box-size-overflow.mp4).
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.mp4");
+        let v = include_bytes!("../../fuzz/corpus/truncation/box-size-overflow.mp4");
+        std::fs::write(&p, v).unwrap();
         assert!(truncation(&p).unwrap().contains("truncated"));
     }
 
