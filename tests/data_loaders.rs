@@ -151,6 +151,32 @@ fn casme2_csv_and_cropped_frames() {
     assert!(errors(&report)[0].contains("does not exist"));
 }
 
+/// Issue 19: a frame count from the sheet is bounded before anything is sized from it.
+#[test]
+fn a_clip_spanning_billions_of_frames_is_an_error_naming_its_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mut rows = casme2_rows();
+    casme2_folder(root, &rows, true, false);
+    rows.push(row(2, "EP09_01", 5, Some(6), 4_000_000_000, "4"));
+    frames(
+        &root.join("CASME2_RAW_selected/sub02/EP09_01"),
+        "img",
+        0,
+        5..=7,
+    );
+    write_casme2_coding_xlsx(&root.join("CASME2-coding-synth.xlsx"), &rows).unwrap();
+    let l = load(root, Dataset::Casme2, &LoadOptions::default()).unwrap();
+    let errs = errors(&check(&l, CheckOptions::default()));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("EP09_01") && errs[0].contains("row 6") && errs[0].contains("at most"),
+        "{}",
+        errs[0]
+    );
+    assert_eq!(l.samples.len(), 4, "the other clips load");
+}
+
 #[test]
 fn casme2_missing_and_dropped_frames() {
     let dir = tempfile::tempdir().unwrap();

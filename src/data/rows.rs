@@ -128,6 +128,10 @@ pub(crate) fn read_record(
     }))
 }
 
+/// The most frames one clip may span: a micro-expression lasts tens to hundreds of frames, and a
+/// clip's frames are listed one by one (an offset of 4e9 in a sheet must not become 4e9 paths).
+pub const MAX_CLIP_FRAMES: u32 = 20_000;
+
 /// Annotation-level checks on clips: offset known, onset ≤ offset, apex inside, no duplicate clip.
 /// Samples with errors are removed; their problems are added.
 pub(crate) fn check_samples(samples: Vec<Sample>, problems: &mut Vec<Problem>) -> Vec<Sample> {
@@ -141,6 +145,19 @@ pub(crate) fn check_samples(samples: Vec<Sample>, problems: &mut Vec<Problem>) -
                 format!(
                     "{}/{}: onset {} is after offset {}",
                     s.subject, s.clip, s.onset, s.offset
+                ),
+            ));
+            bad = true;
+        } else if s.offset - s.onset >= MAX_CLIP_FRAMES {
+            problems.push(Problem::error_at(
+                &s.source,
+                format!(
+                    "{}/{}: onset {} to offset {} spans {} frames; a clip may span at most {MAX_CLIP_FRAMES}",
+                    s.subject,
+                    s.clip,
+                    s.onset,
+                    s.offset,
+                    u64::from(s.offset - s.onset) + 1
                 ),
             ));
             bad = true;
