@@ -305,7 +305,7 @@ fn sigterm_drains_a_run_and_reports_it_interrupted() {
     );
     assert!(s["error"].is_null(), "{s}");
     let text = std::fs::read_to_string(&events).unwrap();
-    assert!(text.ends_with('\n'));
+    assert!(text.is_empty() || text.ends_with('\n'), "whole lines only");
     assert_eq!(
         text.lines().count() as u64,
         s["events"].as_u64().unwrap(),
