@@ -36,9 +36,13 @@ fn bench_model(
 ) {
     let mut r = reasoner(overrides);
     eprintln!(
-        "{group}: {} ({:?} weights) from {}, prompt {} tokens, loaded in {:.3} s",
+        "{group}: {} ({} weights) from {}, prompt {} tokens, loaded in {:.3} s",
         r.decoder().config().fingerprint(),
-        r.decoder().weight_dtype(),
+        if r.decoder().is_int8() {
+            "int8".to_string()
+        } else {
+            format!("{:?}", r.decoder().weight_dtype())
+        },
         r.origin(),
         r.prompt_ids().len(),
         r.load_seconds()
@@ -73,12 +77,19 @@ fn bench_model(
 }
 
 fn smollm2(c: &mut Criterion) {
-    // The default: f16 projection weights (f32 compute), every core.
+    // The default: int8 projection weights on CPUs with AVX-512 (f32 compute), every core.
     bench_model(c, "reasoner_smollm2_135m", &[], &[1, 16], true);
     bench_model(
         c,
         "reasoner_smollm2_135m_1thread",
         &["reasoner.threads=1"],
+        &[1, 16],
+        false,
+    );
+    bench_model(
+        c,
+        "reasoner_smollm2_135m_f16_1thread",
+        &["reasoner.threads=1", "reasoner.dtype=f16"],
         &[1, 16],
         false,
     );

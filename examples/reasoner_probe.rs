@@ -59,6 +59,7 @@ fn main() -> Result<()> {
             "origin": r.origin(),
             "device": format!("{:?}", dev.location()),
             "dtype": format!("{:?}", r.decoder().dtype()),
+            "weights": if r.decoder().is_int8() { "int8".to_string() } else { format!("{:?}", r.decoder().weight_dtype()) },
             "prompt_tokens": r.prompt_ids().len(),
             "batch": batch,
             "instructions": n,

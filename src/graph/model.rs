@@ -49,6 +49,9 @@ impl Net {
             let mut opts = ReasonerOptions::from_config(net.reasoner)?;
             // Backpropagating through half-precision weights would convert them on every pass.
             opts.dtype = DType::F32;
+            // Training reads the weights it backpropagates through; the exported model's runtime
+            // chooses its own precision.
+            opts.int8 = false;
             opts.num_aus = n;
             opts.seed = net.seed;
             let r = Reasoner::load(&WeightsSpec::resolve(net.reasoner, net.models)?, &opts)?;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum DTypeChoice {
-    /// f16 on the CPU, bf16 on CUDA.
+    /// int8 on CPUs with AVX-512 (f16 on others), bf16 on CUDA.
     #[default]
     Auto,
     /// Every weight in f32.
@@ -17,6 +17,9 @@ pub enum DTypeChoice {
     Bf16,
     /// float16 weights.
     F16,
+    /// CPU inference reads the projection matrices in 8-bit blocks (one f32 scale per 32
+    /// values), quantised after LoRA is merged; base weights are kept in f16 for training.
+    Int8,
 }
 
 /// The LLM reasoner: which decoder weights, the task prompt, LoRA and the AU head.
@@ -31,9 +34,10 @@ pub struct ReasonerConfig {
     pub prompt: String,
     /// AUs the head predicts (8: CASME II's AU1, 2, 4, 7, 12, 14, 15, 17).
     pub num_aus: usize,
-    /// "auto" (f16 on the CPU, bf16 on CUDA), "f32", "bf16" or "f16". On the CPU, f16 and bf16
-    /// store the projection weights in half precision and compute in f32 (half the memory read
-    /// per clip); "f32" keeps every weight in f32.
+    /// "auto" (int8 on CPUs with AVX-512, f16 on other CPUs, bf16 on CUDA), "f32", "bf16",
+    /// "f16" or "int8". On the CPU, f16 and bf16 store the projection weights in half precision
+    /// and compute in f32 (half the memory read per clip); int8 reads them in 8-bit blocks (a
+    /// quarter); "f32" keeps every weight in f32.
     pub dtype: DTypeChoice,
     /// "cpu", "cuda" or "cuda:N" (CUDA needs the `cuda` cargo feature).
     pub device: DeviceName,

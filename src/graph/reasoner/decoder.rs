@@ -224,6 +224,8 @@ pub struct Decoder {
     rope: Rope,
     dtype: DType,
     device: Device,
+    /// Whether merged weights are packed into 8-bit blocks for CPU inference.
+    int8: bool,
 }
 
 impl Decoder {
@@ -319,6 +321,7 @@ impl Decoder {
             rope: Rope::new(cfg, dtype, device)?,
             dtype,
             device: device.clone(),
+            int8: false,
         })
     }
 
@@ -430,12 +433,16 @@ impl Decoder {
             .dims()
     }
 
-    /// Folds every LoRA pair into its projection's weight (faster inference).
+    /// Folds every LoRA pair into its projection's weight (faster inference), packing the
+    /// results into 8-bit blocks after `use_int8`.
     pub fn merge_lora(&mut self) -> Result<()> {
         for l in &mut self.layers {
             for t in Target::ALL {
                 l.attn.proj_mut(t).merge()?;
             }
+        }
+        if self.int8 {
+            self.pack_int8()?;
         }
         Ok(())
     }
@@ -446,7 +453,37 @@ impl Decoder {
             for t in Target::ALL {
                 l.attn.proj_mut(t).unmerge();
             }
+            for p in [&mut l.mlp.gate, &mut l.mlp.up, &mut l.mlp.down] {
+                p.unmerge();
+            }
         }
+    }
+
+    /// From now on, inference on the CPU reads the projection matrices (merged ones as merged)
+    /// in 8-bit blocks (`int8`); training's `unmerge_lora` drops the copies until the next merge.
+    pub fn use_int8(&mut self) -> Result<()> {
+        self.int8 = true;
+        self.pack_int8()
+    }
+
+    /// Packs every projection matrix that has no 8-bit copy yet (a merge drops its copy).
+    fn pack_int8(&mut self) -> Result<()> {
+        for l in &mut self.layers {
+            let Layer { attn, mlp, .. } = l;
+            let Attention { q, k, v, o, .. } = attn;
+            for p in [q, k, v, o, &mut mlp.gate, &mut mlp.up, &mut mlp.down] {
+                if !p.is_int8() {
+                    p.pack_int8()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether inference reads 8-bit copies of the projection matrices (after `use_int8`, while
+    /// nothing dropped them).
+    pub fn is_int8(&self) -> bool {
+        self.int8 && self.layers.first().is_some_and(|l| l.mlp.up.is_int8())
     }
 
     /// Whether projections currently use merged weights.

@@ -4,7 +4,9 @@
 use anyhow::{Context, Result, bail, ensure};
 use candle_core::{DType, Tensor, Var};
 
+use super::int8::Int8Matrix;
 use super::{init, rows_matmul};
+use std::sync::Arc;
 
 /// An attention projection LoRA can adapt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -132,6 +134,8 @@ pub struct LoraLinear {
     lora: Option<LoraPair>,
     /// `W + scale * B A`, kept beside W so unmerging is exact (no subtraction round-off).
     merged: Option<Tensor>,
+    /// W in 8-bit blocks with the pair beside it in f32, read by CPU inference when packed.
+    int8: Option<Arc<Int8Matrix>>,
 }
 
 impl LoraLinear {
@@ -142,6 +146,7 @@ impl LoraLinear {
             bias,
             lora: None,
             merged: None,
+            int8: None,
         }
     }
 
@@ -178,6 +183,7 @@ impl LoraLinear {
         );
         self.lora = Some(LoraPair { a, b, scale });
         self.merged = None;
+        self.int8 = None;
         Ok(())
     }
 
@@ -198,21 +204,49 @@ impl LoraLinear {
         };
         let delta = (p.b.as_tensor().matmul(p.a.as_tensor())? * p.scale)?;
         let w = (self.weight.to_dtype(DType::F32)? + delta)?.to_dtype(self.weight.dtype())?;
-        // Keep the kernel's contiguous layout.
-        let w = w.contiguous()?;
+        // Keep the kernel's contiguous layout; detached, since A and B are variables and
+        // inference through a tracked weight would record a graph (and pass it on to every
+        // activation after it).
+        let w = w.contiguous()?.detach();
         self.merged = Some(w);
+        self.int8 = None;
         Ok(())
     }
 
-    /// Removes the pair and any merged weight.
+    /// Packs W into 8-bit blocks for the CPU kernel, with the pair (if any) beside it in f32,
+    /// so merged or not the result is the same map; a matrix whose rows are not whole blocks
+    /// stays as it is.
+    pub fn pack_int8(&mut self) -> Result<()> {
+        if !self.weight.device().is_cpu() {
+            return Ok(());
+        }
+        self.int8 = match (Int8Matrix::quantize(&self.weight)?, &self.lora) {
+            (Some(q), Some(p)) => {
+                Some(q.with_low_rank(p.a.as_tensor(), p.b.as_tensor(), p.scale)?)
+            }
+            (q, _) => q,
+        }
+        .map(Arc::new);
+        Ok(())
+    }
+
+    /// Whether inference reads an 8-bit copy of the weight.
+    pub fn is_int8(&self) -> bool {
+        self.int8.is_some()
+    }
+
+    /// Removes the pair, any merged weight and any 8-bit copy.
     pub fn clear(&mut self) {
         self.lora = None;
         self.merged = None;
+        self.int8 = None;
     }
 
-    /// Drops the merged weight: the forward pass reads W and the live pair again (for training).
+    /// Drops the merged weight (and the 8-bit copy): the forward pass reads W and the live pair
+    /// again (for training).
     pub fn unmerge(&mut self) {
         self.merged = None;
+        self.int8 = None;
     }
 
     /// Applies the map to `x` (..., in) -> (..., out); leading dims are flattened into one matmul.
@@ -222,13 +256,22 @@ impl LoraLinear {
         let rows: usize = lead.iter().product();
         let x2 = x.reshape((rows, inp))?;
         let w = self.merged.as_ref().unwrap_or(&self.weight);
-        let mut y = match rows_matmul::try_rows_matmul(&x2, w)? {
-            Some(y) => y,
-            None if x2.dtype() == w.dtype() => x2.matmul(&w.t()?)?,
-            // Half-precision weights under f32 activations off the kernel's path: correct, slow.
-            None => x2.matmul(&w.to_dtype(x2.dtype())?.t()?)?,
+        let int8 = self
+            .int8
+            .as_ref()
+            .filter(|_| x2.dtype() == DType::F32 && x2.device().is_cpu() && !x2.track_op())
+            .filter(|_| rows <= super::int8::MAX_ROWS);
+        let mut y = match int8 {
+            Some(q) => q.matmul(&x2)?,
+            None => match rows_matmul::try_rows_matmul(&x2, w)? {
+                Some(y) => y,
+                None if x2.dtype() == w.dtype() => x2.matmul(&w.t()?)?,
+                // Half-precision weights under f32 activations off the kernel's path: correct, slow.
+                None => x2.matmul(&w.to_dtype(x2.dtype())?.t()?)?,
+            },
         };
         if self.merged.is_none()
+            && int8.is_none()
             && let Some(p) = &self.lora
         {
             let xf = x2.to_dtype(DType::F32)?;
@@ -276,9 +319,36 @@ mod tests {
         assert!(max_abs_diff(&base, &un) > 1e-3);
         l.merge().unwrap();
         assert!(l.is_merged());
-        assert!(max_abs_diff(&un, &l.forward(&x).unwrap()) < 1e-5);
+        let merged = l.forward(&x).unwrap();
+        assert!(max_abs_diff(&un, &merged) < 1e-5);
+        // Inference through merged weights records no graph (A and B are variables).
+        assert!(un.track_op() && !merged.track_op());
         l.unmerge();
         assert_eq!(max_abs_diff(&un, &l.forward(&x).unwrap()), 0.0);
+    }
+
+    #[test]
+    fn eight_bit_packing_keeps_the_pair_in_full_precision() {
+        let dev = Device::Cpu;
+        let w = init::uniform(1, (40, 64), 0.5, DType::F32, &dev).unwrap();
+        let mut l = LoraLinear::new(w, None);
+        l.attach(4, 2.0, 9).unwrap();
+        let p = l.pair().unwrap().clone();
+        p.b.set(&init::uniform(4, (40, 4), 0.5, DType::F32, &dev).unwrap())
+            .unwrap();
+        let x = init::uniform(3, (1, 9, 64), 1.0, DType::F32, &dev).unwrap();
+        let exact = l.forward(&x).unwrap();
+        l.merge().unwrap();
+        l.pack_int8().unwrap();
+        assert!(l.is_int8());
+        let packed = l.forward(&x).unwrap();
+        // Only W is rounded (at most 1/510 of a block's range, here 1/510 of ~1.0).
+        let d = max_abs_diff(&exact, &packed);
+        assert!(d > 0.0 && d < 0.02, "{d}");
+        // Training drops the copy: gradients flow through W and the live pair again.
+        l.unmerge();
+        assert!(!l.is_int8());
+        assert_eq!(max_abs_diff(&exact, &l.forward(&x).unwrap()), 0.0);
     }
 
     #[test]

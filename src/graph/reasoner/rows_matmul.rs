@@ -171,11 +171,27 @@ impl WeightElem for bf16 {
 
 /// y (m, n) = x (m, k) W^T for W (n, k), all row-major.
 pub fn rows_matmul<W: WeightElem>(x: &[f32], w: &[W], m: usize, k: usize, n: usize) -> Vec<f32> {
+    by_column_tasks(x, m, k, n, |xg, mg, first, out| {
+        let rows = &w[first * k..(first + out.len() / mg) * k];
+        block(xg, rows, mg, k, out)
+    })
+}
+
+/// y (m, n) for n output columns whose dot products `dots` computes: it is called with a group
+/// of at most MAX_ROWS rows of `x` (mg of them), the first column of a task and that task's
+/// column-major output (`out[(col - first) * mg + i]`). Each group streams the weights once;
+/// columns are split over the pool's threads.
+pub fn by_column_tasks<F>(x: &[f32], m: usize, k: usize, n: usize, dots: F) -> Vec<f32>
+where
+    F: Fn(&[f32], usize, usize, &mut [f32]) + Sync,
+{
     let mut y = vec![0f32; m * n];
-    // Larger inputs run as groups of MAX_ROWS rows, each streaming the weights once.
+    if m == 0 || n == 0 {
+        return y;
+    }
     for (g, xg) in x.chunks(MAX_ROWS * k).enumerate() {
         let mg = xg.len() / k;
-        let yt = rows_group(xg, w, mg, k, n);
+        let yt = rows_group(xg, mg, n, &dots);
         for (o, col) in yt.chunks_exact(mg).enumerate() {
             for (i, v) in col.iter().enumerate() {
                 y[(g * MAX_ROWS + i) * n + o] = *v;
@@ -186,27 +202,23 @@ pub fn rows_matmul<W: WeightElem>(x: &[f32], w: &[W], m: usize, k: usize, n: usi
 }
 
 /// One group of rows: the result column-major (n, m), so each task writes one contiguous block.
-fn rows_group<W: WeightElem>(x: &[f32], w: &[W], m: usize, k: usize, n: usize) -> Vec<f32> {
+fn rows_group<F>(x: &[f32], m: usize, n: usize, dots: &F) -> Vec<f32>
+where
+    F: Fn(&[f32], usize, usize, &mut [f32]) + Sync,
+{
     let mut yt = vec![0f32; n * m];
-    if m == 0 || n == 0 {
-        return yt;
-    }
     // One task per pool thread (at least MIN_COLS_PER_TASK columns each): a hand-off costs a
     // thread wake-up, which on a busy machine is worth more than a second core.
     let tasks = rayon::current_num_threads()
         .min(n.div_ceil(MIN_COLS_PER_TASK))
         .max(1);
     if tasks == 1 {
-        block(x, w, m, k, &mut yt);
+        dots(x, m, 0, &mut yt);
     } else {
         let cols = n.div_ceil(tasks);
         yt.par_chunks_mut(cols * m)
             .enumerate()
-            .for_each(|(task, out)| {
-                let first = task * cols;
-                let rows = &w[first * k..(first + out.len() / m) * k];
-                block(x, rows, m, k, out);
-            });
+            .for_each(|(task, out)| dots(x, m, task * cols, out));
     }
     yt
 }
