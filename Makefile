@@ -76,16 +76,16 @@ bench: setup
 	$(CARGO) bench --locked --bench face_path --bench reasoner --bench events --bench spot --bench train_step
 
 ## bench-live: the whole pipeline on a live 640x480 200 fps camera-like source for 10 minutes (a face
-## on a test pattern), then a SynthME video paced in real time for event latency. Not part of `make test`.
+## on a test pattern), then 4 SynthME videos paced in real time for event latency (README "Performance").
+## Not part of `make test`.
 BENCH_OUT ?= out/bench-live
 bench-live: setup
 	$(CARGO) build --release --locked
 	mkdir -p $(BENCH_OUT)
 	$(REL_BIN) run "pipeline:face-test?image=$$($(REL_BIN) models path astronaut)&fps=200&width=640&height=480&frames=120000" \
 		--sink jsonl:$(BENCH_OUT)/face-test-events.jsonl --summary $(BENCH_OUT)/face-test-summary.json
-	$(REL_BIN) synth $(BENCH_OUT)/synth --preset bench --subjects 1 --clips 0 --long-videos 1 --seed 11
-	$(REL_BIN) run "gst:filesrc location=$(BENCH_OUT)/synth/videos/001_1.avi ! decodebin ! videoconvert ! clocksync" \
-		--set ingest.live=yes --fps 200 --sink jsonl:$(BENCH_OUT)/paced-events.jsonl --summary $(BENCH_OUT)/paced-summary.json
+	[ -d $(BENCH_OUT)/latency-synth/videos ] || $(REL_BIN) synth $(BENCH_OUT)/latency-synth --preset bench --seed 1 --subjects 4 --clips 0 --long-videos 4
+	scripts/latency.sh $(REL_BIN) $(BENCH_OUT)/latency-synth/videos/00[1-4]_1.avi
 
 ## bench-batch: batch throughput (video-seconds per wall-second) on 8 SynthME long videos (12 s of
 ## 640x480 200 fps MJPEG each), two at a time. Not part of `make test`.
