@@ -116,13 +116,7 @@ fn smollm2_matches_quantized_llama() {
     let ids = tok
         .encode("The lip corners rise briefly while the brows stay still: a suppressed smile.")
         .unwrap();
-    let hidden = dec.forward(&dec.embed(&ids).unwrap(), None).unwrap();
-    let last = hidden
-        .narrow(1, ids.len() - 1, 1)
-        .unwrap()
-        .squeeze(1)
-        .unwrap();
-    let ours = dec.token_logits(&last).unwrap().squeeze(0).unwrap();
+    let ours = last_token_logits(&dec, &ids);
 
     let mut file = std::fs::File::open(&path).unwrap();
     let ct = gguf_file::Content::read(&mut file).unwrap();
@@ -165,9 +159,7 @@ fn smollm2_matches_quantized_llama() {
         (half.dtype(), half.weight_dtype()),
         (DType::F32, DType::F16)
     );
-    let h16 = half.forward(&half.embed(&ids).unwrap(), None).unwrap();
-    let last16 = h16.narrow(1, ids.len() - 1, 1).unwrap().squeeze(1).unwrap();
-    let logits16 = half.token_logits(&last16).unwrap().squeeze(0).unwrap();
+    let logits16 = last_token_logits(&half, &ids);
     let d16 = max_abs(&logits16, &ours);
     eprintln!("SmolLM2 f16 weights vs f32: max |Δlogit| = {d16:.5}");
     assert_eq!(argmax(&logits16), argmax(&ours));
@@ -179,13 +171,22 @@ fn smollm2_matches_quantized_llama() {
     let mut int8 = Decoder::load(&cfg, &mut src, DType::F16, &Device::Cpu).unwrap();
     int8.use_int8().unwrap();
     assert!(int8.is_int8());
-    let h8 = int8.forward(&int8.embed(&ids).unwrap(), None).unwrap();
-    let last8 = h8.narrow(1, ids.len() - 1, 1).unwrap().squeeze(1).unwrap();
-    let logits8 = int8.token_logits(&last8).unwrap().squeeze(0).unwrap();
+    let logits8 = last_token_logits(&int8, &ids);
     let d8 = max_abs(&logits8, &ours);
     eprintln!("SmolLM2 int8 weights vs f32: max |Δlogit| = {d8:.5}");
     assert_eq!(argmax(&logits8), argmax(&ours));
     assert!(d8 < 0.1, "int8 weights moved logits by {d8}");
+}
+
+/// Next-token logits after the last of `ids`.
+fn last_token_logits(dec: &Decoder, ids: &[u32]) -> Tensor {
+    let hidden = dec.forward(&dec.embed(ids).unwrap(), None).unwrap();
+    let last = hidden
+        .narrow(1, ids.len() - 1, 1)
+        .unwrap()
+        .squeeze(1)
+        .unwrap();
+    dec.token_logits(&last).unwrap().squeeze(0).unwrap()
 }
 
 /// Reference ids from Hugging Face transformers 5.24.0 + tokenizers 0.23.3 (PyPI, Python 3.11)
