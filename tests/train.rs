@@ -476,6 +476,37 @@ fn max_folds_and_shards_train_loso_in_parts_and_label_the_report_partial() {
     assert!(secs(&a) > 0.0 && secs(&b) > secs(&a) && secs(&c) >= secs(&b));
 }
 
+/// Shards started apart (the second once the first has finished), in either order: the shard
+/// that finishes last writes the complete report, with the other's folds scored from their
+/// checkpoints (issue 23: the last writer's report held only its own folds, labelled partial).
+#[test]
+fn shards_run_one_after_the_other_in_either_order_leave_a_complete_report() {
+    let mut cfg = tiny_config();
+    cfg.train.epochs = 1;
+    cfg.frontend.ablation = aullm::config::Ablation::MlpHead;
+    for order in [[0, 1], [1, 0]] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("loso");
+        let mut total = 0;
+        for (k, i) in order.into_iter().enumerate() {
+            let (o, _) =
+                run_protocol_in_parts(&cfg, "loso", &out, None, true, (None, Some((i, 2))))
+                    .unwrap();
+            total = o.protocol_folds;
+            let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+            assert_eq!(
+                md.contains("Partial report"),
+                k == 0,
+                "order {order:?}: {md}"
+            );
+        }
+        let text = std::fs::read_to_string(out.join("report.json")).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let folds = json["outcome"]["folds"].as_array().unwrap().len();
+        assert_eq!(folds, total, "order {order:?}");
+    }
+}
+
 /// Two shards running at once each write the shared report when they finish; the one written last
 /// holds every fold, because each writer scores, under the report lock, the folds the other
 /// finished while it trained. (Without that the later writer could miss the other's last fold.)
