@@ -135,7 +135,7 @@ pub fn parse_dtype(choice: DTypeChoice, device: &Device) -> DType {
 
 /// Whether `reasoner.dtype` means 8-bit projection matrices on this device: "int8" on the CPU,
 /// and "auto" on CPUs where the kernel has vector registers (AVX-512: a clip 1.1x faster than
-/// f16 here, AU logits within 0.005 of f32; README "Reasoner").
+/// f16 here, AU logits within 0.005 of f32 as with f16; README "Reasoner").
 pub fn uses_int8(choice: DTypeChoice, device: &Device) -> bool {
     device.is_cpu()
         && match choice {
