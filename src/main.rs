@@ -71,6 +71,9 @@ enum Command {
     Train(TrainArgs),
     /// Run a protocol (LOSO, subject k-fold, leave-one-dataset-out): train per fold, score held-out clips, write a report.
     Eval(EvalArgs),
+    /// Gather learning-curve points (`aullm eval --max-clips N` reports in DIR/RECIPE/nN/) into
+    /// DIR/curve.{md,html,json}: one table, one chart.
+    Curve(CurveArgs),
     /// Spot micro/macro-expression intervals (onset, apex, offset) live on a source.
     Spot(SpotArgs),
     /// Evaluate spotting on SAMM-LV-layout folders (e.g. SynthME long videos) with the MEGC metric.
@@ -196,6 +199,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Batch(a) => batch_command(&cfg, a),
         Command::Train(a) => train_command(&mut cfg, a),
         Command::Eval(a) => eval_command(&mut cfg, a),
+        Command::Curve(a) => curve_command(a),
         Command::Events { action } => events_command(&cfg, action),
         Command::Spot(a) => spot_command(&cfg, a),
         Command::SpotEval(a) => spot_eval_command(&cfg, a),

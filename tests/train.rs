@@ -400,6 +400,50 @@ fn two_stage_training_starts_from_the_same_folds_frontend_and_refuses_another_sp
     assert!(format!("{err:#}").contains("leak test subjects"), "{err:#}");
 }
 
+#[test]
+fn fine_tuning_starts_from_a_model_folder_and_refuses_another_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    // A model trained on every clip and exported, as `aullm train` writes it (the shipped
+    // `default` is one such folder).
+    let mut cfg = tiny_config();
+    cfg.train.epochs = 1;
+    let (_, net) = run_protocol(&cfg, "all", &dir.path().join("pre"), None).unwrap();
+    let net = net.expect("`all` returns its network");
+    let model = dir.path().join("model");
+    let thresholds = vec![0.5; cfg.frontend.aus.len()];
+    aullm::export::bundle::export(&net, &cfg, &thresholds, "pre", &model).unwrap();
+
+    // `--init MODEL` (train.init_frontend naming a model folder): every fold's front-end starts
+    // from the model's, under any protocol, before the first step.
+    let mut tune = tiny_config();
+    tune.train.init_frontend = model.display().to_string();
+    let (outcome, tuned) = run_protocol(&tune, "all", &dir.path().join("tune"), Some(0)).unwrap();
+    assert_eq!(outcome.folds.len(), 1);
+    let tuned = tuned.unwrap();
+    for ((name, a), (_, b)) in tuned.visual_vars().iter().zip(net.visual_vars()) {
+        if name.starts_with("frontend.") {
+            assert_eq!(flat(a.as_tensor()), flat(b.as_tensor()), "{name}");
+        }
+    }
+    let (_, set) = synth();
+    let subject = set.clips[0].key.rsplit_once('/').unwrap().0.to_string();
+    run_protocol(
+        &tune,
+        &format!("split:{subject}"),
+        &dir.path().join("split"),
+        Some(0),
+    )
+    .unwrap();
+
+    // A model whose graph differs (here the input) is refused, naming the key.
+    let mut other = tune.clone();
+    other.frontend.input = aullm::config::ClipInput::Flow;
+    let err = run_protocol(&other, "all", &dir.path().join("other"), Some(0))
+        .err()
+        .expect("another front-end graph must be refused");
+    assert!(format!("{err:#}").contains("frontend.input"), "{err:#}");
+}
+
 /// `--max-folds` and `--shard` spread LOSO over several runs and processes: each trains only its
 /// folds, the report says it is partial, and finished folds are scored again rather than retrained.
 #[test]

@@ -30,6 +30,15 @@ pub(crate) struct CommonTrainArgs {
     /// Aligned-clip cache folder (default: `clips/` beside the model cache).
     #[arg(long)]
     pub(crate) clip_cache: Option<PathBuf>,
+    /// Start the front-end from a trained model (name under models/, e.g. default, or a model
+    /// folder) to fine-tune it, or from a finished run of the same protocol (sets
+    /// train.init_frontend).
+    #[arg(long, value_name = "MODEL|RUN")]
+    pub(crate) init: Option<String>,
+    /// Learn from at most N clips per fold, drawn evenly over its subjects (a learning-curve
+    /// point; sets train.max_clips).
+    #[arg(long, value_name = "N")]
+    pub(crate) max_clips: Option<usize>,
     /// No progress lines.
     #[arg(long, short)]
     pub(crate) quiet: bool,
@@ -69,8 +78,25 @@ pub(crate) struct EvalArgs {
     /// Score this trained model (name under models/ or folder) on the datasets, without training:
     /// clip datasets give per-clip predictions (predictions.csv, `aullm score`'s format), long-video
     /// datasets (sammlv, SynthME long videos) the whole pipeline's spotting and AU F1.
-    #[arg(long, value_name = "NAME|DIR", conflicts_with_all = ["protocol", "max_folds", "shard", "resume", "max_steps", "epochs", "ablation"])]
+    #[arg(long, value_name = "NAME|DIR", conflicts_with_all = ["protocol", "max_folds", "shard", "resume", "max_steps", "epochs", "ablation", "init", "max_clips"])]
     pub(crate) model: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct CurveArgs {
+    /// Folder holding RECIPE/nN/report.json (one `aullm eval --max-clips N --out DIR/RECIPE/nN` each).
+    pub(crate) dir: PathBuf,
+    /// Title of the page.
+    #[arg(long, default_value = "aullm learning curve")]
+    pub(crate) title: String,
+}
+
+/// `aullm curve DIR`.
+pub(crate) fn curve_command(a: CurveArgs) -> Result<ExitCode> {
+    let points = aullm::eval::curve::write(&a.dir, &a.title)?;
+    print!("{}", aullm::eval::curve::render_markdown(&points, &a.title));
+    eprintln!("wrote {}", a.dir.join("curve.html").display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `I/N` with I < N.
@@ -123,6 +149,12 @@ pub(crate) fn protocol_options(
 ) -> Result<aullm::train::protocol::ProtocolOptions> {
     if let Some(e) = c.epochs {
         cfg.train.epochs = e;
+    }
+    if let Some(init) = &c.init {
+        cfg.train.init_frontend = init.clone();
+    }
+    if let Some(n) = c.max_clips {
+        cfg.train.max_clips = n;
     }
     if let Some(a) = &c.ablation {
         cfg.frontend.ablation = toml::Value::String(a.clone()).try_into().map_err(|_| {

@@ -175,6 +175,16 @@ pub struct TrainConfig {
     /// so runs from before this key keep their fingerprints.)
     #[serde(skip_serializing_if = "String::is_empty")]
     pub init_frontend: String,
+    /// At most this many clips per fold to learn from (training + inner validation), drawn evenly
+    /// over the fold's subjects, the same seed giving nested sets (60 ⊂ 120 ⊂ 250): the points of
+    /// a learning curve. 0 = every clip. (Left out of the saved configuration when 0.)
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_clips: usize,
+}
+
+/// serde's skip test for counts whose 0 means "off".
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 impl Default for TrainConfig {
@@ -202,6 +212,7 @@ impl Default for TrainConfig {
             val_fraction: 0.2,
             threads: 0,
             init_frontend: String::new(),
+            max_clips: 0,
         }
     }
 }

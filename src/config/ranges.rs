@@ -128,6 +128,12 @@ pub const RANGES: &[Range] = &[
         "fraction of the training subjects",
     ),
     r("train.threads", 0.0, 1024.0, "0 = every core"),
+    r(
+        "train.max_clips",
+        0.0,
+        TOML_INT_MAX,
+        "clips per fold; 0 = all",
+    ),
     r("stream.clip_queue", 1.0, 100_000.0, "clips"),
     r("stream.max_batch", 1.0, 512.0, "clips per model call"),
     r(
@@ -281,7 +287,10 @@ mod tests {
     fn every_numeric_key_has_a_range_and_the_defaults_are_inside() {
         let cfg = Config::default();
         check(&cfg).unwrap();
-        let numeric: Vec<String> = leaves(&cfg)
+        // Keys left out of the saved configuration at their default must be listed too.
+        let mut all_keys = cfg.clone();
+        all_keys.train.max_clips = 1;
+        let numeric: Vec<String> = leaves(&all_keys)
             .into_iter()
             .filter(|(_, v)| !numbers(v).is_empty())
             .map(|(k, _)| k)

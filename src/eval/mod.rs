@@ -6,6 +6,7 @@
 //! Scores plain values: may import config, data, events (the event record), spot (the spotter
 //! it evaluates), atomic. Knows no command, no training code, no stream.
 
+pub mod curve;
 pub mod metrics;
 pub mod predictions;
 pub mod report;

@@ -74,11 +74,7 @@ impl Fold {
 
 /// Sample indices per subject, subjects sorted (so fold order is reproducible).
 fn subjects(keys: &[SubjectKey]) -> BTreeMap<&SubjectKey, Vec<usize>> {
-    let mut m: BTreeMap<&SubjectKey, Vec<usize>> = BTreeMap::new();
-    for (i, k) in keys.iter().enumerate() {
-        m.entry(k).or_default().push(i);
-    }
-    m
+    subjects_of(keys, &(0..keys.len()).collect::<Vec<_>>())
 }
 
 /// Leave-one-subject-out: one fold per subject, tested on that subject, trained on all others.
@@ -134,6 +130,56 @@ pub fn subject_kfold(keys: &[SubjectKey], k: usize) -> Result<Vec<Fold>> {
             )
         })
         .collect()
+}
+
+/// `fold` learning from at most `n` of its training clips (0 = all), drawn evenly over its
+/// subjects: subjects in a seeded order take one clip each in turn, each from its own seeded
+/// shuffle. The draw order depends only on the fold and the seed, so a smaller `n` takes a prefix
+/// of a larger one's clips (nested learning-curve points). The test side is unchanged.
+pub fn cap_training(fold: &Fold, keys: &[SubjectKey], n: usize, seed: u64) -> Result<Fold> {
+    if n == 0 || fold.train.len() <= n {
+        return Ok(fold.clone());
+    }
+    let mut rng = Rng::new(seed ^ 0x00c4_9c1a_5e11);
+    let mut by_subject: Vec<Vec<usize>> = subjects_of(keys, &fold.train).into_values().collect();
+    for clips in &mut by_subject {
+        shuffle(clips, &mut rng);
+    }
+    shuffle(&mut by_subject, &mut rng);
+    let mut picked = Vec::with_capacity(n);
+    let mut round = 0;
+    while picked.len() < n {
+        for clips in &by_subject {
+            if picked.len() < n && round < clips.len() {
+                picked.push(clips[round]);
+            }
+        }
+        round += 1;
+    }
+    Fold::new(
+        fold.name.clone(),
+        keys,
+        picked,
+        fold.test.clone(),
+        fold.aus.clone(),
+    )
+}
+
+/// Fisher–Yates with the project's seeded generator.
+fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
+    for i in (1..v.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+}
+
+/// The indices `idx` per subject, subjects sorted.
+fn subjects_of<'a>(keys: &'a [SubjectKey], idx: &[usize]) -> BTreeMap<&'a SubjectKey, Vec<usize>> {
+    let mut m: BTreeMap<&SubjectKey, Vec<usize>> = BTreeMap::new();
+    for &i in idx {
+        m.entry(&keys[i]).or_default().push(i);
+    }
+    m
 }
 
 /// The AUs every listed dataset evaluates (`aus_of` gives each dataset's list).
@@ -251,11 +297,7 @@ pub fn inner_split(
     if fraction <= 0.0 || subjects.len() < 2 {
         return (train.to_vec(), Vec::new());
     }
-    let mut rng = Rng::new(seed ^ 0x0005_eed0_f7a1);
-    for i in (1..subjects.len()).rev() {
-        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-        subjects.swap(i, j);
-    }
+    shuffle(&mut subjects, &mut Rng::new(seed ^ 0x0005_eed0_f7a1));
     let n_val = ((subjects.len() as f64 * fraction).round() as usize).clamp(1, subjects.len() - 1);
     let val_subjects: BTreeSet<&SubjectKey> = subjects[..n_val].iter().copied().collect();
     train
@@ -272,6 +314,35 @@ mod tests {
             dataset: d,
             subject: s.to_string(),
         }
+    }
+
+    #[test]
+    fn capped_training_sets_are_nested_spread_over_subjects_and_keep_the_test_side() {
+        let keys: Vec<SubjectKey> = (0..40)
+            .map(|i| key(Dataset::Casme2, &format!("sub{:02}", i / 10)))
+            .collect();
+        let fold = Fold::new("f", &keys, (0..30).collect(), (30..40).collect(), vec![]).unwrap();
+        let small = cap_training(&fold, &keys, 7, 3).unwrap();
+        let large = cap_training(&fold, &keys, 13, 3).unwrap();
+        assert_eq!(small.train.len(), 7);
+        assert_eq!(large.train.len(), 13);
+        assert!(
+            small.train.iter().all(|i| large.train.contains(i)),
+            "not nested"
+        );
+        assert_eq!(small.test, fold.test);
+        // Three subjects, seven clips: 3 + 2 + 2 in some order, never 7 of one person.
+        let mut per = BTreeMap::new();
+        for &i in &small.train {
+            *per.entry(&keys[i]).or_insert(0) += 1;
+        }
+        let mut counts: Vec<i32> = per.into_values().collect();
+        counts.sort();
+        assert_eq!(counts, vec![2, 2, 3]);
+        // Another seed draws other clips; 0 and a cap above the pool keep every clip.
+        assert_ne!(cap_training(&fold, &keys, 7, 4).unwrap().train, small.train);
+        assert_eq!(cap_training(&fold, &keys, 0, 3).unwrap().train, fold.train);
+        assert_eq!(cap_training(&fold, &keys, 99, 3).unwrap().train, fold.train);
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub struct ClipSet {
     pub clips: Vec<AlignedClip>,
     /// `key: reason` for samples left out.
     pub skipped: Vec<String>,
+    /// Identity group per subject where subjects share one (SynthME people from one photo); a
+    /// subject not listed is its own group. Subject-wise splits keep a group on one side.
+    pub groups: std::collections::BTreeMap<SubjectKey, String>,
 }
 
 /// Per-clip metadata stored beside the crops in the cache file.
@@ -253,6 +256,7 @@ fn read_cache(path: &Path) -> Result<ClipSet> {
     let mut set = ClipSet {
         clips: Vec::with_capacity(clips.len()),
         skipped,
+        groups: Default::default(),
     };
     for (i, m) in clips.into_iter().enumerate() {
         let view = st.tensor(&format!("c{i}"))?;

@@ -2,7 +2,7 @@
 //! subject split, LOSO, subject k-fold, leave-one-dataset-out), the loop, checkpoints.
 //! Includes the protocol runner ([`protocol`]) that trains each fold and hands plain scores to
 //! `eval::report`. May import: config, data, eval, graph, clip, stream (the camera-path driver
-//! for clip extraction), face, models, atomic, rng.
+//! for clip extraction), face, models, atomic, rng, runtime (model folders, to start from one).
 
 pub mod alloc;
 pub mod clips;
@@ -18,6 +18,7 @@ use crate::data::{Dataset, LoadOptions, SubjectKey};
 use crate::eval::split::{self, Fold};
 use anyhow::{Context, Result, bail, ensure};
 use clips::{AlignedClip, ClipSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -87,6 +88,13 @@ pub fn load_clips(
             loaded.annotation_file.display()
         );
         let set = clips::load_or_align(&loaded, cfg, cache_dir, threads)?;
+        for (subject, group) in crate::data::synth::annotations::photo_groups(&a.root)? {
+            let key = SubjectKey {
+                dataset: a.dataset,
+                subject,
+            };
+            all.groups.insert(key, group);
+        }
         all.clips.extend(set.clips);
         all.skipped.extend(set.skipped);
     }
@@ -162,9 +170,23 @@ impl FromStr for Protocol {
     }
 }
 
-/// The folds of `protocol` over `clips` (subjects never cross; the splitter checks).
-pub fn folds(protocol: &Protocol, clips: &[AlignedClip]) -> Result<Vec<Fold>> {
+/// The folds of `protocol` over `clips` (subjects never cross; the splitter checks). LOSO and
+/// k-fold leave out whole identity groups (`groups`: SynthME people from one photo; a subject not
+/// listed is its own group).
+pub fn folds(
+    protocol: &Protocol,
+    clips: &[AlignedClip],
+    groups: &BTreeMap<SubjectKey, String>,
+) -> Result<Vec<Fold>> {
     let keys: Vec<SubjectKey> = clips.iter().map(|c| c.subject.clone()).collect();
+    // Splitting on group keys keeps each group, and so each subject, on one side.
+    let group_keys: Vec<SubjectKey> = keys
+        .iter()
+        .map(|k| SubjectKey {
+            dataset: k.dataset,
+            subject: groups.get(k).cloned().unwrap_or_else(|| k.subject.clone()),
+        })
+        .collect();
     match protocol {
         Protocol::All => Ok(vec![Fold::new(
             "all",
@@ -173,8 +195,8 @@ pub fn folds(protocol: &Protocol, clips: &[AlignedClip]) -> Result<Vec<Fold>> {
             Vec::new(),
             Vec::new(),
         )?]),
-        Protocol::Loso => split::loso(&keys),
-        Protocol::Kfold(k) => split::subject_kfold(&keys, *k),
+        Protocol::Loso => split::loso(&group_keys),
+        Protocol::Kfold(k) => split::subject_kfold(&group_keys, *k),
         Protocol::Lodo => split::leave_one_dataset_out(&keys, split::paper_aus),
         Protocol::Cross { train, test } => Ok(vec![split::cross_dataset(
             &keys,
@@ -291,18 +313,18 @@ mod tests {
             train: vec![Dataset::Casme2],
             test: Dataset::Samm,
         };
-        let f = folds(&c2s, &clips).unwrap();
+        let f = folds(&c2s, &clips, &BTreeMap::new()).unwrap();
         assert_eq!(
             (f[0].train.clone(), f[0].test.clone()),
             (vec![0, 1], vec![2])
         );
         // CASME II ∩ SAMM in the paper's lists: AU2, 4, 7, 12.
         assert_eq!(protocol_aus(&model, &f).unwrap(), vec![2, 4, 7, 12]);
-        let lodo = folds(&Protocol::Lodo, &clips).unwrap();
+        let lodo = folds(&Protocol::Lodo, &clips, &BTreeMap::new()).unwrap();
         assert_eq!(lodo.len(), 2);
         assert_eq!(protocol_aus(&model, &lodo).unwrap(), vec![2, 4, 7, 12]);
         // Within-dataset protocols keep the model's AUs.
-        let loso = folds(&Protocol::Loso, &clips).unwrap();
+        let loso = folds(&Protocol::Loso, &clips, &BTreeMap::new()).unwrap();
         assert_eq!(protocol_aus(&model, &loso).unwrap(), model.to_vec());
         // A model without any shared AU is an error, not an empty run.
         assert!(protocol_aus(&[1, 14], &f).is_err());
@@ -310,5 +332,45 @@ mod tests {
         assert_eq!(cfg.frontend.aus, vec![2, 4, 7, 12]);
         assert_eq!(cfg.reasoner.num_aus, 4);
         cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn people_from_one_photo_stay_on_one_side_of_every_fold() {
+        let clips: Vec<AlignedClip> = ["sub01", "sub02", "sub03", "sub04", "sub05", "sub06"]
+            .iter()
+            .flat_map(|s| [clip(Dataset::Casme2, s), clip(Dataset::Casme2, s)])
+            .collect();
+        let key = |s: &str| SubjectKey {
+            dataset: Dataset::Casme2,
+            subject: s.into(),
+        };
+        // sub01..sub03 are three people in one group photo; the others are single portraits.
+        let groups: BTreeMap<SubjectKey, String> = ["sub01", "sub02", "sub03"]
+            .iter()
+            .map(|s| (key(s), "faces-group".to_string()))
+            .collect();
+        let loso = folds(&Protocol::Loso, &clips, &groups).unwrap();
+        assert_eq!(
+            loso.len(),
+            4,
+            "one fold per photo: the group and three portraits"
+        );
+        for protocol in [Protocol::Loso, Protocol::Kfold(2), Protocol::Kfold(3)] {
+            for f in folds(&protocol, &clips, &groups).unwrap() {
+                let tested = |s: &str| f.test.iter().any(|&i| clips[i].subject == key(s));
+                assert!(
+                    tested("sub01") == tested("sub02") && tested("sub02") == tested("sub03"),
+                    "{protocol:?} {} splits the group photo",
+                    f.name
+                );
+            }
+        }
+        // Without groups every subject is its own.
+        assert_eq!(
+            folds(&Protocol::Loso, &clips, &BTreeMap::new())
+                .unwrap()
+                .len(),
+            6
+        );
     }
 }

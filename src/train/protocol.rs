@@ -146,7 +146,12 @@ pub fn run(cfg: &Config, o: &ProtocolOptions) -> Result<(ProtocolOutcome, Option
         set.skipped
     );
     let clips = &set.clips;
-    let fold_list = folds(&o.protocol, clips)?;
+    let keys: Vec<crate::data::SubjectKey> = clips.iter().map(|c| c.subject.clone()).collect();
+    // Learning-curve points: each fold learns from at most train.max_clips of its clips.
+    let fold_list = folds(&o.protocol, clips, &set.groups)?
+        .iter()
+        .map(|f| crate::eval::split::cap_training(f, &keys, cfg.train.max_clips, cfg.train.seed))
+        .collect::<Result<Vec<_>>>()?;
     // Cross-dataset protocols train and score the AUs their datasets share.
     let aus = crate::train::protocol_aus(&cfg.frontend.aus, &fold_list)?;
     if aus != cfg.frontend.aus && !o.quiet {
@@ -351,8 +356,10 @@ fn protocol_order(outcome: &mut ProtocolOutcome, included: &[usize]) {
     outcome.predictions.sort_by_key(|p| p.fold);
 }
 
-/// The finished checkpoint of `train.init_frontend` for `fold`, checked to have been trained on
-/// exactly this fold's training and validation clips (so its front-end never saw the test subjects).
+/// Where `fold`'s front-end starts from under `train.init_frontend`: a trained model (a folder
+/// with model.json, or a name under models/, e.g. the shipped `default`: fine-tuning), or the
+/// finished checkpoint of an earlier run of this protocol, checked to have been trained on exactly
+/// this fold's training and validation clips (so its front-end never saw the test subjects).
 fn init_source(
     cfg: &Config,
     o: &ProtocolOptions,
@@ -360,6 +367,14 @@ fn init_source(
     clips: &[AlignedClip],
 ) -> Result<PathBuf> {
     use crate::train::state::{TrainState, checkpoint_dir, load_thresholds, read_checkpoint_info};
+    if let Ok(model) = crate::runtime::bundle::locate(&cfg.train.init_frontend) {
+        crate::runtime::bundle::verify(&model)?;
+        let file = model.join("config.toml");
+        let src_cfg = Config::load(Some(&file), &[])
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        same_frontend(&src_cfg, cfg, &file)?;
+        return Ok(model);
+    }
     let run = PathBuf::from(&cfg.train.init_frontend);
     let run_dir = if o.protocol == Protocol::All {
         run.clone()
@@ -369,7 +384,7 @@ fn init_source(
     let dir = checkpoint_dir(&run_dir);
     anyhow::ensure!(
         dir.join("state.json").exists(),
-        "train.init_frontend = {}: no checkpoint for fold {} in {} (train that run on the same protocol first)",
+        "train.init_frontend = {}: not a model (no model.json there or under models/) and no checkpoint for fold {} in {} (train that run on the same protocol first)",
         run.display(),
         fold.name,
         dir.display()
@@ -380,14 +395,7 @@ fn init_source(
         dir.display()
     );
     let (src_cfg, st) = read_checkpoint_info(&dir)?;
-    // The decider may differ (that is the point: MLP head first, LLM second); the graph may not.
-    let mut same = src_cfg.frontend.clone();
-    same.ablation = cfg.frontend.ablation;
-    anyhow::ensure!(
-        same == cfg.frontend,
-        "train.init_frontend: {} has another [frontend] configuration than this run",
-        dir.join("config.toml").display()
-    );
+    same_frontend(&src_cfg, cfg, &dir.join("config.toml"))?;
     let (tr, va) = inner_split(
         &fold.train,
         clips,
@@ -403,6 +411,36 @@ fn init_source(
         fold.name
     );
     Ok(dir)
+}
+
+/// Refuses a front-end source whose graph differs from this run's (the decider may differ: that
+/// is the point of an MLP-head first stage).
+fn same_frontend(src: &Config, cfg: &Config, file: &std::path::Path) -> Result<()> {
+    let mut same = src.frontend.clone();
+    same.ablation = cfg.frontend.ablation;
+    if same == cfg.frontend {
+        return Ok(());
+    }
+    let a = toml::Value::try_from(&same)?;
+    let b = toml::Value::try_from(&cfg.frontend)?;
+    let differ: Vec<String> = match (a.as_table(), b.as_table()) {
+        (Some(a), Some(b)) => b
+            .iter()
+            .filter(|(k, v)| a.get(*k) != Some(v))
+            .map(|(k, v)| {
+                format!(
+                    "frontend.{k} = {} there, {v} here",
+                    a.get(k).map_or("(unset)".to_string(), |x| x.to_string())
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    anyhow::bail!(
+        "train.init_frontend: {} has another [frontend] configuration than this run ({})",
+        file.display(),
+        differ.join("; ")
+    )
 }
 
 /// Per-AU F1 over the held-out predictions: pooled and mean over folds.

@@ -193,3 +193,31 @@ pub fn evaluation_only(root: &Path) -> Result<bool> {
         .with_context(|| format!("{} is not valid JSON", path.display()))?;
     Ok(v["config"]["evaluation_only"].as_bool().unwrap_or(false))
 }
+
+/// The photo each SynthME subject's face came from, by subject folder (`sub07` → the photo's
+/// manifest name): people drawn from one photo share its camera and light, so cross-identity splits
+/// keep them on one side. Subjects re-shaped from astronaut.png count as their own identity, and a
+/// folder that is not SynthME gives an empty map.
+pub fn photo_groups(root: &Path) -> Result<std::collections::BTreeMap<String, String>> {
+    let path = root.join("synth_truth.json");
+    let mut groups = std::collections::BTreeMap::new();
+    if !path.exists() {
+        return Ok(groups);
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    for (i, id) in v["identities"].as_array().into_iter().flatten().enumerate() {
+        let subject = id["subject"].as_u64().with_context(|| {
+            format!("{}: identities[{i}] has no subject number", path.display())
+        })?;
+        let name = format!("sub{subject:02}");
+        let group = match id["face"].as_str().and_then(|f| f.split_once('#')) {
+            Some((photo, _)) => photo.to_string(),
+            None => name.clone(),
+        };
+        groups.insert(name, group);
+    }
+    Ok(groups)
+}

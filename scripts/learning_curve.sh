@@ -1,0 +1,53 @@
+#!/bin/bash
+# The learning curve of the training recipe (README "Learning curve"): cross-identity 4-fold
+# (whole photos left out: people from one photo never straddle a split) at several training-set
+# sizes, for each recipe, each point one `aullm eval --max-clips N` run in two single-threaded
+# shards, then `aullm curve OUT` (table + chart). Stop and rerun at any time: finished folds are
+# kept (--resume).
+#   scripts/learning_curve.sh AULLM DATA PRETRAIN OUT [RECIPE...]
+# DATA:     aullm synth DATA --preset general --seed 21 --subjects 39 --clips 32 --long-videos 0
+# PRETRAIN: aullm synth PRETRAIN --preset general --faces astronaut --seed 31 --subjects 36 --clips 12 --long-videos 0
+#           (synthetic motion on one photo that is none of DATA's people: the pre-training set)
+# RECIPE:   flow, pretrained, gray_diff (default: all three, in that order)
+set -euo pipefail
+aullm=$(realpath "$1") data=$2 pretrain=$3 out=$4
+shift 4
+recipes=("${@:-flow pretrained gray_diff}")
+read -r -a recipes <<< "${recipes[*]}"
+cd "$(dirname "$0")/.."
+stage1=models/default/train-stage1.toml
+mkdir -p "$out"
+
+# One point: RECIPE N [aullm eval options...], two shards of the 4 folds side by side.
+point() {
+  local recipe=$1 n=$2
+  shift 2
+  local dir=$out/$recipe/n$n
+  mkdir -p "$dir"
+  for s in 0 1; do
+    RAYON_NUM_THREADS=1 "$aullm" --config "$stage1" eval --dataset "synth:$data" \
+      --protocol kfold:4 --max-clips "$n" --shard "$s/2" --resume --out "$dir" "$@" \
+      > "$dir/shard$s.log" 2>&1 &
+  done
+  wait
+  tail -n 3 "$dir/report.md"
+}
+
+for recipe in "${recipes[@]}"; do
+  case $recipe in
+    flow)
+      for n in 60 250 120; do point flow "$n"; done ;;
+    gray_diff)
+      for n in 60 250; do point gray_diff "$n" --set frontend.input=gray_diff; done ;;
+    pretrained)
+      # The front-end pre-trained on PRETRAIN (every clip, the shipped stage-1 recipe), then
+      # fine-tuned per fold for a third of the epochs.
+      if [ ! -f "$out/pretrain/model/model.json" ]; then
+        "$aullm" --config "$stage1" train --dataset "synth:$pretrain" --name pretrain \
+          --out "$out/pretrain" > "$out/pretrain.log" 2>&1
+      fi
+      for n in 60 250; do point pretrained "$n" --init "$out/pretrain/model" --epochs 50; done ;;
+    *) echo "unknown recipe $recipe (flow, pretrained, gray_diff)" >&2; exit 2 ;;
+  esac
+done
+"$aullm" curve "$out" --title "aullm learning curve (cross-identity 4-fold, MLP head)"
