@@ -97,8 +97,8 @@ bench-batch: setup
 	$(REL_BIN) batch $(BENCH_OUT)/batch-synth/videos --out $(BENCH_OUT)/batch -j 2 --quiet
 
 ## loso-default: LOSO evaluation of models/default's recipe on SynthME's general preset (stage 1, full
-## model, MLP-head ablation; ~30 core-minutes per fold, 36 folds, one worker per core: ~9 h on 2
-## cores). Run it again to continue where it stopped; reports in $(LOSO_RUNS)/{stage1,full,mlp}/.
+## model, MLP-head ablation; ~30 core-minutes per fold, 19 folds (one per photo of its 36 people),
+## one worker per core: ~5 h on 2 cores). Run it again to continue where it stopped; reports in $(LOSO_RUNS)/{stage1,full,mlp}/.
 ## Not part of `make test`.
 LOSO_DATA ?= out/synth-general
 LOSO_RUNS ?= out/loso

@@ -8,14 +8,16 @@
 # DATA:     aullm synth DATA --preset general --seed 21 --subjects 39 --clips 32 --long-videos 0
 # PRETRAIN: aullm synth PRETRAIN --preset general --faces astronaut --seed 31 --subjects 36 --clips 12 --long-videos 0
 #           (synthetic motion on one photo that is none of DATA's people: the pre-training set)
-# RECIPE:   flow, pretrained, gray_diff (default: all three, in that order)
+# RECIPE:   flow (the shipped stage-1 recipe: flow input, MLP head), llm (stage 2 on top of flow's
+#           folds: the LLM decider), pretrained, gray_diff (default: all four, in that order)
 set -euo pipefail
 aullm=$(realpath "$1") data=$2 pretrain=$3 out=$4
 shift 4
-recipes=("${@:-flow pretrained gray_diff}")
+recipes=("${@:-flow llm pretrained gray_diff}")
 read -r -a recipes <<< "${recipes[*]}"
 cd "$(dirname "$0")/.."
 stage1=models/default/train-stage1.toml
+config=$stage1
 mkdir -p "$out"
 
 # One point: RECIPE N [aullm eval options...], two shards of the 4 folds side by side.
@@ -25,7 +27,7 @@ point() {
   local dir=$out/$recipe/n$n
   mkdir -p "$dir"
   for s in 0 1; do
-    RAYON_NUM_THREADS=1 "$aullm" --config "$stage1" eval --dataset "synth:$data" \
+    RAYON_NUM_THREADS=1 "$aullm" --config "$config" eval --dataset "synth:$data" \
       --protocol kfold:4 --max-clips "$n" --shard "$s/2" --resume --out "$dir" "$@" \
       > "$dir/shard$s.log" 2>&1 &
   done
@@ -37,17 +39,23 @@ for recipe in "${recipes[@]}"; do
   case $recipe in
     flow)
       for n in 60 250 120; do point flow "$n"; done ;;
+    llm)
+      # The shipped stage 2 (LLM + LoRA + CCR, 20 epochs) from each fold's flow front-end; the
+      # source must be the same fold at the same size (checked).
+      config=models/default/train.toml
+      for n in 60 250; do point llm "$n" --init "$out/flow/n$n"; done
+      config=$stage1 ;;
     gray_diff)
       for n in 60 250; do point gray_diff "$n" --set frontend.input=gray_diff; done ;;
     pretrained)
-      # The front-end pre-trained on PRETRAIN (every clip, the shipped stage-1 recipe), then
-      # fine-tuned per fold for a third of the epochs.
+      # The front-end pre-trained on PRETRAIN (every clip, the stage-1 recipe for 40 epochs: one
+      # face is learnt fast), then fine-tuned per fold for a third of the epochs.
       if [ ! -f "$out/pretrain/model/model.json" ]; then
-        "$aullm" --config "$stage1" train --dataset "synth:$pretrain" --name pretrain \
+        "$aullm" --config "$stage1" train --dataset "synth:$pretrain" --name pretrain --epochs 40 \
           --out "$out/pretrain" > "$out/pretrain.log" 2>&1
       fi
       for n in 60 250; do point pretrained "$n" --init "$out/pretrain/model" --epochs 50; done ;;
-    *) echo "unknown recipe $recipe (flow, pretrained, gray_diff)" >&2; exit 2 ;;
+    *) echo "unknown recipe $recipe (flow, llm, pretrained, gray_diff)" >&2; exit 2 ;;
   esac
 done
-"$aullm" curve "$out" --title "aullm learning curve (cross-identity 4-fold, MLP head)"
+"$aullm" curve "$out" --title "aullm learning curve (cross-identity 4-fold, photos left out)"

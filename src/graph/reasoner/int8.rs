@@ -121,6 +121,15 @@ impl Int8Matrix {
         }
     }
 
+    /// Whether the kernel is the fast path for `x` (m, cols): f32 rows on the CPU outside autograd,
+    /// at most [`MAX_ROWS`] of them.
+    pub fn serves(&self, x: &Tensor) -> bool {
+        x.dtype() == DType::F32
+            && x.device().is_cpu()
+            && !x.track_op()
+            && x.dims().first().is_some_and(|&m| m <= MAX_ROWS)
+    }
+
     /// `x W^T` for `x` (m, cols) f32 on the CPU -> (m, rows); no gradient flows through it.
     pub fn matmul(&self, x: &Tensor) -> Result<Tensor> {
         x.contiguous()?.apply_op1_no_bwd(self)
@@ -383,6 +392,21 @@ mod tests {
         let d = max_abs_diff(&q.matmul(&x).unwrap(), &theirs);
         assert!(d < 1e-4, "{d}");
         assert!(max_abs_diff(&q.dequantize().unwrap(), &full) < 1e-5);
+    }
+
+    #[test]
+    fn the_kernel_serves_one_clip_of_plain_f32_rows() {
+        let w = init::uniform(5, (4, 32), 1.0, DType::F32, &Device::Cpu).unwrap();
+        let q = Int8Matrix::quantize(&w).unwrap().unwrap();
+        let rows = |m: usize| Tensor::zeros((m, 32), DType::F32, &Device::Cpu).unwrap();
+        assert!(q.serves(&rows(1)) && q.serves(&rows(MAX_ROWS)));
+        assert!(
+            !q.serves(&rows(MAX_ROWS + 1)),
+            "a batch goes to the f16 kernel"
+        );
+        assert!(!q.serves(&rows(2).to_dtype(DType::F16).unwrap()));
+        let tracked = candle_core::Var::from_tensor(&rows(2)).unwrap();
+        assert!(!q.serves(tracked.as_tensor()), "training needs gradients");
     }
 
     #[test]

@@ -256,11 +256,7 @@ impl LoraLinear {
         let rows: usize = lead.iter().product();
         let x2 = x.reshape((rows, inp))?;
         let w = self.merged.as_ref().unwrap_or(&self.weight);
-        let int8 = self
-            .int8
-            .as_ref()
-            .filter(|_| x2.dtype() == DType::F32 && x2.device().is_cpu() && !x2.track_op())
-            .filter(|_| rows <= super::int8::MAX_ROWS);
+        let int8 = self.int8.as_ref().filter(|q| q.serves(&x2));
         let mut y = match int8 {
             Some(q) => q.matmul(&x2)?,
             None => match rows_matmul::try_rows_matmul(&x2, w)? {
