@@ -92,6 +92,15 @@ fn the_heldout_family_and_photos_never_reach_training() {
     let arg = |root: &Path| -> DatasetArg { format!("synth:{}", root.display()).parse().unwrap() };
     let set = aullm::train::load_clips(&[arg(&train_root)], &cfg, &cache, 2).unwrap();
     assert_eq!(set.clips.len(), 6);
+    // Splits group people by the photo they came from, as synth_truth.json records it.
+    for id in t["identities"].as_array().unwrap() {
+        let photo = id["face"].as_str().unwrap().split('#').next().unwrap();
+        let key = aullm::data::SubjectKey {
+            dataset: aullm::data::Dataset::Casme2,
+            subject: format!("sub{:02}", id["subject"].as_u64().unwrap()),
+        };
+        assert_eq!(set.groups.get(&key).map(String::as_str), Some(photo));
+    }
     let err = aullm::train::load_clips(&[arg(&held_root)], &cfg, &cache, 2).unwrap_err();
     let msg = format!("{err:#}");
     assert!(

@@ -183,15 +183,23 @@ pub fn write_all(cfg: &SynthConfig, plan: &Plan, ids: &[Identity], root: &Path) 
 /// Whether the SynthME dataset under `root` was written as an evaluation set (a held-out family or
 /// held-out identities); false for folders that are not SynthME.
 pub fn evaluation_only(root: &Path) -> Result<bool> {
+    Ok(
+        read_truth(root)?
+            .is_some_and(|v| v["config"]["evaluation_only"].as_bool().unwrap_or(false)),
+    )
+}
+
+/// `root/synth_truth.json` as JSON; None when the folder is not SynthME.
+fn read_truth(root: &Path) -> Result<Option<serde_json::Value>> {
     let path = root.join("synth_truth.json");
     if !path.exists() {
-        return Ok(false);
+        return Ok(None);
     }
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON", path.display()))?;
-    Ok(v["config"]["evaluation_only"].as_bool().unwrap_or(false))
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))
+        .map(Some)
 }
 
 /// The photo each SynthME subject's face came from, by subject folder (`sub07` → the photo's
@@ -199,18 +207,16 @@ pub fn evaluation_only(root: &Path) -> Result<bool> {
 /// keep them on one side. Subjects re-shaped from astronaut.png count as their own identity, and a
 /// folder that is not SynthME gives an empty map.
 pub fn photo_groups(root: &Path) -> Result<std::collections::BTreeMap<String, String>> {
-    let path = root.join("synth_truth.json");
     let mut groups = std::collections::BTreeMap::new();
-    if !path.exists() {
+    let Some(v) = read_truth(root)? else {
         return Ok(groups);
-    }
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    };
     for (i, id) in v["identities"].as_array().into_iter().flatten().enumerate() {
         let subject = id["subject"].as_u64().with_context(|| {
-            format!("{}: identities[{i}] has no subject number", path.display())
+            format!(
+                "{}: identities[{i}] has no subject number",
+                root.join("synth_truth.json").display()
+            )
         })?;
         let name = format!("sub{subject:02}");
         let group = match id["face"].as_str().and_then(|f| f.split_once('#')) {
