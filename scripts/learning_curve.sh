@@ -9,11 +9,13 @@
 # PRETRAIN: aullm synth PRETRAIN --preset general --faces astronaut --seed 31 --subjects 36 --clips 12 --long-videos 0
 #           (synthetic motion on one photo that is none of DATA's people: the pre-training set)
 # RECIPE:   flow (the shipped stage-1 recipe: flow input, MLP head), llm (stage 2 on top of flow's
-#           folds: the LLM decider), pretrained, gray_diff (default: all four, in that order)
+#           folds: the LLM decider), pretrained (fine-tuned per fold), pretrained_no_finetune (the
+#           pre-trained front-end as it is; only the thresholds come from each fold), gray_diff
+#           (default: all five, in that order)
 set -euo pipefail
 aullm=$(realpath "$1") data=$2 pretrain=$3 out=$4
 shift 4
-recipes=("${@:-flow llm pretrained gray_diff}")
+recipes=("${@:-flow llm pretrained pretrained_no_finetune gray_diff}")
 read -r -a recipes <<< "${recipes[*]}"
 cd "$(dirname "$0")/.."
 stage1=models/default/train-stage1.toml
@@ -47,15 +49,17 @@ for recipe in "${recipes[@]}"; do
       config=$stage1 ;;
     gray_diff)
       for n in 60 250; do point gray_diff "$n" --set frontend.input=gray_diff; done ;;
-    pretrained)
+    pretrained | pretrained_no_finetune)
       # The front-end pre-trained on PRETRAIN (every clip, the stage-1 recipe for 40 epochs: one
-      # face is learnt fast), then fine-tuned per fold for a third of the epochs.
+      # face is learnt fast), then fine-tuned per fold for a third of the epochs, or not at all.
       if [ ! -f "$out/pretrain/model/model.json" ]; then
         "$aullm" --config "$stage1" train --dataset "synth:$pretrain" --name pretrain --epochs 40 \
           --out "$out/pretrain" > "$out/pretrain.log" 2>&1
       fi
-      for n in 60 250; do point pretrained "$n" --init "$out/pretrain/model" --epochs 50; done ;;
-    *) echo "unknown recipe $recipe (flow, llm, pretrained, gray_diff)" >&2; exit 2 ;;
+      steps=(--epochs 50)
+      [ "$recipe" = pretrained_no_finetune ] && steps=(--max-steps 0)
+      for n in 60 250; do point "$recipe" "$n" --init "$out/pretrain/model" "${steps[@]}"; done ;;
+    *) echo "unknown recipe $recipe (flow, llm, pretrained, pretrained_no_finetune, gray_diff)" >&2; exit 2 ;;
   esac
 done
 "$aullm" curve "$out" --title "aullm learning curve (cross-identity 4-fold, photos left out)"

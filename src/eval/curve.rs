@@ -81,7 +81,8 @@ fn point(report: &Path, variant_dir: &Path) -> Result<CurvePoint> {
         .iter()
         .flat_map(|f| f["summary"]["history"].as_array().into_iter().flatten())
         .filter_map(|e| e["seconds"].as_f64())
-        .sum();
+        .sum::<f64>()
+        .max(0.0); // an empty sum is -0.0
     Ok(CurvePoint {
         variant: variant_dir
             .file_name()
