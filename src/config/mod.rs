@@ -58,7 +58,7 @@ pub struct StreamConfig {
     pub model: String,
     /// Clips waiting for inference; when full, a new clip is dropped and counted (live only).
     pub clip_queue: usize,
-    /// Most clips per model call.
+    /// Most clips per model call (a recording always uses full batches, for reproducibility).
     pub max_batch: usize,
     /// Seconds of aligned crops kept per face (longer than the longest interval the spotter emits).
     pub ring_s: f64,

@@ -281,7 +281,11 @@ pub fn run(
     let frames_per_clip = det.frames_per_clip();
     let (tx, rx) = crossbeam_channel::bounded::<ClipJob>(opts.clip_queue.max(1));
     let label = source.label();
-    let max_batch = opts.max_batch;
+    let batching = if ingest.is_live() {
+        worker::Batching::Waiting(opts.max_batch)
+    } else {
+        worker::Batching::Fixed(opts.max_batch)
+    };
     std::thread::scope(|s| -> Result<RunSummary> {
         let worker = std::thread::Builder::new()
             .name("aullm-infer".into())
@@ -295,7 +299,7 @@ pub fn run(
                     // A model still loading is waited for here; the camera path goes on.
                     match det.get() {
                         Ok(det) => {
-                            worker::run(det, rx, &mut out, &label, max_batch, seq, record, offline)
+                            worker::run(det, rx, &mut out, &label, batching, seq, record, offline)
                         }
                         Err(e) => WorkerReport {
                             error: Some(format!("{e:#}")),

@@ -39,6 +39,25 @@ pub trait EventOut: Send {
     fn clock(&self) -> LslClock;
 }
 
+/// How the worker groups clips into model calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batching {
+    /// Live: whatever is waiting, up to this many (a call never waits for more clips).
+    Waiting(usize),
+    /// A recording: always this many, in arrival order (the last call takes the rest). The
+    /// model's floating-point sums depend on the batch shape, so grouping by what happened to be
+    /// queued would make a recording's probabilities differ in the last digits from run to run.
+    Fixed(usize),
+}
+
+impl Batching {
+    fn size(self) -> usize {
+        match self {
+            Batching::Waiting(n) | Batching::Fixed(n) => n.max(1),
+        }
+    }
+}
+
 /// Runs until `jobs` is closed and drained.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
@@ -46,7 +65,7 @@ pub fn run(
     jobs: Receiver<ClipJob>,
     out: &mut dyn EventOut,
     source: &str,
-    max_batch: usize,
+    batching: Batching,
     first_seq: &mut u64,
     record: bool,
     offline: bool,
@@ -59,10 +78,14 @@ pub fn run(
     let mut data = Vec::new();
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
-        while batch.len() < max_batch.max(1) {
-            match jobs.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
+        while batch.len() < batching.size() {
+            let next = match batching {
+                Batching::Waiting(_) => jobs.try_recv().ok(),
+                Batching::Fixed(_) => jobs.recv().ok(),
+            };
+            match next {
+                Some(j) => batch.push(j),
+                None => break,
             }
         }
         match infer(det, &batch, &mut data) {
