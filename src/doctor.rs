@@ -225,6 +225,8 @@ pub fn run(cfg: &Config) -> Vec<Check> {
         let state = if d.ok { State::Ok } else { State::Optional };
         let fix = if d.ok || d.name == "cpu" {
             ""
+        } else if candle_core::utils::cuda_is_available() {
+            "a CUDA build without a usable GPU: check the driver (nvidia-smi)"
         } else {
             "cargo build --release --features cuda"
         };
@@ -239,6 +241,14 @@ pub fn run(cfg: &Config) -> Vec<Check> {
             fix,
         ));
     }
+    // What `aullm run`/`batch` would run the front-end on with this configuration.
+    let (engine, why) = crate::runtime::engine::choose(cfg, crate::onnx::cuda_available());
+    out.push(row(
+        "front-end engine",
+        State::Ok,
+        format!("{} ({why})", engine.describe()),
+        "",
+    ));
     match crate::assets::artefact_path(&cfg.models, "liblsl")
         .and_then(|p| lsl_version(&p).map(|v| (p, v)))
     {

@@ -119,6 +119,17 @@ fn doctor_passes_after_setup() {
     assert!(o.status.success(), "{t}");
     assert!(t.contains("ONNX Runtime") && t.contains("1.31.1"), "{t}");
     assert!(t.contains("liblsl"), "{t}");
+    assert!(
+        t.contains("front-end engine") && t.contains("ONNX Runtime ("),
+        "{t}"
+    );
+    // A GPU the loaded ONNX Runtime cannot use moves the front-end to candle, and doctor says so.
+    let o = aullm(&["--set", "reasoner.device=cuda:0", "doctor"]);
+    let t = text(&o);
+    assert!(
+        t.contains("candle on cuda:0") && t.contains("no CUDA execution provider"),
+        "{t}"
+    );
 }
 
 #[test]

@@ -101,7 +101,7 @@ fn loss_falls_and_gradients_reach_delta_and_lora_but_not_the_base() {
     let mut losses = Vec::new();
     for step in 0..8 {
         // One fixed batch without augmentation: the loss must fall as the model fits it.
-        let (x, y) = make_batch(&batch, &cfg, None).unwrap();
+        let (x, y) = make_batch(&batch, &cfg, None, &net.device).unwrap();
         let mut rng = Rng::new(0); // the same CCR targets every step
         let (loss, parts) = batch_loss(&net, &x, &y, &pw, &cfg, &mut rng).unwrap();
         assert!(parts.ccr > 0.0, "CCR must be active in this configuration");
@@ -285,7 +285,7 @@ fn resume_continues_exactly_and_export_reproduces_predictions() {
     .unwrap();
     let mut data = Vec::new();
     for c in &all {
-        let (x, _) = make_batch(&[*c], &cfg, None).unwrap();
+        let (x, _) = make_batch(&[*c], &cfg, None, &Device::Cpu).unwrap();
         data.extend(flat(&x));
     }
     let got = det.predict(&data, all.len()).unwrap();
@@ -298,6 +298,36 @@ fn resume_continues_exactly_and_export_reproduces_predictions() {
         }
     }
     assert_eq!(det.manifest.thresholds, sa.thresholds);
+    assert_eq!(det.execution_provider(), "CPUExecutionProvider");
+
+    // The same model with candle running the front-end from frontend.safetensors (what a GPU
+    // without ONNX Runtime's CUDA build gets; here on the CPU): the same probabilities and
+    // decisions, the engine named, and a fork that shares it computes the same.
+    let mut on_candle = Config::default();
+    on_candle.frontend.engine = aullm::graph::config::FrontendEngine::Candle;
+    let mut cdet = aullm::runtime::detector::Detector::load(
+        &model_dir,
+        &on_candle,
+        Some(aullm::config::DTypeChoice::F32),
+    )
+    .unwrap();
+    assert_eq!(cdet.execution_provider(), "candle on cpu");
+    let by_candle = cdet.predict(&data, all.len()).unwrap();
+    for (c, o) in by_candle.iter().zip(&got) {
+        for ((x, y), t) in c.iter().zip(o).zip(&sa.thresholds) {
+            assert!(
+                (x - y).abs() < 1e-4,
+                "candle front-end {x}, ONNX Runtime {y}"
+            );
+            assert_eq!(
+                x >= t,
+                y >= t,
+                "decision differs at threshold {t}: {x} vs {y}"
+            );
+        }
+    }
+    let forked = cdet.fork().unwrap().predict(&data, all.len()).unwrap();
+    assert_eq!(forked, by_candle);
 
     // A damaged file is caught by the integrity check, naming the file.
     let onnx = model_dir.join("frontend.onnx");
@@ -307,6 +337,21 @@ fn resume_continues_exactly_and_export_reproduces_predictions() {
     std::fs::write(&onnx, bytes).unwrap();
     let err = aullm::runtime::bundle::verify(&model_dir).unwrap_err();
     assert!(format!("{err:#}").contains("frontend.onnx"), "{err:#}");
+}
+
+#[test]
+fn a_gpu_training_device_in_a_cpu_build_is_refused_naming_the_key() {
+    if candle_core::utils::cuda_is_available() {
+        return; // a CUDA build may well open it
+    }
+    let mut cfg = tiny_config();
+    cfg.train.device = aullm::graph::devices::DeviceName::Cuda(0);
+    let err = match Net::new(&cfg.net_spec(), root()) {
+        Ok(_) => panic!("a CPU build opened cuda:0"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("train.device = \"cuda:0\""), "{err}");
+    assert!(err.contains("cargo feature `cuda`"), "{err}");
 }
 
 /// `aullm train` on the CI preset with `protocol`, writing to `out`.

@@ -180,6 +180,17 @@ pub struct TrainConfig {
     /// a learning curve. 0 = every clip. (Left out of the saved configuration when 0.)
     #[serde(skip_serializing_if = "is_zero")]
     pub max_clips: usize,
+    /// The candle device training runs on: "cpu", "cuda" or "cuda:N" (a build with the `cuda`
+    /// feature). On a GPU the reasoner's frozen weights take `reasoner.dtype` ("auto" = bf16);
+    /// LoRA pairs, the head, the front-end and AdamW stay f32. (Left out of the saved
+    /// configuration when "cpu"; never part of a run's fingerprint, so a run resumes anywhere.)
+    #[serde(skip_serializing_if = "is_cpu")]
+    pub device: crate::graph::devices::DeviceName,
+}
+
+/// serde's skip test for the default device.
+fn is_cpu(d: &crate::graph::devices::DeviceName) -> bool {
+    *d == crate::graph::devices::DeviceName::Cpu
 }
 
 /// serde's skip test for counts whose 0 means "off".
@@ -213,6 +224,7 @@ impl Default for TrainConfig {
             threads: 0,
             init_frontend: String::new(),
             max_clips: 0,
+            device: crate::graph::devices::DeviceName::Cpu,
         }
     }
 }
@@ -323,6 +335,7 @@ impl Config {
             reasoner: &self.reasoner,
             models: &self.models,
             seed: self.train.seed,
+            device: self.train.device,
         }
     }
 
@@ -497,5 +510,29 @@ mod tests {
             Config::load(None, &["spot.lag=0.1".into()]).unwrap_err()
         );
         assert!(err.contains("lag") && err.contains("spot"), "{err}");
+    }
+
+    #[test]
+    fn the_paper_configuration_loads_with_the_papers_values() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/paper.toml");
+        let c = Config::load(Some(&p), &[]).unwrap();
+        let f = &c.frontend;
+        assert_eq!((f.size, f.frames, f.width, f.node_dim), (112, 8, 1536, 256));
+        let r = &c.reasoner;
+        assert_eq!(r.weights, "random-qwen2-1.5b");
+        assert_eq!((r.lora.rank, r.lora.alpha), (16, 32.0));
+        assert_eq!(r.lora.targets, ["q", "v"]);
+        let t = &c.train;
+        assert_eq!((t.lr_visual, t.lr_lora, t.weight_decay), (2e-4, 1e-4, 1e-4));
+        assert_eq!((t.lambda_ccr, t.epochs), (0.1, 350));
+        let gpu = crate::graph::devices::DeviceName::Cuda(0);
+        assert_eq!((t.device, r.device), (gpu, gpu));
+        // The device is saved with a run's configuration when it is not the CPU.
+        assert!(c.to_toml().contains("device = \"cuda:0\""));
+        // Left out at their defaults, so earlier runs keep their fingerprints.
+        let saved: toml::Value = toml::from_str(&Config::default().to_toml()).unwrap();
+        assert!(saved["train"].get("device").is_none());
+        assert!(saved["frontend"].get("engine").is_none());
+        assert!(saved["frontend"].get("size").is_some());
     }
 }

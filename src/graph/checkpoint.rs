@@ -136,6 +136,23 @@ pub fn load(path: &Path, device: &Device) -> Result<FrontendModel> {
     Ok(model)
 }
 
+/// A checkpoint for inference: the network reads plain tensors, so its forward pass records no
+/// gradient graph.
+pub fn load_frozen(path: &Path, device: &Device) -> Result<super::frontend::Frontend> {
+    let model = load(path, device)?;
+    let tensors: HashMap<String, Tensor> = model
+        .varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow!("variable map lock poisoned"))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+        .collect();
+    let vb = candle_nn::VarBuilder::from_tensors(tensors, DType::F32, device);
+    super::frontend::Frontend::new(model.net.spec(), vb)
+        .with_context(|| format!("{}: cannot rebuild the front-end", path.display()))
+}
+
 /// Tensors and metadata as safetensors bytes, header keys in sorted order: the `safetensors` writer
 /// takes metadata as a `HashMap`, so equal content would otherwise give different bytes (and SHA-256
 /// in model manifests) on every run. Every file aullm writes goes through here.

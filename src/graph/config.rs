@@ -29,6 +29,27 @@ pub enum Ablation {
     NoCcr,
 }
 
+/// What runs the exported front-end at inference (`frontend.engine`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FrontendEngine {
+    /// ONNX Runtime, except when `reasoner.device` is a GPU that the loaded ONNX Runtime cannot
+    /// use (no CUDA execution provider): then candle on that GPU.
+    #[default]
+    Auto,
+    /// ONNX Runtime (`frontend.onnx`, on `frontend.execution_provider`).
+    Onnx,
+    /// candle (`frontend.safetensors`, the training graph) on `reasoner.device`.
+    Candle,
+}
+
+impl FrontendEngine {
+    /// serde's skip test: the default is left out of saved configurations.
+    pub fn is_auto(&self) -> bool {
+        *self == FrontendEngine::Auto
+    }
+}
+
 /// The channels of a clip tensor. Global pooling in the front-end discards where motion was, so
 /// the gray frame is kept beside the motion it is measured against.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -93,6 +114,9 @@ pub struct FrontendConfig {
     pub execution_provider: ProviderChoice,
     /// ONNX Runtime intra-op threads for the front-end session.
     pub intra_threads: usize,
+    /// What runs the front-end at inference: "auto", "onnx" or "candle" (see [`FrontendEngine`]).
+    #[serde(skip_serializing_if = "FrontendEngine::is_auto")]
+    pub engine: FrontendEngine,
 }
 
 impl Default for FrontendConfig {
@@ -114,6 +138,7 @@ impl Default for FrontendConfig {
             input: ClipInput::GrayDiff,
             execution_provider: ProviderChoice::Auto,
             intra_threads: 1,
+            engine: FrontendEngine::Auto,
         }
     }
 }

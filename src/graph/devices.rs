@@ -63,6 +63,42 @@ pub fn select(name: DeviceName) -> Result<candle_core::Device> {
     }
 }
 
+/// aullm's hand-written CPU kernels; on another device each gives way to candle's own operation.
+pub const CPU_KERNELS: &[(&str, &str)] = &[
+    (
+        "im2col convolution (forward, col2im backward)",
+        "candle conv2d",
+    ),
+    (
+        "Laplacian stencil (eq. 1)",
+        "shifted sums of candle tensors",
+    ),
+    (
+        "small-row matmul (f16/bf16 weights, f32 rows)",
+        "candle matmul",
+    ),
+    (
+        "int8 block matmul",
+        "candle matmul on the unquantised weights",
+    ),
+];
+
+/// Opens the device configuration key `key` names (errors name the key). Off the CPU it logs,
+/// once per process, which of aullm's CPU kernels give way to candle's own operations there, so
+/// nothing runs on the CPU behind the device's back.
+pub fn open(name: DeviceName, key: &str) -> Result<candle_core::Device> {
+    let device = select(name).with_context(|| format!("{key} = \"{name}\""))?;
+    static LOGGED: std::sync::Once = std::sync::Once::new();
+    if !device.is_cpu() {
+        LOGGED.call_once(|| {
+            for (kernel, instead) in CPU_KERNELS {
+                tracing::info!("{key} = \"{name}\": {kernel} runs as {instead}");
+            }
+        });
+    }
+    Ok(device)
+}
+
 /// A device candle can use, with whether it works here.
 #[derive(Debug, Clone)]
 pub struct DeviceReport {
@@ -134,5 +170,19 @@ mod tests {
         assert!(parse("cuda:x").is_err());
         assert!(parse("gpu").is_err());
         assert!(select(DeviceName::Cpu).unwrap().is_cpu());
+        assert!(open(DeviceName::Cpu, "train.device").unwrap().is_cpu());
+    }
+
+    #[test]
+    fn a_cuda_device_without_the_feature_is_a_clear_error() {
+        if candle_core::utils::cuda_is_available() {
+            return; // a CUDA build: the device may well open
+        }
+        let e = format!(
+            "{:#}",
+            open(DeviceName::Cuda(0), "train.device").unwrap_err()
+        );
+        assert!(e.contains("train.device = \"cuda:0\""), "{e}");
+        assert!(e.contains("without CUDA (cargo feature `cuda`)"), "{e}");
     }
 }

@@ -20,6 +20,8 @@ pub struct Net {
     pub reasoner: Option<Reasoner>,
     /// CCR's δ.
     pub ccr: Perturbations,
+    /// The device every variable lives on.
+    pub device: Device,
 }
 
 /// The configuration sections a network is built from, and the seed of its fresh weights.
@@ -33,22 +35,31 @@ pub struct NetSpec<'a> {
     pub models: &'a ModelsConfig,
     /// Seed of initialisation (`train.seed`).
     pub seed: u64,
+    /// Where it trains (`train.device`).
+    pub device: crate::graph::devices::DeviceName,
 }
 
 impl Net {
     /// A fresh network (front-end from `[frontend]`, reasoner from `[reasoner]` in f32 with fresh
     /// LoRA pairs and head), prior graph paths relative to `root`.
     pub fn new(net: &NetSpec<'_>, root: &Path) -> Result<Net> {
-        let device = Device::Cpu;
+        let device = crate::graph::devices::open(net.device, "train.device")?;
         let spec = FrontendSpec::from_config(net.frontend, root)?;
         let frontend = FrontendModel::new_seeded(&spec, &device, net.seed)?;
         let n = net.frontend.aus.len();
         let reasoner = if net.frontend.ablation == Ablation::MlpHead {
             None
         } else {
-            let mut opts = ReasonerOptions::from_config(net.reasoner)?;
-            // Backpropagating through half-precision weights would convert them on every pass.
-            opts.dtype = DType::F32;
+            let mut opts =
+                ReasonerOptions::from_config(&crate::graph::reasoner::config::ReasonerConfig {
+                    device: net.device,
+                    ..net.reasoner.clone()
+                })?;
+            // On the CPU, backpropagating through half-precision weights would convert them on
+            // every pass; a GPU computes in bf16 natively (LoRA pairs and head stay f32).
+            if device.is_cpu() {
+                opts.dtype = DType::F32;
+            }
             // Training reads the weights it backpropagates through; the exported model's runtime
             // chooses its own precision.
             opts.int8 = false;
@@ -69,6 +80,7 @@ impl Net {
             frontend,
             reasoner,
             ccr,
+            device,
         })
     }
 

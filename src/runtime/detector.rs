@@ -2,6 +2,7 @@
 //! probabilities with ONNX Runtime (front-end) and candle (reasoner or MLP head).
 
 use super::bundle::{CONTENT, Decider, INPUT, INSTRUCTIONS, ModelManifest, verify};
+use super::engine::Engine;
 use crate::config::{Ablation, Config, DTypeChoice};
 use crate::graph::reasoner::Reasoner;
 use anyhow::{Context, Result, bail, ensure};
@@ -68,11 +69,23 @@ pub struct Detector {
     pub manifest: ModelManifest,
     /// The configuration it was trained with (clip shape, preprocessing).
     pub config: Config,
-    session: ort::session::Session,
-    provider: &'static str,
+    front: FrontRunner,
+    provider: String,
+    /// Where the candle parts (reasoner or MLP head, and a candle front-end) run.
+    device: Device,
     reasoner: Option<Reasoner>,
-    mlp: Option<crate::graph::frontend::FrontendModel>,
+    /// The candle front-end (frozen): the MLP head's weights, and the whole front-end when candle
+    /// runs it.
+    frontend: Option<crate::graph::frontend::Frontend>,
     dir: PathBuf,
+}
+
+/// What runs the front-end.
+enum FrontRunner {
+    /// ONNX Runtime's session of `frontend.onnx`.
+    Onnx(Box<ort::session::Session>),
+    /// candle, with [`Detector::frontend`].
+    Candle,
 }
 
 /// Keys of `[frontend]` and `[reasoner]` that say how to run, not what the model is: the caller's
@@ -80,6 +93,7 @@ pub struct Detector {
 const RUNTIME_KEYS: &[&str] = &[
     "frontend.execution_provider",
     "frontend.intra_threads",
+    "frontend.engine",
     "reasoner.device",
     "reasoner.threads",
     "reasoner.dtype",
@@ -106,6 +120,53 @@ fn refuse_overridden_model_keys(runtime: &Config, model: &Config, name: &str) ->
     Ok(())
 }
 
+/// Opens the front-end on `engine`; returns it with the label events carry.
+fn open_front(dir: &Path, config: &Config, engine: Engine) -> Result<(FrontRunner, String)> {
+    Ok(match engine {
+        Engine::Onnx(provider) => {
+            let (s, p) = crate::onnx::session_on(
+                &dir.join("frontend.onnx"),
+                config.frontend.intra_threads,
+                provider,
+            )?;
+            (FrontRunner::Onnx(Box::new(s)), p.to_string())
+        }
+        Engine::Candle(d) => (FrontRunner::Candle, super::engine::candle_label(d)),
+    })
+}
+
+/// ONNX Runtime's front-end on `n` clips of `dims`: (T_v [n, 1, width], τ_au [n, N, width]) on
+/// `device`.
+fn onnx_front(
+    session: &mut ort::session::Session,
+    data: &[f32],
+    dims: (usize, usize, usize, usize, usize),
+    width: usize,
+    device: &Device,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let (n, c, t, h, w) = dims;
+    let shape = [n as i64, c as i64, t as i64, h as i64, w as i64];
+    let input = ort::value::TensorRef::from_array_view((shape, data))
+        .map_err(|e| anyhow::anyhow!("clip tensor: {e}"))?;
+    let outputs = session
+        .run(ort::inputs![INPUT => input])
+        .map_err(|e| anyhow::anyhow!("front-end (ONNX Runtime): {e}"))?;
+    let (_, tv) = outputs[CONTENT]
+        .try_extract_tensor::<f32>()
+        .map_err(|e| anyhow::anyhow!("front-end output {CONTENT}: {e}"))?;
+    let tv = Tensor::from_slice(tv, (n, 1, width), device)?;
+    let tau = match outputs.get(INSTRUCTIONS) {
+        Some(v) => {
+            let (s, t) = v
+                .try_extract_tensor::<f32>()
+                .map_err(|e| anyhow::anyhow!("front-end output {INSTRUCTIONS}: {e}"))?;
+            Some(Tensor::from_slice(t, (n, s[1] as usize, width), device)?)
+        }
+        None => None,
+    };
+    Ok((tv, tau))
+}
+
 impl Detector {
     /// Loads the model in `dir` (integrity checked). The reasoner's base weights come from the
     /// artefact the model names; `dtype` overrides `reasoner.dtype` (f32 for bit-faithful checks).
@@ -121,17 +182,29 @@ impl Detector {
         config.reasoner.dtype = dtype.unwrap_or(runtime.reasoner.dtype);
         config.frontend.execution_provider = runtime.frontend.execution_provider;
         config.frontend.intra_threads = runtime.frontend.intra_threads;
-        crate::assets::init_onnx(&config.models)?;
-        let (session, provider) = crate::onnx::session_on(
-            &dir.join("frontend.onnx"),
-            config.frontend.intra_threads,
-            config.frontend.execution_provider,
-        )?;
-        let (reasoner, mlp) = if manifest.decider == Decider::Llm {
+        config.frontend.engine = runtime.frontend.engine;
+        // A front-end forced onto candle needs no ONNX Runtime at all.
+        let onnx_cuda = match config.frontend.engine {
+            crate::graph::config::FrontendEngine::Candle => false,
+            _ => {
+                crate::assets::init_onnx(&config.models)?;
+                crate::onnx::cuda_available()
+            }
+        };
+        let device = crate::graph::devices::open(config.reasoner.device, "reasoner.device")?;
+        let (engine, why) = super::engine::choose(&config, onnx_cuda);
+        tracing::info!(
+            "model {}: front-end on {} ({why})",
+            manifest.name,
+            engine.describe()
+        );
+        let (front, provider) = open_front(dir, &config, engine)?;
+        let (reasoner, needs_frontend) = if manifest.decider == Decider::Llm {
             let mut r = config.reasoner.clone();
             r.adapter = dir.join("adapter.safetensors").display().to_string();
             r.num_aus = manifest.aus.len();
-            (Some(Reasoner::from_config(&r, &config.models)?), None)
+            let needs = matches!(front, FrontRunner::Candle);
+            (Some(Reasoner::from_config(&r, &config.models)?), needs)
         } else {
             ensure!(
                 config.frontend.ablation == Ablation::MlpHead,
@@ -140,50 +213,58 @@ impl Detector {
                 manifest.decider,
                 config.frontend.ablation
             );
-            let m =
-                crate::graph::checkpoint::load(&dir.join("frontend.safetensors"), &Device::Cpu)?;
-            (None, Some(m))
+            (None, true)
+        };
+        let frontend = match needs_frontend {
+            true => Some(crate::graph::checkpoint::load_frozen(
+                &dir.join("frontend.safetensors"),
+                &device,
+            )?),
+            false => None,
         };
         Ok(Detector {
             manifest,
             config,
-            session,
+            front,
             provider,
+            device,
             reasoner,
-            mlp,
+            frontend,
             dir: dir.to_path_buf(),
         })
     }
 
-    /// A second detector for another thread: the reasoner's weights are shared, not loaded again
-    /// (loading costs about a second per worker); the ONNX session is its own.
+    /// A second detector for another thread: the reasoner's weights and a candle front-end are
+    /// shared, not loaded again (loading costs about a second per worker); an ONNX session is its
+    /// own.
     pub fn fork(&self) -> Result<Detector> {
-        let (session, provider) = crate::onnx::session_on(
-            &self.dir.join("frontend.onnx"),
-            self.config.frontend.intra_threads,
-            self.config.frontend.execution_provider,
-        )?;
-        let mlp = match &self.mlp {
-            Some(_) => Some(crate::graph::checkpoint::load(
-                &self.dir.join("frontend.safetensors"),
-                &Device::Cpu,
-            )?),
-            None => None,
+        let front = match &self.front {
+            FrontRunner::Onnx(_) => {
+                let (s, _) = crate::onnx::session_on(
+                    &self.dir.join("frontend.onnx"),
+                    self.config.frontend.intra_threads,
+                    self.config.frontend.execution_provider,
+                )?;
+                FrontRunner::Onnx(Box::new(s))
+            }
+            FrontRunner::Candle => FrontRunner::Candle,
         };
         Ok(Detector {
             manifest: self.manifest.clone(),
             config: self.config.clone(),
-            session,
-            provider,
+            front,
+            provider: self.provider.clone(),
+            device: self.device.clone(),
             reasoner: self.reasoner.clone(),
-            mlp,
+            frontend: self.frontend.clone(),
             dir: self.dir.clone(),
         })
     }
 
-    /// The ONNX Runtime provider the front-end runs on ("cpu" or "cuda").
-    pub fn execution_provider(&self) -> &'static str {
-        self.provider
+    /// What runs the front-end: ONNX Runtime's execution provider ("CPUExecutionProvider",
+    /// "CUDAExecutionProvider") or "candle on DEVICE".
+    pub fn execution_provider(&self) -> &str {
+        &self.provider
     }
 
     /// Values per clip in `clip_data` order.
@@ -203,41 +284,22 @@ impl Detector {
             self.clip_len()
         );
         let f = &self.config.frontend;
-        let shape = [
-            n as i64,
-            f.input.channels() as i64,
-            f.frames as i64,
-            f.size as i64,
-            f.size as i64,
-        ];
-        let input = ort::value::TensorRef::from_array_view((shape, data))
-            .map_err(|e| anyhow::anyhow!("clip tensor: {e}"))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![INPUT => input])
-            .map_err(|e| anyhow::anyhow!("front-end (ONNX Runtime): {e}"))?;
-        let width = f.width;
-        let (_, tv) = outputs[CONTENT]
-            .try_extract_tensor::<f32>()
-            .map_err(|e| anyhow::anyhow!("front-end output {CONTENT}: {e}"))?;
-        let tv = Tensor::from_slice(tv, (n, 1, width), &Device::Cpu)?;
-        let tau = match outputs.get(INSTRUCTIONS) {
-            Some(v) => {
-                let (s, t) = v
-                    .try_extract_tensor::<f32>()
-                    .map_err(|e| anyhow::anyhow!("front-end output {INSTRUCTIONS}: {e}"))?;
-                Some(Tensor::from_slice(
-                    t,
-                    (n, s[1] as usize, width),
-                    &Device::Cpu,
-                )?)
+        let dims = (n, f.input.channels(), f.frames, f.size, f.size);
+        let (tv, tau) = match &mut self.front {
+            FrontRunner::Onnx(session) => onnx_front(session, data, dims, f.width, &self.device)?,
+            FrontRunner::Candle => {
+                let net = self
+                    .frontend
+                    .as_ref()
+                    .context("no candle front-end loaded")?;
+                let clip = Tensor::from_slice(data, dims, &self.device)?;
+                let out = net.forward(&clip).context("front-end (candle)")?;
+                (out.content, out.instructions)
             }
-            None => None,
         };
-        drop(outputs);
-        let logits = match (&self.reasoner, &self.mlp) {
+        let logits = match (&self.reasoner, &self.frontend) {
             (Some(r), _) => r.au_logits_tokens(&tv, tau.as_ref())?,
-            (None, Some(m)) => m.net.head_logits(&crate::graph::frontend::FrontendOutput {
+            (None, Some(m)) => m.head_logits(&crate::graph::frontend::FrontendOutput {
                 content: tv,
                 instructions: tau,
             })?,

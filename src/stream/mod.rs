@@ -326,7 +326,7 @@ pub fn run(
         Ok(RunSummary {
             source: label.clone(),
             model: model.clone(),
-            execution_provider: rep.provider.to_string(),
+            execution_provider: rep.provider.clone(),
             fps: cam.fps,
             frames: cam.frames,
             frames_per_s: cam.frames as f64 / wall.max(1e-9),

@@ -28,7 +28,7 @@ pub struct WorkerReport {
     /// Apex crop per event seq (when recording).
     pub apex_crops: std::collections::BTreeMap<u64, Vec<u8>>,
     /// The front-end's execution provider.
-    pub provider: &'static str,
+    pub provider: String,
 }
 
 /// Where events go and how they are labelled.
@@ -71,7 +71,7 @@ pub fn run(
     offline: bool,
 ) -> WorkerReport {
     let mut rep = WorkerReport {
-        provider: det.execution_provider(),
+        provider: det.execution_provider().to_string(),
         ..WorkerReport::default()
     };
     let clock = out.clock();

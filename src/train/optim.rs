@@ -5,7 +5,7 @@
 use crate::config::Schedule;
 use anyhow::{Context, Result, ensure};
 use candle_core::backprop::GradStore;
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Tensor, Var};
 use std::collections::HashMap;
 
 /// One set of variables sharing a learning rate.
@@ -143,7 +143,7 @@ impl AdamW {
                         t.dims(),
                         var.dims()
                     );
-                    *slot = t.to_device(&Device::Cpu)?;
+                    *slot = t.to_device(var.device())?;
                 }
             }
         }
@@ -168,6 +168,7 @@ pub fn schedule(step: usize, total: usize, warmup: usize, kind: Schedule) -> f64
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
 
     #[test]
     fn adamw_minimises_a_quadratic_and_restores_exactly() {

@@ -270,13 +270,14 @@ fn run_fold(
     let val_clips: Vec<&AlignedClip> = va.iter().map(|&i| &clips[i]).collect();
     if !o.quiet {
         eprintln!(
-            "fold {}/{} {}: {} training clips, {} validation, {} test",
+            "fold {}/{} {}: {} training clips, {} validation, {} test (on {})",
             fi + 1,
             n_folds,
             fold.name,
             train_clips.len(),
             val_clips.len(),
-            fold.test.len()
+            fold.test.len(),
+            cfg.train.device
         );
     }
     let mut net = Net::new(&cfg.net_spec(), &o.root)?;

@@ -83,6 +83,7 @@ fn fingerprint(cfg: &Config, train: &[&AlignedClip], val: &[&AlignedClip]) -> u6
     let mut c = cfg.clone();
     c.train.epochs = 0; // a resumed run may be given more epochs
     c.train.threads = 0;
+    c.train.device = crate::graph::devices::DeviceName::Cpu; // where it runs, not what it learns
     let mut h = std::collections::hash_map::DefaultHasher::new();
     c.to_toml().hash(&mut h);
     for clip in train.iter().chain(val) {
@@ -269,7 +270,7 @@ fn set_named(
             t.dims(),
             var.dims()
         );
-        var.set(&t.to_dtype(var.dtype())?)?;
+        var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
     }
     Ok(())
 }

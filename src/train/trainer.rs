@@ -70,12 +70,14 @@ pub struct TrainSummary {
     pub seconds: f64,
 }
 
-/// Builds a batch: clip tensor [B, C, T, S, S] and targets [B, N]. With `rng`, training
-/// augmentation (temporal jitter, random crop, horizontal flip) is applied.
+/// Builds a batch on `device`: clip tensor [B, C, T, S, S] and targets [B, N]. With `rng`,
+/// training augmentation (temporal jitter, random crop, horizontal flip) is applied (on the CPU,
+/// then uploaded once).
 pub fn make_batch(
     clips: &[&AlignedClip],
     cfg: &Config,
     mut rng: Option<&mut Rng>,
+    device: &Device,
 ) -> Result<(Tensor, Tensor)> {
     let f = &cfg.frontend;
     let mut data =
@@ -104,9 +106,9 @@ pub fn make_batch(
     let clip = Tensor::from_vec(
         data,
         (b, f.input.channels(), f.frames, f.size, f.size),
-        &Device::Cpu,
+        device,
     )?;
-    let y = Tensor::from_vec(y, (b, f.aus.len()), &Device::Cpu)?;
+    let y = Tensor::from_vec(y, (b, f.aus.len()), device)?;
     Ok((clip, y))
 }
 
@@ -161,7 +163,7 @@ pub fn classification_loss(
 pub fn predict(net: &Net, clips: &[&AlignedClip], cfg: &Config) -> Result<Vec<Vec<f32>>> {
     let mut out = Vec::with_capacity(clips.len());
     for chunk in clips.chunks(cfg.train.batch_size.max(1)) {
-        let (x, _) = make_batch(chunk, cfg, None)?;
+        let (x, _) = make_batch(chunk, cfg, None, &net.device)?;
         let (logits, _) = net.forward(&x)?;
         let p = candle_nn::ops::sigmoid(&logits.to_dtype(DType::F32)?)?;
         out.extend(p.to_vec2::<f32>()?);
@@ -230,7 +232,7 @@ pub fn batch_loss(
             };
             let mut sum: Option<Tensor> = None;
             for targets in &rounds {
-                let mask = ccr::target_mask(targets, n, &Device::Cpu)?;
+                let mask = ccr::target_mask(targets, n, x.device())?;
                 let delta = net.ccr.delta.as_tensor();
                 let tau_cf = ccr::counterfactual_instructions(tau, delta, &mask)?;
                 let cf_logits = net.decide(&out.content, Some(&tau_cf))?;
@@ -361,7 +363,7 @@ pub fn train(
     } else {
         None
     };
-    let pos_weight = Tensor::new(positive_weights(train, &cfg.frontend.aus), &Device::Cpu)?;
+    let pos_weight = Tensor::new(positive_weights(train, &cfg.frontend.aus), &net.device)?;
     let tty = std::io::stderr().is_terminal();
     let mut stopped_early = false;
     'epochs: while st.epoch < cfg.train.epochs {
@@ -381,7 +383,7 @@ pub fn train(
             let mut rng =
                 Rng::new(cfg.train.seed ^ (opt.step + 1).wrapping_mul(0xd1b5_4a32_d192_ed03));
             let ts = Instant::now();
-            let (x, y) = make_batch(&batch, cfg, Some(&mut rng))?;
+            let (x, y) = make_batch(&batch, cfg, Some(&mut rng), &net.device)?;
             let t_batch = ts.elapsed().as_secs_f64();
             let lr = schedule(
                 opt.step as usize,
