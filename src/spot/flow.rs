@@ -7,6 +7,17 @@ use opencv::core::{Mat, Ptr, Vec2f};
 use opencv::prelude::*;
 use opencv::video::DISOpticalFlow;
 
+/// How residual head motion is taken out of each region's motion (`spot.head_model`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadModel {
+    /// The nose region's mean motion (a translation).
+    Nose,
+    /// A similarity motion (translation, rotation, scale) fitted robustly to the flow over the
+    /// whole face: a head that turns or nods by a degree moves the outer brows and the chin
+    /// differently from the nose, which a translation cannot take out.
+    Similarity,
+}
+
 /// Reusable DIS state and flow buffer for one crop size.
 pub struct RoiFlow {
     dis: Ptr<DISOpticalFlow>,
@@ -19,6 +30,9 @@ pub struct RoiFlow {
     layout: RoiLayout,
     /// The nose region's motion in the latest measurement (the head, crop pixels).
     head: [f32; 2],
+    head_model: HeadModel,
+    /// Residual magnitudes of the fit (reused).
+    residuals: Vec<f32>,
 }
 
 /// Context kept around the regions so DIS patches at their borders see real texture.
@@ -32,6 +46,7 @@ impl RoiFlow {
         layout: RoiLayout,
         finest_scale: i32,
         patch_stride: i32,
+        head_model: HeadModel,
     ) -> Result<RoiFlow> {
         let mut dis = DISOpticalFlow::create(opencv::video::DISOpticalFlow_PRESET_ULTRAFAST)
             .context("creating DIS optical flow")?;
@@ -57,6 +72,8 @@ impl RoiFlow {
             b: Mat::default(),
             layout,
             head: [0.0; 2],
+            head_model,
+            residuals: Vec::new(),
         })
     }
 
@@ -103,10 +120,209 @@ impl RoiFlow {
         };
         let head = mean(self.layout.reference);
         self.head = head;
+        let field = Field {
+            v,
+            width: n,
+            height: self.window.height as usize,
+            x0: ox,
+            y0: oy,
+        };
+        let model = match self.head_model {
+            HeadModel::Nose => None,
+            HeadModel::Similarity => Some(field.fit_similarity(&mut self.residuals)),
+        };
         for (o, roi) in out.iter_mut().zip(&self.layout.rois) {
             let m = mean(roi.rect);
-            *o = [m[0] - head[0], m[1] - head[1]];
+            // The model is affine, so its mean over the region is its value at the centre.
+            let h = match &model {
+                None => head,
+                Some(s) => s.at(
+                    (roi.rect[0] + roi.rect[2]) as f32 / 2.0 - 0.5,
+                    (roi.rect[1] + roi.rect[3]) as f32 / 2.0 - 0.5,
+                ),
+            };
+            *o = [m[0] - h[0], m[1] - h[1]];
         }
         Ok(())
+    }
+}
+
+/// A flow field over the window at (`x0`, `y0`) of the crop.
+struct Field<'a> {
+    v: &'a [Vec2f],
+    width: usize,
+    height: usize,
+    x0: usize,
+    y0: usize,
+}
+
+/// A similarity motion in crop coordinates: (u, v) = (tx + a x − b y, ty + b x + a y), with a the
+/// scale change and b the rotation (small angles).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Similarity {
+    a: f32,
+    b: f32,
+    tx: f32,
+    ty: f32,
+}
+
+impl Similarity {
+    /// The motion it predicts at crop point (x, y).
+    pub fn at(&self, x: f32, y: f32) -> [f32; 2] {
+        [
+            self.tx + self.a * x - self.b * y,
+            self.ty + self.b * x + self.a * y,
+        ]
+    }
+}
+
+/// Every second pixel in each direction: the head's motion is smooth, and DIS's own patches are 8 px.
+const FIT_STRIDE: usize = 2;
+/// Re-weighting rounds after the least-squares start.
+const FIT_ROUNDS: usize = 3;
+/// Tukey's biweight constant, in robust spreads of the residual magnitude.
+const TUKEY_C: f32 = 4.685;
+
+impl Field<'_> {
+    /// The similarity that explains most of the field, by iteratively re-weighted least squares
+    /// (Tukey weights): an expression moves a few regions, the head moves all of them, so the
+    /// expression's pixels are down-weighted as outliers.
+    fn fit_similarity(&self, residuals: &mut Vec<f32>) -> Similarity {
+        let mut fit = self.weighted_fit(|_, _| 1.0);
+        for _ in 0..FIT_ROUNDS {
+            residuals.clear();
+            self.for_each(|x, y, u, v| {
+                let p = fit.at(x, y);
+                residuals.push((u - p[0]).hypot(v - p[1]));
+            });
+            let mid = residuals.len() / 2;
+            if residuals.is_empty() {
+                break;
+            }
+            let (_, med, _) = residuals.select_nth_unstable_by(mid, f32::total_cmp);
+            let c = (TUKEY_C * 1.4826 * *med).max(1e-3);
+            let prev = fit;
+            fit = self.weighted_fit(|x, y| {
+                let p = prev.at(x, y);
+                let (u, v) = self.flow_at(x, y);
+                let r = (u - p[0]).hypot(v - p[1]) / c;
+                if r < 1.0 { (1.0 - r * r).powi(2) } else { 0.0 }
+            });
+        }
+        fit
+    }
+
+    fn flow_at(&self, x: f32, y: f32) -> (f32, f32) {
+        let (i, j) = (x as usize - self.x0, y as usize - self.y0);
+        let f = self.v[j * self.width + i];
+        (f[0], f[1])
+    }
+
+    /// Calls `f(x, y, u, v)` on the sampled pixels (crop coordinates).
+    fn for_each(&self, mut f: impl FnMut(f32, f32, f32, f32)) {
+        for j in (0..self.height).step_by(FIT_STRIDE) {
+            for i in (0..self.width).step_by(FIT_STRIDE) {
+                let m = self.v[j * self.width + i];
+                f((self.x0 + i) as f32, (self.y0 + j) as f32, m[0], m[1]);
+            }
+        }
+    }
+
+    /// Closed-form weighted least squares of a similarity (weights from `w(x, y)`).
+    fn weighted_fit(&self, w: impl Fn(f32, f32) -> f32) -> Similarity {
+        // Sums in f64: thousands of sub-pixel terms.
+        let (mut sw, mut sx, mut sy, mut su, mut sv) = (0f64, 0f64, 0f64, 0f64, 0f64);
+        self.for_each(|x, y, u, v| {
+            let k = w(x, y) as f64;
+            sw += k;
+            sx += k * x as f64;
+            sy += k * y as f64;
+            su += k * u as f64;
+            sv += k * v as f64;
+        });
+        if sw <= 0.0 {
+            return Similarity {
+                a: 0.0,
+                b: 0.0,
+                tx: 0.0,
+                ty: 0.0,
+            };
+        }
+        let (mx, my, mu, mv) = (sx / sw, sy / sw, su / sw, sv / sw);
+        let (mut num_a, mut num_b, mut den) = (0f64, 0f64, 0f64);
+        self.for_each(|x, y, u, v| {
+            let k = w(x, y) as f64;
+            let (xc, yc) = (x as f64 - mx, y as f64 - my);
+            let (uc, vc) = (u as f64 - mu, v as f64 - mv);
+            num_a += k * (xc * uc + yc * vc);
+            num_b += k * (xc * vc - yc * uc);
+            den += k * (xc * xc + yc * yc);
+        });
+        let (a, b) = if den > 0.0 {
+            (num_a / den, num_b / den)
+        } else {
+            (0.0, 0.0)
+        };
+        Similarity {
+            a: a as f32,
+            b: b as f32,
+            tx: (mu - (a * mx - b * my)) as f32,
+            ty: (mv - (b * mx + a * my)) as f32,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A field of a given similarity plus, in one corner block, an extra local motion.
+    fn field(s: Similarity, local: [f32; 2], w: usize, h: usize) -> Vec<Vec2f> {
+        let mut v = Vec::with_capacity(w * h);
+        for j in 0..h {
+            for i in 0..w {
+                let p = s.at((10 + i) as f32, (20 + j) as f32);
+                let extra = if i < w / 4 && j < h / 4 {
+                    local
+                } else {
+                    [0.0; 2]
+                };
+                v.push(Vec2f::from([p[0] + extra[0], p[1] + extra[1]]));
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn the_head_is_fitted_through_a_local_expression() {
+        // A one-degree turn with a slight zoom and a shift, and a 1.5 px "brow raise" in 1/16 of
+        // the window.
+        let truth = Similarity {
+            a: 0.004,
+            b: 0.0175,
+            tx: 0.3,
+            ty: -0.2,
+        };
+        let (w, h) = (96, 100);
+        let v = field(truth, [0.0, -1.5], w, h);
+        let f = Field {
+            v: &v,
+            width: w,
+            height: h,
+            x0: 10,
+            y0: 20,
+        };
+        let fit = f.fit_similarity(&mut Vec::new());
+        for (x, y) in [(10.0, 20.0), (105.0, 20.0), (60.0, 119.0)] {
+            let (p, q) = (fit.at(x, y), truth.at(x, y));
+            assert!(
+                (p[0] - q[0]).abs() < 0.02 && (p[1] - q[1]).abs() < 0.02,
+                "at ({x}, {y}): fitted {p:?}, true {q:?}"
+            );
+        }
+        // Plain least squares is pulled by the expression: the robust rounds are what remove it.
+        let plain = f.weighted_fit(|_, _| 1.0);
+        let (p, q) = (plain.at(60.0, 119.0), truth.at(60.0, 119.0));
+        assert!((p[0] - q[0]).hypot(p[1] - q[1]) > 0.05, "{p:?} vs {q:?}");
     }
 }

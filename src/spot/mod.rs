@@ -114,6 +114,7 @@ fn builder(cfg: &SpotConfig, fps: f64, crop_size: usize) -> Result<SignalBuilder
         layout,
         cfg.dis_finest_scale,
         cfg.dis_patch_stride,
+        cfg.head_model()?,
     )?;
     Ok(SignalBuilder::new(
         flow,

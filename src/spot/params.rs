@@ -45,6 +45,9 @@ pub struct SpotConfig {
     pub dis_patch_stride: i32,
     /// Flow is measured on every N-th frame (1 = all); decisions keep whole-frame indices.
     pub flow_every: u32,
+    /// How residual head motion is removed from region motion: "nose" (the nose region's
+    /// translation) or "similarity" (a robust fit over the face: translation, rotation, scale).
+    pub head_model: String,
 }
 
 impl Default for SpotConfig {
@@ -178,7 +181,19 @@ impl SpotConfig {
             );
         }
         self.emit_kind()?;
+        self.head_model()?;
         Ok(())
+    }
+
+    /// The parsed `head_model` key.
+    pub fn head_model(&self) -> Result<super::flow::HeadModel> {
+        Ok(match self.head_model.as_str() {
+            "nose" => super::flow::HeadModel::Nose,
+            "similarity" => super::flow::HeadModel::Similarity,
+            other => {
+                bail!("spot.head_model = {other:?}: expected \"nose\" or \"similarity\"")
+            }
+        })
     }
 
     /// The parsed `emit` key.
