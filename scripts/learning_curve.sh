@@ -45,10 +45,10 @@ for recipe in "${recipes[@]}"; do
       # The shipped stage 2 (LLM + LoRA + CCR, 20 epochs) from each fold's flow front-end; the
       # source must be the same fold at the same size (checked).
       config=models/default/train.toml
-      for n in 60 250; do point llm "$n" --init "$out/flow/n$n"; done
+      for n in 60 250 120; do point llm "$n" --init "$out/flow/n$n"; done
       config=$stage1 ;;
     gray_diff)
-      for n in 60 250; do point gray_diff "$n" --set frontend.input=gray_diff; done ;;
+      for n in 60 250 120; do point gray_diff "$n" --set frontend.input=gray_diff; done ;;
     pretrained | pretrained_no_finetune)
       # The front-end pre-trained on PRETRAIN (every clip, the stage-1 recipe for 40 epochs: one
       # face is learnt fast), then fine-tuned per fold for a third of the epochs, or not at all.
@@ -57,8 +57,8 @@ for recipe in "${recipes[@]}"; do
           --out "$out/pretrain" > "$out/pretrain.log" 2>&1
       fi
       steps=(--epochs 50)
-      [ "$recipe" = pretrained_no_finetune ] && steps=(--max-steps 0)
-      for n in 60 250; do point "$recipe" "$n" --init "$out/pretrain/model" "${steps[@]}"; done ;;
+      [ "$recipe" = pretrained_no_finetune ] && steps=(--epochs 0)
+      for n in 60 250 120; do point "$recipe" "$n" --init "$out/pretrain/model" "${steps[@]}"; done ;;
     *) echo "unknown recipe $recipe (flow, llm, pretrained, pretrained_no_finetune, gray_diff)" >&2; exit 2 ;;
   esac
 done

@@ -340,6 +340,31 @@ fn resume_continues_exactly_and_export_reproduces_predictions() {
 }
 
 #[test]
+fn zero_epochs_only_choose_thresholds_and_finish_the_run() {
+    let mut cfg = tiny_config();
+    cfg.train.epochs = 0;
+    let all = refs(clips());
+    let (tr, va) = (&all[..4], &all[4..]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Net::new(&cfg.net_spec(), root()).unwrap();
+    let before = predict(&net, &all, &cfg).unwrap();
+    let opts = RunOptions {
+        out: dir.path().to_path_buf(),
+        quiet: true,
+        ..Default::default()
+    };
+    let s = train(&mut net, &cfg, tr, va, &opts).unwrap();
+    assert_eq!((s.epochs, s.steps, s.stopped_early), (0, 0, false));
+    // The network is untouched; the run is finished, with the thresholds validation chose.
+    assert_eq!(predict(&net, &all, &cfg).unwrap(), before);
+    let ckpt = aullm::train::state::checkpoint_dir(dir.path());
+    assert_eq!(
+        aullm::train::state::load_thresholds(&ckpt).unwrap(),
+        Some(s.thresholds.clone())
+    );
+}
+
+#[test]
 fn a_gpu_training_device_in_a_cpu_build_is_refused_naming_the_key() {
     if candle_core::utils::cuda_is_available() {
         return; // a CUDA build may well open it

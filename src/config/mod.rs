@@ -124,7 +124,8 @@ pub enum CcrTargets {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
-    /// Passes over the training clips.
+    /// Passes over the training clips. 0 trains nothing: the starting network (fresh, or the
+    /// `init_frontend` / `--init` front-end) only gets its thresholds from the validation clips.
     pub epochs: usize,
     /// Clips per optimiser step.
     pub batch_size: usize,
@@ -232,8 +233,8 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Checks values serde cannot.
     pub fn validate(&self) -> Result<()> {
-        if self.epochs == 0 || self.batch_size == 0 {
-            bail!("train.epochs and train.batch_size must be at least 1");
+        if self.batch_size == 0 {
+            bail!("train.batch_size must be at least 1");
         }
         for (k, v) in [
             ("lr_visual", self.lr_visual),

@@ -106,7 +106,12 @@ pub const RANGES: &[Range] = &[
         10_000.0,
         "LoRA scale numerator",
     ),
-    r("train.epochs", 1.0, 100_000.0, "passes"),
+    r(
+        "train.epochs",
+        0.0,
+        100_000.0,
+        "passes; 0 = thresholds only",
+    ),
     r("train.batch_size", 1.0, 4096.0, "clips per step"),
     r("train.lr_visual", 0.0, 1.0, "learning rate"),
     r("train.lr_lora", 0.0, 1.0, "learning rate"),

@@ -442,7 +442,9 @@ pub fn train(
         }
         state::save(&opts.out, net, &opt, &st, cfg)?;
     }
-    if stopped_early {
+    // Zero epochs (thresholds only, e.g. for an `--init` front-end): the checkpoint is the
+    // starting network, finished once its thresholds are chosen below.
+    if stopped_early || cfg.train.epochs == 0 {
         state::save(&opts.out, net, &opt, &st, cfg)?;
     }
     let thresholds = if let Some(t) = saved_thresholds {
