@@ -47,19 +47,35 @@ pub fn parse(name: &str) -> Result<DeviceName> {
     }
 }
 
-/// The candle device `name` selects; CUDA needs a build with the `cuda` feature and a GPU.
+/// The candle device `name` selects; CUDA needs a build with the `cuda` feature and a GPU. A GPU is
+/// opened once per process: candle gives every `new_cuda` call its own device identity, and
+/// tensors of two identities refuse to meet (the front-end's output and the reasoner would be on
+/// "different devices" of the same GPU).
 pub fn select(name: DeviceName) -> Result<candle_core::Device> {
     match name {
         DeviceName::Cpu => Ok(candle_core::Device::Cpu),
-        DeviceName::Cuda(n) => candle_core::Device::new_cuda(n).with_context(|| {
-            if candle_core::utils::cuda_is_available() {
-                format!("cannot open CUDA device {n}")
-            } else {
-                format!(
-                    "device \"{name}\": this aullm was built without CUDA (cargo feature `cuda`)"
-                )
+        DeviceName::Cuda(n) => {
+            type Open = std::sync::Mutex<std::collections::HashMap<usize, candle_core::Device>>;
+            static OPEN: std::sync::OnceLock<Open> = std::sync::OnceLock::new();
+            let mut open = OPEN
+                .get_or_init(Default::default)
+                .lock()
+                .map_err(|_| anyhow::anyhow!("device table lock poisoned"))?;
+            if let Some(d) = open.get(&n) {
+                return Ok(d.clone());
             }
-        }),
+            let d = candle_core::Device::new_cuda(n).with_context(|| {
+                if candle_core::utils::cuda_is_available() {
+                    format!("cannot open CUDA device {n}")
+                } else {
+                    format!(
+                        "device \"{name}\": this aullm was built without CUDA (cargo feature `cuda`)"
+                    )
+                }
+            })?;
+            open.insert(n, d.clone());
+            Ok(d)
+        }
     }
 }
 
@@ -171,6 +187,14 @@ mod tests {
         assert!(parse("gpu").is_err());
         assert!(select(DeviceName::Cpu).unwrap().is_cpu());
         assert!(open(DeviceName::Cpu, "train.device").unwrap().is_cpu());
+    }
+
+    #[test]
+    fn a_gpu_is_opened_once_per_process() {
+        // Only where a GPU opens (a CUDA build on a GPU machine).
+        if let (Ok(a), Ok(b)) = (select(DeviceName::Cuda(0)), select(DeviceName::Cuda(0))) {
+            assert!(a.same_device(&b));
+        }
     }
 
     #[test]
