@@ -466,6 +466,12 @@ impl Decoder {
         self.pack_int8()
     }
 
+    /// Like [`use_int8`](Self::use_int8), but the copies are made by the next `merge_lora` (of
+    /// the merged weights), not now.
+    pub fn pack_int8_at_merge(&mut self) {
+        self.int8 = true;
+    }
+
     /// Packs every projection matrix that has no 8-bit copy yet (a merge drops its copy).
     fn pack_int8(&mut self) -> Result<()> {
         for l in &mut self.layers {

@@ -166,11 +166,17 @@ impl Reasoner {
     /// merges LoRA for inference.
     pub fn from_config(r: &ReasonerConfig, models: &ModelsConfig) -> Result<Reasoner> {
         let spec = WeightsSpec::resolve(r, models)?;
-        let opts = ReasonerOptions::from_config(r)?;
+        let mut opts = ReasonerOptions::from_config(r)?;
+        // 8-bit copies are made once, of the merged weights: packing at load would be undone by
+        // the fresh LoRA pairs and again by the adapter's.
+        let int8 = std::mem::replace(&mut opts.int8, false);
         let adapter = &r.adapter;
         let mut r = Reasoner::load(&spec, &opts)?;
         if !adapter.is_empty() {
             r.load_adapter(Path::new(adapter))?;
+        }
+        if int8 {
+            r.decoder.pack_int8_at_merge();
         }
         r.merge_lora()?;
         Ok(r)
