@@ -7,7 +7,7 @@
 use aullm::config::Config;
 use aullm::graph::model::Net;
 use aullm::rng::Rng;
-use aullm::train::trainer::{optimiser, train_step};
+use aullm::train::trainer::{optimiser, random_batch, train_step};
 use candle_core::{Device, Tensor};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::path::Path;
@@ -18,25 +18,6 @@ fn config(overrides: &[&str]) -> Config {
     let ov: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     Config::load(Some(&root.join("models/default/train.toml")), &ov).unwrap()
-}
-
-/// A random batch of clips [B, C, T, S, S] and 0/1 targets [B, N] (values do not change timings).
-fn batch(cfg: &Config, b: usize) -> (Tensor, Tensor) {
-    let f = &cfg.frontend;
-    let n = b * f.input.channels() * f.frames * f.size * f.size;
-    let mut rng = Rng::new(7);
-    let x: Vec<f32> = (0..n).map(|_| rng.uniform() as f32 - 0.5).collect();
-    let x = Tensor::from_vec(
-        x,
-        (b, f.input.channels(), f.frames, f.size, f.size),
-        &Device::Cpu,
-    )
-    .unwrap();
-    let na = f.aus.len();
-    let y: Vec<f32> = (0..b * na)
-        .map(|_| (rng.uniform() < 0.3) as u8 as f32)
-        .collect();
-    (x, Tensor::from_vec(y, (b, na), &Device::Cpu).unwrap())
 }
 
 fn bench_step(c: &mut Criterion, group: &str, overrides: &[&str], batches: &[usize]) {
@@ -65,7 +46,7 @@ fn bench_step(c: &mut Criterion, group: &str, overrides: &[&str], batches: &[usi
         .warm_up_time(Duration::from_millis(1))
         .measurement_time(Duration::from_secs(5));
     for &b in batches {
-        let (x, y) = batch(&cfg, b);
+        let (x, y) = random_batch(&cfg, b, &Device::Cpu).unwrap();
         let mut rng = Rng::new(1);
         g.bench_with_input(BenchmarkId::new("step", b), &b, |bench, _| {
             bench.iter(|| {

@@ -15,7 +15,7 @@ use aullm::config::Config;
 use aullm::graph::devices::{DeviceName, parse};
 use aullm::graph::model::Net;
 use aullm::rng::Rng;
-use aullm::train::trainer::{batch_loss, optimiser, train_step};
+use aullm::train::trainer::{batch_loss, optimiser, random_batch, train_step};
 use candle_core::{DType, Device, Tensor};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -75,27 +75,10 @@ fn config(a: &Args, device: DeviceName, extra: &[&str]) -> Result<Config> {
     Ok(cfg)
 }
 
-/// A seeded batch: clips [B, C, T, S, S] in [-0.5, 0.5) and 0/1 targets [B, N].
-fn batch(cfg: &Config, b: usize, device: &Device) -> Result<(Tensor, Tensor)> {
-    let f = &cfg.frontend;
-    let dims = (b, f.input.channels(), f.frames, f.size, f.size);
-    let mut rng = Rng::new(7);
-    let n = b * f.input.channels() * f.frames * f.size * f.size;
-    let x: Vec<f32> = (0..n).map(|_| rng.uniform() as f32 - 0.5).collect();
-    let na = f.aus.len();
-    let y: Vec<f32> = (0..b * na)
-        .map(|_| (rng.uniform() < 0.3) as u8 as f32)
-        .collect();
-    Ok((
-        Tensor::from_vec(x, dims, device)?,
-        Tensor::from_vec(y, (b, na), device)?,
-    ))
-}
-
+/// Largest absolute difference, whatever the devices and dtypes.
 fn max_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
-    let a = a.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
-    let b = b.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
-    Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()? as f64)
+    let f32_cpu = |t: &Tensor| t.to_device(&Device::Cpu)?.to_dtype(DType::F32);
+    Ok(aullm::fixtures::max_abs_diff(&f32_cpu(a)?, &f32_cpu(b)?) as f64)
 }
 
 /// Median of `f`'s wall time over `n` calls after `warm` calls, in milliseconds.
@@ -122,7 +105,7 @@ fn parity(a: &Args, root: &Path) -> Result<serde_json::Value> {
         let on_dev = config(a, a.device, extra)?;
         let cpu = Net::new(&on_cpu.net_spec(), root)?;
         let dev = Net::new(&on_dev.net_spec(), root)?;
-        let (x, y) = batch(&on_cpu, a.parity_batch, &Device::Cpu)?;
+        let (x, y) = random_batch(&on_cpu, a.parity_batch, &Device::Cpu)?;
         let (xd, yd) = (x.to_device(&dev.device)?, y.to_device(&dev.device)?);
         let (lc, oc) = cpu.forward(&x)?;
         let (ld, od) = dev.forward(&xd)?;
@@ -172,7 +155,7 @@ fn inference(a: &Args, root: &Path) -> Result<serde_json::Value> {
     };
     let mut out = serde_json::Map::new();
     for &b in &a.batches {
-        let (x, _) = batch(&cfg, b, &net.device)?;
+        let (x, _) = random_batch(&cfg, b, &net.device)?;
         let ms = median_ms(3, 20, || {
             let o = front.forward(&x)?;
             let logits = match &reasoner {
@@ -206,7 +189,7 @@ fn training(a: &Args, root: &Path) -> Result<serde_json::Value> {
         let cfg = config(a, a.device, extra)?;
         let mut net = Net::new(&cfg.net_spec(), root)?;
         let mut opt = optimiser(&net, &cfg)?;
-        let (x, y) = batch(&cfg, a.train_batch, &net.device)?;
+        let (x, y) = random_batch(&cfg, a.train_batch, &net.device)?;
         let pw = Tensor::ones(cfg.frontend.aus.len(), DType::F32, &net.device)?;
         let mut rng = Rng::new(1);
         let ms = median_ms(2, a.steps, || {

@@ -31,8 +31,9 @@ pub struct RoiFlow {
     /// The nose region's motion in the latest measurement (the head, crop pixels).
     head: [f32; 2],
     head_model: HeadModel,
-    /// Residual magnitudes of the fit (reused).
+    /// Residual magnitudes and weights of the fit (reused).
     residuals: Vec<f32>,
+    weights: Vec<f32>,
 }
 
 /// Context kept around the regions so DIS patches at their borders see real texture.
@@ -74,6 +75,7 @@ impl RoiFlow {
             head: [0.0; 2],
             head_model,
             residuals: Vec::new(),
+            weights: Vec::new(),
         })
     }
 
@@ -129,7 +131,9 @@ impl RoiFlow {
         };
         let model = match self.head_model {
             HeadModel::Nose => None,
-            HeadModel::Similarity => Some(field.fit_similarity(&mut self.residuals)),
+            HeadModel::Similarity => {
+                Some(field.fit_similarity(&mut self.residuals, &mut self.weights))
+            }
         };
         for (o, roi) in out.iter_mut().zip(&self.layout.rois) {
             let m = mean(roi.rect);
@@ -186,36 +190,34 @@ const TUKEY_C: f32 = 4.685;
 impl Field<'_> {
     /// The similarity that explains most of the field, by iteratively re-weighted least squares
     /// (Tukey weights): an expression moves a few regions, the head moves all of them, so the
-    /// expression's pixels are down-weighted as outliers.
-    fn fit_similarity(&self, residuals: &mut Vec<f32>) -> Similarity {
-        let mut fit = self.weighted_fit(|_, _| 1.0);
+    /// expression's pixels are down-weighted as outliers. `residuals` and `weights` are reused
+    /// buffers (one value per sampled pixel).
+    fn fit_similarity(&self, residuals: &mut Vec<f32>, weights: &mut Vec<f32>) -> Similarity {
+        weights.clear();
+        self.for_each(|_, _, _, _| weights.push(1.0));
+        let mut fit = self.weighted_fit(weights);
         for _ in 0..FIT_ROUNDS {
             residuals.clear();
             self.for_each(|x, y, u, v| {
                 let p = fit.at(x, y);
                 residuals.push((u - p[0]).hypot(v - p[1]));
             });
-            let mid = residuals.len() / 2;
             if residuals.is_empty() {
                 break;
             }
-            let (_, med, _) = residuals.select_nth_unstable_by(mid, f32::total_cmp);
+            weights.clear();
+            weights.extend_from_slice(residuals);
+            let mid = weights.len() / 2;
+            let (_, med, _) = weights.select_nth_unstable_by(mid, f32::total_cmp);
             let c = (TUKEY_C * 1.4826 * *med).max(1e-3);
-            let prev = fit;
-            fit = self.weighted_fit(|x, y| {
-                let p = prev.at(x, y);
-                let (u, v) = self.flow_at(x, y);
-                let r = (u - p[0]).hypot(v - p[1]) / c;
+            weights.clear();
+            weights.extend(residuals.iter().map(|r| {
+                let r = r / c;
                 if r < 1.0 { (1.0 - r * r).powi(2) } else { 0.0 }
-            });
+            }));
+            fit = self.weighted_fit(weights);
         }
         fit
-    }
-
-    fn flow_at(&self, x: f32, y: f32) -> (f32, f32) {
-        let (i, j) = (x as usize - self.x0, y as usize - self.y0);
-        let f = self.v[j * self.width + i];
-        (f[0], f[1])
     }
 
     /// Calls `f(x, y, u, v)` on the sampled pixels (crop coordinates).
@@ -228,12 +230,15 @@ impl Field<'_> {
         }
     }
 
-    /// Closed-form weighted least squares of a similarity (weights from `w(x, y)`).
-    fn weighted_fit(&self, w: impl Fn(f32, f32) -> f32) -> Similarity {
+    /// Closed-form weighted least squares of a similarity, `w` holding one weight per sampled
+    /// pixel in [`for_each`](Self::for_each) order.
+    fn weighted_fit(&self, w: &[f32]) -> Similarity {
         // Sums in f64: thousands of sub-pixel terms.
         let (mut sw, mut sx, mut sy, mut su, mut sv) = (0f64, 0f64, 0f64, 0f64, 0f64);
+        let mut i = 0;
         self.for_each(|x, y, u, v| {
-            let k = w(x, y) as f64;
+            let k = w[i] as f64;
+            i += 1;
             sw += k;
             sx += k * x as f64;
             sy += k * y as f64;
@@ -250,8 +255,10 @@ impl Field<'_> {
         }
         let (mx, my, mu, mv) = (sx / sw, sy / sw, su / sw, sv / sw);
         let (mut num_a, mut num_b, mut den) = (0f64, 0f64, 0f64);
+        let mut i = 0;
         self.for_each(|x, y, u, v| {
-            let k = w(x, y) as f64;
+            let k = w[i] as f64;
+            i += 1;
             let (xc, yc) = (x as f64 - mx, y as f64 - my);
             let (uc, vc) = (u as f64 - mu, v as f64 - mv);
             num_a += k * (xc * uc + yc * vc);
@@ -312,7 +319,7 @@ mod tests {
             x0: 10,
             y0: 20,
         };
-        let fit = f.fit_similarity(&mut Vec::new());
+        let fit = f.fit_similarity(&mut Vec::new(), &mut Vec::new());
         for (x, y) in [(10.0, 20.0), (105.0, 20.0), (60.0, 119.0)] {
             let (p, q) = (fit.at(x, y), truth.at(x, y));
             assert!(
@@ -321,7 +328,7 @@ mod tests {
             );
         }
         // Plain least squares is pulled by the expression: the robust rounds are what remove it.
-        let plain = f.weighted_fit(|_, _| 1.0);
+        let plain = f.weighted_fit(&vec![1.0; (w / 2) * (h / 2)]);
         let (p, q) = (plain.at(60.0, 119.0), truth.at(60.0, 119.0));
         assert!((p[0] - q[0]).hypot(p[1] - q[1]) > 0.05, "{p:?} vs {q:?}");
     }

@@ -112,6 +112,24 @@ pub fn make_batch(
     Ok((clip, y))
 }
 
+/// A seeded batch of `b` random clips (values in [-0.5, 0.5)) and 0/1 targets (30 % positive) on
+/// `device`: what timings and device checks feed the network (values do not change the cost).
+pub fn random_batch(cfg: &Config, b: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+    let f = &cfg.frontend;
+    let dims = (b, f.input.channels(), f.frames, f.size, f.size);
+    let mut rng = Rng::new(7);
+    let n = b * f.input.channels() * f.frames * f.size * f.size;
+    let x: Vec<f32> = (0..n).map(|_| rng.uniform() as f32 - 0.5).collect();
+    let na = f.aus.len();
+    let y: Vec<f32> = (0..b * na)
+        .map(|_| (rng.uniform() < 0.3) as u8 as f32)
+        .collect();
+    Ok((
+        Tensor::from_vec(x, dims, device)?,
+        Tensor::from_vec(y, (b, na), device)?,
+    ))
+}
+
 /// Per-AU positive weights n_neg / n_pos over `clips` (capped at 10; 1 where an AU has no positive).
 pub fn positive_weights(clips: &[&AlignedClip], aus: &[crate::au::Au]) -> Vec<f32> {
     aus.iter()
