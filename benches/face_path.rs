@@ -18,6 +18,7 @@ struct Media {
     raw640: PathBuf,
     raw_frames: u64,
     frames640: Vec<Vec<u8>>,
+    jpegs640: Vec<Vec<u8>>,
 }
 
 fn media(cfg: &Config) -> Media {
@@ -39,6 +40,14 @@ fn media(cfg: &Config) -> Media {
     };
     let raw640 = dir.path().join("face640_200fps_raw.mkv");
     write_face_video_with(&spec, &photo, &raw640, VideoCodec::Raw).unwrap();
+    // The same face as MJPEG frames (quality 95, as `aullm synth` writes them).
+    let mjpeg = dir.path().join("face640_200fps.avi");
+    let short = FaceVideoSpec { frames: 16, ..spec };
+    write_face_video_with(&short, &photo, &mjpeg, VideoCodec::Mjpeg).unwrap();
+    let bytes = std::fs::read(&mjpeg).unwrap();
+    let mut soi = aullm::fixtures::jpeg_starts(&bytes);
+    soi.push(bytes.len());
+    let jpegs640 = soi.windows(2).map(|w| bytes[w[0]..w[1]].to_vec()).collect();
     let mut rng = Rng::new(2);
     let frames640 = (0..16)
         .map(|i| {
@@ -52,6 +61,7 @@ fn media(cfg: &Config) -> Media {
         raw640,
         raw_frames: spec.frames as u64,
         frames640,
+        jpegs640,
         _dir: dir,
     }
 }
@@ -114,6 +124,38 @@ fn stages(c: &mut Criterion) {
     g.bench_function("blazeface_face_region", |b| {
         b.iter(|| det.detect_region(f0, 640, 480, region).unwrap().len())
     });
+    g.finish();
+
+    // Decoding the face's rows and columns at DCT-domain scales (issue 20, "decode less"): the
+    // rectangle is the detection region, as the tracker asks for it.
+    let mut g = c.benchmark_group("decode_jpeg");
+    g.throughput(Throughput::Elements(1));
+    let rect = [
+        region[0].max(0.0) as u32,
+        region[1].max(0.0) as u32,
+        ((region[0] + region[2]) as u32).min(640),
+        ((region[1] + region[2]) as u32).min(480),
+    ];
+    let mut out = vec![0u8; 640 * 480];
+    g.bench_function("mjpeg_640x480_whole_frame", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % m.jpegs640.len();
+            aullm::frame::jpeg::decode_gray(&m.jpegs640[i], 640, 480, [0, 0, 640, 480], &mut out)
+                .unwrap()
+        })
+    });
+    for denom in [1u32, 2, 4, 8] {
+        let r = rect.map(|v| v / denom);
+        g.bench_function(format!("mjpeg_640x480_face_region_scale_1_{denom}"), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) % m.jpegs640.len();
+                aullm::frame::jpeg::decode_gray_scaled(&m.jpegs640[i], 640, 480, denom, r, &mut out)
+                    .unwrap()
+            })
+        });
+    }
     g.finish();
 
     let tpl = CropTemplate::from_config(&cfg.align);

@@ -291,3 +291,55 @@ fn a_corrupt_mjpeg_frame_is_an_error_naming_the_frame() {
     assert_eq!(seen, 3, "the frames before it decode");
     assert!(err.contains("frame 3") && err.contains("JPEG"), "{err}");
 }
+
+#[test]
+fn mjpeg_decoded_at_half_scale_is_the_full_frame_averaged() {
+    use aullm::frame::jpeg;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ball.avi");
+    write_mjpeg(&path, "I420", 3);
+    let bytes = std::fs::read(&path).unwrap();
+    let soi = aullm::fixtures::jpeg_starts(&bytes);
+    let frame = &bytes[soi[1]..soi[2]];
+    let (w, h) = jpeg::dims(frame).unwrap();
+    let mut full = vec![0u8; (w * h) as usize];
+    jpeg::decode_gray(frame, w, h, [0, 0, w, h], &mut full).unwrap();
+    let (sw, sh) = jpeg::scaled_size(w, h, 2);
+    assert_eq!((sw, sh), (100, 75));
+    let mut half = vec![0u8; (sw * sh) as usize];
+    let got = jpeg::decode_gray_scaled(frame, w, h, 2, [0, 0, sw, sh], &mut half).unwrap();
+    assert_eq!(got, [0, 0, sw, sh]);
+    // The DCT-domain scaling is a low-pass, not a box filter: compare with 2x2 means.
+    let (mut sum, mut worst) = (0.0f64, 0.0f64);
+    for y in 0..(h / 2) as usize {
+        for x in 0..(w / 2) as usize {
+            let at = |dx: usize, dy: usize| full[(2 * y + dy) * w as usize + 2 * x + dx] as f64;
+            let mean = (at(0, 0) + at(1, 0) + at(0, 1) + at(1, 1)) / 4.0;
+            let d = (half[y * sw as usize + x] as f64 - mean).abs();
+            sum += d;
+            worst = worst.max(d);
+        }
+    }
+    let mean_abs = sum / ((w / 2) * (h / 2)) as f64;
+    assert!(mean_abs < 2.0, "mean |half - 2x2 mean| = {mean_abs:.2}");
+    assert!(worst < 64.0, "max |half - 2x2 mean| = {worst}");
+    // A region at scale gives the same pixels as the whole frame at that scale.
+    let mut part = vec![0u8; (sw * sh) as usize];
+    let r = jpeg::decode_gray_scaled(frame, w, h, 2, [20, 10, 60, 50], &mut part).unwrap();
+    assert!(
+        r[0] <= 20 && r[2] >= 60 && r[1] == 10 && r[3] == 50,
+        "{r:?}"
+    );
+    for y in 10..50 {
+        let row = y * sw as usize;
+        assert_eq!(
+            part[row + 20..row + 60],
+            half[row + 20..row + 60],
+            "row {y}"
+        );
+    }
+    let e = jpeg::decode_gray_scaled(frame, w, h, 3, [0, 0, 10, 10], &mut part)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("1/3"), "{e}");
+}

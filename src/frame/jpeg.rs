@@ -19,6 +19,7 @@ unsafe extern "C" {
         out: *mut c_uchar,
         width: c_int,
         height: c_int,
+        denom: c_int,
         x0: *mut c_int,
         x1: *mut c_int,
         y0: c_int,
@@ -70,26 +71,50 @@ pub fn decode_gray(
     rect: Rect,
     out: &mut [u8],
 ) -> Result<Rect> {
+    decode_gray_scaled(data, width, height, 1, rect, out)
+}
+
+/// Size of a `width`×`height` frame decoded at 1/`denom` (libjpeg rounds up).
+pub fn scaled_size(width: u32, height: u32, denom: u32) -> (u32, u32) {
+    (width.div_ceil(denom), height.div_ceil(denom))
+}
+
+/// [`decode_gray`] at 1/`denom` of the frame's size (1, 2, 4 or 8), scaled by libjpeg in the DCT
+/// domain: `rect` and the result are in the scaled frame's pixels, and `out` holds the scaled frame
+/// ([`scaled_size`]). Entropy decoding is not scaled: it is the same work at every scale.
+pub fn decode_gray_scaled(
+    data: &[u8],
+    width: u32,
+    height: u32,
+    denom: u32,
+    rect: Rect,
+    out: &mut [u8],
+) -> Result<Rect> {
+    if ![1, 2, 4, 8].contains(&denom) {
+        bail!("JPEG decoding scale 1/{denom}: expected 1/1, 1/2, 1/4 or 1/8");
+    }
+    let (sw, sh) = scaled_size(width, height, denom);
     let [x0, y0, x1, y1] = [
-        rect[0].min(width),
-        rect[1].min(height),
-        rect[2].min(width),
-        rect[3].min(height),
+        rect[0].min(sw),
+        rect[1].min(sh),
+        rect[2].min(sw),
+        rect[3].min(sh),
     ];
     if x0 >= x1 || y0 >= y1 {
         return Ok([x0, y0, x0, y0]);
     }
-    if out.len() < width as usize * height as usize {
+    if out.len() < sw as usize * sh as usize {
         bail!(
-            "frame buffer of {} bytes for a {width}x{height} frame",
+            "frame buffer of {} bytes for a {sw}x{sh} frame (1/{denom} of {width}x{height})",
             out.len()
         );
     }
     let (mut cx0, mut cx1) = (x0 as c_int, x1 as c_int);
     let mut msg = [0u8; 200];
-    // SAFETY: `out` holds width*height bytes (checked above) and the shim writes only rows < y1
-    // and columns inside the (block-aligned, frame-bounded) crop it reports; `data` is read within
-    // its length; at most `msg.len()` bytes go to `msg`.
+    // SAFETY: `out` holds the scaled frame's bytes (checked above) and the shim writes only rows
+    // < y1 and columns inside the (block-aligned, frame-bounded) crop it reports, after checking
+    // both against its output size; `data` is read within its length; at most `msg.len()` bytes
+    // go to `msg`.
     let rc = unsafe {
         aullm_jpeg_decode_gray(
             data.as_ptr(),
@@ -97,6 +122,7 @@ pub fn decode_gray(
             out.as_mut_ptr(),
             width as c_int,
             height as c_int,
+            denom as c_int,
             &mut cx0,
             &mut cx1,
             y0 as c_int,

@@ -51,12 +51,13 @@ int aullm_jpeg_dims(const unsigned char *data, unsigned long len, int *width, in
     return 0;
 }
 
-/* Decodes at least columns [*x0, *x1) of rows [y0, y1) as 8-bit gray into `out` (width*height bytes,
- * rows packed). The column range grows to whole iMCU blocks; the range decoded is written back.
- * Returns 0 on success. */
+/* Decodes at least columns [*x0, *x1) of rows [y0, y1) as 8-bit gray into `out`, at 1/`denom` of
+ * the frame's size (denom 1, 2, 4 or 8: libjpeg scales in the DCT domain). `out` holds the scaled
+ * frame's rows packed; coordinates are in the scaled frame. The column range grows to whole iMCU
+ * blocks; the range decoded is written back. Returns 0 on success. */
 int aullm_jpeg_decode_gray(const unsigned char *data, unsigned long len, unsigned char *out,
-                           int width, int height, int *x0, int *x1, int y0, int y1, char *msg,
-                           size_t msg_len) {
+                           int width, int height, int denom, int *x0, int *x1, int y0, int y1,
+                           char *msg, size_t msg_len) {
     struct jpeg_decompress_struct c;
     struct guard g;
     c.err = jpeg_std_error(&g.mgr);
@@ -79,14 +80,24 @@ int aullm_jpeg_decode_gray(const unsigned char *data, unsigned long len, unsigne
     }
     c.out_color_space = JCS_GRAYSCALE;
     c.dct_method = JDCT_IFAST; /* GStreamer jpegdec's default (idct-method=ifast): same pixels */
+    c.scale_num = 1;
+    c.scale_denom = (unsigned int)denom;
     jpeg_start_decompress(&c);
+    size_t stride = (size_t)c.output_width;
+    if (*x0 < 0 || *x0 >= *x1 || *x1 > (int)c.output_width || y0 < 0 || y1 > (int)c.output_height) {
+        snprintf(msg, msg_len, "region [%d, %d) x [%d, %d) outside the %ux%u output", *x0, *x1, y0,
+                 y1, c.output_width, c.output_height);
+        jpeg_abort_decompress(&c);
+        jpeg_destroy_decompress(&c);
+        return -1;
+    }
     JDIMENSION xo = (JDIMENSION)*x0, wo = (JDIMENSION)(*x1 - *x0);
     if (xo > 0 || wo < c.output_width) jpeg_crop_scanline(&c, &xo, &wo);
     *x0 = (int)xo;
     *x1 = (int)(xo + wo);
     if (y0 > 0) jpeg_skip_scanlines(&c, (JDIMENSION)y0);
     while ((int)c.output_scanline < y1) {
-        JSAMPROW row = out + (size_t)c.output_scanline * (size_t)width + xo;
+        JSAMPROW row = out + (size_t)c.output_scanline * stride + xo;
         jpeg_read_scanlines(&c, &row, 1);
     }
     if (c.output_scanline == c.output_height)
