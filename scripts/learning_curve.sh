@@ -20,6 +20,11 @@ read -r -a recipes <<< "${recipes[*]}"
 cd "$(dirname "$0")/.."
 stage1=models/default/train-stage1.toml
 config=$stage1
+# The curve was measured with the stage-1 and stage-2 recipes of the model shipped then (150 and 20
+# epochs, inner validation by subject); the shipped recipe may differ (README "The shipped model"),
+# so those settings are pinned here to keep every point reproducible.
+flow_epochs=(--epochs 150 --set train.val_by=subject)
+llm_epochs=(--epochs 20 --set train.val_by=subject)
 mkdir -p "$out"
 
 # One point: RECIPE N [aullm eval options...], two shards of the 4 folds side by side.
@@ -40,24 +45,24 @@ point() {
 for recipe in "${recipes[@]}"; do
   case $recipe in
     flow)
-      for n in 60 250 120; do point flow "$n"; done ;;
+      for n in 60 250 120; do point flow "$n" "${flow_epochs[@]}"; done ;;
     llm)
       # The shipped stage 2 (LLM + LoRA + CCR, 20 epochs) from each fold's flow front-end; the
       # source must be the same fold at the same size (checked).
       config=models/default/train.toml
-      for n in 60 250 120; do point llm "$n" --init "$out/flow/n$n"; done
+      for n in 60 250 120; do point llm "$n" --init "$out/flow/n$n" "${llm_epochs[@]}"; done
       config=$stage1 ;;
     gray_diff)
-      for n in 60 250 120; do point gray_diff "$n" --set frontend.input=gray_diff; done ;;
+      for n in 60 250 120; do point gray_diff "$n" --set frontend.input=gray_diff "${flow_epochs[@]}"; done ;;
     pretrained | pretrained_no_finetune)
       # The front-end pre-trained on PRETRAIN (every clip, the stage-1 recipe for 40 epochs: one
       # face is learnt fast), then fine-tuned per fold for a third of the epochs, or not at all.
       if [ ! -f "$out/pretrain/model/model.json" ]; then
-        "$aullm" --config "$stage1" train --dataset "synth:$pretrain" --name pretrain --epochs 40 \
+        "$aullm" --config "$stage1" train --dataset "synth:$pretrain" --name pretrain --epochs 40 --set train.val_by=subject \
           --out "$out/pretrain" > "$out/pretrain.log" 2>&1
       fi
-      steps=(--epochs 50)
-      [ "$recipe" = pretrained_no_finetune ] && steps=(--epochs 0)
+      steps=(--epochs 50 --set train.val_by=subject)
+      [ "$recipe" = pretrained_no_finetune ] && steps=(--epochs 0 --set train.val_by=subject)
       for n in 60 250 120; do point "$recipe" "$n" --init "$out/pretrain/model" "${steps[@]}"; done ;;
     *) echo "unknown recipe $recipe (flow, llm, pretrained, pretrained_no_finetune, gray_diff)" >&2; exit 2 ;;
   esac

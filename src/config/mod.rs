@@ -120,6 +120,27 @@ pub enum CcrTargets {
     All,
 }
 
+/// `train.val_by`: what the inner validation split holds out whole.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ValBy {
+    /// Subjects (people).
+    #[default]
+    Subject,
+    /// Identity groups: SynthME's people from one photo together (they share its camera, light
+    /// and population), so validation asks what a new photo asks; elsewhere a subject is its
+    /// own group.
+    Group,
+}
+
+impl ValBy {
+    /// serde's skip test: the default is left out of saved configurations, so runs from before
+    /// this key keep their fingerprints.
+    fn is_subject(&self) -> bool {
+        *self == ValBy::Subject
+    }
+}
+
 /// `aullm train`: optimiser, schedule, losses and augmentation (paper defaults where it gives them).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -167,6 +188,10 @@ pub struct TrainConfig {
     pub temporal_jitter: usize,
     /// Fraction of the training subjects held out (inner validation) to choose per-AU thresholds.
     pub val_fraction: f64,
+    /// What the inner validation holds out whole: "subject" or "group" (SynthME: every person of
+    /// a photo together).
+    #[serde(skip_serializing_if = "ValBy::is_subject")]
+    pub val_by: ValBy,
     /// Compute threads (0 = all cores).
     pub threads: usize,
     /// Run folder of an earlier `aullm train`/`eval` on the same protocol whose finished front-end
@@ -222,6 +247,7 @@ impl Default for TrainConfig {
             flip: true,
             temporal_jitter: 2,
             val_fraction: 0.2,
+            val_by: ValBy::Subject,
             threads: 0,
             init_frontend: String::new(),
             max_clips: 0,

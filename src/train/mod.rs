@@ -180,13 +180,7 @@ pub fn folds(
 ) -> Result<Vec<Fold>> {
     let keys: Vec<SubjectKey> = clips.iter().map(|c| c.subject.clone()).collect();
     // Splitting on group keys keeps each group, and so each subject, on one side.
-    let group_keys: Vec<SubjectKey> = keys
-        .iter()
-        .map(|k| SubjectKey {
-            dataset: k.dataset,
-            subject: groups.get(k).cloned().unwrap_or_else(|| k.subject.clone()),
-        })
-        .collect();
+    let group_keys: Vec<SubjectKey> = keys.iter().map(|k| group_key(k, groups)).collect();
     match protocol {
         Protocol::All => Ok(vec![Fold::new(
             "all",
@@ -247,16 +241,31 @@ pub fn with_aus(cfg: &Config, aus: &[Au]) -> Config {
     c
 }
 
-/// Splits a fold's training indices into inner-train and validation by subject (see
-/// [`split::inner_split`]).
+/// Splits a fold's training indices into inner-train and validation by subject, or by identity
+/// group under `train.val_by = "group"` (see [`split::inner_split`]).
 pub fn inner_split(
     train: &[usize],
     clips: &[AlignedClip],
-    fraction: f64,
-    seed: u64,
+    groups: &BTreeMap<SubjectKey, String>,
+    tc: &crate::config::TrainConfig,
 ) -> (Vec<usize>, Vec<usize>) {
-    let keys: Vec<&SubjectKey> = clips.iter().map(|c| &c.subject).collect();
-    split::inner_split(train, &keys, fraction, seed)
+    let keys: Vec<SubjectKey> = match tc.val_by {
+        crate::config::ValBy::Subject => clips.iter().map(|c| c.subject.clone()).collect(),
+        crate::config::ValBy::Group => clips
+            .iter()
+            .map(|c| group_key(&c.subject, groups))
+            .collect(),
+    };
+    let refs: Vec<&SubjectKey> = keys.iter().collect();
+    split::inner_split(train, &refs, tc.val_fraction, tc.seed)
+}
+
+/// The key a subject's identity group splits on (the subject itself when it has no group).
+fn group_key(k: &SubjectKey, groups: &BTreeMap<SubjectKey, String>) -> SubjectKey {
+    SubjectKey {
+        dataset: k.dataset,
+        subject: groups.get(k).cloned().unwrap_or_else(|| k.subject.clone()),
+    }
 }
 
 #[cfg(test)]
@@ -372,5 +381,29 @@ mod tests {
                 .len(),
             6
         );
+        // The inner validation split keeps the photo together only under val_by = "group".
+        let train: Vec<usize> = (0..clips.len()).collect();
+        let split_photo = |tc: &crate::config::TrainConfig| {
+            (1..40).any(|seed| {
+                let tc = crate::config::TrainConfig { seed, ..tc.clone() };
+                let (tr, va) = inner_split(&train, &clips, &groups, &tc);
+                assert_eq!(tr.len() + va.len(), clips.len());
+                let val = |s: &str| va.iter().any(|&i| clips[i].subject == key(s));
+                !(val("sub01") == val("sub02") && val("sub02") == val("sub03"))
+            })
+        };
+        let by_subject = crate::config::TrainConfig {
+            val_fraction: 0.34,
+            ..Default::default()
+        };
+        let by_group = crate::config::TrainConfig {
+            val_by: crate::config::ValBy::Group,
+            ..by_subject.clone()
+        };
+        assert!(
+            split_photo(&by_subject),
+            "subjects split the photo for some seed"
+        );
+        assert!(!split_photo(&by_group), "groups never split the photo");
     }
 }

@@ -195,7 +195,7 @@ pub fn run(cfg: &Config, o: &ProtocolOptions) -> Result<(ProtocolOutcome, Option
             }
             started += 1;
         }
-        let (net, stopped) = run_fold(cfg, o, (fi, fold_list.len()), fold, clips, &mut outcome)?;
+        let (net, stopped) = run_fold(cfg, o, (fi, fold_list.len()), fold, &set, &mut outcome)?;
         included.push(fi);
         last_net = Some(net);
         if stopped
@@ -219,7 +219,7 @@ pub fn run(cfg: &Config, o: &ProtocolOptions) -> Result<(ProtocolOutcome, Option
                 if included.contains(&fi) || !is_finished(&fold_dir(o, fold))? {
                     continue;
                 }
-                run_fold(cfg, o, (fi, fold_list.len()), fold, clips, &mut outcome)?;
+                run_fold(cfg, o, (fi, fold_list.len()), fold, &set, &mut outcome)?;
                 included.push(fi);
             }
             protocol_order(&mut outcome, &included);
@@ -260,12 +260,13 @@ fn run_fold(
     o: &ProtocolOptions,
     (fi, n_folds): (usize, usize),
     fold: &crate::eval::split::Fold,
-    clips: &[AlignedClip],
+    set: &crate::train::clips::ClipSet,
     outcome: &mut ProtocolOutcome,
 ) -> Result<(Net, bool)> {
+    let clips = &set.clips[..];
     let dir = fold_dir(o, fold);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let (tr, va) = inner_split(&fold.train, clips, cfg.train.val_fraction, cfg.train.seed);
+    let (tr, va) = inner_split(&fold.train, clips, &set.groups, &cfg.train);
     let train_clips: Vec<&AlignedClip> = tr.iter().map(|&i| &clips[i]).collect();
     let val_clips: Vec<&AlignedClip> = va.iter().map(|&i| &clips[i]).collect();
     if !o.quiet {
@@ -283,7 +284,7 @@ fn run_fold(
     let mut net = Net::new(&cfg.net_spec(), &o.root)?;
     let resume = o.resume && crate::train::state::checkpoint_dir(&dir).exists();
     if !cfg.train.init_frontend.is_empty() && !resume {
-        let src = init_source(cfg, o, fold, clips)?;
+        let src = init_source(cfg, o, fold, set)?;
         crate::train::state::load_frontend(&src, &mut net)?;
         if !o.quiet {
             eprintln!("front-end initialised from {}", src.display());
@@ -365,8 +366,9 @@ fn init_source(
     cfg: &Config,
     o: &ProtocolOptions,
     fold: &crate::eval::split::Fold,
-    clips: &[AlignedClip],
+    set: &crate::train::clips::ClipSet,
 ) -> Result<PathBuf> {
+    let clips = &set.clips[..];
     use crate::train::state::{TrainState, checkpoint_dir, load_thresholds, read_checkpoint_info};
     if let Ok(model) = crate::runtime::bundle::locate(&cfg.train.init_frontend) {
         crate::runtime::bundle::verify(&model)?;
@@ -397,12 +399,7 @@ fn init_source(
     );
     let (src_cfg, st) = read_checkpoint_info(&dir)?;
     same_frontend(&src_cfg, cfg, &dir.join("config.toml"))?;
-    let (tr, va) = inner_split(
-        &fold.train,
-        clips,
-        src_cfg.train.val_fraction,
-        src_cfg.train.seed,
-    );
+    let (tr, va) = inner_split(&fold.train, clips, &set.groups, &src_cfg.train);
     let tr: Vec<&AlignedClip> = tr.iter().map(|&i| &clips[i]).collect();
     let va: Vec<&AlignedClip> = va.iter().map(|&i| &clips[i]).collect();
     anyhow::ensure!(
