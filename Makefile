@@ -97,14 +97,15 @@ bench-batch: setup
 	$(REL_BIN) batch $(BENCH_OUT)/batch-synth/videos --out $(BENCH_OUT)/batch -j 2 --quiet
 
 ## loso-default: LOSO evaluation of models/default's recipe on SynthME's general preset (stage 1, full
-## model, MLP-head ablation; ~30 core-minutes per fold, 19 folds (one per photo of its 36 people),
-## one worker per core: ~5 h on 2 cores). Run it again to continue where it stopped; reports in $(LOSO_RUNS)/{stage1,full,mlp}/.
+## model, MLP-head ablation; 30 clips per identity: ~40 core-minutes per fold, 19 folds (one per photo of
+## its 36 people), one worker per core: ~6.5 h on 2 cores). Run it again to continue where it stopped;
+## reports in $(LOSO_RUNS)/{stage1,full,mlp}/.
 ## Not part of `make test`.
-LOSO_DATA ?= out/synth-general
-LOSO_RUNS ?= out/loso
+LOSO_DATA ?= out/synth-general-30
+LOSO_RUNS ?= out/loso-30
 loso-default: setup
 	$(CARGO) build --release --locked
-	[ -f $(LOSO_DATA)/synth_truth.json ] || $(REL_BIN) synth $(LOSO_DATA) --preset general --long-videos 0
+	[ -f $(LOSO_DATA)/synth_truth.json ] || $(REL_BIN) synth $(LOSO_DATA) --preset general --clips 30 --long-videos 0
 	models/default/loso.sh $(LOSO_DATA) $(LOSO_RUNS) $(REL_BIN) $$(nproc)
 
 clean:

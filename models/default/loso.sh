@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # LOSO evaluation of models/default's recipe on SynthME: for every held-out subject, stage 1 (MLP head,
-# 150 epochs), stage 2 (the full model from that fold's stage-1 front-end) and the MLP-head ablation on
+# 50 epochs), stage 2 (the full model from that fold's stage-1 front-end) and the MLP-head ablation on
 # stage 2's schedule. JOBS workers (default: one per core) each take every JOBS-th fold through all
 # three stages, single-threaded: a second thread makes a training step only ~6% faster, so folds side
 # by side nearly double the throughput. Reports are rewritten after every fold (labelled partial until
@@ -16,7 +16,7 @@ jobs=${4:-$(nproc)}
 mapfile -t subjects < <(find "$data/CASME2_RAW_selected" -mindepth 1 -maxdepth 1 -type d -name 'sub*' -printf '%f\n' | LC_ALL=C sort)
 folds=${#subjects[@]}
 if [ "$folds" -eq 0 ]; then
-    echo "$data: no subjects in CASME2_RAW_selected/ (make one with: aullm synth $data --preset general --long-videos 0)" >&2
+    echo "$data: no subjects in CASME2_RAW_selected/ (make one with: aullm synth $data --preset general --clips 30 --long-videos 0)" >&2
     exit 1
 fi
 mkdir -p "$runs"
