@@ -106,6 +106,8 @@ LOSO_RUNS ?= out/loso-30
 loso-default: setup
 	$(CARGO) build --release --locked
 	[ -f $(LOSO_DATA)/synth_truth.json ] || $(REL_BIN) synth $(LOSO_DATA) --preset general --clips 30 --long-videos 0
+	[ -f out/pretrain/synth_truth.json ] || $(REL_BIN) synth out/pretrain --preset general --faces astronaut --seed 31 --subjects 36 --clips 12 --long-videos 0
+	[ -f runs/pretrain/model/model.json ] || $(REL_BIN) --config models/default/train-stage1.toml train --dataset synth:out/pretrain --name pretrain --epochs 40 --set train.val_by=subject --set train.init_frontend= --out runs/pretrain
 	models/default/loso.sh $(LOSO_DATA) $(LOSO_RUNS) $(REL_BIN) $$(nproc)
 
 clean:
