@@ -1,4 +1,5 @@
-//! Compiles the small C shim around libjpeg(-turbo) used to decode regions of MJPEG frames.
+//! Compiles the small C shim around libjpeg(-turbo) used to decode regions of MJPEG frames, and,
+//! with the `cuda` feature, aullm's CUDA kernels to PTX (nvcc, as candle's own kernels need).
 
 fn main() {
     println!("cargo:rerun-if-changed=src/frame/c/jpeg_region.c");
@@ -15,4 +16,26 @@ fn main() {
     }
     b.compile("aullm_jpeg_region");
     println!("cargo:rustc-link-lib=jpeg");
+    if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
+        compile_ptx();
+    }
+}
+
+/// `src/graph/cuda/kernels.cu` → `$OUT_DIR/aullm_kernels.ptx` for `CUDA_COMPUTE_CAP` (default 90,
+/// the H100/H200), with the nvcc that `NVCC` names or the one on PATH.
+fn compile_ptx() {
+    let src = "src/graph/cuda/kernels.cu";
+    println!("cargo:rerun-if-changed={src}");
+    println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
+    println!("cargo:rerun-if-env-changed=NVCC");
+    let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "90".into());
+    let nvcc = std::env::var("NVCC").unwrap_or_else(|_| "nvcc".into());
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"))
+        .join("aullm_kernels.ptx");
+    let status = std::process::Command::new(&nvcc)
+        .args(["--ptx", "-O3", &format!("-arch=compute_{cap}"), src, "-o"])
+        .arg(&out)
+        .status()
+        .unwrap_or_else(|e| panic!("the cuda feature needs nvcc ({nvcc}): {e}"));
+    assert!(status.success(), "{nvcc} failed on {src}");
 }

@@ -1,13 +1,14 @@
 //! Parity and timings of a configuration on a candle device against the CPU (issue 22): the
 //! front-end's outputs, the AU logits and decisions, and one training step's loss on the same
 //! batch; then inference per clip at each batch size and training steps without CCR, with CCR on one
-//! AU and on all eight. Prints one JSON object.
+//! AU and on all eight. Prints a JSON line per section as it ends.
 //!
 //! Built with the CUDA feature and carried to the GPU machine (`scripts/gpu_check.sh` runs it beside
 //! the PyTorch reference):
 //!   cargo build --release --features cuda --example gpu_check
-//!   gpu_check [--config configs/paper.toml] [--device cuda:0] [--set KEY=VALUE ...]
-//!             [--parity-batch 2] [--batches 1,64] [--train-batch 64] [--steps 5]
+//!   gpu_check [--config configs/paper.toml] [--device cuda:0] [--set KEY=VALUE ...] [--only parity,inference,training,profile]
+//!             [--parity-batch 2] [--batches 1,64] [--train-batch 64] [--steps 5] [--train-configs no_ccr,ccr_one,ccr_all]
+//!             [--tf32] [--candle-convs]
 //! `--device cpu` compares the CPU with itself: a dry run of the whole check on any machine.
 
 use anyhow::{Context, Result, bail};
@@ -30,6 +31,10 @@ struct Args {
     batches: Vec<usize>,
     train_batch: usize,
     steps: usize,
+    only: Vec<String>,
+    train_configs: Vec<String>,
+    tf32: bool,
+    candle_convs: bool,
 }
 
 fn args() -> Result<Args> {
@@ -41,6 +46,15 @@ fn args() -> Result<Args> {
         batches: vec![1, 64],
         train_batch: 64,
         steps: 5,
+        only: vec!["parity".into(), "inference".into(), "training".into()],
+        train_configs: vec!["no_ccr".into(), "ccr_one".into(), "ccr_all".into()],
+        tf32: false,
+        candle_convs: false,
+    };
+    let list = |s: String| {
+        s.split(',')
+            .map(|x| x.trim().to_string())
+            .collect::<Vec<_>>()
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -59,6 +73,10 @@ fn args() -> Result<Args> {
             }
             "--train-batch" => a.train_batch = v()?.parse().context("--train-batch")?,
             "--steps" => a.steps = v()?.parse().context("--steps")?,
+            "--only" => a.only = list(v()?),
+            "--train-configs" => a.train_configs = list(v()?),
+            "--tf32" => a.tf32 = true,
+            "--candle-convs" => a.candle_convs = true,
             other => bail!("unknown argument {other:?} (see the file's header)"),
         }
     }
@@ -116,9 +134,19 @@ fn parity(a: &Args, root: &Path) -> Result<serde_json::Value> {
         let same_decisions =
             lc.ge(0f32)?.to_vec2::<u8>()? == ld.to_dtype(DType::F32)?.ge(0f32)?.to_vec2::<u8>()?;
         let pw = Tensor::ones(on_cpu.frontend.aus.len(), DType::F32, &Device::Cpu)?;
-        let (_, sc) = batch_loss(&cpu, &x, &y, &pw, &on_cpu, &mut Rng::new(3))?;
+        let (tc, sc) = batch_loss(&cpu, &x, &y, &pw, &on_cpu, &mut Rng::new(3))?;
         let pwd = pw.to_device(&dev.device)?;
-        let (_, sd) = batch_loss(&dev, &xd, &yd, &pwd, &on_dev, &mut Rng::new(3))?;
+        let (td, sd) = batch_loss(&dev, &xd, &yd, &pwd, &on_dev, &mut Rng::new(3))?;
+        // The step's gradients of the front-end's variables (the convolutions' backward, col2im
+        // on the GPU): largest difference against the largest gradient.
+        let (gc, gd) = (tc.backward()?, td.backward()?);
+        let (mut grad_diff, mut grad_max) = (0f64, 0f64);
+        for ((_, vc), (_, vd)) in cpu.visual_vars().iter().zip(dev.visual_vars().iter()) {
+            if let (Some(a), Some(b)) = (gc.get(vc.as_tensor()), gd.get(vd.as_tensor())) {
+                grad_diff = grad_diff.max(max_diff(a, b)?);
+                grad_max = grad_max.max(a.abs()?.max_all()?.to_scalar::<f32>()? as f64);
+            }
+        }
         out.insert(
             label.into(),
             json!({
@@ -129,6 +157,8 @@ fn parity(a: &Args, root: &Path) -> Result<serde_json::Value> {
                 "loss_cpu": sc.total,
                 "loss_device": sd.total,
                 "loss_diff": (sc.total - sd.total).abs(),
+                "frontend_grad_max_diff": grad_diff,
+                "frontend_grad_max_abs": grad_max,
             }),
         );
         eprintln!("parity ({label}): {}", out[label]);
@@ -178,7 +208,8 @@ fn inference(a: &Args, root: &Path) -> Result<serde_json::Value> {
     Ok(serde_json::Value::Object(out))
 }
 
-/// Median training step at `a.train_batch` clips: without CCR, CCR on one AU, CCR on all.
+/// Median training step at `a.train_batch` clips for each of `a.train_configs`: without CCR, CCR
+/// on one AU, CCR on all. A configuration that fails (out of memory, say) is reported, not fatal.
 fn training(a: &Args, root: &Path) -> Result<serde_json::Value> {
     let mut out = serde_json::Map::new();
     for (label, extra) in [
@@ -186,26 +217,161 @@ fn training(a: &Args, root: &Path) -> Result<serde_json::Value> {
         ("ccr_one", &["train.ccr_targets=\"one\""][..]),
         ("ccr_all", &["train.ccr_targets=\"all\""][..]),
     ] {
-        let cfg = config(a, a.device, extra)?;
-        let mut net = Net::new(&cfg.net_spec(), root)?;
-        let mut opt = optimiser(&net, &cfg)?;
-        let (x, y) = random_batch(&cfg, a.train_batch, &net.device)?;
-        let pw = Tensor::ones(cfg.frontend.aus.len(), DType::F32, &net.device)?;
+        if !a.train_configs.iter().any(|c| c == label) {
+            continue;
+        }
+        let step = || -> Result<f64> {
+            let cfg = config(a, a.device, extra)?;
+            let mut net = Net::new(&cfg.net_spec(), root)?;
+            let mut opt = optimiser(&net, &cfg)?;
+            let (x, y) = random_batch(&cfg, a.train_batch, &net.device)?;
+            let pw = Tensor::ones(cfg.frontend.aus.len(), DType::F32, &net.device)?;
+            let mut rng = Rng::new(1);
+            let device = net.device.clone();
+            median_ms(2, a.steps, || {
+                train_step(&mut net, &mut opt, &x, &y, &pw, &cfg, &mut rng, 1e-4)?;
+                // The optimiser's updates are queued after the loss is read: wait for them too.
+                device.synchronize()?;
+                Ok(())
+            })
+        };
+        let entry = match step() {
+            Ok(ms) => {
+                eprintln!(
+                    "training step ({label}), batch {}: {ms:.1} ms",
+                    a.train_batch
+                );
+                json!({"ms_per_step": ms, "batch": a.train_batch})
+            }
+            Err(e) => {
+                eprintln!("training step ({label}) failed: {e:#}");
+                json!({"error": format!("{e:#}"), "batch": a.train_batch})
+            }
+        };
+        out.insert(label.into(), entry);
+    }
+    Ok(serde_json::Value::Object(out))
+}
+
+/// Where a training step's time goes, on `a.train_batch` clips without CCR, with candle's
+/// convolutions, aullm's kernels, and aullm's kernels with TF32 matrix products: the front-end
+/// forward and forward + backward, the decider on fixed tokens, the whole step, and each backbone
+/// convolution forward + backward.
+fn profile(a: &Args, root: &Path) -> Result<serde_json::Value> {
+    use aullm::graph::devices::set_own_gpu_kernels;
+    use candle_core::cuda::set_gemm_reduced_precision_f32 as set_tf32;
+    let cfg = config(a, a.device, &["train.lambda_ccr=0"])?;
+    let mut net = Net::new(&cfg.net_spec(), root)?;
+    let mut opt = optimiser(&net, &cfg)?;
+    let (x, y) = random_batch(&cfg, a.train_batch, &net.device)?;
+    let pw = Tensor::ones(cfg.frontend.aus.len(), DType::F32, &net.device)?;
+    let dev = net.device.clone();
+    let sync = |t: &Tensor| -> Result<()> {
+        t.sum_all()?.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        Ok(())
+    };
+    let sum = |o: &aullm::graph::frontend::FrontendOutput| -> Result<Tensor> {
+        let s = o.content.sum_all()?;
+        Ok(match &o.instructions {
+            Some(t) => (s + t.sum_all()?)?,
+            None => s,
+        })
+    };
+    let mut out = serde_json::Map::new();
+    for (label, own, tf32) in [
+        ("candle_convs", false, false),
+        ("own_kernels", true, false),
+        ("own_kernels_tf32", true, true),
+    ] {
+        set_own_gpu_kernels(own);
+        set_tf32(tf32);
+        let mut m = serde_json::Map::new();
+        let front = &net.frontend.net;
+        let ms = median_ms(2, a.steps, || sync(&front.forward(&x)?.content))?;
+        m.insert("frontend_forward_ms".into(), json!(ms));
+        let ms = median_ms(2, a.steps, || {
+            sum(&front.forward(&x)?)?.backward()?;
+            dev.synchronize()?;
+            Ok(())
+        })?;
+        m.insert("frontend_forward_backward_ms".into(), json!(ms));
+        let o = front.forward(&x)?;
+        let (c, t) = (
+            o.content.detach(),
+            o.instructions.as_ref().map(|t| t.detach()),
+        );
+        let ms = median_ms(2, a.steps, || sync(&net.decide(&c, t.as_ref())?))?;
+        m.insert("decider_forward_ms".into(), json!(ms));
+        let ms = median_ms(2, a.steps, || {
+            net.decide(&c, t.as_ref())?.sum_all()?.backward()?;
+            dev.synchronize()?;
+            Ok(())
+        })?;
+        m.insert("decider_forward_backward_ms".into(), json!(ms));
         let mut rng = Rng::new(1);
         let ms = median_ms(2, a.steps, || {
             train_step(&mut net, &mut opt, &x, &y, &pw, &cfg, &mut rng, 1e-4)?;
+            dev.synchronize()?;
             Ok(())
         })?;
+        m.insert("step_ms".into(), json!(ms));
+        // Each backbone convolution, forward + backward, on the activations it sees.
+        let front = &net.frontend.net;
+        let mut h = x.permute((1, 0, 2, 3, 4))?.contiguous()?;
+        let mut convs = Vec::new();
+        for (i, stage) in front.backbone().stages().iter().enumerate() {
+            let input = h.clone();
+            let sp = median_ms(1, a.steps, || {
+                stage.spatial(&input)?.sum_all()?.backward()?;
+                dev.synchronize()?;
+                Ok(())
+            })?;
+            let mid = stage.spatial(&input)?.relu()?.detach();
+            let tp = median_ms(1, a.steps, || {
+                stage.temporal(&mid)?.sum_all()?.backward()?;
+                dev.synchronize()?;
+                Ok(())
+            })?;
+            convs.push(
+                json!({"stage": i + 1, "input": input.dims(), "spatial_ms": sp, "temporal_ms": tp}),
+            );
+            h = stage.temporal(&mid)?.relu()?.detach();
+        }
+        m.insert("convolutions_forward_backward".into(), json!(convs));
         eprintln!(
-            "training step ({label}), batch {}: {ms:.1} ms",
-            a.train_batch
+            "profile ({label}): {}",
+            serde_json::Value::Object(m.clone())
         );
-        out.insert(
-            label.into(),
-            json!({"ms_per_step": ms, "batch": a.train_batch}),
-        );
+        out.insert(label.into(), serde_json::Value::Object(m));
     }
+    set_own_gpu_kernels(!a.candle_convs);
+    set_tf32(a.tf32);
     Ok(serde_json::Value::Object(out))
+}
+
+/// Prints one section's result (or its error) as a JSON line at once, so that a run stopped by its
+/// time limit still reports what it finished.
+fn section(
+    a: &Args,
+    name: &str,
+    f: impl FnOnce() -> Result<serde_json::Value>,
+) -> serde_json::Value {
+    if !a.only.iter().any(|s| s == name) {
+        return serde_json::Value::Null;
+    }
+    let t0 = Instant::now();
+    let v = match f() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{name} failed: {e:?}");
+            json!({"error": format!("{e:#}")})
+        }
+    };
+    let line = json!({"section": name, "device": a.device.to_string(), "overrides": a.set,
+        "tf32": a.tf32, "candle_convs": a.candle_convs,
+        "seconds": t0.elapsed().as_secs_f64(), "result": v});
+    println!("{line}");
+    v
 }
 
 fn main() -> Result<()> {
@@ -218,16 +384,15 @@ fn main() -> Result<()> {
         Path::new(".")
     };
     aullm::train::alloc::keep_freed_memory();
-    let t0 = Instant::now();
-    let report = json!({
-        "config": a.config.display().to_string(),
-        "device": a.device.to_string(),
-        "overrides": a.set,
-        "parity": parity(&a, root)?,
-        "inference": inference(&a, root)?,
-        "training": training(&a, root)?,
-        "seconds": t0.elapsed().as_secs_f64(),
-    });
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    Ok(())
+    aullm::graph::devices::set_own_gpu_kernels(!a.candle_convs);
+    candle_core::cuda::set_gemm_reduced_precision_f32(a.tf32);
+    let results = [
+        section(&a, "parity", || parity(&a, root)),
+        section(&a, "inference", || inference(&a, root)),
+        section(&a, "training", || training(&a, root)),
+        section(&a, "profile", || profile(&a, root)),
+    ];
+    // Exit status 1 when any section failed, after every section has reported.
+    let failed = results.iter().any(|v| v.to_string().contains("\"error\""));
+    std::process::exit(i32::from(failed));
 }

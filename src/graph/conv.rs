@@ -1,4 +1,5 @@
-//! 2D convolution of channels-first tensors for training on the CPU: im2col, then one matrix product.
+//! 2D convolution of channels-first tensors for training: im2col, then one matrix product (CPU
+//! kernels here, CUDA kernels in [`super::gpu`]).
 //!
 //! candle's own conv2d backpropagates to its input through conv_transpose2d, a direct loop that made the
 //! backbone's backward pass 4x its forward pass and most of a training step. Here the gradient is two
@@ -22,6 +23,25 @@ struct Geometry {
 }
 
 impl Geometry {
+    /// The geometry as the CUDA kernels read it.
+    #[cfg(feature = "cuda")]
+    fn gpu(&self) -> super::gpu::ConvGeometry {
+        let (ho, wo) = self.out_hw();
+        super::gpu::ConvGeometry {
+            c: self.c as i32,
+            n: self.n as i32,
+            h: self.h as i32,
+            w: self.w as i32,
+            kh: self.kh as i32,
+            kw: self.kw as i32,
+            stride: self.stride as i32,
+            ph: self.ph as i32,
+            pw: self.pw as i32,
+            ho: ho as i32,
+            wo: wo as i32,
+        }
+    }
+
     fn out_hw(&self) -> (usize, usize) {
         (
             (self.h + 2 * self.ph - self.kh) / self.stride + 1,
@@ -115,6 +135,17 @@ impl CustomOp1 for Im2Col {
         Ok((CpuStorage::F32(out), Shape::from((g.rows(), cols))))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let g = self.0;
+        let out = super::gpu::launch("aullm_im2col", s, l, g.rows() * g.cols(), g.gpu())?;
+        Ok((out, Shape::from((g.rows(), g.cols()))))
+    }
+
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&Col2Im(self.0))?))
     }
@@ -143,6 +174,17 @@ impl CustomOp1 for Col2Im {
         Ok((CpuStorage::F32(out), Shape::from((g.c, g.n, g.h, g.w))))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let g = self.0;
+        let out = super::gpu::launch("aullm_col2im", s, l, g.c * g.n * g.h * g.w, g.gpu())?;
+        Ok((out, Shape::from((g.c, g.n, g.h, g.w))))
+    }
+
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&Im2Col(self.0))?))
     }
@@ -152,8 +194,8 @@ impl CustomOp1 for Col2Im {
 /// ways, zero padding `pad` = (rows, columns), no bias) → channels-first [Co, N, Ho, Wo].
 ///
 /// Channels-first makes it one matrix product [Co, C·kh·kw] × [C·kh·kw, N·Ho·Wo] with no batch axis,
-/// so the kernel's gradient is one product too. f32 CPU tensors take the im2col path; anything else
-/// goes to candle's conv2d.
+/// so the kernel's gradient is one product too. f32 tensors on the CPU, or on a GPU in a CUDA build,
+/// take the im2col path; anything else goes to candle's conv2d.
 pub fn conv2d_cf(x: &Tensor, w: &Tensor, stride: usize, pad: (usize, usize)) -> Result<Tensor> {
     let (c, n, h, wd) = x.dims4()?;
     let (co, ci, kh, kw) = w.dims4()?;
@@ -163,7 +205,10 @@ pub fn conv2d_cf(x: &Tensor, w: &Tensor, stride: usize, pad: (usize, usize)) -> 
     if h + 2 * pad.0 < kh || wd + 2 * pad.1 < kw || stride == 0 {
         bail!("conv2d: {kh}x{kw} kernel, stride {stride}, does not fit the padded {h}x{wd} input");
     }
-    if !x.device().is_cpu() || x.dtype() != DType::F32 || w.dtype() != DType::F32 {
+    if !crate::graph::devices::own_kernels(x.device())
+        || x.dtype() != DType::F32
+        || w.dtype() != DType::F32
+    {
         return x
             .permute((1, 0, 2, 3))?
             .pad_with_zeros(2, pad.0, pad.0)?

@@ -79,19 +79,30 @@ pub fn select(name: DeviceName) -> Result<candle_core::Device> {
     }
 }
 
-/// aullm's hand-written CPU kernels; on another device each gives way to candle's own operation.
+/// Whether the im2col convolution and the Laplacian run aullm's own kernels on a GPU (they
+/// always do on the CPU); off, they give way to candle's conv2d and shifted sums (for A/B timing).
+static OWN_GPU_KERNELS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Turns aullm's CUDA kernels for the convolution and the Laplacian on or off (default on).
+pub fn set_own_gpu_kernels(on: bool) {
+    OWN_GPU_KERNELS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether the im2col convolution and the Laplacian use aullm's own kernels on `device`: always on
+/// the CPU; on a GPU in a CUDA build unless [`set_own_gpu_kernels`] turned them off.
+pub fn own_kernels(device: &candle_core::Device) -> bool {
+    device.is_cpu()
+        || (cfg!(feature = "cuda")
+            && device.is_cuda()
+            && OWN_GPU_KERNELS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// aullm's hand-written CPU kernels that have no GPU path; on another device each gives way to
+/// candle's own operation. (The im2col convolution and the Laplacian have CUDA kernels.)
 pub const CPU_KERNELS: &[(&str, &str)] = &[
     (
-        "im2col convolution (forward, col2im backward)",
-        "candle conv2d",
-    ),
-    (
-        "Laplacian stencil (eq. 1)",
-        "shifted sums of candle tensors",
-    ),
-    (
         "small-row matmul (f16/bf16 weights, f32 rows)",
-        "candle matmul",
+        "candle matmul (cuBLAS; while training, with the input-only backward)",
     ),
     (
         "int8 block matmul",
@@ -187,6 +198,15 @@ mod tests {
         assert!(parse("gpu").is_err());
         assert!(select(DeviceName::Cpu).unwrap().is_cpu());
         assert!(open(DeviceName::Cpu, "train.device").unwrap().is_cpu());
+    }
+
+    #[test]
+    fn the_cpu_always_runs_aullms_kernels() {
+        // The switch is for A/B timing on a GPU; it never moves the CPU off its kernels.
+        set_own_gpu_kernels(false);
+        let off = own_kernels(&candle_core::Device::Cpu);
+        set_own_gpu_kernels(true);
+        assert!(off && own_kernels(&candle_core::Device::Cpu));
     }
 
     #[test]

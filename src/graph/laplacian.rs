@@ -54,6 +54,21 @@ impl CustomOp1 for Laplacian {
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let plane = crate::graph::gpu::Plane {
+            h: self.h as i32,
+            w: self.w as i32,
+        };
+        let out =
+            crate::graph::gpu::launch("aullm_laplacian", s, l, l.shape().elem_count(), plane)?;
+        Ok((out, l.shape().clone()))
+    }
+
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let op = Laplacian {
             h: self.h,
@@ -67,14 +82,15 @@ impl CustomOp1 for Laplacian {
 /// whose last two axes are H, W, with zero padding (the fixed depthwise 3x3 kernel the ONNX export
 /// writes).
 ///
-/// f32 CPU tensors take one pass each way; others are computed from shifted copies.
+/// f32 tensors on the CPU (or a GPU in a CUDA build) take one pass each way; others are computed
+/// from shifted copies.
 pub fn spatial_laplacian(x: &Tensor) -> Result<Tensor> {
     let rank = x.rank();
     if rank < 2 {
         bail!("laplacian of a rank-{rank} tensor");
     }
     let (h, w) = (x.dim(rank - 2)?, x.dim(rank - 1)?);
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
+    if crate::graph::devices::own_kernels(x.device()) && x.dtype() == DType::F32 {
         return x.contiguous()?.apply_op1(Laplacian { h, w });
     }
     let p = x

@@ -12,6 +12,8 @@ pub mod conv;
 pub mod devices;
 pub mod efp;
 pub mod frontend;
+#[cfg(feature = "cuda")]
+pub mod gpu;
 pub mod head;
 pub mod laplacian;
 pub mod model;

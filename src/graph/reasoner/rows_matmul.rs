@@ -21,9 +21,24 @@ const MIN_COLS_PER_TASK: usize = 128;
 struct RowsMatmul;
 
 /// `x W^T` with the streaming kernel when it applies (CPU, `x` f32, `w` f32 with at most
-/// `MAX_ROWS` rows of `x`, or `w` f16/bf16 with any number); `None` means use candle's matmul.
+/// `MAX_ROWS` rows of `x`, or `w` f16/bf16 with any number), or with cuBLAS and an input-only
+/// backward on a GPU while gradients flow; `None` means use candle's matmul.
 pub fn try_rows_matmul(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
-    if !(x.device().is_cpu() && x.dtype() == DType::F32 && x.rank() == 2 && w.rank() == 2) {
+    if x.rank() != 2 || w.rank() != 2 || x.dim(1)? != w.dim(1)? {
+        return Ok(None);
+    }
+    // On a GPU, candle's matmul is the kernel; the op is only worth it when gradients flow, for
+    // its input-only backward (candle would compute and store a gradient for every frozen weight).
+    if x.device().is_cuda() {
+        return Ok(
+            if cfg!(feature = "cuda") && x.track_op() && x.dtype() == w.dtype() {
+                Some(x.contiguous()?.apply_op2(&w.contiguous()?, RowsMatmul)?)
+            } else {
+                None
+            },
+        );
+    }
+    if !(x.device().is_cpu() && x.dtype() == DType::F32) {
         return Ok(None);
     }
     let fits = match w.dtype() {
@@ -71,6 +86,25 @@ impl CustomOp2 for RowsMatmul {
             _ => candle_core::bail!("rows-matmul: weights must be f32, f16 or bf16"),
         };
         Ok((CpuStorage::F32(y), Shape::from((m, n))))
+    }
+
+    /// `x W^T` with cuBLAS through candle's own matmul, W read transposed in place.
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+        let (m, k) = l1.shape().dims2()?;
+        let (n, k2) = l2.shape().dims2()?;
+        if k != k2 {
+            candle_core::bail!("rows-matmul: x has {k} columns, w {k2}");
+        }
+        let y = s1.matmul(s2, (1, m, n, k), l1, &l2.transpose(0, 1)?)?;
+        Ok((y, Shape::from((m, n))))
     }
 
     fn bwd(
