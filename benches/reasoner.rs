@@ -86,6 +86,16 @@ fn smollm2(c: &mut Criterion) {
         &[1, 16],
         false,
     );
+    // The same int8 weights with f32 activations (the kernel before 8-bit rows), for the A/B.
+    aullm::graph::reasoner::int8::set_eight_bit_rows(false);
+    bench_model(
+        c,
+        "reasoner_smollm2_135m_int8_f32_rows_1thread",
+        &["reasoner.threads=1"],
+        &[1],
+        false,
+    );
+    aullm::graph::reasoner::int8::set_eight_bit_rows(true);
     bench_model(
         c,
         "reasoner_smollm2_135m_f16_1thread",

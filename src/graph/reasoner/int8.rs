@@ -1,13 +1,18 @@
 //! Projection matrices in 8 bits for CPU inference. Each weight row is cut into blocks of 32
 //! values `min + scale * q` with q in 0..=255 (an f32 scale and minimum per block), and a clip's
-//! 1 + N rows of f32 activations are multiplied by them in one pass over the weights: one byte per
-//! weight instead of two (f16) halves the memory read, after which the kernel is mostly bound by
-//! its arithmetic (widening plus 9 multiply-adds per 16 weights; in cache it runs only 1.3x faster
-//! than streaming). Activations stay f32, so the only error is the weights' rounding, at most
-//! 1/510 of a block's range. The grid is asymmetric because SmolLM2 ships as Q4_1 (`min + d * q`, q in
-//! 0..16, blocks of 32): its blocks fall on this grid (q8 = 17 q4), so unmerged weights come
-//! back as the file stores them. A LoRA pair stays beside them in f32 (`with_low_rank`) instead of
-//! being merged and rounded: a fine-tuned model's decisions live in those small changes.
+//! 1 + N rows of activations are multiplied by them in one pass over the weights: one byte per
+//! weight instead of two (f16) halves the memory read. The grid is asymmetric because SmolLM2
+//! ships as Q4_1 (`min + d * q`, q in 0..16, blocks of 32): its blocks fall on this grid
+//! (q8 = 17 q4), so unmerged weights come back as the file stores them. A LoRA pair stays beside
+//! them in f32 (`with_low_rank`) instead of being merged and rounded: a fine-tuned model's
+//! decisions live in those small changes.
+//!
+//! Where the CPU has AVX-512 VNNI the activations are rounded to 8 bits too (symmetric, one
+//! scale per row: at most half a step, max |x| / 254, per value) and each 64 weights cost one
+//! integer multiply-add instruction per row; the f32 kernel widened every 16 weights and spent
+//! 9 f32 multiply-adds on them, and was bound by that arithmetic. Elsewhere (AVX-512F alone) the
+//! activations stay f32 and the only error is the weights' rounding, at most 1/510 of a block's
+//! range.
 
 use super::rows_matmul::by_column_tasks;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
@@ -28,8 +33,10 @@ pub struct Int8Matrix {
     cols: usize,
     /// rows * cols quantised values, row-major.
     q: Vec<u8>,
-    /// (scale, minimum) of each block, row-major.
-    scales: Vec<(f32, f32)>,
+    /// Scale of each block, row-major.
+    scale: Vec<f32>,
+    /// Minimum of each block, row-major.
+    min: Vec<f32>,
     /// A low-rank term added in f32: y += (x A^T) B^T.
     low_rank: Option<LowRank>,
 }
@@ -60,11 +67,13 @@ impl Int8Matrix {
             .zip(scales.par_iter_mut())
             .zip(v.par_chunks(BLOCK))
             .for_each(|((qb, s), vb)| *s = quantize_block(vb, qb));
+        let (scale, min) = scales.into_iter().unzip();
         Ok(Some(Int8Matrix {
             rows,
             cols,
             q,
-            scales,
+            scale,
+            min,
             low_rank: None,
         }))
     }
@@ -98,7 +107,7 @@ impl Int8Matrix {
 
     /// Bytes held (values and scales).
     pub fn bytes(&self) -> usize {
-        self.q.len() + 8 * self.scales.len()
+        self.q.len() + 4 * (self.scale.len() + self.min.len())
     }
 
     /// The matrix it stands for (blocks plus any low-rank term), in f32 (tests and comparisons).
@@ -106,8 +115,8 @@ impl Int8Matrix {
         let v: Vec<f32> = self
             .q
             .chunks_exact(BLOCK)
-            .zip(&self.scales)
-            .flat_map(|(qb, &(s, lo))| qb.iter().map(move |&q| s.mul_add(q as f32, lo)))
+            .zip(self.scale.iter().zip(&self.min))
+            .flat_map(|(qb, (&s, &lo))| qb.iter().map(move |&q| s.mul_add(q as f32, lo)))
             .collect();
         let dev = candle_core::Device::Cpu;
         let w = Tensor::from_vec(v, (self.rows, self.cols), &dev)?;
@@ -141,8 +150,11 @@ impl Int8Matrix {
         let mut y = by_column_tasks(x, m, k, self.rows, |xg, mg, first, out| {
             let last = first + out.len() / mg;
             let q = &self.q[first * k..last * k];
-            let s = &self.scales[first * nb..last * nb];
-            block(xg, q, s, mg, k, out)
+            let (s, lo) = (
+                &self.scale[first * nb..last * nb],
+                &self.min[first * nb..last * nb],
+            );
+            block(xg, q, s, lo, mg, k, out)
         });
         if let Some(l) = &self.low_rank {
             let u = super::rows_matmul::rows_matmul(x, &l.a, m, k, l.rank);
@@ -195,23 +207,35 @@ fn quantize_block(v: &[f32], q: &mut [u8]) -> (f32, f32) {
     (scale, lo)
 }
 
-/// Dots every weight row in (`q`, `s`) with every row of `x`, writing `out[row * m + i]`.
-fn block(x: &[f32], q: &[u8], s: &[(f32, f32)], m: usize, k: usize, out: &mut [f32]) {
+/// Dots every weight row in (`q`, `s`, `lo`) with every row of `x`, writing `out[row * m + i]`.
+fn block(x: &[f32], q: &[u8], s: &[f32], lo: &[f32], m: usize, k: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if vnni_here() {
+        let rows = QuantisedRows::new(x, m, k);
+        // SAFETY: the CPU has AVX-512F, BW and VNNI (checked just above); the kernel reads whole rows
+        // of length k of `q` and of the quantised rows, and their blocks' scales and minimums.
+        unsafe { vnni::block(&rows, q, s, lo, out) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512F (checked just above); the kernel reads only whole rows of
-        // length k inside `x` and `q` and their blocks' scales in `s`.
-        unsafe { avx512::block(x, q, s, m, k, out) };
+        // length k inside `x` and `q` and their blocks' scales in `s` and `lo`.
+        unsafe { avx512::block(x, q, s, lo, m, k, out) };
         return;
     }
     let nb = k / BLOCK;
     for (r, o) in out.chunks_exact_mut(m).enumerate() {
-        let (qr, sr) = (&q[r * k..(r + 1) * k], &s[r * nb..(r + 1) * nb]);
+        let (qr, sr, lr) = (
+            &q[r * k..(r + 1) * k],
+            &s[r * nb..(r + 1) * nb],
+            &lo[r * nb..(r + 1) * nb],
+        );
         for (i, xr) in x.chunks_exact(k).enumerate() {
             o[i] = xr
                 .chunks_exact(BLOCK)
-                .zip(qr.chunks_exact(BLOCK).zip(sr))
-                .map(|(xb, (qb, &(sc, lo)))| {
+                .zip(qr.chunks_exact(BLOCK).zip(sr.iter().zip(lr)))
+                .map(|(xb, (qb, (&sc, &lo)))| {
                     xb.iter()
                         .zip(qb)
                         .map(|(a, &b)| a * sc.mul_add(b as f32, lo))
@@ -219,6 +243,110 @@ fn block(x: &[f32], q: &[u8], s: &[(f32, f32)], m: usize, k: usize, out: &mut [f
                 })
                 .sum();
         }
+    }
+}
+
+/// Whether 8-bit activations are used where the CPU can (default on; off for A/B timing).
+static EIGHT_BIT_ROWS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Turns the 8-bit activations of VNNI CPUs on or off (default on): off, the f32 kernel runs.
+pub fn set_eight_bit_rows(on: bool) {
+    EIGHT_BIT_ROWS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether clips' rows are rounded to 8 bits here (a VNNI CPU, not switched off).
+pub fn eight_bit_rows_here() -> bool {
+    vnni_here()
+}
+
+/// Whether this CPU multiplies 8-bit weights by 8-bit activations (AVX-512 VNNI and BW).
+fn vnni_here() -> bool {
+    if !EIGHT_BIT_ROWS.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vnni");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Rows of activations in 8 bits for the VNNI kernel: each row `x_i ≈ scale_i · q_i` with q_i
+/// in −127..=127 (symmetric, per row), plus each block's exact sum of the row (the weights'
+/// minimum multiplies it: Σ x·(lo + s·w) = lo·Σx + s·Σ x·w).
+struct QuantisedRows {
+    m: usize,
+    k: usize,
+    /// m · k values, row-major.
+    q: Vec<i8>,
+    /// Scale of each row.
+    scale: Vec<f32>,
+    /// The block sums divided by the row's scale (0 for an all-zero row), m · k/BLOCK: the
+    /// kernel's accumulators are multiplied by the scale at the end.
+    scaled_sums: Vec<f32>,
+}
+
+impl QuantisedRows {
+    fn new(x: &[f32], m: usize, k: usize) -> QuantisedRows {
+        let nb = k / BLOCK;
+        let mut q = vec![0i8; m * k];
+        let mut scale = vec![0f32; m];
+        for ((xr, qr), sc) in x.chunks_exact(k).zip(q.chunks_exact_mut(k)).zip(&mut scale) {
+            #[cfg(target_arch = "x86_64")]
+            if vnni_here() {
+                // SAFETY: the CPU has AVX-512F and BW (checked just above); both rows hold k
+                // values, a multiple of 16.
+                *sc = unsafe { vnni::quantise(xr, qr) };
+                continue;
+            }
+            let amax = xr.iter().fold(0f32, |a, v| a.max(v.abs()));
+            if amax > 0.0 && amax.is_finite() {
+                let inv = 127.0 / amax;
+                for (o, v) in qr.iter_mut().zip(xr) {
+                    // Round half away from zero without a libm call; |t| <= 127.
+                    let t = v * inv;
+                    *o = (t + 0.5f32.copysign(t)) as i8;
+                }
+                *sc = amax / 127.0;
+            } else if !amax.is_finite() {
+                *sc = f32::NAN; // poisons the row's outputs, as f32 arithmetic would
+            }
+        }
+        let block_sum: Vec<f32> = x.chunks_exact(BLOCK).map(|b| b.iter().sum()).collect();
+        let scaled_sums = block_sum
+            .chunks_exact(nb)
+            .zip(&scale)
+            .flat_map(|(row, &sc)| {
+                let inv = if sc != 0.0 { 1.0 / sc } else { 0.0 };
+                row.iter().map(move |v| v * inv)
+            })
+            .collect();
+        QuantisedRows {
+            m,
+            k,
+            q,
+            scale,
+            scaled_sums,
+        }
+    }
+
+    /// What the VNNI kernel computes, in plain arithmetic (other CPUs' tests compare with it).
+    #[cfg(test)]
+    fn dot(&self, i: usize, q: &[u8], s: &[f32], lo: &[f32]) -> f32 {
+        let nb = self.k / BLOCK;
+        let xq = &self.q[i * self.k..(i + 1) * self.k];
+        let bs = &self.scaled_sums[i * nb..(i + 1) * nb];
+        let mut main = 0f32;
+        let mut offset = 0f32;
+        for b in 0..nb {
+            let d: i32 = (0..BLOCK)
+                .map(|j| q[b * BLOCK + j] as i32 * xq[b * BLOCK + j] as i32)
+                .sum();
+            main += s[b] * d as f32;
+            offset += lo[b] * bs[b];
+        }
+        self.scale[i] * (main + offset)
     }
 }
 
@@ -250,19 +378,21 @@ mod avx512 {
     pub unsafe fn block(
         x: &[f32],
         q: &[u8],
-        s: &[(f32, f32)],
+        s: &[f32],
+        lo: &[f32],
         m: usize,
         k: usize,
         out: &mut [f32],
     ) {
         let nb = k / BLOCK;
-        for (r, (qr, sr)) in q.chunks_exact(k).zip(s.chunks_exact(nb)).enumerate() {
+        let blocks = s.chunks_exact(nb).zip(lo.chunks_exact(nb));
+        for (r, (qr, (sr, lr))) in q.chunks_exact(k).zip(blocks).enumerate() {
             for i in (0..m).step_by(TX) {
                 let xrows: [usize; TX] = std::array::from_fn(|p| (i + p).min(m - 1));
                 // SAFETY: every row exists, so each pointer starts a whole row of k values.
                 let xr = xrows.map(|p| unsafe { x.as_ptr().add(p * k) });
                 // SAFETY: every x pointer starts a row of k values and `qr` is one of k.
-                let acc = unsafe { tile(qr, sr, xr) };
+                let acc = unsafe { tile(qr, sr, lr, xr) };
                 for (p, a) in acc.iter().enumerate().take(m - i) {
                     out[r * m + i + p] = _mm512_reduce_add_ps(*a);
                 }
@@ -276,9 +406,9 @@ mod avx512 {
     /// relying on loop unrolling).
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn tile(qr: &[u8], sr: &[(f32, f32)], xr: [*const f32; TX]) -> [__m512; TX] {
+    unsafe fn tile(qr: &[u8], sr: &[f32], lr: &[f32], xr: [*const f32; TX]) -> [__m512; TX] {
         let mut acc = [_mm512_setzero_ps(); TX];
-        for (b, &(scale, lo)) in sr.iter().enumerate() {
+        for (b, (&scale, &lo)) in sr.iter().zip(lr).enumerate() {
             // The weights are one sequential stream (rows are contiguous); asking for them
             // PREFETCH bytes ahead keeps several cache lines in flight, which the hardware
             // prefetcher alone did not (41 -> 34 ms per clip here). Addresses past the end are
@@ -287,8 +417,10 @@ mod avx512 {
                 let ahead = qr.as_ptr().wrapping_add(b * BLOCK + PREFETCH);
                 _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
             }
-            if b % 8 == 0 {
+            if b % 16 == 0 {
                 let ahead = sr.as_ptr().wrapping_add(b + PREFETCH / BLOCK);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+                let ahead = lr.as_ptr().wrapping_add(b + PREFETCH / BLOCK);
                 _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
             }
             let (scale, lo) = (_mm512_set1_ps(scale), _mm512_set1_ps(lo));
@@ -304,6 +436,151 @@ mod avx512 {
                 }
                 rows!(0 1 2 3 4 5 6 7 8);
             }
+        }
+        acc
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use super::{BLOCK, QuantisedRows};
+    use std::arch::x86_64::*;
+
+    /// x rows per register tile, as in the f32 kernel.
+    const TX: usize = super::MAX_ROWS;
+
+    /// Bytes of weights requested ahead of use.
+    const PREFETCH: usize = 2048;
+
+    /// Every weight row against every quantised row: per pair of blocks (64 weights, one
+    /// register) one `vpdpbusd` per row gives eight 4-term integer sums per block, turned to f32
+    /// and scaled by the block's scale; then the blocks' minimums times the row's block sums.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn block(x: &QuantisedRows, q: &[u8], s: &[f32], lo: &[f32], out: &mut [f32]) {
+        let (m, k) = (x.m, x.k);
+        let nb = k / BLOCK;
+        let blocks = s.chunks_exact(nb).zip(lo.chunks_exact(nb));
+        for (r, (qr, (sr, lr))) in q.chunks_exact(k).zip(blocks).enumerate() {
+            for i in (0..m).step_by(TX) {
+                let rows: [usize; TX] = std::array::from_fn(|p| (i + p).min(m - 1));
+                // SAFETY: every row exists, so each pointer starts a whole row of k values and
+                // of k / BLOCK block sums.
+                let xr = rows.map(|p| unsafe { x.q.as_ptr().add(p * k) });
+                let xe = rows.map(|p| unsafe { x.scaled_sums.as_ptr().add(p * nb) });
+                // SAFETY: as above; `qr` is one weight row of k and `sr`, `lr` its k / BLOCK
+                // scales and minimums.
+                let acc = unsafe { tile(qr, sr, lr, xr, xe) };
+                for (p, a) in acc.iter().enumerate().take(m - i) {
+                    out[r * m + i + p] = x.scale[i + p] * _mm512_reduce_add_ps(*a);
+                }
+            }
+        }
+    }
+
+    /// Rounds `x` to `q` (−127..=127, nearest) with one scale, max |x| / 127, which it returns
+    /// (0 for an all-zero row, NaN for a row with a NaN or an infinity).
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn quantise(x: &[f32], q: &mut [i8]) -> f32 {
+        let mut amax = _mm512_setzero_ps();
+        for c in x.chunks_exact(16) {
+            // SAFETY: c holds 16 values.
+            let v = unsafe { _mm512_loadu_ps(c.as_ptr()) };
+            // max_ps would drop a NaN; a NaN or infinity makes the row's scale NaN below.
+            amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
+        }
+        let amax = _mm512_reduce_max_ps(amax);
+        if !x.iter().all(|v| v.is_finite()) {
+            q.fill(0);
+            return f32::NAN;
+        }
+        if amax == 0.0 {
+            q.fill(0);
+            return 0.0;
+        }
+        let inv = _mm512_set1_ps(127.0 / amax);
+        for (c, o) in x.chunks_exact(16).zip(q.chunks_exact_mut(16)) {
+            // SAFETY: c and o hold 16 values each; |x · inv| <= 127, so the narrowing does
+            // not saturate.
+            unsafe {
+                let v = _mm512_mul_ps(_mm512_loadu_ps(c.as_ptr()), inv);
+                _mm_storeu_si128(
+                    o.as_mut_ptr().cast(),
+                    _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(v)),
+                );
+            }
+        }
+        amax / 127.0
+    }
+
+    /// The values of blocks b and b + 1 spread over the lanes of each block.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn spread(v: &[f32], b: usize, whole: bool) -> __m512 {
+        // Lanes 0..8 hold the first block's partial sums, 8..16 the second's.
+        let pick = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+        if whole {
+            // SAFETY: blocks b and b + 1 exist.
+            let two = unsafe { _mm_load_sd(v.as_ptr().add(b).cast()) };
+            _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(_mm_castpd_ps(two)))
+        } else {
+            _mm512_set1_ps(v[b])
+        }
+    }
+
+    /// TX scaled integer dot products of one weight row; an odd last block is read with the
+    /// upper 32 bytes masked off.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn tile(
+        qr: &[u8],
+        sr: &[f32],
+        lr: &[f32],
+        xr: [*const i8; TX],
+        xe: [*const f32; TX],
+    ) -> [__m512; TX] {
+        let mut acc = [_mm512_setzero_ps(); TX];
+        let nb = sr.len();
+        let mut b = 0;
+        while b < nb {
+            let c = b * BLOCK;
+            let whole = b + 1 < nb;
+            let mask: __mmask64 = if whole { !0 } else { (1u64 << BLOCK) - 1 };
+            if b % 4 == 0 {
+                let ahead = qr.as_ptr().wrapping_add(c + PREFETCH);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+            }
+            // SAFETY: the mask keeps the load inside the row's k bytes.
+            let w = unsafe { _mm512_maskz_loadu_epi8(mask, qr.as_ptr().add(c).cast()) };
+            // SAFETY: blocks b (and b + 1 when `whole`) exist.
+            let scale = unsafe { spread(sr, b, whole) };
+            macro_rules! rows {
+                ($($p:literal)*) => {$(
+                    // SAFETY: the mask keeps the load inside row $p's k values.
+                    let xq = unsafe { _mm512_maskz_loadu_epi8(mask, xr[$p].add(c).cast()) };
+                    let d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, xq);
+                    acc[$p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), scale, acc[$p]);
+                )*};
+            }
+            rows!(0 1 2 3 4 5 6 7 8);
+            b += 2;
+        }
+        // The minimums' term, Σ lo · (block sum / scale), 16 blocks per instruction.
+        for b in (0..nb).step_by(16) {
+            let mask: __mmask16 = if nb - b >= 16 {
+                !0
+            } else {
+                (1u16 << (nb - b)) - 1
+            };
+            // SAFETY: the mask keeps the loads inside the row's nb minimums and block sums.
+            let min = unsafe { _mm512_maskz_loadu_ps(mask, lr.as_ptr().add(b)) };
+            macro_rules! rows {
+                ($($p:literal)*) => {$(
+                    // SAFETY: as above, for row $p's block sums.
+                    let sums = unsafe { _mm512_maskz_loadu_ps(mask, xe[$p].add(b)) };
+                    acc[$p] = _mm512_fmadd_ps(sums, min, acc[$p]);
+                )*};
+            }
+            rows!(0 1 2 3 4 5 6 7 8);
         }
         acc
     }
@@ -330,9 +607,68 @@ mod tests {
             let w = init::uniform(2, (n, k), 1.0, DType::F32, &dev).unwrap();
             let q = Int8Matrix::quantize(&w).unwrap().unwrap();
             let ours = q.matmul(&x).unwrap();
-            let theirs = x.matmul(&q.dequantize().unwrap().t().unwrap()).unwrap();
-            let d = max_abs_diff(&ours, &theirs);
+            let d = max_abs_diff(&ours, &what_the_kernel_computes(&q, &x));
             assert!(d < 1e-4, "({m},{k},{n}): {d}");
+        }
+    }
+
+    /// The kernel's arithmetic written plainly: 8-bit rows where the CPU has VNNI (then the
+    /// rows' rounding is the only difference from f32), else the dequantised matrix in f32.
+    fn what_the_kernel_computes(q: &Int8Matrix, x: &Tensor) -> Tensor {
+        if !vnni_here() {
+            return x.matmul(&q.dequantize().unwrap().t().unwrap()).unwrap();
+        }
+        let (m, k) = x.dims2().unwrap();
+        let xv = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let rows = QuantisedRows::new(&xv, m, k);
+        let nb = k / BLOCK;
+        let mut y = vec![0f32; m * q.rows];
+        for i in 0..m {
+            for r in 0..q.rows {
+                let (qr, sr, lr) = (
+                    &q.q[r * k..(r + 1) * k],
+                    &q.scale[r * nb..(r + 1) * nb],
+                    &q.min[r * nb..(r + 1) * nb],
+                );
+                y[i * q.rows + r] = rows.dot(i, qr, sr, lr);
+            }
+        }
+        Tensor::from_vec(y, (m, q.rows), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn eight_bit_rows_stay_within_their_rounding() {
+        // Each activation moves at most half its row's step (max |x| / 127 / 2), so each output
+        // moves at most that times the weight row's absolute sum, whichever kernel runs here.
+        let dev = Device::Cpu;
+        let (m, k, n) = (9, 576, 64);
+        let x = init::uniform(11, (m, k), 3.0, DType::F32, &dev).unwrap();
+        let w = init::uniform(12, (n, k), 0.05, DType::F32, &dev).unwrap();
+        let q = Int8Matrix::quantize(&w).unwrap().unwrap();
+        let exact = x.matmul(&q.dequantize().unwrap().t().unwrap()).unwrap();
+        let ours = q.matmul(&x).unwrap().to_vec2::<f32>().unwrap();
+        let wabs: Vec<f32> = q
+            .dequantize()
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum(1)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        for (i, (row, xr)) in exact
+            .to_vec2::<f32>()
+            .unwrap()
+            .iter()
+            .zip(x.to_vec2::<f32>().unwrap())
+            .enumerate()
+        {
+            let half_step = xr.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0 / 2.0;
+            for (r, v) in row.iter().enumerate() {
+                let bound = half_step * wabs[r] + 1e-4;
+                let e = (ours[i][r] - v).abs();
+                assert!(e <= bound, "row {i} col {r}: {e} > {bound}");
+            }
         }
     }
 
@@ -386,9 +722,12 @@ mod tests {
         let b = init::uniform(9, (n, r), 1.0, DType::F32, &dev).unwrap();
         let plain = Int8Matrix::quantize(&w).unwrap().unwrap();
         let base = plain.dequantize().unwrap();
+        let low = (b.matmul(&a).unwrap() * 0.5).unwrap();
+        let full = (base + &low).unwrap();
+        // The low-rank term reads the f32 rows in every kernel.
+        let theirs =
+            (what_the_kernel_computes(&plain, &x) + x.matmul(&low.t().unwrap()).unwrap()).unwrap();
         let q = plain.with_low_rank(&a, &b, 0.5).unwrap();
-        let full = (base + (b.matmul(&a).unwrap() * 0.5).unwrap()).unwrap();
-        let theirs = x.matmul(&full.t().unwrap()).unwrap();
         let d = max_abs_diff(&q.matmul(&x).unwrap(), &theirs);
         assert!(d < 1e-4, "{d}");
         assert!(max_abs_diff(&q.dequantize().unwrap(), &full) < 1e-5);
