@@ -551,7 +551,8 @@ mod tests {
         assert_eq!(r.lora.targets, ["q", "v"]);
         let t = &c.train;
         assert_eq!((t.lr_visual, t.lr_lora, t.weight_decay), (2e-4, 1e-4, 1e-4));
-        assert_eq!((t.lambda_ccr, t.epochs), (0.1, 350));
+        assert_eq!((t.lambda_ccr, t.epochs, t.batch_size), (0.1, 350, 256));
+        assert_eq!(t.ccr_targets, CcrTargets::One);
         let gpu = crate::graph::devices::DeviceName::Cuda(0);
         assert_eq!((t.device, r.device), (gpu, gpu));
         // The device is saved with a run's configuration when it is not the CPU.
