@@ -252,7 +252,7 @@ fn block(
     out: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if vnni_here() {
+    if eight_bit_rows_here() {
         let rows = QuantisedRows::new(x, m, k);
         // SAFETY: the CPU has AVX-512F, BW and VNNI (checked just above); the kernel reads whole
         // rows of `q` (k bytes) or `q4` (k / 2 bytes) and of the quantised rows, and their blocks'
@@ -303,13 +303,9 @@ pub fn set_eight_bit_rows(on: bool) {
     EIGHT_BIT_ROWS.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Whether clips' rows are rounded to 8 bits here (a VNNI CPU, not switched off).
+/// Whether clips' rows are rounded to 8 bits here: a CPU with AVX-512 VNNI and BW, and
+/// [`set_eight_bit_rows`] not off.
 pub fn eight_bit_rows_here() -> bool {
-    vnni_here()
-}
-
-/// Whether this CPU multiplies 8-bit weights by 8-bit activations (AVX-512 VNNI and BW).
-fn vnni_here() -> bool {
     if !EIGHT_BIT_ROWS.load(std::sync::atomic::Ordering::Relaxed) {
         return false;
     }
@@ -343,7 +339,7 @@ impl QuantisedRows {
         let mut scale = vec![0f32; m];
         for ((xr, qr), sc) in x.chunks_exact(k).zip(q.chunks_exact_mut(k)).zip(&mut scale) {
             #[cfg(target_arch = "x86_64")]
-            if vnni_here() {
+            if eight_bit_rows_here() {
                 // SAFETY: the CPU has AVX-512F and BW (checked just above); both rows hold k
                 // values, a multiple of 16.
                 *sc = unsafe { vnni::quantise(xr, qr) };
@@ -545,14 +541,16 @@ mod vnni {
     #[target_feature(enable = "avx512f,avx512bw")]
     pub unsafe fn quantise(x: &[f32], q: &mut [i8]) -> f32 {
         let mut amax = _mm512_setzero_ps();
+        let mut nan: __mmask16 = 0;
         for c in x.chunks_exact(16) {
             // SAFETY: c holds 16 values.
             let v = unsafe { _mm512_loadu_ps(c.as_ptr()) };
-            // max_ps would drop a NaN; a NaN or infinity makes the row's scale NaN below.
+            // max_ps can drop a NaN, so NaNs are noted on the side; infinities survive it.
+            nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
             amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
         }
         let amax = _mm512_reduce_max_ps(amax);
-        if !x.iter().all(|v| v.is_finite()) {
+        if nan != 0 || !amax.is_finite() {
             q.fill(0);
             return f32::NAN;
         }
@@ -728,7 +726,7 @@ mod tests {
     /// The kernel's arithmetic written plainly: 8-bit rows where the CPU has VNNI (then the
     /// rows' rounding is the only difference from f32), else the dequantised matrix in f32.
     fn what_the_kernel_computes(q: &Int8Matrix, x: &Tensor) -> Tensor {
-        if !vnni_here() {
+        if !eight_bit_rows_here() {
             return x.matmul(&q.dequantize().unwrap().t().unwrap()).unwrap();
         }
         let (m, k) = x.dims2().unwrap();
@@ -768,6 +766,27 @@ mod tests {
         assert!(Int8Matrix::quantize(&off).unwrap().unwrap().q4.is_none());
         let odd = w.narrow(1, 0, 96).unwrap();
         assert!(Int8Matrix::quantize(&odd).unwrap().unwrap().q4.is_none());
+    }
+
+    #[test]
+    fn a_nan_or_infinite_activation_poisons_its_row_only() {
+        // As f32 arithmetic would: rounding the rows to 8 bits must not hide a NaN.
+        let dev = Device::Cpu;
+        let w = init::uniform(15, (8, 64), 1.0, DType::F32, &dev).unwrap();
+        let q = Int8Matrix::quantize(&w).unwrap().unwrap();
+        let mut v = init::uniform(16, (3, 64), 1.0, DType::F32, &dev)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        v[5] = f32::NAN;
+        v[64 + 40] = f32::INFINITY;
+        let x = Tensor::from_vec(v, (3, 64), &dev).unwrap();
+        let y = q.matmul(&x).unwrap().to_vec2::<f32>().unwrap();
+        assert!(y[0].iter().all(|v| v.is_nan()), "{:?}", y[0]);
+        assert!(y[1].iter().all(|v| !v.is_finite()), "{:?}", y[1]);
+        assert!(y[2].iter().all(|v| v.is_finite()), "{:?}", y[2]);
     }
 
     #[test]
