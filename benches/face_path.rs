@@ -85,6 +85,21 @@ fn track_all(path: &Path, cfg: &Config) -> u64 {
     faces
 }
 
+/// [`track_all`] with a spotter on the first face's crops (`spot` is the `[spot]` section).
+fn track_and_spot_all(path: &Path, cfg: &Config, spot: &aullm::spot::SpotConfig) -> u64 {
+    let mut tracker = FaceTracker::from_config(&cfg.face, &cfg.align, &cfg.models).unwrap();
+    let mut spotter = aullm::spot::Spotter::new(spot, 200.0, cfg.align.size as usize).unwrap();
+    let mut ing = Ingest::open(&Source::File(path.to_path_buf()), &cfg.ingest).unwrap();
+    let (mut n, mut events) = (0u64, 0u64);
+    while let Some(mut f) = ing.next_frame().unwrap() {
+        if let Some(face) = tracker.process_frame(&mut f).unwrap().first() {
+            events += spotter.push(n, &face.crop).unwrap().len() as u64;
+        }
+        n += 1;
+    }
+    n + events
+}
+
 fn stages(c: &mut Criterion) {
     let cfg = Config::default();
     aullm::assets::init_onnx(&cfg.models).unwrap();
@@ -198,6 +213,17 @@ fn stages(c: &mut Criterion) {
     g.throughput(Throughput::Elements(m.raw_frames));
     g.bench_function("gray8_640x480_200fps_ingest_detect_align", |b| {
         b.iter(|| track_all(&m.raw640, &cfg))
+    });
+    g.bench_function("gray8_640x480_200fps_ingest_detect_align_spot", |b| {
+        b.iter(|| track_and_spot_all(&m.raw640, &cfg, &cfg.spot))
+    });
+    // The spotter before Lucas–Kanade regions, in the same run.
+    let mut dis = cfg.spot.clone();
+    dis.motion = "dis".into();
+    dis.threshold_mads = 7.0;
+    dis.confirm_s = 0.0;
+    g.bench_function("gray8_640x480_200fps_ingest_detect_align_spot_dis", |b| {
+        b.iter(|| track_and_spot_all(&m.raw640, &cfg, &dis))
     });
     g.finish();
 }

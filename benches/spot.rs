@@ -1,4 +1,5 @@
-//! Per-frame cost of spotting (DIS flow on the regions + decision), alone and after face tracking.
+//! Per-frame cost of spotting (region motion + decision), alone and after face tracking, with the
+//! default Lucas–Kanade regions and with DIS flow (`spot.motion = "dis"`) in the same run.
 //! One core: `taskset -c 0 cargo bench --bench spot`.
 
 use aullm::config::Config;
@@ -46,6 +47,18 @@ fn spot(c: &mut Criterion) {
     let mut sp = Spotter::new(&cfg.spot, 200.0, size).unwrap();
     let mut i = 0u64;
     g.bench_function("spotter_push_128", |b| {
+        b.iter(|| {
+            i += 1;
+            sp.push(i, &crops[i as usize % crops.len()]).unwrap().len()
+        })
+    });
+    let mut dis = cfg.spot.clone();
+    dis.motion = "dis".into();
+    dis.threshold_mads = 7.0;
+    dis.confirm_s = 0.0;
+    let mut sp = Spotter::new(&dis, 200.0, size).unwrap();
+    let mut i = 0u64;
+    g.bench_function("spotter_push_128_dis", |b| {
         b.iter(|| {
             i += 1;
             sp.push(i, &crops[i as usize % crops.len()]).unwrap().len()

@@ -18,8 +18,19 @@ pub enum HeadModel {
     Similarity,
 }
 
+/// How each region's motion is measured (`spot.motion`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Motion {
+    /// Dense DIS flow, averaged over the region.
+    Dis,
+    /// One Lucas–Kanade translation fitted per region ([`super::lk`]).
+    Lk,
+}
+
 /// Reusable DIS state and flow buffer for one crop size.
 pub struct RoiFlow {
+    /// Crop side (pixels).
+    size: usize,
     dis: Ptr<DISOpticalFlow>,
     flow: Mat,
     /// The part of the crop the flow is computed on: the regions' bounding box plus a margin.
@@ -34,6 +45,10 @@ pub struct RoiFlow {
     /// Residual magnitudes and weights of the fit (reused).
     residuals: Vec<f32>,
     weights: Vec<f32>,
+    /// Per-region Lucas–Kanade, when `spot.motion = "lk"` (regions, then the nose).
+    lk: Option<super::lk::RegionLk>,
+    /// Its output, one translation per region and the nose last (reused).
+    lk_out: Vec<[f32; 2]>,
 }
 
 /// Context kept around the regions so DIS patches at their borders see real texture.
@@ -66,6 +81,7 @@ impl RoiFlow {
         let window =
             opencv::core::Rect::new(x0 as i32, y0 as i32, (x1 - x0) as i32, (y1 - y0) as i32);
         Ok(RoiFlow {
+            size,
             dis,
             flow: Mat::default(),
             window,
@@ -76,7 +92,47 @@ impl RoiFlow {
             head_model,
             residuals: Vec::new(),
             weights: Vec::new(),
+            lk: None,
+            lk_out: Vec::new(),
         })
+    }
+
+    /// Measures with `motion`. Lucas–Kanade windows are the regions grown by `margin` pixels,
+    /// except below the brows (the lids would move them in a blink), and the nose region grown by
+    /// `reference_margin` (a larger rigid window: every region is measured against it, so its
+    /// noise is in all of them).
+    pub fn with_motion(
+        mut self,
+        motion: Motion,
+        margin: usize,
+        reference_margin: usize,
+    ) -> RoiFlow {
+        self.lk = match motion {
+            Motion::Dis => None,
+            Motion::Lk => {
+                let grown = |r: &super::roi::Roi| {
+                    let down = if r.kind == super::roi::RoiKind::Brow {
+                        0
+                    } else {
+                        margin
+                    };
+                    (r.rect, [margin, margin, margin, down])
+                };
+                let rects: Vec<([usize; 4], [usize; 4])> = (self.layout.rois.iter().map(grown))
+                    .chain([(self.layout.reference, [reference_margin; 4])])
+                    .collect();
+                self.lk_out = vec![[0.0; 2]; rects.len()];
+                Some(super::lk::RegionLk::new(self.size, &rects))
+            }
+        };
+        self
+    }
+
+    /// Forgets running estimates (the history restarted).
+    pub fn reset(&mut self) {
+        if let Some(lk) = &mut self.lk {
+            lk.reset();
+        }
     }
 
     /// The nose region's motion in the latest measurement (crop pixels): residual head motion.
@@ -92,6 +148,17 @@ impl RoiFlow {
     /// Flow from `from` to `to` (`size`² gray Mats); writes each region's mean motion minus the
     /// nose region's into `out` (one `[dx, dy]` per region, crop pixels).
     pub fn measure(&mut self, from: &Mat, to: &Mat, out: &mut [[f32; 2]]) -> Result<()> {
+        if let Some(lk) = &mut self.lk {
+            let a = from.data_bytes().context("reference crop")?;
+            let b = to.data_bytes().context("crop")?;
+            lk.measure(a, b, &mut self.lk_out);
+            let head = *self.lk_out.last().unwrap_or(&[0.0; 2]);
+            self.head = head;
+            for (o, d) in out.iter_mut().zip(&self.lk_out) {
+                *o = [d[0] - head[0], d[1] - head[1]];
+            }
+            return Ok(());
+        }
         from.roi(self.window)
             .context("flow window")?
             .copy_to(&mut self.a)

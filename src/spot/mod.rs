@@ -1,15 +1,16 @@
 //! Real-time onset/apex/offset spotting on aligned face crops (one [`Spotter`] per face track).
 //!
-//! Per frame: DIS optical flow between the crop k frames back and this one ([`flow`]), one mean
-//! vector per region (brows, eyes, mouth corners, chin; [`roi`]) minus the nose region's (head
-//! motion), chained into a displacement from neutral ([`signal`]); each region scored against its
-//! own running noise spread ([`threshold`], [`Decider`]); events with apex, edges, merging,
+//! Per frame: one translation per region (brows, eyes, mouth corners, chin; [`roi`]) between the
+//! crop k frames back and this one, fitted by Lucas–Kanade ([`lk`]; or DIS flow averaged over the
+//! region, [`flow`]), minus the nose region's (head motion), chained into a displacement from
+//! neutral ([`signal`]); each region scored against its own running noise spread ([`threshold`], [`Decider`]); events with apex, edges, merging,
 //! micro/macro labels and the blink and speech rules ([`peaks`]). A jump of the whole crop (a
 //! tracker re-anchor) restarts the history. Parameters: `[spot]` ([`params`],
 //! calibration/spotting.toml).
 //! May import: face (crop geometry). Its evaluation over annotated videos is `eval::spot_videos`.
 
 pub mod flow;
+pub mod lk;
 pub mod params;
 pub mod peaks;
 pub mod roi;
@@ -92,6 +93,8 @@ fn rules(cfg: &SpotConfig, fps: f64) -> Result<SegmentRules> {
         jaw_px: cfg.jaw_px as f32,
         emit: cfg.emit_kind()?,
         lag_frames: cfg.lag_frames(fps) as u64,
+        confirm_samples: (frames(cfg.confirm_s, fps) / cfg.flow_every.max(1) as usize).max(1)
+            as u64,
     })
 }
 
@@ -115,7 +118,8 @@ fn builder(cfg: &SpotConfig, fps: f64, crop_size: usize) -> Result<SignalBuilder
         cfg.dis_finest_scale,
         cfg.dis_patch_stride,
         cfg.head_model()?,
-    )?;
+    )?
+    .with_motion(cfg.motion()?, cfg.lk_margin_px, cfg.lk_reference_margin_px);
     Ok(SignalBuilder::new(
         flow,
         crop_size,
@@ -270,6 +274,7 @@ impl Decider {
                 .chin()
                 .and_then(|c| disp.get(c))
                 .map_or(0.0, |d| d[1]),
+            eyes: signal::eyes_down(signal.layout(), disp),
         };
         let level = warm.then(|| Level {
             baseline: baseline.map_or(0.0, |b| b.median.min(self.mads)),

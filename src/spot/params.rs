@@ -48,6 +48,15 @@ pub struct SpotConfig {
     /// How residual head motion is removed from region motion: "nose" (the nose region's
     /// translation) or "similarity" (a robust fit over the face: translation, rotation, scale).
     pub head_model: String,
+    /// How region motion is measured: "dis" (dense flow averaged per region) or "lk" (one
+    /// Lucas–Kanade translation fitted per region).
+    pub motion: String,
+    /// The signal must stay over the threshold this long (s) before an event opens.
+    pub confirm_s: f64,
+    /// Lucas–Kanade windows: each region grown by this many pixels (brows not downwards).
+    pub lk_margin_px: usize,
+    /// Lucas–Kanade window of the nose (the head reference): grown by this many pixels.
+    pub lk_reference_margin_px: usize,
 }
 
 impl Default for SpotConfig {
@@ -182,7 +191,40 @@ impl SpotConfig {
         }
         self.emit_kind()?;
         self.head_model()?;
+        if self.motion()? == super::flow::Motion::Lk
+            && self.head_model()? != super::flow::HeadModel::Nose
+        {
+            bail!(
+                "spot.head_model = {:?} needs spot.motion = \"dis\" (the similarity is fitted to a dense flow field)",
+                self.head_model
+            );
+        }
+        if !(self.confirm_s.is_finite() && self.confirm_s >= 0.0 && self.confirm_s < self.lag_s) {
+            bail!(
+                "spot.confirm_s = {}: expected 0 <= confirm_s < spot.lag_s ({})",
+                self.confirm_s,
+                self.lag_s
+            );
+        }
+        if self.lk_margin_px > 16 {
+            bail!("spot.lk_margin_px = {}: expected 0..=16", self.lk_margin_px);
+        }
+        if self.lk_reference_margin_px > 16 {
+            bail!(
+                "spot.lk_reference_margin_px = {}: expected 0..=16",
+                self.lk_reference_margin_px
+            );
+        }
         Ok(())
+    }
+
+    /// The parsed `motion` key.
+    pub fn motion(&self) -> Result<super::flow::Motion> {
+        Ok(match self.motion.as_str() {
+            "dis" => super::flow::Motion::Dis,
+            "lk" => super::flow::Motion::Lk,
+            other => bail!("spot.motion = {other:?}: expected \"dis\" or \"lk\""),
+        })
     }
 
     /// The parsed `head_model` key.

@@ -28,6 +28,8 @@ pub struct SegmentRules {
     pub jaw_px: f32,
     /// What is emitted.
     pub emit: Emit,
+    /// Consecutive samples above the threshold before an event opens (1 = the first).
+    pub confirm_samples: u64,
     /// Flow lag k: after an event, no new one opens until frame t−k is past its offset (else the
     /// k-lag flow would see the old event again).
     pub lag_frames: u64,
@@ -45,6 +47,8 @@ struct Open {
     below_since: Option<u64>,
     /// Largest downward jaw motion seen while open.
     jaw: f32,
+    /// Largest downward motion of both eyes seen while open.
+    eyes: f32,
 }
 
 /// What the segmenter decided about an event.
@@ -70,6 +74,8 @@ pub struct Segmenter {
     open: Option<Open>,
     last: Option<u64>,
     quiet_from: u64,
+    /// Consecutive samples above the threshold while no event is open.
+    above: u64,
 }
 
 impl Segmenter {
@@ -83,6 +89,7 @@ impl Segmenter {
             open: None,
             last: None,
             quiet_from: 0,
+            above: 0,
         }
     }
 
@@ -107,8 +114,13 @@ impl Segmenter {
         self.last = Some(s.index);
         match self.open.as_mut() {
             None => {
+                // A single sample over the threshold is noise (an estimate that slipped on one
+                // frame); a movement stays over it.
+                let over = level.is_some_and(|l| s.value > l.threshold);
+                self.above = if over { self.above + 1 } else { 0 };
                 if let Some(l) = level
-                    && s.value > l.threshold
+                    && over
+                    && self.above >= self.rules.confirm_samples
                     && s.index >= self.quiet_from
                     && self.reference_was_quiet(s.index, l.threshold)
                 {
@@ -122,12 +134,14 @@ impl Segmenter {
                         region,
                         below_since: None,
                         jaw: s.jaw,
+                        eyes: s.eyes,
                     });
                 }
                 None
             }
             Some(o) => {
                 o.jaw = o.jaw.max(s.jaw);
+                o.eyes = o.eyes.max(s.eyes);
                 if s.value > o.peak {
                     o.peak = s.value;
                     o.apex = s.index;
@@ -221,7 +235,7 @@ impl Segmenter {
         if frames < r.min_frames {
             return Some(Decision::Dropped);
         }
-        if r.blink_px > 0.0 && o.kind == RoiKind::Eye && o.vector[1] > r.blink_px {
+        if r.blink_px > 0.0 && is_blink(&o, r.blink_px) {
             return Some(Decision::Blink);
         }
         // Talking drops the jaw; no AU spotted here does (AU26 is not among them), and a surprise
@@ -254,6 +268,17 @@ impl Segmenter {
     }
 }
 
+/// Eye-led downward motion, or a brow-led event during which both eyes moved down by at least half
+/// as much as the brow: closing lids pull the skin under the brows with them, while a brow lowerer
+/// (AU4) moves the brows several times more than the eyes below them.
+fn is_blink(o: &Open, blink_px: f32) -> bool {
+    match o.kind {
+        RoiKind::Eye => o.vector[1] > blink_px,
+        RoiKind::Brow => o.eyes > blink_px && o.eyes >= 0.5 * o.vector[1],
+        _ => false,
+    }
+}
+
 fn edge_level(o: &Open, fraction: f32) -> f32 {
     o.level.baseline + fraction * (o.peak - o.level.baseline)
 }
@@ -273,6 +298,7 @@ mod tests {
             jaw_px: 0.0,
             emit: Emit::Both,
             lag_frames: 3,
+            confirm_samples: 1,
         }
     }
 
@@ -296,6 +322,17 @@ mod tests {
 
     /// The decisions over `values` without ending the stream.
     fn feed(s: &mut Segmenter, values: &[f32], kind: RoiKind, jaw: f32) -> Vec<Decision> {
+        feed_eyes(s, values, kind, jaw, 0.0)
+    }
+
+    /// [`feed`] with both eyes moving down by `eyes` × the lead region's value.
+    fn feed_eyes(
+        s: &mut Segmenter,
+        values: &[f32],
+        kind: RoiKind,
+        jaw: f32,
+        eyes: f32,
+    ) -> Vec<Decision> {
         let level = Level {
             baseline: 0.1,
             threshold: 0.5,
@@ -308,6 +345,7 @@ mod tests {
                 region: 0,
                 vector: [0.0, v],
                 jaw,
+                eyes: eyes * v,
             };
             out.extend(s.step(&smp, Some(level), kind, "region"));
         }
@@ -344,6 +382,60 @@ mod tests {
             off(RoiKind::Mouth, 0.8)[..],
             [Decision::Interval(_)]
         ));
+    }
+
+    #[test]
+    fn a_brow_led_event_with_both_eyes_closing_is_a_blink() {
+        let mut v = vec![0.1f32; 80];
+        v[20..40].iter_mut().for_each(|x| *x = 1.0);
+        let blink = SegmentRules {
+            blink_px: 0.25,
+            ..rules()
+        };
+        let with = |kind, eyes| {
+            let mut s = Segmenter::new(blink);
+            let mut d = feed_eyes(&mut s, &v, kind, 0.0, eyes);
+            d.extend(s.finish());
+            d
+        };
+        // The brow moves down 1 px and both eyes 0.8: the lids pulled it.
+        assert_eq!(with(RoiKind::Brow, 0.8), vec![Decision::Blink]);
+        // A brow lowerer: the eyes below move a fifth as much.
+        assert!(matches!(
+            with(RoiKind::Brow, 0.2)[..],
+            [Decision::Interval(_)]
+        ));
+        // A mouth-led event is not judged by the eyes.
+        assert!(matches!(
+            with(RoiKind::Mouth, 0.8)[..],
+            [Decision::Interval(_)]
+        ));
+    }
+
+    #[test]
+    fn a_one_sample_spike_opens_nothing_when_confirmation_is_asked() {
+        let confirm = SegmentRules {
+            confirm_samples: 3,
+            ..rules()
+        };
+        let decisions = |v: &[f32]| {
+            let mut s = Segmenter::new(confirm);
+            run_with(&mut s, v, RoiKind::Brow, 0.0)
+        };
+        let mut v = vec![0.1f32; 60];
+        v[20] = 3.0;
+        v[30] = 3.0;
+        v[31] = 3.0;
+        assert!(decisions(&v).is_empty(), "{:?}", decisions(&v));
+        // Without confirmation the same spikes are events (then dropped or kept by length).
+        assert!(!run_with(&mut Segmenter::new(rules()), &v, RoiKind::Brow, 0.0).is_empty());
+        // A movement that stays over the threshold opens, with its onset where it began.
+        let mut w = vec![0.1f32; 60];
+        w[20..32].iter_mut().for_each(|x| *x = 2.0);
+        match decisions(&w)[..] {
+            [Decision::Interval(iv)] => assert_eq!((iv.onset, iv.offset), (20, 31)),
+            ref d => panic!("{d:?}"),
+        }
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct Sample {
     pub vector: [f32; 2],
     /// Downward motion of the chin region (px; negative is up): the jaw, for the speech rule.
     pub jaw: f32,
+    /// Downward motion of the eye that moved down least (px): both lids closing, for the blink rule.
+    pub eyes: f32,
 }
 
 struct Entry {
@@ -75,6 +77,11 @@ impl SignalBuilder {
             rebase_px,
             rebased: false,
         }
+    }
+
+    /// The layout of the regions measured.
+    pub fn layout(&self) -> &super::roi::RoiLayout {
+        self.flow.layout()
     }
 
     /// Kind of region `i`.
@@ -191,6 +198,7 @@ impl SignalBuilder {
                     e.disp.iter_mut().for_each(|d| *d = [0.0; 2]);
                     self.ring.push_back(e);
                     self.rebased = true;
+                    self.flow.reset();
                     return Ok(None);
                 }
                 let mut best = (0usize, 0f32, [0f32; 2]);
@@ -202,12 +210,14 @@ impl SignalBuilder {
                     }
                 }
                 let jaw = self.flow.layout().chin().map_or(0.0, |c| e.disp[c][1]);
+                let eyes = eyes_down(self.flow.layout(), &e.disp);
                 Some(Sample {
                     index,
                     value: best.1,
                     region: best.0,
                     vector: best.2,
                     jaw,
+                    eyes,
                 })
             }
             None => {
@@ -245,5 +255,19 @@ impl SignalBuilder {
             .context("pinning the reference crop")?;
         self.pinned = Some(p);
         Ok(())
+    }
+}
+
+/// The smaller downward motion of the two eye regions (0 without eyes): a blink closes both lids.
+pub fn eyes_down(layout: &super::roi::RoiLayout, disp: &[[f32; 2]]) -> f32 {
+    let mut eyes = layout
+        .rois
+        .iter()
+        .zip(disp)
+        .filter(|(r, _)| r.kind == RoiKind::Eye)
+        .map(|(_, d)| d[1]);
+    match eyes.next() {
+        Some(first) => eyes.fold(first, f32::min),
+        None => 0.0,
     }
 }
