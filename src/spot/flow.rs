@@ -100,12 +100,13 @@ impl RoiFlow {
     /// Measures with `motion`. Lucas–Kanade windows are the regions grown by `margin` pixels,
     /// except below the brows (the lids would move them in a blink), and the nose region grown by
     /// `reference_margin` (a larger rigid window: every region is measured against it, so its
-    /// noise is in all of them).
+    /// noise is in all of them). References are at most `lag` frames back unless pinned.
     pub fn with_motion(
         mut self,
         motion: Motion,
         margin: usize,
         reference_margin: usize,
+        lag: usize,
     ) -> RoiFlow {
         self.lk = match motion {
             Motion::Dis => None,
@@ -122,7 +123,7 @@ impl RoiFlow {
                     .chain([(self.layout.reference, [reference_margin; 4])])
                     .collect();
                 self.lk_out = vec![[0.0; 2]; rects.len()];
-                Some(super::lk::RegionLk::new(self.size, &rects))
+                Some(super::lk::RegionLk::new(self.size, &rects, lag))
             }
         };
         self
@@ -145,13 +146,19 @@ impl RoiFlow {
         &self.layout
     }
 
-    /// Flow from `from` to `to` (`size`² gray Mats); writes each region's mean motion minus the
-    /// nose region's into `out` (one `[dx, dy]` per region, crop pixels).
-    pub fn measure(&mut self, from: &Mat, to: &Mat, out: &mut [[f32; 2]]) -> Result<()> {
+    /// Motion from frame `from` to frame `to` (index and `size`² gray Mat; an index always names
+    /// the same crop); writes each region's motion minus the nose region's into `out` (one
+    /// `[dx, dy]` per region, crop pixels).
+    pub fn measure(
+        &mut self,
+        (from_index, from): (u64, &Mat),
+        (to_index, to): (u64, &Mat),
+        out: &mut [[f32; 2]],
+    ) -> Result<()> {
         if let Some(lk) = &mut self.lk {
             let a = from.data_bytes().context("reference crop")?;
             let b = to.data_bytes().context("crop")?;
-            lk.measure(a, b, &mut self.lk_out);
+            lk.measure((from_index, a), (to_index, b), &mut self.lk_out);
             let head = *self.lk_out.last().unwrap_or(&[0.0; 2]);
             self.head = head;
             for (o, d) in out.iter_mut().zip(&self.lk_out) {

@@ -22,9 +22,13 @@ pub struct RegionLk {
     /// The bounding box of all windows grown by one pixel (the gradient stencil), where both
     /// images are smoothed.
     bounds: [usize; 4],
-    /// Smoothed reference and current image over the whole crop (only `bounds` is written).
-    reference: Vec<f32>,
-    current: Vec<f32>,
+    /// Smoothed crops by frame index (only `bounds` is written): a crop is smoothed once, as the
+    /// newest frame, and read again k frames later as the reference.
+    smoothed: Vec<(u64, Vec<f32>)>,
+    /// Buffers of evicted crops, reused.
+    spare: Vec<Vec<f32>>,
+    /// Frames back a reference can be (the flow lag), besides a pinned one.
+    keep: u64,
     /// Scratch for the separable smoothing.
     tmp: Vec<f32>,
     /// Last translation per window: the next measurement starts there (motion is continuous).
@@ -35,8 +39,9 @@ pub struct RegionLk {
 
 impl RegionLk {
     /// Windows of `regions` (crop rectangles, each with the margins in pixels it is grown by on
-    /// its left, top, right and bottom) on a `size`² crop.
-    pub fn new(size: usize, regions: &[([usize; 4], [usize; 4])]) -> RegionLk {
+    /// its left, top, right and bottom) on a `size`² crop; references are at most `lag` frames
+    /// back unless pinned.
+    pub fn new(size: usize, regions: &[([usize; 4], [usize; 4])], lag: usize) -> RegionLk {
         // Two pixels stay free at the border for the gradient and the bilinear sample.
         let windows: Vec<[usize; 4]> = regions
             .iter()
@@ -70,8 +75,9 @@ impl RegionLk {
             templates: windows.iter().map(|_| Template::empty()).collect(),
             windows,
             bounds,
-            reference: vec![0.0; size * size],
-            current: vec![0.0; size * size],
+            smoothed: Vec::new(),
+            spare: Vec::new(),
+            keep: lag as u64,
             tmp: vec![0.0; size * size],
         }
     }
@@ -81,21 +87,34 @@ impl RegionLk {
         self.last.iter_mut().for_each(|d| *d = [0.0; 2]);
     }
 
-    /// Translation of each window from `from` to `to` (`size`² gray crops), crop pixels.
-    pub fn measure(&mut self, from: &[u8], to: &[u8], out: &mut [[f32; 2]]) {
-        smooth(
-            from,
-            &mut self.reference,
-            &mut self.tmp,
-            self.size,
-            self.bounds,
-        );
-        smooth(to, &mut self.current, &mut self.tmp, self.size, self.bounds);
+    /// Translation of each window from `from` to `to` (`size`² gray crops of frames `from_index`
+    /// and `to_index`: a frame index always names the same crop), crop pixels.
+    pub fn measure(
+        &mut self,
+        (from_index, from): (u64, &[u8]),
+        (to_index, to): (u64, &[u8]),
+        out: &mut [[f32; 2]],
+    ) {
+        // Keep the reference and every frame that can still become one.
+        let oldest = to_index.saturating_sub(self.keep);
+        let mut i = 0;
+        while i < self.smoothed.len() {
+            let k = self.smoothed[i].0;
+            if k != from_index && k < oldest {
+                let (_, buf) = self.smoothed.swap_remove(i);
+                self.spare.push(buf);
+            } else {
+                i += 1;
+            }
+        }
+        let r = self.smoothed_index(from_index, from);
+        let c = self.smoothed_index(to_index, to);
+        let (reference, current) = (&self.smoothed[r].1, &self.smoothed[c].1);
         for (i, w) in self.windows.iter().enumerate() {
             let buf = std::mem::replace(&mut self.templates[i], Template::empty());
-            let d = match Template::new(&self.reference, self.size, *w, buf) {
+            let d = match Template::new(reference, self.size, *w, buf) {
                 Some(t) => {
-                    let d = track(&t, &self.current, self.size, *w, self.last[i]);
+                    let d = track(&t, current, self.size, *w, self.last[i]);
                     self.templates[i] = t;
                     d
                 }
@@ -104,6 +123,20 @@ impl RegionLk {
             self.last[i] = d;
             out[i] = d;
         }
+    }
+}
+
+impl RegionLk {
+    /// Where frame `index`'s smoothed crop is, smoothing `crop` if it is not there yet.
+    fn smoothed_index(&mut self, index: u64, crop: &[u8]) -> usize {
+        if let Some(i) = self.smoothed.iter().position(|(k, _)| *k == index) {
+            return i;
+        }
+        let n = self.size;
+        let mut buf = self.spare.pop().unwrap_or_else(|| vec![0.0; n * n]);
+        smooth(crop, &mut buf, &mut self.tmp, n, self.bounds);
+        self.smoothed.push((index, buf));
+        self.smoothed.len() - 1
     }
 }
 
@@ -347,9 +380,9 @@ mod tests {
         for (dx, dy) in [(0.3f32, -0.2f32), (-0.7, 0.5), (2.5, 1.5)] {
             // Flicker: 5 % brighter and 3 grey levels up.
             let b = crop(n, dx, dy, 1.05, 3.0);
-            let mut lk = RegionLk::new(n, &rects.map(|r| (r, [3; 4])));
+            let mut lk = RegionLk::new(n, &rects.map(|r| (r, [3; 4])), 20);
             let mut out = [[0.0; 2]; 2];
-            lk.measure(&a, &b, &mut out);
+            lk.measure((0, &a), (1, &b), &mut out);
             for d in out {
                 assert!(
                     (d[0] - dx).abs() < 0.06 && (d[1] - dy).abs() < 0.06,
@@ -363,9 +396,9 @@ mod tests {
     fn a_flat_window_measures_no_motion() {
         let n = 48;
         let flat = vec![128u8; n * n];
-        let mut lk = RegionLk::new(n, &[([10, 10, 30, 30], [2; 4])]);
+        let mut lk = RegionLk::new(n, &[([10, 10, 30, 30], [2; 4])], 20);
         let mut out = [[9.0; 2]; 1];
-        lk.measure(&flat, &flat, &mut out);
+        lk.measure((0, &flat), (1, &flat), &mut out);
         assert_eq!(out[0], [0.0, 0.0]);
     }
 }

@@ -119,7 +119,12 @@ fn builder(cfg: &SpotConfig, fps: f64, crop_size: usize) -> Result<SignalBuilder
         cfg.dis_patch_stride,
         cfg.head_model()?,
     )?
-    .with_motion(cfg.motion()?, cfg.lk_margin_px, cfg.lk_reference_margin_px);
+    .with_motion(
+        cfg.motion()?,
+        cfg.lk_margin_px,
+        cfg.lk_reference_margin_px,
+        cfg.lag_frames(fps),
+    );
     Ok(SignalBuilder::new(
         flow,
         crop_size,

@@ -188,7 +188,8 @@ impl SignalBuilder {
         };
         let sample = match reference {
             Some(r) => {
-                self.flow.measure(&r.crop, &e.crop, &mut self.scratch)?;
+                self.flow
+                    .measure((r.index, &r.crop), (index, &e.crop), &mut self.scratch)?;
                 let [hx, hy] = self.flow.head();
                 if self.rebase_px > 0.0 && (hx * hx + hy * hy).sqrt() > self.rebase_px {
                     // The whole crop jumped against its reference (the tracker re-anchored on
