@@ -31,7 +31,8 @@ pub enum Motion {
 pub struct RoiFlow {
     /// Crop side (pixels).
     size: usize,
-    dis: Ptr<DISOpticalFlow>,
+    /// DIS, unless the regions are measured by Lucas–Kanade.
+    dis: Option<Ptr<DISOpticalFlow>>,
     flow: Mat,
     /// The part of the crop the flow is computed on: the regions' bounding box plus a margin.
     window: opencv::core::Rect,
@@ -82,7 +83,7 @@ impl RoiFlow {
             opencv::core::Rect::new(x0 as i32, y0 as i32, (x1 - x0) as i32, (y1 - y0) as i32);
         Ok(RoiFlow {
             size,
-            dis,
+            dis: Some(dis),
             flow: Mat::default(),
             window,
             a: Mat::default(),
@@ -123,6 +124,8 @@ impl RoiFlow {
                     .chain([(self.layout.reference, [reference_margin; 4])])
                     .collect();
                 self.lk_out = vec![[0.0; 2]; rects.len()];
+                // DIS's buffers are not needed.
+                self.dis = None;
                 Some(super::lk::RegionLk::new(self.size, &rects, lag))
             }
         };
@@ -174,8 +177,8 @@ impl RoiFlow {
             .context("flow window")?
             .copy_to(&mut self.b)
             .context("flow window")?;
-        self.dis
-            .calc(&self.a, &self.b, &mut self.flow)
+        let dis = self.dis.as_mut().context("DIS optical flow released")?;
+        dis.calc(&self.a, &self.b, &mut self.flow)
             .context("DIS optical flow")?;
         let v: &[Vec2f] = self.flow.data_typed().context("flow field")?;
         let (n, ox, oy) = (

@@ -35,6 +35,9 @@ pub struct RegionLk {
     last: Vec<[f32; 2]>,
     /// Per-window reference buffers (reused).
     templates: Vec<Template>,
+    /// The reference frame each window's template was built from, and whether that window was
+    /// flat there: a pinned reference is measured against for many frames, its templates once.
+    built_for: Vec<Option<(u64, bool)>>,
 }
 
 impl RegionLk {
@@ -73,6 +76,7 @@ impl RegionLk {
             size,
             last: vec![[0.0; 2]; windows.len()],
             templates: windows.iter().map(|_| Template::empty()).collect(),
+            built_for: vec![None; windows.len()],
             windows,
             bounds,
             smoothed: Vec::new(),
@@ -85,6 +89,7 @@ impl RegionLk {
     /// Forgets the running estimates (the history restarted).
     pub fn reset(&mut self) {
         self.last.iter_mut().for_each(|d| *d = [0.0; 2]);
+        self.built_for.iter_mut().for_each(|b| *b = None);
     }
 
     /// Translation of each window from `from` to `to` (`size`² gray crops of frames `from_index`
@@ -111,14 +116,21 @@ impl RegionLk {
         let c = self.smoothed_index(to_index, to);
         let (reference, current) = (&self.smoothed[r].1, &self.smoothed[c].1);
         for (i, w) in self.windows.iter().enumerate() {
-            let buf = std::mem::replace(&mut self.templates[i], Template::empty());
-            let d = match Template::new(reference, self.size, *w, buf) {
-                Some(t) => {
-                    let d = track(&t, current, self.size, *w, self.last[i]);
-                    self.templates[i] = t;
-                    d
+            let flat = match self.built_for[i] {
+                Some((k, flat)) if k == from_index => flat,
+                _ => {
+                    let buf = std::mem::replace(&mut self.templates[i], Template::empty());
+                    let t = Template::new(reference, self.size, *w, buf);
+                    let flat = t.is_none();
+                    self.templates[i] = t.unwrap_or_else(Template::empty);
+                    self.built_for[i] = Some((from_index, flat));
+                    flat
                 }
-                None => [0.0; 2],
+            };
+            let d = if flat {
+                [0.0; 2]
+            } else {
+                track(&self.templates[i], current, self.size, *w, self.last[i])
             };
             self.last[i] = d;
             out[i] = d;
@@ -295,11 +307,9 @@ fn track(t: &Template, current: &[f32], n: usize, w: [usize; 4], start: [f32; 2]
                 *s += v as f64;
             }
         }
-        let step: Vec<f64> = t
+        let step: [f64; 4] = t
             .inverse
-            .iter()
-            .map(|row| row.iter().zip(&g).map(|(m, v)| m * v).sum())
-            .collect();
+            .map(|row| row.iter().zip(&g).map(|(m, v)| m * v).sum());
         // The residual's derivative is +∇I in d and −(I − mean), −1 in a and b.
         d = [
             limit(d[0] as f64 - step[0], 0),
@@ -400,5 +410,31 @@ mod tests {
         let mut out = [[9.0; 2]; 1];
         lk.measure((0, &flat), (1, &flat), &mut out);
         assert_eq!(out[0], [0.0, 0.0]);
+    }
+
+    #[test]
+    fn a_pinned_reference_measures_the_same_from_its_kept_templates() {
+        let n = 64;
+        let rects = [[10, 10, 26, 22], [30, 34, 50, 48]].map(|r| (r, [3; 4]));
+        let a = crop(n, 0.0, 0.0, 1.0, 0.0);
+        let mut kept = RegionLk::new(n, &rects, 2);
+        let mut rebuilt = RegionLk::new(n, &rects, 2);
+        for (i, (dx, dy)) in [(0.2f32, 0.1f32), (0.6, -0.3), (1.1, -0.4)]
+            .into_iter()
+            .enumerate()
+        {
+            let f = crop(n, dx, dy, 1.0, 0.0);
+            let (mut x, mut y) = ([[0.0; 2]; 2], [[0.0; 2]; 2]);
+            // Frame 0 stays the reference (pinned) past the lag; `rebuilt` builds its templates again.
+            kept.measure((0, &a), (i as u64 + 1, &f), &mut x);
+            rebuilt.built_for.iter_mut().for_each(|b| *b = None);
+            rebuilt.measure((0, &a), (i as u64 + 1, &f), &mut y);
+            assert_eq!(x, y, "frame {}", i + 1);
+            assert!(
+                (x[0][0] - dx).abs() < 0.06 && (x[0][1] - dy).abs() < 0.06,
+                "{x:?}"
+            );
+        }
+        assert!(kept.built_for.iter().all(|b| *b == Some((0, false))));
     }
 }
