@@ -238,9 +238,7 @@ impl Segmenter {
         if r.blink_px > 0.0 && is_blink(&o, r.blink_px) {
             return Some(Decision::Blink);
         }
-        // Talking drops the jaw; no AU spotted here does (AU26 is not among them), and a surprise
-        // that opens the mouth is led by the brows.
-        if r.jaw_px > 0.0 && matches!(o.kind, RoiKind::Mouth | RoiKind::Chin) && o.jaw > r.jaw_px {
+        if r.jaw_px > 0.0 && is_speech(&o, r.jaw_px) {
             return Some(Decision::Speech);
         }
         let kind = if frames <= r.micro_max_frames {
@@ -275,6 +273,19 @@ fn is_blink(o: &Open, blink_px: f32) -> bool {
     match o.kind {
         RoiKind::Eye => o.vector[1] > blink_px,
         RoiKind::Brow => o.eyes > blink_px && o.eyes >= 0.5 * o.vector[1],
+        _ => false,
+    }
+}
+
+/// Talking drops the jaw; no AU spotted here does (AU26 is not among them), and a surprise that
+/// opens the mouth is led by the brows. A chin-led event with the jaw dropping is speech; a
+/// mouth-led one only when its corner moved more down than sideways: a smile (AU12) pulls the
+/// corners up and out and a dimpler (AU14) in, and their cheeks, rising into the nose window that
+/// every region is measured against, make the chin seem to drop as much as talking does.
+fn is_speech(o: &Open, jaw_px: f32) -> bool {
+    match o.kind {
+        RoiKind::Chin => o.jaw > jaw_px,
+        RoiKind::Mouth => o.jaw > jaw_px && o.vector[1] > o.vector[0].abs(),
         _ => false,
     }
 }
@@ -333,6 +344,18 @@ mod tests {
         jaw: f32,
         eyes: f32,
     ) -> Vec<Decision> {
+        feed_moving(s, values, kind, jaw, eyes, [0.0, 1.0])
+    }
+
+    /// [`feed_eyes`] with the lead region moving along `direction` (a unit vector, y down).
+    fn feed_moving(
+        s: &mut Segmenter,
+        values: &[f32],
+        kind: RoiKind,
+        jaw: f32,
+        eyes: f32,
+        direction: [f32; 2],
+    ) -> Vec<Decision> {
         let level = Level {
             baseline: 0.1,
             threshold: 0.5,
@@ -343,7 +366,7 @@ mod tests {
                 index: i as u64,
                 value: v,
                 region: 0,
-                vector: [0.0, v],
+                vector: direction.map(|c| c * v),
                 jaw,
                 eyes: eyes * v,
             };
@@ -376,6 +399,17 @@ mod tests {
             one(RoiKind::Brow, 0.8)[..],
             [Decision::Interval(_)]
         ));
+        // The corner moved up and out (a smile) or sideways (a dimpler) while the chin seemed to
+        // drop: an expression. Down and a little sideways: speech.
+        let mouth = |direction| {
+            let mut s = Segmenter::new(speech);
+            let mut d = feed_moving(&mut s, &v, RoiKind::Mouth, 0.8, 0.0, direction);
+            d.extend(s.finish());
+            d
+        };
+        assert!(matches!(mouth([0.89, -0.45])[..], [Decision::Interval(_)]));
+        assert!(matches!(mouth([-0.86, 0.51])[..], [Decision::Interval(_)]));
+        assert_eq!(mouth([-0.31, 0.95]), vec![Decision::Speech]);
         // Off at 0.
         let off = |kind, jaw| run_with(&mut Segmenter::new(rules()), &v, kind, jaw);
         assert!(matches!(
