@@ -278,14 +278,16 @@ fn is_blink(o: &Open, blink_px: f32) -> bool {
 }
 
 /// Talking drops the jaw; no AU spotted here does (AU26 is not among them), and a surprise that
-/// opens the mouth is led by the brows. A chin-led event with the jaw dropping is speech; a
-/// mouth-led one only when its corner moved more down than sideways: a smile (AU12) pulls the
-/// corners up and out and a dimpler (AU14) in, and their cheeks, rising into the nose window that
-/// every region is measured against, make the chin seem to drop as much as talking does.
+/// opens the mouth is led by the brows. Regions are measured against the nose window, and a smile
+/// (AU12) or dimpler (AU14) raises the cheeks into it: the nose "rises", so the chin and the eyes
+/// both seem to drop. So the jaw's drop counts from the eyes' when they seemed to drop too, and a
+/// mouth-led event is speech only when its corner also moved more down than sideways (a smile
+/// pulls the corners up and out, a dimpler in).
 fn is_speech(o: &Open, jaw_px: f32) -> bool {
+    let dropped = o.jaw - o.eyes.max(0.0) > jaw_px;
     match o.kind {
-        RoiKind::Chin => o.jaw > jaw_px,
-        RoiKind::Mouth => o.jaw > jaw_px && o.vector[1] > o.vector[0].abs(),
+        RoiKind::Chin => dropped,
+        RoiKind::Mouth => dropped && o.vector[1] > o.vector[0].abs(),
         _ => false,
     }
 }
@@ -410,6 +412,16 @@ mod tests {
         assert!(matches!(mouth([0.89, -0.45])[..], [Decision::Interval(_)]));
         assert!(matches!(mouth([-0.86, 0.51])[..], [Decision::Interval(_)]));
         assert_eq!(mouth([-0.31, 0.95]), vec![Decision::Speech]);
+        // The eyes seemed to drop 0.7 px (0.35 × the signal's 2), nearly as much as the chin's
+        // 0.8: the nose window rose under the cheeks, the jaw did not drop. Eyes 0.2 px: speech.
+        let chin = |eyes| {
+            let mut s = Segmenter::new(speech);
+            let mut d = feed_moving(&mut s, &v, RoiKind::Chin, 0.8, eyes, [0.0, 1.0]);
+            d.extend(s.finish());
+            d
+        };
+        assert!(matches!(chin(0.35)[..], [Decision::Interval(_)]));
+        assert_eq!(chin(0.1), vec![Decision::Speech]);
         // Off at 0.
         let off = |kind, jaw| run_with(&mut Segmenter::new(rules()), &v, kind, jaw);
         assert!(matches!(
