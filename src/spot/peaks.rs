@@ -335,21 +335,26 @@ mod tests {
 
     /// The decisions over `values` without ending the stream.
     fn feed(s: &mut Segmenter, values: &[f32], kind: RoiKind, jaw: f32) -> Vec<Decision> {
-        feed_eyes(s, values, kind, jaw, 0.0)
+        feed_moving(s, values, kind, jaw, 0.0, [0.0, 1.0])
     }
 
-    /// [`feed`] with both eyes moving down by `eyes` × the lead region's value.
-    fn feed_eyes(
-        s: &mut Segmenter,
+    /// A fresh segmenter with `rules` over the whole stream: [`feed_moving`], then the end.
+    fn run_moving(
+        rules: SegmentRules,
         values: &[f32],
         kind: RoiKind,
         jaw: f32,
         eyes: f32,
+        direction: [f32; 2],
     ) -> Vec<Decision> {
-        feed_moving(s, values, kind, jaw, eyes, [0.0, 1.0])
+        let mut s = Segmenter::new(rules);
+        let mut out = feed_moving(&mut s, values, kind, jaw, eyes, direction);
+        out.extend(s.finish());
+        out
     }
 
-    /// [`feed_eyes`] with the lead region moving along `direction` (a unit vector, y down).
+    /// [`feed`] with both eyes moving down by `eyes` × the lead region's value and the lead region
+    /// moving along `direction` (a unit vector, y down).
     fn feed_moving(
         s: &mut Segmenter,
         values: &[f32],
@@ -403,23 +408,13 @@ mod tests {
         ));
         // The corner moved up and out (a smile) or sideways (a dimpler) while the chin seemed to
         // drop: an expression. Down and a little sideways: speech.
-        let mouth = |direction| {
-            let mut s = Segmenter::new(speech);
-            let mut d = feed_moving(&mut s, &v, RoiKind::Mouth, 0.8, 0.0, direction);
-            d.extend(s.finish());
-            d
-        };
+        let mouth = |direction| run_moving(speech, &v, RoiKind::Mouth, 0.8, 0.0, direction);
         assert!(matches!(mouth([0.89, -0.45])[..], [Decision::Interval(_)]));
         assert!(matches!(mouth([-0.86, 0.51])[..], [Decision::Interval(_)]));
         assert_eq!(mouth([-0.31, 0.95]), vec![Decision::Speech]);
         // The eyes seemed to drop 0.7 px (0.35 × the signal's 2), nearly as much as the chin's
         // 0.8: the nose window rose under the cheeks, the jaw did not drop. Eyes 0.2 px: speech.
-        let chin = |eyes| {
-            let mut s = Segmenter::new(speech);
-            let mut d = feed_moving(&mut s, &v, RoiKind::Chin, 0.8, eyes, [0.0, 1.0]);
-            d.extend(s.finish());
-            d
-        };
+        let chin = |eyes| run_moving(speech, &v, RoiKind::Chin, 0.8, eyes, [0.0, 1.0]);
         assert!(matches!(chin(0.35)[..], [Decision::Interval(_)]));
         assert_eq!(chin(0.1), vec![Decision::Speech]);
         // Off at 0.
@@ -438,12 +433,7 @@ mod tests {
             blink_px: 0.25,
             ..rules()
         };
-        let with = |kind, eyes| {
-            let mut s = Segmenter::new(blink);
-            let mut d = feed_eyes(&mut s, &v, kind, 0.0, eyes);
-            d.extend(s.finish());
-            d
-        };
+        let with = |kind, eyes| run_moving(blink, &v, kind, 0.0, eyes, [0.0, 1.0]);
         // The brow moves down 1 px and both eyes 0.8: the lids pulled it.
         assert_eq!(with(RoiKind::Brow, 0.8), vec![Decision::Blink]);
         // A brow lowerer: the eyes below move a fifth as much.
