@@ -39,6 +39,27 @@ fn slow_consumer_of_a_file_loses_nothing() {
 }
 
 #[test]
+fn the_end_of_a_stream_stops_its_bus_watcher() {
+    // The watcher used to outlive the stream and be joined at close, at its next 50 ms poll.
+    let mut ing = open(
+        "pipeline:test?live=false&frames=5&width=64&height=48&fps=200",
+        &IngestConfig::default(),
+    );
+    assert!(ing.bus_watched());
+    let mut n = 0;
+    while ing.next_frame().unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 5);
+    assert!(
+        !ing.bus_watched(),
+        "the watcher is joined when the stream ends"
+    );
+    // Ending twice is harmless.
+    assert!(ing.next_frame().unwrap().is_none());
+}
+
+#[test]
 fn slow_consumer_of_a_live_source_drops_oldest_and_counts_it() {
     let cfg = IngestConfig {
         queue_frames: 4,

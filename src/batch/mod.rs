@@ -403,10 +403,10 @@ pub fn run(cfg: &Config, o: &BatchOptions) -> Result<BatchSummary> {
                 }
             }));
         }
-        if !o.quiet {
+        let progress = (!o.quiet).then(|| {
             let (todo_n, results, slots, finished) = (todo.len(), &results, &slots, &finished);
-            s.spawn(move || progress_loop(todo_n, results, slots, finished, t0));
-        }
+            s.spawn(move || progress_loop(todo_n, results, slots, finished, t0))
+        });
         let mut first_err = None;
         for h in handles {
             match h.join() {
@@ -418,6 +418,10 @@ pub fn run(cfg: &Config, o: &BatchOptions) -> Result<BatchSummary> {
             }
         }
         finished.store(true, Ordering::SeqCst);
+        // Wake the progress thread instead of letting the scope wait out its sleep.
+        if let Some(p) = &progress {
+            p.thread().unpark();
+        }
         first_err.map_or(Ok(()), Err)
     })?;
     // A model that cannot load fails the batch as a whole, not video by video.
@@ -483,7 +487,10 @@ fn progress_loop(
     };
     let mut drawn = 0;
     while !finished.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::park_timeout(Duration::from_millis(200));
+        if finished.load(Ordering::SeqCst) {
+            break;
+        }
         if t0.elapsed().as_millis() % every.as_millis() >= 200 {
             continue;
         }

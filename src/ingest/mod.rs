@@ -382,11 +382,33 @@ impl Ingest {
         f
     }
 
+    /// Whether the pipeline's bus is still watched for errors and warnings: until the stream ends
+    /// (its end stops and joins the watcher, so that closing the source does not wait for it).
+    pub fn bus_watched(&self) -> bool {
+        self.bus_thread.is_some()
+    }
+
+    /// Stops the bus thread and waits for it. A wake-up message saves the rest of its poll interval,
+    /// which every close used to wait out (up to 50 ms). Called while the pipeline still runs: the
+    /// change to NULL flushes the bus, which would drop that message.
+    fn stop_bus_thread(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.bus_thread.take() {
+            if let Some(bus) = self.pipeline.bus() {
+                let _ = bus.post(gst::message::Application::new(gst::Structure::new_empty(
+                    "aullm-stop",
+                )));
+            }
+            let _ = t.join();
+        }
+    }
+
     /// Ends the stream: a pending GStreamer error, or a file that stopped well short of its declared
     /// length (truncated), is reported; otherwise a clean end.
     fn finish(&mut self) -> Result<Option<Frame>, IngestError> {
         self.ended = true;
         let demuxer = self.demuxer_path();
+        self.stop_bus_thread();
         let _ = self.pipeline.set_state(gst::State::Null);
         if let Some(e) = self.pending_error.take() {
             if self.stop_requested() {
@@ -461,12 +483,9 @@ impl Ingest {
 
 impl Drop for Ingest {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop_bus_thread();
         // Unblock a streaming thread waiting on a full queue before tearing the pipeline down.
         while self.frames.try_recv().is_ok() {}
         let _ = self.pipeline.set_state(gst::State::Null);
-        if let Some(t) = self.bus_thread.take() {
-            let _ = t.join();
-        }
     }
 }
