@@ -180,9 +180,14 @@ fn bad_descriptions_and_templates_are_clear_errors() {
 
 /// Writes `frames` frames of a moving test pattern as MJPEG in AVI (`format` = the encoder's input).
 fn write_mjpeg(path: &std::path::Path, format: &str, frames: u32) {
+    write_mjpeg_pattern(path, format, frames, "ball")
+}
+
+/// [`write_mjpeg`] with another videotestsrc pattern (`snow`: noise, large frames).
+fn write_mjpeg_pattern(path: &std::path::Path, format: &str, frames: u32, pattern: &str) {
     aullm::ingest::init_gstreamer().unwrap();
     let desc = format!(
-        "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,format={format},width=200,height=150,framerate=200/1 ! jpegenc quality=90 ! avimux ! filesink location=\"{}\"",
+        "videotestsrc num-buffers={frames} pattern={pattern} ! video/x-raw,format={format},width=200,height=150,framerate=200/1 ! jpegenc quality=90 ! avimux ! filesink location=\"{}\"",
         path.display()
     );
     let p = gstreamer::parse::launch(&desc).unwrap();
@@ -363,4 +368,78 @@ fn mjpeg_decoded_at_half_scale_is_the_full_frame_averaged() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("1/3"), "{e}");
+}
+
+/// Every frame of `spec` as (seq, pts, compressed bytes), or the first error as text.
+fn compressed_frames(spec: &str, cfg: &IngestConfig) -> Result<Vec<(u64, u64, Vec<u8>)>, String> {
+    let mut ing = Ingest::open(&Source::parse(spec).unwrap(), cfg).map_err(|e| format!("{e:#}"))?;
+    let mut out = Vec::new();
+    while let Some(f) = ing.next_frame().map_err(|e| e.to_string())? {
+        let bytes = f.jpeg.as_ref().expect("MJPEG stays compressed").to_vec();
+        out.push((f.seq, f.pts_ns, bytes));
+    }
+    Ok(out)
+}
+
+#[test]
+fn a_mapped_file_gives_the_frames_gstreamers_filesrc_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ball.avi");
+    write_mjpeg(&path, "GRAY8", 30);
+    let spec = path.display().to_string();
+    let mapped = compressed_frames(&spec, &IngestConfig::default()).unwrap();
+    // The same file through GStreamer's own filesrc, by a user template replacing the built-in one.
+    let templates = dir.path().join("pipelines");
+    std::fs::create_dir(&templates).unwrap();
+    std::fs::write(
+        templates.join("file.pipeline"),
+        "# param location=\nfilesrc location=\"{location}\" ! decodebin\n",
+    )
+    .unwrap();
+    let plain = IngestConfig {
+        pipelines_dir: templates.display().to_string(),
+        ..Default::default()
+    };
+    let copied = compressed_frames(&spec, &plain).unwrap();
+    assert_eq!(mapped.len(), 30);
+    assert!(mapped == copied, "the mapped source changed the frames");
+    let t = aullm::ingest::template::find("file", None).unwrap();
+    assert!(
+        t.render(&[("location".to_string(), "x".to_string())].into())
+            .unwrap()
+            .starts_with(aullm::ingest::mapped_src::ELEMENT_NAME),
+        "the built-in file template reads through the map"
+    );
+}
+
+#[test]
+fn a_file_cut_short_while_it_is_read_is_an_error_naming_it() {
+    // A mapped page past a file's new end faults (SIGBUS); the source checks the size first.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cut.avi");
+    write_mjpeg_pattern(&path, "GRAY8", 400, "snow");
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert!(len > 4 << 20, "{len} bytes: more than the queues hold");
+    let cfg = IngestConfig {
+        queue_frames: 2,
+        ..Default::default()
+    };
+    let mut ing = Ingest::open(&Source::parse(&path.display().to_string()).unwrap(), &cfg).unwrap();
+    assert!(ing.next_frame().unwrap().is_some());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len / 4)
+        .unwrap();
+    let mut read = 1;
+    let err = loop {
+        match ing.next_frame() {
+            Ok(Some(_)) => read += 1,
+            Ok(None) => panic!("the cut file ended quietly after {read} frames"),
+            Err(e) => break e.to_string(),
+        }
+    };
+    assert!(read < 400, "{read} frames");
+    assert!(err.contains("cut.avi") && err.contains("shrank"), "{err}");
 }

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod container;
+pub mod mapped_src;
 mod reader;
 pub mod source;
 pub mod stats;
@@ -83,8 +84,10 @@ fn link_on_pad(pipeline: &gst::Pipeline) -> Result<()> {
 
 /// Initialises GStreamer once per process.
 pub fn init_gstreamer() -> Result<()> {
-    gst::init()
-        .context("GStreamer failed to initialise (is libgstreamer1.0 installed? run `make setup`)")
+    gst::init().context(
+        "GStreamer failed to initialise (is libgstreamer1.0 installed? run `make setup`)",
+    )?;
+    mapped_src::register().context("cannot register aullm's file source with GStreamer")
 }
 
 /// An open source delivering frames in order until end of stream or an error.
