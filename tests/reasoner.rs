@@ -257,9 +257,9 @@ const REFERENCE_IDS: &[(&str, &[u32])] = &[
 fn cached_prefix_matches_uncached_at_batch_1_and_3() {
     let r = smollm2_reasoner();
     assert!(
-        r.prefix().len() > 10,
+        r.prefix().unwrap().len() > 10,
         "prompt of {} tokens",
-        r.prefix().len()
+        r.prefix().unwrap().len()
     );
     for batch in [1, 3] {
         let (tv, tau) = clip_inputs(&r, batch);
@@ -287,6 +287,23 @@ fn cached_prefix_matches_uncached_at_batch_1_and_3() {
         .au_logits(&tv.narrow(0, 2, 1).unwrap(), &tau.narrow(0, 2, 1).unwrap())
         .unwrap();
     assert!(max_abs(&all.narrow(0, 2, 1).unwrap(), &one) < 1e-4);
+
+    // The prefix is computed when read: a new prompt must not be answered from the old one's.
+    let mut r = r;
+    let before = r.prefix().unwrap().len();
+    r.set_prompt("Which action units are active?").unwrap();
+    let after = r.prefix().unwrap().len();
+    assert_eq!(after, r.prompt_ids().len());
+    assert_ne!(after, before, "the test prompt must change the length");
+    let (tv, tau) = clip_inputs(&r, 2);
+    let d = max_abs(
+        &r.au_logits(&tv, &tau).unwrap(),
+        &r.au_logits_uncached(&tv, &tau).unwrap(),
+    );
+    assert!(
+        d < 1e-4,
+        "after a new prompt, cached vs uncached differ by {d}"
+    );
 }
 
 /// Gives every LoRA B (zero at init) and the head new values.

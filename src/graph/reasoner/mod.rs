@@ -154,7 +154,9 @@ pub struct Reasoner {
     lora: LoraConfig,
     prompt: String,
     prompt_ids: Vec<u32>,
-    prefix: PrefixCache,
+    /// Computed when first read, and dropped whenever the weights or the prompt change: loading
+    /// an adapter and merging LoRA would otherwise compute it three times.
+    prefix: std::sync::OnceLock<PrefixCache>,
     origin: String,
     load_seconds: f64,
     /// A pool of `threads` threads the forward pass runs in (None: the global pool).
@@ -179,11 +181,13 @@ impl Reasoner {
             r.decoder.pack_int8_at_merge();
         }
         r.merge_lora()?;
+        // Computed here, once, so that the first clip does not wait for it.
+        r.prefix()?;
         Ok(r)
     }
 
     /// Loads the weights `spec` names with fresh LoRA pairs (no effect until trained) and a fresh
-    /// head, and computes the prompt prefix.
+    /// head; the prompt prefix is computed when first read.
     pub fn load(spec: &WeightsSpec, opts: &ReasonerOptions) -> Result<Reasoner> {
         let t0 = Instant::now();
         let (cfg, mut src, tokenizer): (DecoderConfig, Box<dyn TensorSource>, PromptTokenizer) =
@@ -247,9 +251,6 @@ impl Reasoner {
             decoder.device(),
         )?;
         let prompt_ids = encode_prompt(&tokenizer, &opts.prompt)?;
-        let prefix = in_pool(pool.as_deref(), || {
-            decoder.prefill(&decoder.embed(&prompt_ids)?)
-        })?;
         let load_seconds = started.elapsed().as_secs_f64();
         tracing::debug!(
             "reasoner: {} from {origin}, prompt {} tokens, ready in {load_seconds:.3} s",
@@ -263,7 +264,7 @@ impl Reasoner {
             lora: opts.lora.clone(),
             prompt: opts.prompt.clone(),
             prompt_ids,
-            prefix,
+            prefix: std::sync::OnceLock::new(),
             origin,
             load_seconds,
             pool,
@@ -305,9 +306,14 @@ impl Reasoner {
         &self.prompt_ids
     }
 
-    /// The cached prompt prefix.
-    pub fn prefix(&self) -> &PrefixCache {
-        &self.prefix
+    /// The cached prompt prefix, computed now if it is not yet.
+    pub fn prefix(&self) -> Result<&PrefixCache> {
+        if let Some(p) = self.prefix.get() {
+            return Ok(p);
+        }
+        let p = self.run(|| self.decoder.prefill(&self.decoder.embed(&self.prompt_ids)?))?;
+        // Two threads may both compute it; the values are the same, the first one is kept.
+        Ok(self.prefix.get_or_init(|| p))
     }
 
     /// The LoRA configuration.
@@ -320,24 +326,25 @@ impl Reasoner {
         &self.origin
     }
 
-    /// Seconds from the start of loading to a ready reasoner (prefix included).
+    /// Seconds from the start of loading the decoder to a ready reasoner (the prefix is not
+    /// included: it is computed when first read).
     pub fn load_seconds(&self) -> f64 {
         self.load_seconds
     }
 
-    /// Replaces the task prompt and recomputes its prefix.
+    /// Replaces the task prompt (its prefix is computed when next read).
     pub fn set_prompt(&mut self, prompt: &str) -> Result<()> {
         let ids = encode_prompt(&self.tokenizer, prompt)?;
-        self.prefix = self.run(|| self.decoder.prefill(&self.decoder.embed(&ids)?))?;
+        self.prefix = std::sync::OnceLock::new();
         self.prompt = prompt.to_string();
         self.prompt_ids = ids;
         Ok(())
     }
 
-    /// Recomputes the prefix from the current LoRA values: call after an optimiser step, since
-    /// the prompt's keys and values depend on the adapted projections.
+    /// Drops the prefix, to be recomputed from the current LoRA values when next read: call after
+    /// an optimiser step, since the prompt's keys and values depend on the adapted projections.
     pub fn refresh_prefix(&mut self) -> Result<()> {
-        self.prefix = self.run(|| self.decoder.prefill(&self.decoder.embed(&self.prompt_ids)?))?;
+        self.prefix = std::sync::OnceLock::new();
         Ok(())
     }
 
@@ -383,7 +390,7 @@ impl Reasoner {
     fn final_hidden_here(&self, tv: &Tensor, tau: Option<&Tensor>, cached: bool) -> Result<Tensor> {
         let x = self.clip_tokens(tv, tau)?;
         if cached {
-            self.decoder.forward_last(&x, Some(&self.prefix))
+            self.decoder.forward_last(&x, Some(self.prefix()?))
         } else {
             let b = x.dim(0)?;
             let text = self.decoder.embed(&self.prompt_ids)?;
@@ -468,7 +475,8 @@ impl Reasoner {
     }
 
     /// Loads an adapter saved by `save_adapter`: its LoRA configuration, pairs, head and prompt
-    /// replace the current ones (checked against this decoder), and the prefix is recomputed.
+    /// replace the current ones (checked against this decoder); the prefix is recomputed when next
+    /// read.
     pub fn load_adapter(&mut self, path: &Path) -> Result<()> {
         let cfg = self.decoder.config().clone();
         let dec = &self.decoder;
@@ -513,7 +521,7 @@ impl Reasoner {
         if merged {
             fresh.merge_lora()?;
         }
-        self.prefix = self.run(|| fresh.prefill(&fresh.embed(&ids)?))?;
+        self.prefix = std::sync::OnceLock::new();
         self.decoder = fresh;
         self.head = head;
         self.lora = a.lora;
