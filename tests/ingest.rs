@@ -443,3 +443,65 @@ fn a_file_cut_short_while_it_is_read_is_an_error_naming_it() {
     assert!(read < 400, "{read} frames");
     assert!(err.contains("cut.avi") && err.contains("shrank"), "{err}");
 }
+
+#[test]
+fn a_stride_reads_every_nth_frame_without_decoding_the_others() {
+    use aullm::stream::camera::{DriveOptions, Flow, Stride, drive};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ball.avi");
+    write_mjpeg(&path, "GRAY8", 40);
+    let spec = path.display().to_string();
+    let every = compressed_frames(&spec, &IngestConfig::default()).unwrap();
+    assert_eq!(every.len(), 40);
+
+    // Through the camera driver, which tells the source its stride before the first frame.
+    let cfg = aullm::config::Config::default();
+    let mut tracker =
+        aullm::face::FaceTracker::from_config(&cfg.face, &cfg.align, &cfg.models).unwrap();
+    let mut ingest = open(&spec, &IngestConfig::default());
+    let opts = DriveOptions {
+        stride: Stride::Every(3),
+        ..DriveOptions::new()
+    };
+    let mut seen = Vec::new();
+    let rep = drive(&mut ingest, &mut tracker, &opts, |f| {
+        seen.push((f.seq, f.rel_ns));
+        Ok(Flow::Continue)
+    })
+    .unwrap();
+    let want: Vec<(u64, u64)> = every
+        .iter()
+        .filter(|(seq, ..)| seq % 3 == 0)
+        .map(|(seq, pts, _)| (*seq, pts - every[0].1))
+        .collect();
+    assert_eq!(
+        seen, want,
+        "kept frames keep their sequence numbers and times"
+    );
+    assert_eq!(rep.frames, 14);
+    assert_eq!(
+        rep.fps,
+        Some(200.0),
+        "the source's rate, not the kept frames'"
+    );
+    // Frames queued before the driver set the stride are passed over by the driver; the rest
+    // never leave GStreamer's thread.
+    let skipped = ingest.counts().skipped;
+    assert!(
+        (18..=26).contains(&skipped),
+        "skipped in the reader: {skipped}"
+    );
+
+    // Kept frames are the same frames, byte for byte.
+    let mut ing = open(&spec, &IngestConfig::default());
+    ing.set_stride(2);
+    let mut n = 0;
+    while let Some(f) = ing.next_frame().unwrap() {
+        let (seq, pts, bytes) = &every[f.seq as usize];
+        assert_eq!((f.seq, f.pts_ns), (*seq, *pts));
+        let got = f.jpeg.as_ref().map(|b| b.as_slice());
+        assert_eq!(got, Some(bytes.as_slice()), "frame {seq}");
+        n += 1;
+    }
+    assert!((20..=25).contains(&n), "{n} frames delivered with stride 2");
+}

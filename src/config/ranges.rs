@@ -182,7 +182,12 @@ pub const RANGES: &[Range] = &[
     r("spot.rebase_px", 0.0, 100.0, "crop pixels"),
     r("spot.dis_finest_scale", 0.0, 6.0, "pyramid level"),
     r("spot.dis_patch_stride", 1.0, 64.0, "pixels"),
-    r("spot.flow_every", 1.0, 100.0, "frames"),
+    r(
+        "spot.flow_every",
+        0.0,
+        4.0,
+        "frames (0: from the frame rate)",
+    ),
     r("spot.confirm_s", 0.0, 1.0, "seconds"),
     r("spot.lk_margin_px", 0.0, 16.0, "crop pixels"),
     r("spot.lk_reference_margin_px", 0.0, 16.0, "crop pixels"),

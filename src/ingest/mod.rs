@@ -112,6 +112,8 @@ pub struct Ingest {
     stop_requested: Arc<AtomicBool>,
     /// Region the face path expects to read next, packed (see `reader::pack_rect`).
     region_hint: Arc<std::sync::atomic::AtomicU64>,
+    /// Keep every N-th frame (see [`Ingest::set_stride`]).
+    stride: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Stops a running source from another thread (Ctrl-C): the stream ends cleanly at the next frame.
@@ -206,6 +208,7 @@ impl Ingest {
             stop_requested: Arc::new(AtomicBool::new(false)),
             // Until the reader says what it reads, it decodes what it asks for itself.
             region_hint: Arc::new(std::sync::atomic::AtomicU64::new(reader::HINT_NONE)),
+            stride: Arc::new(std::sync::atomic::AtomicU64::new(1)),
         };
 
         // PAUSED tells live sources (no preroll) from files; a failure here is a startup error.
@@ -265,6 +268,7 @@ impl Ingest {
                 stopping: stop,
                 jpeg_pool: FramePool::new(cfg.queue_frames + 8),
                 region_hint: ingest.region_hint.clone(),
+                stride: ingest.stride.clone(),
             },
         );
         if pipeline.set_state(gst::State::Playing).is_err() {
@@ -280,6 +284,14 @@ impl Ingest {
     pub fn set_decode_hint(&self, rect: Option<crate::frame::Rect>) {
         let v = rect.map_or(reader::HINT_NONE, reader::pack_rect);
         self.region_hint.store(v, Ordering::Relaxed);
+    }
+
+    /// Keeps only the frames whose sequence number is a multiple of `n` (1: every frame); the
+    /// others are counted as skipped and never copied or decoded. Frames keep their sequence
+    /// numbers and timestamps, so a consumer sees a 200 fps stream with every other frame absent.
+    /// Frames queued before the call are delivered as they are.
+    pub fn set_stride(&self, n: u64) {
+        self.stride.store(n.max(1), Ordering::Relaxed);
     }
 
     /// The error GStreamer posted while starting, or a generic one naming the source.

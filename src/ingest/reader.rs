@@ -50,6 +50,10 @@ pub(crate) struct SinkState {
     /// The region the face thread expects to read (packed by [`pack_rect`]); decoded here, in
     /// the streaming thread, so decoding runs beside the face path.
     pub region_hint: Arc<std::sync::atomic::AtomicU64>,
+    /// Only frames whose sequence number is a multiple of this are kept (see
+    /// [`crate::ingest::Ingest::set_stride`]); the others are passed over before they are copied
+    /// or decoded.
+    pub stride: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Packed hint: decode nothing ahead (the reader decodes what it reads).
@@ -146,6 +150,13 @@ impl SinkState {
         let pts = buffer.pts().map(|t| t.nseconds());
         let offset = Some(buffer.offset()).filter(|&o| o != u64::MAX);
         self.count_gaps(pts, offset, period_ns);
+        let stride = self.stride.load(Ordering::Relaxed).max(1);
+        if !self.seq.is_multiple_of(stride) {
+            // Nothing downstream reads this frame: neither copied nor decoded.
+            IngestStats::add(&self.stats.skipped, 1);
+            self.seq += 1;
+            return Ok(gst::FlowSuccess::Ok);
+        }
 
         let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
         let src = map.as_slice();

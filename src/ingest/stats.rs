@@ -18,6 +18,8 @@ pub struct IngestStats {
     pub dropped_qos: AtomicU64,
     /// GStreamer warnings posted on the bus.
     pub warnings: AtomicU64,
+    /// Frames passed over on purpose (`spot.flow_every` > 1: only every N-th frame is read).
+    pub skipped: AtomicU64,
 }
 
 /// A point-in-time copy of [`IngestStats`].
@@ -35,6 +37,8 @@ pub struct IngestCounts {
     pub dropped_qos: u64,
     /// See [`IngestStats::warnings`].
     pub warnings: u64,
+    /// See [`IngestStats::skipped`].
+    pub skipped: u64,
 }
 
 impl IngestCounts {
@@ -55,6 +59,7 @@ impl IngestStats {
             dropped_gap: r(&self.dropped_gap),
             dropped_qos: r(&self.dropped_qos),
             warnings: r(&self.warnings),
+            skipped: r(&self.skipped),
         }
     }
 

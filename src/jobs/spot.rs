@@ -83,6 +83,7 @@ pub fn spot_source(
     };
     let opts = DriveOptions {
         fps: fps_override,
+        stride: camera::Stride::Spotter(cfg.spot.flow_every),
         ..DriveOptions::new()
     };
     let rep = camera::drive(&mut ingest, &mut tracker, &opts, |f| {
@@ -128,11 +129,16 @@ pub fn spot_source(
     })
 }
 
-/// The aligned crops of the first face track of a video file (see [`camera::track_crops`]).
+/// The aligned crops of the first face track of a video file, on the frames the spotter reads
+/// (see `spot.flow_every` and [`camera::track_crops`]).
 pub fn track_crops(cfg: &Config, path: &Path) -> Result<TrackCrops> {
     let mut tracker = FaceTracker::from_config(&cfg.face, &cfg.align, &cfg.models)?;
     let mut ingest = Ingest::open(&Source::File(path.to_path_buf()), &cfg.ingest)?;
-    camera::track_crops(&mut ingest, &mut tracker)
+    camera::track_crops(
+        &mut ingest,
+        &mut tracker,
+        camera::Stride::Spotter(cfg.spot.flow_every),
+    )
 }
 
 /// Reads a folder's annotations and tracks every video under `videos/` (crops cached in `cache`).
@@ -163,8 +169,14 @@ pub fn load_set(cfg: &Config, root: &Path, cache: Option<&Path>) -> Result<Vec<V
             .and_then(|s| s.to_str())
             .context("video name")?
             .to_string();
+        // Crops tracked on every N-th frame are another cache than every frame's.
+        let every = match cfg.spot.flow_every {
+            1 => String::new(),
+            0 => "_auto".to_string(),
+            n => format!("_every{n}"),
+        };
         let key = format!(
-            "{}_{}",
+            "{}_{}{every}",
             root.file_name().and_then(|s| s.to_str()).unwrap_or("set"),
             name
         );

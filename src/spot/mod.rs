@@ -93,14 +93,13 @@ fn rules(cfg: &SpotConfig, fps: f64) -> Result<SegmentRules> {
         jaw_px: cfg.jaw_px as f32,
         emit: cfg.emit_kind()?,
         lag_frames: cfg.lag_frames(fps) as u64,
-        confirm_samples: (frames(cfg.confirm_s, fps) / cfg.flow_every.max(1) as usize).max(1)
-            as u64,
+        confirm_samples: samples(cfg, fps, frames(cfg.confirm_s, fps)) as u64,
     })
 }
 
-/// Signal samples spanning `n` frames (one sample per `flow_every` frames).
-fn samples(cfg: &SpotConfig, n: usize) -> usize {
-    (n / cfg.flow_every.max(1) as usize).max(1)
+/// Signal samples spanning `n` frames at `fps` (one sample per [`SpotConfig::every`] frames).
+fn samples(cfg: &SpotConfig, fps: f64, n: usize) -> usize {
+    (n / cfg.every(fps) as usize).max(1)
 }
 
 fn builder(cfg: &SpotConfig, fps: f64, crop_size: usize) -> Result<SignalBuilder> {
@@ -129,7 +128,7 @@ fn builder(cfg: &SpotConfig, fps: f64, crop_size: usize) -> Result<SignalBuilder
         flow,
         crop_size,
         cfg.lag_frames(fps),
-        cfg.flow_every as usize,
+        cfg.every(fps) as usize,
         cfg.rebase_px as f32,
     ))
 }
@@ -166,15 +165,15 @@ pub struct Decider {
 
 /// Samples between refreshes of a running or centred spread: a quarter of the lag.
 fn spread_step(cfg: &SpotConfig, fps: f64) -> usize {
-    samples(cfg, cfg.lag_frames(fps).div_ceil(4))
+    samples(cfg, fps, cfg.lag_frames(fps).div_ceil(4))
 }
 
 impl Decider {
     /// A live decider for `fps` and `regions` regions (causal running spreads).
     pub fn new(cfg: &SpotConfig, fps: f64, regions: usize) -> Result<Decider> {
         let (window, warmup) = (
-            samples(cfg, frames(cfg.window_s, fps)),
-            samples(cfg, 2 * cfg.lag_frames(fps)),
+            samples(cfg, fps, frames(cfg.window_s, fps)),
+            samples(cfg, fps, 2 * cfg.lag_frames(fps)),
         );
         let step = spread_step(cfg, fps);
         let regions = (0..regions)
@@ -465,7 +464,7 @@ pub fn spot_offline(
         }
     }
     let (window, every) = (
-        samples(cfg, frames(cfg.window_s, fps)),
+        samples(cfg, fps, frames(cfg.window_s, fps)),
         spread_step(cfg, fps),
     );
     let regions: Vec<Vec<Option<Spread>>> = mags

@@ -43,7 +43,9 @@ pub struct SpotConfig {
     pub dis_finest_scale: i32,
     /// DIS patch stride in pixels (the preset's is 4); larger is cheaper and coarser.
     pub dis_patch_stride: i32,
-    /// Flow is measured on every N-th frame (1 = all); decisions keep whole-frame indices.
+    /// Flow is measured on every N-th frame (1 = all; 0 = from the frame rate, see
+    /// [`flow_every_at`]); decisions keep whole-frame indices, and the camera path does not
+    /// decode or track the frames in between.
     pub flow_every: u32,
     /// How residual head motion is removed from region motion: "nose" (the nose region's
     /// translation) or "similarity" (a robust fit over the face: translation, rotation, scale).
@@ -180,8 +182,11 @@ impl SpotConfig {
                 self.dis_finest_scale
             );
         }
-        if !(1..=4).contains(&self.flow_every) {
-            bail!("spot.flow_every = {}: expected 1..=4", self.flow_every);
+        if !(0..=4).contains(&self.flow_every) {
+            bail!(
+                "spot.flow_every = {}: expected 1..=4, or 0 for every ⌊fps / {AUTO_RATE_HZ}⌋-th frame",
+                self.flow_every
+            );
         }
         if !(1..=8).contains(&self.dis_patch_stride) {
             bail!(
@@ -252,6 +257,30 @@ impl SpotConfig {
     pub fn lag_frames(&self, fps: f64) -> usize {
         frames(self.lag_s, fps).max(1)
     }
+
+    /// Flow is measured on every this-many-th frame at `fps` (see [`flow_every_at`]).
+    pub fn every(&self, fps: f64) -> u32 {
+        flow_every_at(self.flow_every, fps)
+    }
+}
+
+/// The spotter reads at least this many frames per second when `spot.flow_every` is 0: its
+/// parameters were chosen on 200 fps video read every other frame.
+pub const AUTO_RATE_HZ: f64 = 90.0;
+
+/// The frame step of a `spot.flow_every` setting at `fps`: the setting itself, or for 0 the
+/// largest step that still reads [`AUTO_RATE_HZ`] frames per second (1 at 30–179 fps, 2 at
+/// 180–269 fps, at most 4).
+pub fn flow_every_at(setting: u32, fps: f64) -> u32 {
+    if setting > 0 {
+        return setting;
+    }
+    let n = (fps / AUTO_RATE_HZ).floor();
+    if n.is_finite() {
+        n.clamp(1.0, 4.0) as u32
+    } else {
+        1
+    }
 }
 
 /// `seconds × fps` rounded to whole frames.
@@ -271,5 +300,25 @@ mod tests {
         assert_eq!(strict, SpotConfig::default());
         assert_eq!(strict.lag_frames(200.0), 20);
         assert_eq!(strict.lag_frames(100.0), 10);
+    }
+
+    #[test]
+    fn flow_every_from_the_rate_reads_at_least_90_frames_per_second() {
+        let at = |fps| flow_every_at(0, fps);
+        assert_eq!([at(25.0), at(179.0), at(180.0), at(200.0)], [1, 1, 2, 2]);
+        assert_eq!([at(270.0), at(1000.0), at(f64::NAN)], [3, 4, 1]);
+        assert_eq!(flow_every_at(3, 30.0), 3, "a given step is kept");
+        let mut c = SpotConfig {
+            flow_every: 0,
+            ..SpotConfig::default()
+        };
+        c.validate().unwrap();
+        c.flow_every = 5;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("spot.flow_every")
+        );
     }
 }

@@ -24,6 +24,9 @@ pub trait FrameSource {
     fn next_frame(&mut self) -> Result<Option<Frame>>;
     /// The region of the coming frames the face path will read (MJPEG decodes only that ahead).
     fn set_decode_hint(&self, rect: Option<Rect>);
+    /// Passes over frames whose sequence number is not a multiple of `n` (1: none) without
+    /// decoding them; frames keep their sequence numbers.
+    fn set_stride(&self, n: u64);
     /// Ends the stream at the next frame; frames already queued are still delivered.
     fn stop(&self);
     /// A label for messages (file name, camera).
@@ -36,6 +39,9 @@ impl FrameSource for Ingest {
     }
     fn set_decode_hint(&self, rect: Option<Rect>) {
         Ingest::set_decode_hint(self, rect)
+    }
+    fn set_stride(&self, n: u64) {
+        Ingest::set_stride(self, n)
     }
     fn stop(&self) {
         self.stop_handle().stop()
@@ -52,6 +58,7 @@ pub struct ImageFrames {
     next: u64,
     period_ns: u64,
     stopped: AtomicBool,
+    stride: std::sync::atomic::AtomicU64,
     label: String,
 }
 
@@ -63,6 +70,7 @@ impl ImageFrames {
             next: 0,
             period_ns: (1e9 / fps.max(1e-3)) as u64,
             stopped: AtomicBool::new(false),
+            stride: std::sync::atomic::AtomicU64::new(1),
             label: label.into(),
         }
     }
@@ -73,6 +81,13 @@ impl FrameSource for ImageFrames {
         use opencv::prelude::*;
         if self.stopped.load(Ordering::Relaxed) {
             return Ok(None);
+        }
+        let stride = self.stride.load(Ordering::Relaxed).max(1);
+        while !self.next.is_multiple_of(stride) {
+            if self.paths.next().is_none() {
+                return Ok(None);
+            }
+            self.next += 1;
         }
         let Some(path) = self.paths.next() else {
             return Ok(None);
@@ -106,6 +121,9 @@ impl FrameSource for ImageFrames {
         }))
     }
     fn set_decode_hint(&self, _rect: Option<Rect>) {}
+    fn set_stride(&self, n: u64) {
+        self.stride.store(n.max(1), Ordering::Relaxed);
+    }
     fn stop(&self) {
         self.stopped.store(true, Ordering::Relaxed);
     }
@@ -128,6 +146,35 @@ pub struct DriveOptions {
     pub max_frames: Option<u64>,
     /// Copy the first face's region of the frame this often (the live monitor's picture).
     pub face_image_every: Option<std::time::Duration>,
+    /// Which frames are read: the others are neither decoded nor tracked.
+    pub stride: Stride,
+}
+
+/// Which frames of a source the driver reads; the others are passed over undecoded and keep
+/// their place in the sequence numbers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Stride {
+    /// Every frame.
+    #[default]
+    All,
+    /// Every n-th frame.
+    Every(u64),
+    /// The frames a spotter reads with this `spot.flow_every` setting at the stream's rate
+    /// ([`crate::spot::params::flow_every_at`]), decided once the rate is known.
+    Spotter(u32),
+}
+
+impl Stride {
+    /// The frame step at `fps` (None while a rate-dependent step waits for the rate).
+    fn step(self, fps: Option<f64>) -> Option<u64> {
+        match self {
+            Stride::All => Some(1),
+            Stride::Every(n) => Some(n.max(1)),
+            Stride::Spotter(setting) => {
+                fps.map(|f| crate::spot::params::flow_every_at(setting, f).into())
+            }
+        }
+    }
 }
 
 impl DriveOptions {
@@ -187,7 +234,7 @@ pub enum Flow {
 /// What the driver counted.
 #[derive(Debug, Clone, Default)]
 pub struct DriveReport {
-    /// Frames read.
+    /// Frames read (with a stride, the frames kept).
     pub frames: u64,
     /// Frames whose compressed data the decoder rejected (processed as frames without a face).
     pub corrupt_frames: u64,
@@ -235,6 +282,11 @@ pub fn drive<S: FrameSource + ?Sized>(
     let mut stopped = false;
     let mut last_pts: Option<u64> = None;
     let mut next_image = Instant::now();
+    // Until a rate-dependent step is known (a file without a declared rate), every frame is read.
+    let mut stride = opts.stride.step(opts.fps);
+    if let Some(n) = stride {
+        source.set_stride(n);
+    }
     loop {
         if opts.max_frames.is_some_and(|m| rep.frames >= m) {
             break;
@@ -254,8 +306,6 @@ pub fn drive<S: FrameSource + ?Sized>(
                 break;
             }
         };
-        let index = rep.frames;
-        rep.frames += 1;
         let p0 = rep.pts_range.map_or(frame.pts_ns, |r| r.0);
         rep.pts_range = Some((p0, frame.pts_ns));
         if let Some(lp) = last_pts {
@@ -284,6 +334,17 @@ pub fn drive<S: FrameSource + ?Sized>(
                 FPS_RANGE.end()
             );
         }
+        if stride.is_none()
+            && let Some(n) = opts.stride.step(rep.fps)
+        {
+            stride = Some(n);
+            source.set_stride(n);
+        }
+        if !frame.seq.is_multiple_of(stride.unwrap_or(1)) {
+            continue; // queued before the source was told the stride
+        }
+        let index = rep.frames;
+        rep.frames += 1;
         let (w, h) = (frame.width, frame.height);
         let t0 = Instant::now();
         let tracked = tracker.process_frame(&mut frame);
@@ -368,19 +429,25 @@ pub struct TrackCrops {
     pub fps: f64,
     /// (frame sequence number, crop) of the lowest track id on each frame that has one.
     pub crops: Vec<(u64, Vec<u8>)>,
-    /// Frames read.
+    /// Frames read (with a stride, the frames kept).
     pub frames: u64,
     /// Mean tracking time per frame, µs.
     pub face_us_per_frame: f64,
 }
 
-/// Tracks the faces of `source` and keeps the first track's crops; a source error is an error.
+/// Tracks the faces of `source` on every `stride`-th frame and keeps the first track's crops; a
+/// source error is an error.
 pub fn track_crops<S: FrameSource + ?Sized>(
     source: &mut S,
     tracker: &mut FaceTracker,
+    stride: Stride,
 ) -> Result<TrackCrops> {
     let mut crops = Vec::new();
-    let rep = drive(source, tracker, &DriveOptions::new(), |f| {
+    let opts = DriveOptions {
+        stride,
+        ..DriveOptions::new()
+    };
+    let rep = drive(source, tracker, &opts, |f| {
         if let Some(o) = f.faces.into_iter().min_by_key(|o| o.track_id) {
             crops.push((f.seq, o.crop));
         }
@@ -398,4 +465,39 @@ pub fn track_crops<S: FrameSource + ?Sized>(
         frames: rep.frames,
         face_us_per_frame: rep.face_s * 1e6 / rep.frames.max(1) as f64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_frames_with_a_stride_keep_every_nth_image_and_its_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut paths = Vec::new();
+        for i in 0..7u8 {
+            let p = dir.path().join(format!("{i}.png"));
+            let img = opencv::core::Mat::new_rows_cols_with_default(
+                4,
+                6,
+                opencv::core::CV_8UC1,
+                opencv::core::Scalar::all(f64::from(i * 10)),
+            )
+            .unwrap();
+            opencv::imgcodecs::imwrite(p.to_str().unwrap(), &img, &opencv::core::Vector::new())
+                .unwrap();
+            paths.push(p);
+        }
+        let mut src = ImageFrames::new("t", paths, 200.0);
+        src.set_stride(3);
+        let mut got = Vec::new();
+        while let Some(mut f) = src.next_frame().unwrap() {
+            let v = f.data().unwrap()[0];
+            got.push((f.seq, f.pts_ns, v));
+        }
+        assert_eq!(
+            got,
+            vec![(0, 0, 0), (3, 15_000_000, 30), (6, 30_000_000, 60)]
+        );
+    }
 }

@@ -55,7 +55,7 @@ pub struct StreamOptions {
     /// origin + presentation time, `mono_ns` = presentation time), so outputs are reproducible;
     /// latency is not meaningful and is written as 0.
     pub offline_origin_ns: Option<i64>,
-    /// Frames processed so far (progress display).
+    /// Position in the source so far, frames (progress display).
     pub progress: Option<Arc<std::sync::atomic::AtomicU64>>,
     /// MJPEG frames are decoded (by region) in GStreamer's thread, beside the face path; false
     /// decodes them on the face thread only, which costs less CPU when every core is busy anyway
@@ -397,6 +397,9 @@ fn camera_path(
             .monitor
             .as_ref()
             .map(|_| crate::monitor::feed::HANDOVER),
+        // Frames the spotter passes over are not decoded or tracked either (clips take the
+        // nearest kept frame at or before each sampled position).
+        stride: camera::Stride::Spotter(cfg.spot.flow_every),
     };
     let mut feed = opts.monitor.clone().map(crate::monitor::feed::Feed::new);
     let label = ingest.label().to_string();
@@ -422,7 +425,8 @@ fn camera_path(
             },
         };
         if let Some(p) = &opts.progress {
-            p.store(f.index + 1, Ordering::Relaxed);
+            // Position in the source (frames passed over by a stride count as done).
+            p.store(f.seq + 1, Ordering::Relaxed);
         }
         if opts.record && f.faces.is_empty() {
             rep.rows.push(FrameRow {
@@ -506,7 +510,10 @@ fn camera_path(
             let c = ingest_stats.snapshot();
             let (w, h, stream_s) = (f.width, f.height, times.stream_s);
             let (intervals, clips_dropped, queued) = (rep.intervals, rep.clips_dropped, tx.len());
-            feed.hand_over(f.index + 1, c.received, f.face_image, first_crop, |v| {
+            // Frames a stride passes over are not waiting for the face path: "in" counts the
+            // frames it has to read, so the two rates agree whenever it keeps up.
+            let wanted = c.received.saturating_sub(c.skipped);
+            feed.hand_over(f.index + 1, wanted, f.face_image, first_crop, |v| {
                 if v.source != label {
                     v.source = label.clone();
                 }
