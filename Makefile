@@ -88,13 +88,17 @@ bench-live: setup
 	scripts/latency.sh $(REL_BIN) $(BENCH_OUT)/latency-synth/videos/00[1-4]_1.avi
 
 ## bench-batch: batch throughput (video-seconds per wall-second) on 8 SynthME long videos (12 s of
-## 640x480 200 fps MJPEG each), two at a time. Not part of `make test`.
+## 640x480 200 fps MJPEG each), two at a time, reading every frame and then every other frame (the
+## speed option `spot.flow_every=2`); bash's `time` prints each. Not part of `make test`.
 bench-batch: setup
 	$(CARGO) build --release --locked
 	mkdir -p $(BENCH_OUT)
 	[ -d $(BENCH_OUT)/batch-synth/videos ] || $(REL_BIN) synth $(BENCH_OUT)/batch-synth --preset bench --clips 0
-	rm -rf $(BENCH_OUT)/batch
-	$(REL_BIN) batch $(BENCH_OUT)/batch-synth/videos --out $(BENCH_OUT)/batch -j 2 --quiet
+	rm -rf $(BENCH_OUT)/batch $(BENCH_OUT)/batch-every2
+	@echo "every frame (the default):"
+	time $(REL_BIN) batch $(BENCH_OUT)/batch-synth/videos --out $(BENCH_OUT)/batch -j 2 --quiet
+	@echo "every other frame (the speed option, README \"Spotting\"):"
+	time $(REL_BIN) batch $(BENCH_OUT)/batch-synth/videos --out $(BENCH_OUT)/batch-every2 -j 2 --quiet --set spot.flow_every=2
 
 ## loso-default: LOSO evaluation of models/default's recipe on SynthME's general preset (stage 1, full
 ## model, MLP-head ablation; 30 clips per identity: ~40 core-minutes per fold, 19 folds (one per photo of
