@@ -424,6 +424,21 @@ impl Ingest {
         self.ended = true;
         let demuxer = self.demuxer_path();
         self.stop_bus_thread();
+        // A source that fails posts its error and then ends the stream: the end can arrive here
+        // before the bus thread forwarded the error, so take what it sent and what is still on
+        // the bus (stopping the pipeline flushes it) before calling the end clean.
+        while let Ok(c) = self.control.try_recv() {
+            if let Control::Error(e) = c {
+                self.pending_error.get_or_insert(e);
+            }
+        }
+        if let Some(bus) = self.pipeline.bus() {
+            while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+                if let Some(e) = reader::bus_error(&msg) {
+                    self.pending_error.get_or_insert(e);
+                }
+            }
+        }
         let _ = self.pipeline.set_state(gst::State::Null);
         if let Some(e) = self.pending_error.take() {
             if self.stop_requested() {

@@ -343,6 +343,22 @@ pub(crate) fn attach(sink: &gst_app::AppSink, state: SinkState) {
 }
 
 /// Watches the bus: errors to the consumer, warnings and QoS drops into the counters.
+/// The error a bus message carries, naming the element that posted it.
+pub(crate) fn bus_error(msg: &gst::Message) -> Option<IngestError> {
+    let gst::MessageView::Error(e) = msg.view() else {
+        return None;
+    };
+    let element = msg
+        .src()
+        .map(|s| s.path_string().to_string())
+        .unwrap_or_else(|| "pipeline".into());
+    Some(IngestError {
+        element,
+        message: e.error().to_string(),
+        debug: e.debug().map(|d| d.to_string()),
+    })
+}
+
 pub(crate) fn watch_bus(
     bus: gst::Bus,
     control: Sender<Control>,
@@ -359,16 +375,10 @@ pub(crate) fn watch_bus(
                 };
                 use gst::MessageView;
                 match msg.view() {
-                    MessageView::Error(e) => {
-                        let element = msg
-                            .src()
-                            .map(|s| s.path_string().to_string())
-                            .unwrap_or_else(|| "pipeline".into());
-                        let _ = control.send(Control::Error(IngestError {
-                            element,
-                            message: e.error().to_string(),
-                            debug: e.debug().map(|d| d.to_string()),
-                        }));
+                    MessageView::Error(_) => {
+                        if let Some(e) = bus_error(&msg) {
+                            let _ = control.send(Control::Error(e));
+                        }
                     }
                     MessageView::Warning(w) => {
                         IngestStats::add(&stats.warnings, 1);
