@@ -352,7 +352,10 @@ impl Ingest {
         loop {
             // Frames first: control messages only matter once the queue is empty.
             if let Ok(f) = self.frames.try_recv() {
-                return Ok(Some(self.deliver(f)));
+                if let Some(f) = self.kept(f) {
+                    return Ok(Some(self.deliver(f)));
+                }
+                continue;
             }
             if self.eos_seen {
                 return self.finish();
@@ -363,10 +366,12 @@ impl Ingest {
                 .map(|_| Instant::now() + self.drain);
             crossbeam_channel::select! {
                 recv(self.frames) -> f => {
-                    if let Ok(f) = f {
+                    let Ok(f) = f else {
+                        return self.finish();
+                    };
+                    if let Some(f) = self.kept(f) {
                         return Ok(Some(self.deliver(f)));
                     }
-                    return self.finish();
                 }
                 recv(self.control) -> c => match c {
                     Ok(Control::Eos) | Err(_) => self.eos_seen = true,
@@ -383,6 +388,16 @@ impl Ingest {
                 }
             }
         }
+    }
+
+    /// The frame, unless a stride set after it was queued passes it over (counted as skipped).
+    fn kept(&self, f: Frame) -> Option<Frame> {
+        let stride = self.stride.load(Ordering::Relaxed).max(1);
+        if f.seq.is_multiple_of(stride) {
+            return Some(f);
+        }
+        IngestStats::add(&self.stats.skipped, 1);
+        None
     }
 
     fn deliver(&mut self, f: Frame) -> Frame {

@@ -208,8 +208,13 @@ impl RunSummary {
     /// Human-readable lines.
     pub fn render(&self) -> String {
         let c = &self.cpu;
+        // With a stride the count is of the frames read; say how many were passed over on purpose.
+        let passed = match self.ingest.skipped {
+            0 => String::new(),
+            n => format!(" read, {n} passed over (spot.flow_every)"),
+        };
         let mut s = format!(
-            "{}: {} frames at {:.1} fps ({:.0} frames/s processed), dropped {} (queue {}, gaps {}, QoS {}), corrupt {}, faces {}\n\
+            "{}: {} frames{passed} at {:.1} fps ({:.0} frames/s processed), dropped {} (queue {}, gaps {}, QoS {}), corrupt {}, faces {}\n\
              intervals {}, clips dropped {} (queue full), truncated {}, events {} (latency median {:.1} ms, p99 {:.1} ms)\n\
              model {} on {}; CPU over {:.1} s: face+spot {:.0}%, inference {:.0}%, ingest+sinks {:.0}% of one core\n",
             self.source,
