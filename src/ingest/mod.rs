@@ -289,7 +289,7 @@ impl Ingest {
     /// Keeps only the frames whose sequence number is a multiple of `n` (1: every frame); the
     /// others are counted as skipped and never copied or decoded. Frames keep their sequence
     /// numbers and timestamps, so a consumer sees a 200 fps stream with every other frame absent.
-    /// Frames queued before the call are delivered as they are.
+    /// Frames queued before the call are passed over as they leave the queue (and counted).
     pub fn set_stride(&self, n: u64) {
         self.stride.store(n.max(1), Ordering::Relaxed);
     }

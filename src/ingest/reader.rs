@@ -342,7 +342,6 @@ pub(crate) fn attach(sink: &gst_app::AppSink, state: SinkState) {
     );
 }
 
-/// Watches the bus: errors to the consumer, warnings and QoS drops into the counters.
 /// The error a bus message carries, naming the element that posted it.
 pub(crate) fn bus_error(msg: &gst::Message) -> Option<IngestError> {
     let gst::MessageView::Error(e) = msg.view() else {
@@ -359,6 +358,7 @@ pub(crate) fn bus_error(msg: &gst::Message) -> Option<IngestError> {
     })
 }
 
+/// Watches the bus: errors to the consumer, warnings and QoS drops into the counters.
 pub(crate) fn watch_bus(
     bus: gst::Bus,
     control: Sender<Control>,

@@ -341,7 +341,9 @@ pub fn drive<S: FrameSource + ?Sized>(
             source.set_stride(n);
         }
         if !frame.seq.is_multiple_of(stride.unwrap_or(1)) {
-            continue; // queued before the source was told the stride
+            // The frame whose timestamps told the rate (a file without a declared one) came
+            // before the source knew the stride; the sources pass over every later one.
+            continue;
         }
         let index = rep.frames;
         rep.frames += 1;
