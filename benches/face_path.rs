@@ -160,6 +160,14 @@ fn stages(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    // The same region by libjpeg alone (what the baseline fast path replaces at scale 1/1).
+    g.bench_function("mjpeg_640x480_face_region_libjpeg", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % m.jpegs640.len();
+            aullm::frame::jpeg::libjpeg_region(&m.jpegs640[i], 640, 480, 1, rect, &mut out).unwrap()
+        })
+    });
     for denom in [1u32, 2, 4, 8] {
         let r = rect.map(|v| v / denom);
         g.bench_function(format!("mjpeg_640x480_face_region_scale_1_{denom}"), |b| {

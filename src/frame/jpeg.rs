@@ -109,6 +109,33 @@ pub fn decode_gray_scaled(
             out.len()
         );
     }
+    if denom == 1
+        && let Ok((cx0, cx1)) =
+            super::baseline::decode_gray_region(data, width, height, [x0, y0, x1, y1], out)
+    {
+        return Ok([cx0, y0, cx1, y1]);
+    }
+    libjpeg_region(data, width, height, denom, [x0, y0, x1, y1], out)
+}
+
+/// [`decode_gray_scaled`] by libjpeg alone, for every JPEG libjpeg reads (the fast path in
+/// [`super::baseline`] declines what it does not handle and comes here); `rect` is already clamped
+/// to the scaled frame and non-empty, and `out` holds the scaled frame.
+pub fn libjpeg_region(
+    data: &[u8],
+    width: u32,
+    height: u32,
+    denom: u32,
+    [x0, y0, x1, y1]: Rect,
+    out: &mut [u8],
+) -> Result<Rect> {
+    let (sw, sh) = scaled_size(width, height, denom);
+    if out.len() < sw as usize * sh as usize || x0 >= x1 || y0 >= y1 || x1 > sw || y1 > sh {
+        bail!(
+            "region [{x0}, {x1}) x [{y0}, {y1}) of a {sw}x{sh} frame in {} bytes",
+            out.len()
+        );
+    }
     let (mut cx0, mut cx1) = (x0 as c_int, x1 as c_int);
     let mut msg = [0u8; 200];
     // SAFETY: `out` holds the scaled frame's bytes (checked above) and the shim writes only rows

@@ -6,6 +6,7 @@
 use crossbeam_queue::ArrayQueue;
 use std::sync::Arc;
 
+pub mod baseline;
 pub mod jpeg;
 
 /// A gray 8-bit frame with its stream timing.

@@ -1,0 +1,170 @@
+//! The baseline fast path of region decoding gives libjpeg's pixels exactly, on every kind of
+//! JPEG it accepts, and hands everything else (progressive, colour, damaged) back to libjpeg.
+
+use aullm::frame::baseline::{Declined, decode_gray_region};
+use aullm::frame::jpeg;
+use aullm::rng::Rng;
+use opencv::core::{Mat, Vector};
+use opencv::imgcodecs::{
+    IMWRITE_JPEG_OPTIMIZE, IMWRITE_JPEG_PROGRESSIVE, IMWRITE_JPEG_QUALITY,
+    IMWRITE_JPEG_RST_INTERVAL, imencode,
+};
+use opencv::prelude::*;
+
+/// A textured gray image: gradients, edges and noise, so that blocks carry many coefficients.
+fn image(w: usize, h: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    (0..w * h)
+        .map(|i| {
+            let (x, y) = ((i % w) as f32, (i / w) as f32);
+            let v = 128.0
+                + 60.0 * (x * 0.07).sin() * (y * 0.05).cos()
+                + if (x as usize / 13 + y as usize / 11).is_multiple_of(2) {
+                    30.0
+                } else {
+                    -30.0
+                }
+                + 25.0 * rng.gaussian() as f32;
+            v.clamp(0.0, 255.0) as u8
+        })
+        .collect()
+}
+
+fn encode(px: &[u8], w: usize, h: usize, channels: i32, params: &[i32]) -> Vec<u8> {
+    let flat = Mat::from_slice(px).unwrap();
+    let m = flat.reshape(channels, h as i32).unwrap();
+    assert_eq!(m.cols() as usize, w);
+    let mut buf = Vector::<u8>::new();
+    imencode(".jpg", &m, &mut buf, &Vector::from_slice(params)).unwrap();
+    buf.to_vec()
+}
+
+/// Decodes `rect` both ways into buffers that start alike; both must agree on everything.
+fn same_as_libjpeg(jpeg_bytes: &[u8], w: u32, h: u32, rect: [u32; 4], what: &str) {
+    let mut fast = vec![7u8; (w * h) as usize];
+    let mut slow = vec![7u8; (w * h) as usize];
+    let a = jpeg::decode_gray(jpeg_bytes, w, h, rect, &mut fast).map_err(|e| e.to_string());
+    let clamped = [
+        rect[0].min(w),
+        rect[1].min(h),
+        rect[2].min(w),
+        rect[3].min(h),
+    ];
+    let b =
+        jpeg::libjpeg_region(jpeg_bytes, w, h, 1, clamped, &mut slow).map_err(|e| e.to_string());
+    assert_eq!(a, b, "{what}: rectangles for {rect:?}");
+    if let Some(i) = fast.iter().zip(&slow).position(|(x, y)| x != y) {
+        panic!(
+            "{what}: pixel ({}, {}) is {} by the fast path, {} by libjpeg (rect {rect:?})",
+            i % w as usize,
+            i / w as usize,
+            fast[i],
+            slow[i]
+        );
+    }
+}
+
+fn rects(w: u32, h: u32, rng: &mut Rng) -> Vec<[u32; 4]> {
+    let mut out = vec![
+        [0, 0, w, h],
+        [0, 0, 1, 1],
+        [w - 1, h - 1, w, h],
+        [w / 3, h / 4, w, h / 2],
+    ];
+    for _ in 0..12 {
+        let x0 = (rng.next_u64() % (w as u64)) as u32;
+        let y0 = (rng.next_u64() % (h as u64)) as u32;
+        let x1 = x0 + 1 + (rng.next_u64() % ((w - x0) as u64)) as u32;
+        let y1 = y0 + 1 + (rng.next_u64() % ((h - y0) as u64)) as u32;
+        out.push([x0, y0, x1, y1]);
+    }
+    out
+}
+
+#[test]
+fn baseline_gray_frames_decode_to_libjpegs_pixels_at_every_quality_size_and_region() {
+    let mut rng = Rng::new(5);
+    for (w, h) in [(640usize, 480usize), (203, 157), (8, 8), (17, 9)] {
+        let px = image(w, h, w as u64);
+        for quality in [30, 75, 95, 100] {
+            for optimize in [0, 1] {
+                for restart in [0, 1, 3] {
+                    let params = [
+                        IMWRITE_JPEG_QUALITY,
+                        quality,
+                        IMWRITE_JPEG_OPTIMIZE,
+                        optimize,
+                        IMWRITE_JPEG_RST_INTERVAL,
+                        restart,
+                    ];
+                    let j = encode(&px, w, h, 1, &params);
+                    let what = format!("{w}x{h} q{quality} optimize {optimize} restart {restart}");
+                    let (w, h) = (w as u32, h as u32);
+                    // The fast path takes these frames itself (it does not fall back).
+                    let mut out = vec![0u8; (w * h) as usize];
+                    decode_gray_region(&j, w, h, [0, 0, w, h], &mut out)
+                        .unwrap_or_else(|e| panic!("{what}: fast path declined: {e:?}"));
+                    for r in rects(w, h, &mut rng) {
+                        same_as_libjpeg(&j, w, h, r, &what);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn progressive_and_colour_frames_are_left_to_libjpeg() {
+    let (w, h) = (96usize, 64usize);
+    let px = image(w, h, 3);
+    let progressive = encode(&px, w, h, 1, &[IMWRITE_JPEG_PROGRESSIVE, 1]);
+    let rgb: Vec<u8> = px.iter().flat_map(|&v| [v, v / 2, 255 - v]).collect();
+    let colour = encode(&rgb, w, h, 3, &[IMWRITE_JPEG_QUALITY, 90]);
+    let (w, h) = (w as u32, h as u32);
+    for (j, what) in [(&progressive, "progressive"), (&colour, "colour")] {
+        let mut out = vec![0u8; (w * h) as usize];
+        assert_eq!(
+            decode_gray_region(j, w, h, [0, 0, w, h], &mut out),
+            Err(Declined::Unsupported),
+            "{what}"
+        );
+        same_as_libjpeg(j, w, h, [5, 6, 70, 50], what);
+    }
+}
+
+#[test]
+fn damaged_frames_get_libjpegs_answer_and_never_a_panic() {
+    let (w, h) = (160usize, 120usize);
+    let px = image(w, h, 9);
+    let mut rng = Rng::new(11);
+    for restart in [0, 2] {
+        let good = encode(
+            &px,
+            w,
+            h,
+            1,
+            &[IMWRITE_JPEG_QUALITY, 90, IMWRITE_JPEG_RST_INTERVAL, restart],
+        );
+        let (w, h) = (w as u32, h as u32);
+        // Cut short: the fast path must notice it ran out of data and decline.
+        let cut = &good[..good.len() / 2];
+        let mut out = vec![0u8; (w * h) as usize];
+        assert_eq!(
+            decode_gray_region(cut, w, h, [0, 0, w, h], &mut out),
+            Err(Declined::Damaged),
+            "cut short, restart {restart}"
+        );
+        same_as_libjpeg(cut, w, h, [0, 0, w, h], "cut short");
+        // Bytes flipped in the entropy-coded data.
+        let scan = good.windows(2).position(|p| p == [0xFF, 0xDA]).unwrap() + 20;
+        for _ in 0..60 {
+            let mut bad = good.clone();
+            for _ in 0..1 + (rng.next_u64() % 4) {
+                let i = scan + (rng.next_u64() % (bad.len() - 2 - scan) as u64) as usize;
+                bad[i] ^= 1 << (rng.next_u64() % 8);
+            }
+            same_as_libjpeg(&bad, w, h, [0, 0, w, h], "flipped bits");
+            same_as_libjpeg(&bad, w, h, [40, 30, 120, 90], "flipped bits, region");
+        }
+    }
+}
