@@ -241,14 +241,25 @@ impl<'a> Bits<'a> {
             let mut w = [0u8; 8];
             w.copy_from_slice(&self.data[self.pos..self.pos + 8]);
             let word = u64::from_be_bytes(w);
+            let ff = ff_bytes(word);
+            let take = (63 - self.avail) / 8;
             // No 0xFF byte among the eight: take whole bytes at once (the bits beyond them are
             // the same stream's next bits, which the next fill writes again identically).
-            if !has_ff(word) {
-                let take = (63 - self.avail) / 8;
+            if ff == 0 {
                 self.buf |= word >> self.avail;
                 self.avail += take * 8;
                 self.pos += take as usize;
                 return;
+            }
+            // Otherwise the bytes before the first 0xFF at once, and the 0xFF byte by byte.
+            let clean = (ff.leading_zeros() / 8).min(take);
+            if clean > 0 {
+                self.buf |= (word & (u64::MAX << (64 - 8 * clean))) >> self.avail;
+                self.avail += clean * 8;
+                self.pos += clean as usize;
+                if self.avail >= 32 {
+                    return;
+                }
             }
         }
         *self = self.filled_slow();
@@ -336,11 +347,12 @@ impl<'a> Bits<'a> {
     }
 }
 
-/// Any byte of `w` equal to 0xFF.
+/// 0x80 in each byte of `w` that is 0xFF, 0 elsewhere (exact: no borrow between bytes).
 #[inline(always)]
-fn has_ff(w: u64) -> bool {
+fn ff_bytes(w: u64) -> u64 {
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
     let x = !w; // 0xFF bytes become zero bytes
-    x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080 != 0
+    !(((x & LOW7) + LOW7) | x | LOW7)
 }
 
 /// What the header says, for a frame this decoder handles.
@@ -570,12 +582,21 @@ pub fn decode_gray_region(
                 // Rows [y0, y1) and columns [cx0, x1) of this block's 8×8 pixels.
                 let (px, py) = (bx * 8, by * 8);
                 let cols = px.max(cx0)..(px + 8).min(x1);
+                let whole = cols.start == px && cols.end == px + 8;
                 for y in py.max(y0)..(py + 8).min(y1) {
                     let src = &pixels[((y - py) * 8) as usize..][..8];
-                    let row = (y * width) as usize;
-                    out[row + cols.start as usize..row + cols.end as usize].copy_from_slice(
-                        &src[(cols.start - px) as usize..(cols.end - px) as usize],
-                    );
+                    let row = y as usize * width as usize;
+                    if whole {
+                        // A fixed 8-byte copy is a move, not a call to memcpy.
+                        let dst: &mut [u8; 8] = (&mut out[row + px as usize..][..8])
+                            .try_into()
+                            .expect("8 bytes");
+                        dst.copy_from_slice(src);
+                    } else {
+                        out[row + cols.start as usize..row + cols.end as usize].copy_from_slice(
+                            &src[(cols.start - px) as usize..(cols.end - px) as usize],
+                        );
+                    }
                 }
             } else {
                 skip_block(&mut bits, &h.dc, &h.ac, &mut pred)?;
