@@ -1,5 +1,6 @@
-//! MJPEG frames decoded by region (the C shim over libjpeg-turbo): any bytes give a size and a
-//! decoded rectangle inside the frame, or an error.
+//! MJPEG frames decoded by region: any bytes give a size and a decoded rectangle inside the frame,
+//! or an error; and aullm's baseline decoder (`frame::baseline`), where it takes a frame, writes
+//! exactly libjpeg's pixels and rectangle (differential: libjpeg-turbo through the C shim).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -22,10 +23,23 @@ fuzz_target!(|data: &[u8]| {
         rect[3] as u32 * h / 255,
     ];
     let mut out = vec![0u8; w as usize * h as usize];
-    if let Ok(got) = aullm::frame::jpeg::decode_gray(jpeg, w, h, r, &mut out) {
+    let fast = aullm::frame::jpeg::decode_gray(jpeg, w, h, r, &mut out);
+    if let Ok(got) = &fast {
         assert!(
             got[0] <= got[2] && got[2] <= w && got[1] <= got[3] && got[3] <= h,
             "{got:?}"
         );
+    }
+    if r[0] < r[2] && r[1] < r[3] {
+        let mut reference = vec![0u8; w as usize * h as usize];
+        let slow = aullm::frame::jpeg::libjpeg_region(jpeg, w, h, 1, r, &mut reference);
+        assert_eq!(
+            fast.as_ref().ok(),
+            slow.as_ref().ok(),
+            "rectangles differ: {fast:?} / {slow:?}"
+        );
+        if fast.is_ok() {
+            assert!(out == reference, "pixels differ from libjpeg's");
+        }
     }
 });

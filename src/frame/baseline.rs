@@ -75,6 +75,11 @@ impl Huffman {
         let mut lookup = vec![0u32; 1 << LOOKUP_BITS];
         let mut max_code = [-1i32; 18];
         let mut offset = [0i32; 17];
+        // libjpeg's checks (jpeg_make_d_derived_tbl) are repeated, so that a table it refuses is
+        // never decoded here: at most 256 symbols, DC sizes up to 15, no all-ones code.
+        if symbols.len() > 256 || (!ac && symbols.iter().any(|&s| s > 15)) {
+            return Err(Declined::Damaged);
+        }
         let mut code: u32 = 0;
         let mut k = 0usize;
         for len in 1..=16u32 {
@@ -83,10 +88,10 @@ impl Huffman {
                 return Err(Declined::Damaged);
             }
             offset[len as usize] = k as i32 - code as i32;
+            if n > 0 && code + n as u32 >= 1 << len {
+                return Err(Declined::Damaged); // over-subscribed, or an all-ones code
+            }
             for &sym in &symbols[k..k + n] {
-                if code >= 1 << len {
-                    return Err(Declined::Damaged); // over-subscribed code lengths
-                }
                 if len <= LOOKUP_BITS {
                     let (run, size) = if ac {
                         ((sym >> 4) as u32, (sym & 15) as u32)
@@ -162,8 +167,8 @@ impl Huffman {
             prefix = total;
             pos += len + size;
             match (run, size) {
-                (0, 0) => eob = true,
                 (15, 0) => total += 16,
+                (_, 0) => eob = true, // libjpeg ends the block at any other zero-size symbol
                 _ => total += run + 1,
             }
         }
@@ -278,16 +283,18 @@ impl<'a> Bits<'a> {
             } else {
                 let b = self.data[self.pos];
                 if b == 0xFF {
-                    match self.data.get(self.pos + 1) {
-                        Some(0) => {
-                            self.pos += 2;
-                            0xFF
-                        }
-                        _ => {
-                            self.at_marker = true;
-                            self.padding += 8;
-                            0
-                        }
+                    // 0xFF00 is a data 0xFF; anything else ends the data here. That includes
+                    // 0xFFFF: libjpeg's slow reader takes 0xFF 0xFF.. 0x00 as one data byte,
+                    // but its fast one stops there first and keeps the coefficients it had
+                    // decoded from zeros, so a block reading past that point is not decoded
+                    // alike; this reader then runs out of data and the frame goes to libjpeg.
+                    if self.data.get(self.pos + 1) == Some(&0) {
+                        self.pos += 2;
+                        0xFF
+                    } else {
+                        self.at_marker = true;
+                        self.padding += 8;
+                        0
                     }
                 } else {
                     self.pos += 1;
@@ -326,6 +333,28 @@ impl<'a> Bits<'a> {
         self.avail < self.padding
     }
 
+    /// The first marker after the entropy-coded data is an end of image (or the data ends), as
+    /// libjpeg's `jpeg_finish_decompress` needs after the last row: it skips stray bytes and
+    /// stuffed 0xFF00 pairs, and any other marker there is libjpeg's to judge.
+    fn ends_at_eoi(&self) -> bool {
+        let d = self.data;
+        let mut i = self.pos;
+        loop {
+            while i < d.len() && d[i] != 0xFF {
+                i += 1;
+            }
+            let mut j = i + 1;
+            while j < d.len() && d[j] == 0xFF {
+                j += 1;
+            }
+            match d.get(j) {
+                None => return true, // libjpeg supplies an end of image
+                Some(0) => i = j + 1,
+                Some(&code) => return code == 0xD9,
+            }
+        }
+    }
+
     /// Drops what is left of this restart interval and steps over the RSTn marker expected next.
     fn restart(&mut self, n: u32) -> Result<()> {
         if self.overran() {
@@ -336,6 +365,9 @@ impl<'a> Bits<'a> {
         self.avail = 0;
         self.padding = 0;
         self.at_marker = false;
+        while self.data.get(self.pos) == Some(&0xFF) && self.data.get(self.pos + 1) == Some(&0xFF) {
+            self.pos += 1; // fill bytes before the marker
+        }
         if self.data.get(self.pos) == Some(&0xFF)
             && self.data.get(self.pos + 1) == Some(&(0xD0 + (n % 8) as u8))
         {
@@ -439,7 +471,7 @@ fn parse(data: &[u8], scan_start: usize) -> Result<Header> {
     let mut quant: [Option<[u16; 64]>; 4] = [None; 4];
     let mut dc: [Option<Huffman>; 4] = Default::default();
     let mut ac: [Option<Huffman>; 4] = Default::default();
-    let mut frame: Option<(u32, u32, usize)> = None; // width, height, quant table
+    let mut frame: Option<(u32, u32, u8, usize)> = None; // width, height, component id, quant table
     let mut restart_interval = 0;
     let mut i = 2;
     while i < scan_start {
@@ -452,16 +484,24 @@ fn parse(data: &[u8], scan_start: usize) -> Result<Header> {
         let seg = data.get(i + 4..i + 2 + len).ok_or(Declined::Damaged)?;
         match marker {
             0xC0 | 0xC1 => {
-                // Baseline or extended sequential Huffman: 8-bit, one component only.
-                if seg.len() < 9 || seg[0] != 8 || seg[5] != 1 {
+                // Baseline or extended sequential Huffman: 8-bit, one component only, and
+                // nothing libjpeg would refuse (a second SOF, sampling factors outside 1..=4,
+                // a size over 65500).
+                if seg.len() != 9 || seg[0] != 8 || seg[5] != 1 || frame.is_some() {
                     return Err(Declined::Unsupported);
                 }
                 let height = u16::from_be_bytes([seg[1], seg[2]]) as u32;
                 let width = u16::from_be_bytes([seg[3], seg[4]]) as u32;
-                if width == 0 || height == 0 || seg[8] > 3 {
+                let (hs, vs) = (seg[7] >> 4, seg[7] & 15);
+                if !(1..=65500).contains(&width)
+                    || !(1..=65500).contains(&height)
+                    || !(1..=4).contains(&hs)
+                    || !(1..=4).contains(&vs)
+                    || seg[8] > 3
+                {
                     return Err(Declined::Unsupported);
                 }
-                frame = Some((width, height, seg[8] as usize));
+                frame = Some((width, height, seg[6], seg[8] as usize));
             }
             0xC2..=0xCF if marker != 0xC4 && marker != 0xC8 && marker != 0xCC => {
                 return Err(Declined::Unsupported); // progressive, lossless, arithmetic
@@ -510,14 +550,18 @@ fn parse(data: &[u8], scan_start: usize) -> Result<Header> {
                     j += 1 + n;
                 }
             }
-            0xDD => restart_interval = be16(data, i + 4)? as u32,
+            0xDD if seg.len() == 2 => restart_interval = be16(data, i + 4)? as u32,
+            0xDD => return Err(Declined::Damaged),
             0xDA => {
                 // One component, spectral 0..63, no successive approximation.
-                if seg.len() < 6 || seg[0] != 1 || seg[3] != 0 || seg[4] != 63 || seg[5] != 0 {
+                if seg.len() != 6 || seg[0] != 1 || seg[3] != 0 || seg[4] != 63 || seg[5] != 0 {
                     return Err(Declined::Unsupported);
                 }
                 let (td, ta) = ((seg[2] >> 4) as usize, (seg[2] & 15) as usize);
-                let (width, height, qid) = frame.ok_or(Declined::Damaged)?;
+                let (width, height, id, qid) = frame.ok_or(Declined::Damaged)?;
+                if seg[1] != id {
+                    return Err(Declined::Damaged); // libjpeg: bad component id
+                }
                 let q = quant[qid].ok_or(Declined::Damaged)?;
                 let mut mult = [0i16; 64];
                 for (m, (&qv, &s)) in mult.iter_mut().zip(q.iter().zip(AAN_SCALES.iter())) {
@@ -533,8 +577,9 @@ fn parse(data: &[u8], scan_start: usize) -> Result<Header> {
                     scan_start,
                 });
             }
-            0xD8 | 0xD9 | 0xD0..=0xD7 | 0x01 => return Err(Declined::Damaged),
-            _ => {} // APPn, COM, DNL, …: nothing this decoder needs
+            0xDC | 0xE0..=0xEF | 0xFE => {} // DNL, APPn, COM: nothing this decoder needs
+            // Anything else libjpeg either refuses or treats specially: its call.
+            _ => return Err(Declined::Damaged),
         }
         i += 2 + len;
     }
@@ -605,6 +650,11 @@ pub fn decode_gray_region(
         if bits.overran() {
             return Err(Declined::Damaged);
         }
+    }
+    // A region down to the last row is where libjpeg goes on to read the markers after the
+    // scan (and refuses a stray one).
+    if by1 == height.div_ceil(8) && !bits.ends_at_eoi() {
+        return Err(Declined::Damaged);
     }
     Ok((cx0, x1))
 }
