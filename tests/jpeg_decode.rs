@@ -214,5 +214,11 @@ fn a_cut_frame_and_fill_bytes_inside_the_data_go_to_libjpeg() {
         "/tests/reference/jpeg_fill_bytes_in_data.jpg"
     ))
     .unwrap();
-    same_as_libjpeg(&found, 120, 90, [41, 4, 114, 62], "found by the differential search");
+    same_as_libjpeg(
+        &found,
+        120,
+        90,
+        [41, 4, 114, 62],
+        "found by the differential search",
+    );
 }
