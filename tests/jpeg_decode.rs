@@ -39,6 +39,20 @@ fn encode(px: &[u8], w: usize, h: usize, channels: i32, params: &[i32]) -> Vec<u
     buf.to_vec()
 }
 
+/// A gray baseline JPEG at `quality`, with optimised tables or not, restart markers every
+/// `restart` MCUs (0: none).
+fn gray_jpeg(px: &[u8], w: usize, h: usize, quality: i32, optimize: i32, restart: i32) -> Vec<u8> {
+    let params = [
+        IMWRITE_JPEG_QUALITY,
+        quality,
+        IMWRITE_JPEG_OPTIMIZE,
+        optimize,
+        IMWRITE_JPEG_RST_INTERVAL,
+        restart,
+    ];
+    encode(px, w, h, 1, &params)
+}
+
 /// Decodes `rect` both ways into buffers that start alike; both must agree on everything.
 fn same_as_libjpeg(jpeg_bytes: &[u8], w: u32, h: u32, rect: [u32; 4], what: &str) {
     let mut fast = vec![7u8; (w * h) as usize];
@@ -89,15 +103,7 @@ fn baseline_gray_frames_decode_to_libjpegs_pixels_at_every_quality_size_and_regi
         for quality in [30, 75, 95, 100] {
             for optimize in [0, 1] {
                 for restart in [0, 1, 3] {
-                    let params = [
-                        IMWRITE_JPEG_QUALITY,
-                        quality,
-                        IMWRITE_JPEG_OPTIMIZE,
-                        optimize,
-                        IMWRITE_JPEG_RST_INTERVAL,
-                        restart,
-                    ];
-                    let j = encode(&px, w, h, 1, &params);
+                    let j = gray_jpeg(&px, w, h, quality, optimize, restart);
                     let what = format!("{w}x{h} q{quality} optimize {optimize} restart {restart}");
                     let (w, h) = (w as u32, h as u32);
                     // The fast path takes these frames itself (it does not fall back).
@@ -142,15 +148,8 @@ fn damaged_frames_get_libjpegs_answer_and_never_a_panic() {
         let px = image(w, h, w as u64 + 1);
         for quality in [20, 90, 100] {
             for (optimize, restart) in [(0, 0), (1, 0), (0, 2), (1, 1)] {
-                let params = [
-                    IMWRITE_JPEG_QUALITY,
-                    quality,
-                    IMWRITE_JPEG_OPTIMIZE,
-                    optimize,
-                    IMWRITE_JPEG_RST_INTERVAL,
-                    restart,
-                ];
-                bases.push((encode(&px, w, h, 1, &params), w as u32, h as u32));
+                let j = gray_jpeg(&px, w, h, quality, optimize, restart);
+                bases.push((j, w as u32, h as u32));
             }
         }
     }

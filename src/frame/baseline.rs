@@ -141,23 +141,26 @@ impl Huffman {
         Ok(table)
     }
 
+    /// The symbol whose code starts at bit `pos` of the `width`-bit window `w`, and the code's
+    /// length, when the whole code is inside the window (canonical search, shortest first).
+    fn symbol_at(&self, w: u32, width: u32, pos: u32) -> Option<(u8, u32)> {
+        (1..=width - pos).find_map(|len| {
+            let code = ((w >> (width - pos - len)) & ((1 << len) - 1)) as i32;
+            if code > self.max_code[len as usize] {
+                return None;
+            }
+            let i = (code + self.offset[len as usize]) as usize;
+            self.symbols.get(i).map(|&sym| (sym, len))
+        })
+    }
+
     /// The whole AC symbols (code and magnitude bits) at the start of the `SKIP_BITS`-bit
     /// window `w`, up to and including an end of block.
     fn skip_entry(&self, w: u32) -> u32 {
         let (mut pos, mut prefix, mut total) = (0u32, 0u32, 0u32);
         let mut eob = false;
         while pos < SKIP_BITS && !eob {
-            let Some((sym, len)) = (1..=SKIP_BITS - pos).find_map(|len| {
-                let code = ((w >> (SKIP_BITS - pos - len)) & ((1 << len) - 1)) as i32;
-                (code <= self.max_code[len as usize])
-                    .then(|| {
-                        Some((
-                            self.symbols[(code + self.offset[len as usize]) as usize],
-                            len,
-                        ))
-                    })
-                    .flatten()
-            }) else {
+            let Some((sym, len)) = self.symbol_at(w, SKIP_BITS, pos) else {
                 break;
             };
             let (run, size) = ((sym >> 4) as u32, (sym & 15) as u32);
@@ -178,23 +181,12 @@ impl Huffman {
         pos | prefix << 5 | total << 12 | if eob { S_EOB } else { 0 }
     }
 
-    /// The symbol of a code longer than the lookup, and the code's length, from the next 16 bits.
+    /// The symbol of a code longer than the lookup, and the code's length, from the next 16 bits
+    /// (the canonical search of [`Huffman::symbol_at`]: no shorter code matches these bits).
     #[cold]
     #[inline(never)]
     fn slow(&self, peek: u32) -> Result<(u8, u32)> {
-        let peek = peek as i32;
-        for len in LOOKUP_BITS + 1..=16 {
-            let code = peek >> (16 - len);
-            if code <= self.max_code[len as usize] {
-                let i = (code + self.offset[len as usize]) as usize;
-                return self
-                    .symbols
-                    .get(i)
-                    .map(|&s| (s, len))
-                    .ok_or(Declined::Damaged);
-            }
-        }
-        Err(Declined::Damaged)
+        self.symbol_at(peek, 16, 0).ok_or(Declined::Damaged)
     }
 }
 
