@@ -47,10 +47,11 @@ type Result<T> = std::result::Result<T, Declined>;
 #[derive(Clone)]
 struct Huffman {
     /// Indexed by the next [`LOOKUP_BITS`] bits: one symbol (fields `E_*`).
-    lookup: Vec<u32>,
+    lookup: Box<[u32; 1 << LOOKUP_BITS]>,
     /// Indexed by the next [`SKIP_BITS`] bits: every whole AC symbol they hold (fields `S_*`),
-    /// for walking over blocks; empty for DC tables.
-    skip: Vec<u32>,
+    /// for walking over blocks; zeros for DC tables. Fixed sizes let the hot loops index them
+    /// without bounds checks.
+    skip: Box<[u32; 1 << SKIP_BITS]>,
     /// Largest code of each length (−1 when none), lengths 1..=16.
     max_code: [i32; 18],
     /// Index into `symbols` minus the first code, per length.
@@ -72,7 +73,7 @@ impl Huffman {
     /// (run/size for AC, size for DC). Tables libjpeg would reject are `Damaged`, so it words the
     /// error.
     fn new(counts: &[u8; 16], symbols: &[u8], ac: bool) -> Result<Self> {
-        let mut lookup = vec![0u32; 1 << LOOKUP_BITS];
+        let mut lookup = Box::new([0u32; 1 << LOOKUP_BITS]);
         let mut max_code = [-1i32; 18];
         let mut offset = [0i32; 17];
         // libjpeg's checks (jpeg_make_d_derived_tbl) are repeated, so that a table it refuses is
@@ -128,15 +129,15 @@ impl Huffman {
         max_code[17] = i32::MAX; // sentinel: a code of 17+ bits does not exist
         let mut table = Self {
             lookup,
-            skip: Vec::new(),
+            skip: Box::new([0u32; 1 << SKIP_BITS]),
             max_code,
             offset,
             symbols: symbols[..k].to_vec(),
         };
         if ac {
-            table.skip = (0..1u32 << SKIP_BITS)
-                .map(|w| table.skip_entry(w))
-                .collect();
+            for w in 0..1u32 << SKIP_BITS {
+                table.skip[w as usize] = table.skip_entry(w);
+            }
         }
         Ok(table)
     }
@@ -328,7 +329,7 @@ impl<'a> Bits<'a> {
     /// The first marker after the entropy-coded data is an end of image (or the data ends), as
     /// libjpeg's `jpeg_finish_decompress` needs after the last row: it skips stray bytes and
     /// stuffed 0xFF00 pairs, and any other marker there is libjpeg's to judge.
-    fn ends_at_eoi(&self) -> bool {
+    fn ends_at_eoi(self) -> bool {
         let d = self.data;
         let mut i = self.pos;
         loop {
@@ -348,7 +349,10 @@ impl<'a> Bits<'a> {
     }
 
     /// Drops what is left of this restart interval and steps over the RSTn marker expected next.
-    fn restart(&mut self, n: u32) -> Result<()> {
+    /// By value, like [`Bits::filled_slow`]: a reader whose address never escapes stays in
+    /// registers in the block loops (taking `&mut self` here kept it on the stack, +40 % time).
+    #[inline(never)]
+    fn restarted(mut self, n: u32) -> Result<Self> {
         if self.overran() {
             return Err(Declined::Damaged);
         }
@@ -364,7 +368,7 @@ impl<'a> Bits<'a> {
             && self.data.get(self.pos + 1) == Some(&(0xD0 + (n % 8) as u8))
         {
             self.pos += 2;
-            Ok(())
+            Ok(self)
         } else {
             Err(Declined::Damaged)
         }
@@ -608,7 +612,7 @@ pub fn decode_gray_region(
     for by in 0..by1 {
         for bx in 0..blocks_x {
             if h.restart_interval > 0 && mcu > 0 && mcu.is_multiple_of(h.restart_interval) {
-                bits.restart(mcu / h.restart_interval - 1)?;
+                bits = bits.restarted(mcu / h.restart_interval - 1)?;
                 pred = 0;
             }
             mcu += 1;

@@ -223,7 +223,7 @@ impl SinkState {
         if let Some(hint) = hint.filter(|_| frame.jpeg.is_some()) {
             // A frame that does not decode goes on compressed: the face thread meets the same
             // error and reports it with the frame.
-            let _ = crate::frame::Pixels::region(&mut frame, hint);
+            let _ = frame.prefetch(hint);
         }
         self.seq += 1;
         self.push(frame)

@@ -17,7 +17,8 @@
 //! range.
 
 use super::rows_matmul::by_column_tasks;
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Storage, Tensor};
+use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 /// Values per block (one scale each).
@@ -69,14 +70,39 @@ impl Int8Matrix {
         if cols == 0 || cols % BLOCK != 0 {
             return Ok(None);
         }
-        let v = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let blocks = v.len() / BLOCK;
-        let mut q = vec![0u8; v.len()];
-        let mut scales = vec![(0f32, 0f32); blocks];
-        q.par_chunks_mut(BLOCK)
-            .zip(scales.par_iter_mut())
-            .zip(v.par_chunks(BLOCK))
-            .for_each(|((qb, s), vb)| *s = quantize_block(vb, qb));
+        let n = rows * cols;
+        let mut q = vec![0u8; n];
+        let mut scales = vec![(0f32, 0f32); n / BLOCK];
+        // The weights' own storage, read in place: converting a whole f16 matrix to f32 first
+        // doubled the load's passes over it and its memory. Other dtypes go through f32.
+        let quantized = {
+            let (storage, layout) = w.storage_and_layout();
+            match (&*storage, layout.contiguous_offsets()) {
+                (Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) => {
+                    quantize_blocks(&v[a..b], &mut q, &mut scales);
+                    true
+                }
+                (Storage::Cpu(CpuStorage::F16(v)), Some((a, b))) => {
+                    const GROUP: usize = 2048; // blocks converted to f32 at a time
+                    q.par_chunks_mut(GROUP * BLOCK)
+                        .zip(scales.par_chunks_mut(GROUP))
+                        .zip(v[a..b].par_chunks(GROUP * BLOCK))
+                        .for_each(|((qg, sg), vg)| {
+                            let mut f = vec![0f32; vg.len()];
+                            vg.convert_to_f32_slice(&mut f);
+                            for ((qb, s), vb) in qg.chunks_mut(BLOCK).zip(sg).zip(f.chunks(BLOCK)) {
+                                *s = quantize_block(vb, qb);
+                            }
+                        });
+                    true
+                }
+                _ => false,
+            }
+        };
+        if !quantized {
+            let v = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            quantize_blocks(&v, &mut q, &mut scales);
+        }
         let (scale, min) = scales.into_iter().unzip();
         let q4 = pack_q4(&q, cols);
         Ok(Some(Int8Matrix {
@@ -215,6 +241,14 @@ fn pack_q4(q: &[u8], cols: usize) -> Option<Vec<u8>> {
             })
             .collect(),
     )
+}
+
+/// [`quantize_block`] over every block of `v`, in parallel.
+fn quantize_blocks(v: &[f32], q: &mut [u8], scales: &mut [(f32, f32)]) {
+    q.par_chunks_mut(BLOCK)
+        .zip(scales.par_iter_mut())
+        .zip(v.par_chunks(BLOCK))
+        .for_each(|((qb, s), vb)| *s = quantize_block(vb, qb));
 }
 
 /// Rounds one block onto 256 levels from its minimum to its maximum; returns (scale, minimum).
@@ -843,6 +877,25 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn f16_weights_are_read_in_place_as_their_f32_values() {
+        // 70 × 4096 f16 values (several conversion groups, the last one partial), a view that is
+        // not its storage's start, and bf16 (through f32): all as the f32 copy quantises.
+        let w = init::uniform(11, (70, 4096), 3.0, DType::F32, &Device::Cpu).unwrap();
+        let parts = |q: &Int8Matrix| (q.q.clone(), q.scale.clone(), q.min.clone(), q.q4.clone());
+        let half = w.to_dtype(DType::F16).unwrap();
+        let view = half.narrow(0, 3, 60).unwrap();
+        let b16 = w.to_dtype(DType::BF16).unwrap();
+        for t in [&half, &view, &b16] {
+            let direct = Int8Matrix::quantize(t).unwrap().unwrap();
+            let via_f32 = Int8Matrix::quantize(&t.to_dtype(DType::F32).unwrap())
+                .unwrap()
+                .unwrap();
+            assert_eq!(direct.dims(), via_f32.dims());
+            assert!(parts(&direct) == parts(&via_f32), "{:?}", t.dtype());
         }
     }
 

@@ -12,6 +12,7 @@ pub mod decoder;
 pub mod head;
 pub mod init;
 pub mod int8;
+pub mod load_convert;
 pub mod lora;
 pub mod prefix;
 pub mod rows_matmul;

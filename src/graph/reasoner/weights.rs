@@ -272,16 +272,13 @@ impl GgufSource {
     ) -> Result<Tensor> {
         let qdtype = q.dtype();
         // Q4 matmuls were measured 10x slower than f32 here (STACK.md): dequantise once at load.
-        q.dequantize(&Device::Cpu)
-            .and_then(|t| t.to_dtype(dtype))
-            .and_then(|t| t.to_device(device))
-            .with_context(|| {
-                format!(
-                    "cannot dequantise tensor {} ({qdtype:?}) from {}",
-                    name.gguf(),
-                    self.path.display()
-                )
-            })
+        super::load_convert::dequantize_to(&q, dtype, device).with_context(|| {
+            format!(
+                "cannot dequantise tensor {} ({qdtype:?}) from {}",
+                name.gguf(),
+                self.path.display()
+            )
+        })
     }
 }
 

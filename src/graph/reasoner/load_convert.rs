@@ -1,0 +1,212 @@
+//! Float conversions for loading the reasoner on the CPU, vectorised and spread over the thread
+//! pool. candle dequantises a GGUF tensor into a whole f32 copy on one thread, and `to_dtype`
+//! then rounds it value by value on one thread too: with the page faults of the f32 copies that
+//! was a third of the load's CPU. Here each chunk of blocks goes through candle's own
+//! `to_float` into a small buffer and is rounded from there, so the values are the same (IEEE
+//! round to nearest even, as `half` and candle both do).
+
+use candle_core::quantized::k_quants::{BlockQ4_1, BlockQ8_0};
+use candle_core::quantized::{GgmlDType, GgmlType, QTensor};
+use candle_core::{CpuStorage, DType, Device, Result, Storage, Tensor};
+use half::slice::HalfFloatSliceExt;
+use half::vec::HalfBitsVecExt;
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+/// Values per parallel task.
+const CHUNK: usize = 1 << 16;
+
+/// GGUF tensor `q` dequantised to `dtype` on `device`: Q4_1 and Q8_0 blocks straight to
+/// f16/bf16 on the CPU, anything else through candle's f32 copy and [`f32_to`].
+pub fn dequantize_to(q: &QTensor, dtype: DType, device: &Device) -> Result<Tensor> {
+    if device.is_cpu() && matches!(dtype, DType::F16 | DType::BF16) {
+        let n = q.shape().elem_count();
+        let data = q.data()?;
+        let storage = match q.dtype() {
+            GgmlDType::Q4_1 => from_blocks::<BlockQ4_1>(&data, n, dtype),
+            GgmlDType::Q8_0 => from_blocks::<BlockQ8_0>(&data, n, dtype),
+            _ => None,
+        };
+        match storage {
+            Some(CpuStorage::F16(v)) => return Tensor::from_vec(v, q.shape(), device),
+            Some(CpuStorage::BF16(v)) => return Tensor::from_vec(v, q.shape(), device),
+            _ => {}
+        }
+    }
+    q.dequantize(&Device::Cpu)
+        .and_then(|t| f32_to(&t, dtype))
+        .and_then(|t| t.to_device(device))
+}
+
+/// `n` values stored as blocks of `T` in `bytes`, dequantised and rounded to `dtype` (f16 or
+/// bf16); `None` when the bytes do not hold exactly those blocks.
+fn from_blocks<T: GgmlType>(bytes: &[u8], n: usize, dtype: DType) -> Option<CpuStorage> {
+    let count = n / T::BLCK_SIZE;
+    if !n.is_multiple_of(T::BLCK_SIZE)
+        || bytes.len() != count * std::mem::size_of::<T>()
+        || !bytes.as_ptr().cast::<T>().is_aligned()
+    {
+        return None;
+    }
+    // SAFETY: the bytes are a CPU QTensor's storage, a `Vec<T>` of `count` blocks (length and
+    // alignment checked above), borrowed for as long as `bytes` is.
+    let blocks: &[T] = unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<T>(), count) };
+    let per_task = (CHUNK / T::BLCK_SIZE).max(1);
+    fn run<T: GgmlType, H: Send>(blocks: &[T], per_task: usize, out: &mut [H])
+    where
+        [H]: HalfFloatSliceExt,
+    {
+        out.par_chunks_mut(per_task * T::BLCK_SIZE)
+            .zip(blocks.par_chunks(per_task))
+            .for_each(|(o, x)| {
+                let mut f = vec![0f32; o.len()];
+                T::to_float(x, &mut f);
+                o.convert_from_f32_slice(&f);
+            });
+    }
+    match dtype {
+        DType::F16 => {
+            let mut out: Vec<f16> = vec![0u16; n].reinterpret_into();
+            run(blocks, per_task, &mut out);
+            Some(CpuStorage::F16(out))
+        }
+        DType::BF16 => {
+            let mut out: Vec<bf16> = vec![0u16; n].reinterpret_into();
+            run(blocks, per_task, &mut out);
+            Some(CpuStorage::BF16(out))
+        }
+        _ => None,
+    }
+}
+
+/// `t` (an f32 tensor on the CPU) in `dtype`; other tensors and dtypes go through `to_dtype`.
+pub fn f32_to(t: &Tensor, dtype: DType) -> Result<Tensor> {
+    let converted = {
+        let (storage, layout) = t.storage_and_layout();
+        match (&*storage, layout.contiguous_offsets(), dtype) {
+            (Storage::Cpu(CpuStorage::F32(v)), Some((a, b)), DType::F16) => {
+                // Zeroed bits come from the allocator already zero (no fill pass first).
+                let mut out: Vec<f16> = vec![0u16; b - a].reinterpret_into();
+                convert_into(&v[a..b], &mut out);
+                Some(CpuStorage::F16(out))
+            }
+            (Storage::Cpu(CpuStorage::F32(v)), Some((a, b)), DType::BF16) => {
+                let mut out: Vec<bf16> = vec![0u16; b - a].reinterpret_into();
+                convert_into(&v[a..b], &mut out);
+                Some(CpuStorage::BF16(out))
+            }
+            _ => None,
+        }
+    };
+    match converted {
+        Some(CpuStorage::F16(v)) => Tensor::from_vec(v, t.shape(), t.device()),
+        Some(CpuStorage::BF16(v)) => Tensor::from_vec(v, t.shape(), t.device()),
+        _ => t.to_dtype(dtype),
+    }
+}
+
+/// `src` rounded into `out` (a half type), in parallel chunks.
+fn convert_into<H: Send>(src: &[f32], out: &mut [H])
+where
+    [H]: HalfFloatSliceExt,
+{
+    out.par_chunks_mut(CHUNK)
+        .zip(src.par_chunks(CHUNK))
+        .for_each(|(o, s)| o.convert_from_f32_slice(s));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// Values that round differently (ties, subnormals, overflow, NaN) convert as `to_dtype` does.
+    fn awkward() -> Vec<f32> {
+        let mut v: Vec<f32> = (0..200_000)
+            .map(|i| ((i as f32) * 0.618_034).sin() * 10f32.powi(i % 13 - 8))
+            .collect();
+        v.extend([
+            0.0,
+            -0.0,
+            1.0 + f32::EPSILON,
+            65504.0,
+            65520.0,
+            1e9,
+            -1e9,
+            5.96e-8,
+            2.98e-8,
+            1.0009765625,
+            1.00048828125,
+            f32::INFINITY,
+            f32::NAN,
+        ]);
+        v
+    }
+
+    #[test]
+    fn dequantises_like_candle() {
+        let v: Vec<f32> = awkward()
+            .into_iter()
+            .filter(|x| x.is_finite() && x.abs() < 1e4)
+            .take(96 * 1024)
+            .collect();
+        let t = Tensor::from_vec(v, (96, 1024), &Device::Cpu).unwrap();
+        for g in [GgmlDType::Q4_1, GgmlDType::Q8_0, GgmlDType::Q4_0] {
+            let q = QTensor::quantize(&t, g).unwrap();
+            for dtype in [DType::F16, DType::BF16] {
+                let ours = dequantize_to(&q, dtype, &Device::Cpu).unwrap();
+                let theirs = q.dequantize(&Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+                assert_eq!(ours.dims(), theirs.dims());
+                let bits = |t: &Tensor| -> Vec<u32> {
+                    let f = t.to_dtype(DType::F32).unwrap().flatten_all().unwrap();
+                    f.to_vec1::<f32>()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.to_bits())
+                        .collect()
+                };
+                assert!(bits(&ours) == bits(&theirs), "{g:?} -> {dtype:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn converts_like_to_dtype() {
+        let v = awkward();
+        let t = Tensor::from_vec(v.clone(), v.len(), &Device::Cpu).unwrap();
+        for dtype in [DType::F16, DType::BF16] {
+            let ours = f32_to(&t, dtype).unwrap();
+            let theirs = t.to_dtype(dtype).unwrap();
+            assert_eq!(ours.dtype(), dtype);
+            let (a, b) = (
+                ours.to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap(),
+                theirs
+                    .to_dtype(DType::F32)
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap(),
+            );
+            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                assert!(
+                    x.to_bits() == y.to_bits(),
+                    "{dtype:?} value {i}: {x} vs {y}"
+                );
+            }
+        }
+        // A view that is not the whole storage still converts its own values.
+        let part = t.narrow(0, 7, 1000).unwrap();
+        let ours = f32_to(&part, DType::F16)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        let theirs = part
+            .to_dtype(DType::F16)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        assert_eq!(
+            ours.to_vec1::<f32>().unwrap(),
+            theirs.to_vec1::<f32>().unwrap()
+        );
+    }
+}
