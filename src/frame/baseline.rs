@@ -11,7 +11,7 @@ use std::rc::Rc;
 /// Bits the combined Huffman lookup resolves at once.
 const LOOKUP_BITS: u32 = 11;
 /// Bits of the multi-symbol lookup that walks over blocks outside the region.
-const SKIP_BITS: u32 = 12;
+const SKIP_BITS: u32 = 13;
 
 /// Zigzag position → natural (row-major) position, with 16 guard entries for corrupt runs, as
 /// libjpeg has, so a run past the end lands on 63 instead of outside the block.
