@@ -945,12 +945,15 @@ mod sse2 {
         ]
     }
 
-    /// See the scalar `idct_ifast`.
+    /// See the scalar `idct_ifast`. Inlined: the transform then overlaps the next block's
+    /// Huffman decoding, which a call boundary hinders.
+    #[inline(always)]
     pub(super) fn idct_ifast(coef: &[i16; 64], mult: &[i16; 64], out: &mut [u8; 64]) {
         // SAFETY: SSE2 is part of the x86-64 baseline, so every x86-64 CPU has it.
         unsafe { idct(coef, mult, out) }
     }
 
+    #[inline]
     #[target_feature(enable = "sse2")]
     fn idct(coef: &[i16; 64], mult: &[i16; 64], out: &mut [u8; 64]) {
         let load = |a: &[i16; 64], r: usize| {
