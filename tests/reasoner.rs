@@ -254,6 +254,39 @@ const REFERENCE_IDS: &[(&str, &[u32])] = &[
 // Prefix cache, LoRA, adapters on SmolLM2
 
 #[test]
+fn a_reasoner_with_threads_of_its_own_gives_the_same_logits_on_any_thread_count() {
+    // What `batch` does with a worker per core: one thread per worker's reasoner, each fork
+    // with its own pool, against the global pool.
+    let cfg = Config::default();
+    let load = |threads: usize| {
+        let mut o = opts(&cfg.reasoner.prompt);
+        o.threads = threads;
+        Reasoner::load(&WeightsSpec::Gguf(smollm2_path()), &o).unwrap()
+    };
+    let global = load(0);
+    let one = load(1);
+    let forked = one.with_own_threads().unwrap();
+    assert!(!forked.shares_threads_with(&one));
+    assert!(one.clone().shares_threads_with(&one));
+    assert!(
+        global
+            .with_own_threads()
+            .unwrap()
+            .shares_threads_with(&global)
+    );
+    let (tv, tau) = clip_inputs(&global, 3);
+    let want = global.au_logits(&tv, &tau).unwrap();
+    for r in [&one, &forked] {
+        let got = r.au_logits(&tv, &tau).unwrap();
+        assert_eq!(
+            max_abs(&got, &want),
+            0.0,
+            "logits differ from the global pool's"
+        );
+    }
+}
+
+#[test]
 fn cached_prefix_matches_uncached_at_batch_1_and_3() {
     let r = smollm2_reasoner();
     assert!(

@@ -320,6 +320,15 @@ pub fn run(cfg: &Config, o: &BatchOptions) -> Result<BatchSummary> {
     // decoding on the face thread saves the hand-over and the larger look-ahead regions.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let decode_ahead = jobs * 2 <= cores;
+    // With a worker per core, a reasoner spread over every core (`reasoner.threads = 0`) hands
+    // each layer's work to the global pool's threads and waits: ~130 thread switches per clip
+    // and spinning threads beside the other workers. One thread per worker instead (the same
+    // logits: each output is summed in the same order on any number of threads).
+    let mut load_cfg = cfg.clone();
+    if jobs >= cores && cfg.reasoner.threads == 0 {
+        load_cfg.reasoner.threads = 1;
+    }
+    let load_cfg = &load_cfg;
     let slots: Vec<(Mutex<String>, Arc<AtomicU64>)> = (0..jobs)
         .map(|_| (Mutex::new(String::new()), Arc::new(AtomicU64::new(0))))
         .collect();
@@ -336,7 +345,7 @@ pub fn run(cfg: &Config, o: &BatchOptions) -> Result<BatchSummary> {
         let load_error = &load_error;
         s.spawn(move || {
             let t_load = Instant::now();
-            let loaded = Detector::load(&o.model_dir, cfg, None).and_then(|first| {
+            let loaded = Detector::load(&o.model_dir, load_cfg, None).and_then(|first| {
                 let mut dets = (1..jobs)
                     .map(|_| first.fork())
                     .collect::<Result<Vec<_>>>()?;

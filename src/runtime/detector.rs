@@ -235,8 +235,8 @@ impl Detector {
     }
 
     /// A second detector for another thread: the reasoner's weights and a candle front-end are
-    /// shared, not loaded again (loading costs about a second per worker); an ONNX session is its
-    /// own.
+    /// shared, not loaded again (loading costs about a second per worker); an ONNX session and
+    /// the reasoner's thread pool (when it has one) are its own.
     pub fn fork(&self) -> Result<Detector> {
         let front = match &self.front {
             FrontRunner::Onnx(_) => {
@@ -255,7 +255,11 @@ impl Detector {
             front,
             provider: self.provider.clone(),
             device: self.device.clone(),
-            reasoner: self.reasoner.clone(),
+            reasoner: self
+                .reasoner
+                .as_ref()
+                .map(|r| r.with_own_threads())
+                .transpose()?,
             frontend: self.frontend.clone(),
             dir: self.dir.clone(),
         })

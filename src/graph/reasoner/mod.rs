@@ -237,13 +237,7 @@ impl Reasoner {
         decoder.attach_lora(&opts.lora, opts.seed)?;
         let pool = match opts.threads {
             0 => None,
-            n => Some(Arc::new(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .thread_name(|i| format!("aullm-reasoner-{i}"))
-                    .build()
-                    .context("cannot start the reasoner's threads")?,
-            )),
+            n => Some(Arc::new(thread_pool(n)?)),
         };
         let head = AuHead::new(
             decoder.config().hidden_size,
@@ -413,6 +407,27 @@ impl Reasoner {
         self.head.forward(&self.final_hidden(tv, tau, false)?)
     }
 
+    /// A reasoner on the same weights (shared, not copied) with threads of its own, as many as
+    /// this one's pool has (none: both use the global pool). Clones share their pool: two
+    /// workers' clips would queue for the same threads.
+    pub fn with_own_threads(&self) -> Result<Reasoner> {
+        let mut r = self.clone();
+        if let Some(p) = &self.pool {
+            r.pool = Some(Arc::new(thread_pool(p.current_num_threads())?));
+        }
+        Ok(r)
+    }
+
+    /// Whether both run their forward passes on the same threads (the same pool, or both on the
+    /// global one).
+    pub fn shares_threads_with(&self, other: &Reasoner) -> bool {
+        match (&self.pool, &other.pool) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
     /// Runs `f` in the reasoner's thread pool.
     fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         in_pool(self.pool.as_deref(), f)
@@ -530,6 +545,15 @@ impl Reasoner {
         self.prompt_ids = ids;
         Ok(())
     }
+}
+
+/// A pool of `n` threads for the forward pass.
+fn thread_pool(n: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("aullm-reasoner-{i}"))
+        .build()
+        .context("cannot start the reasoner's threads")
 }
 
 /// Runs `f` in `pool`, or on the caller's pool when None.
