@@ -7,7 +7,7 @@
 
 use candle_core::quantized::k_quants::{BlockQ4_1, BlockQ8_0};
 use candle_core::quantized::{GgmlDType, GgmlType, QTensor};
-use candle_core::{CpuStorage, DType, Device, Result, Storage, Tensor};
+use candle_core::{CpuStorage, DType, Device, Result, Shape, Storage, Tensor};
 use half::slice::HalfFloatSliceExt;
 use half::vec::HalfBitsVecExt;
 use half::{bf16, f16};
@@ -19,18 +19,15 @@ const CHUNK: usize = 1 << 16;
 /// GGUF tensor `q` dequantised to `dtype` on `device`: Q4_1 and Q8_0 blocks straight to
 /// f16/bf16 on the CPU, anything else through candle's f32 copy and [`f32_to`].
 pub fn dequantize_to(q: &QTensor, dtype: DType, device: &Device) -> Result<Tensor> {
-    if device.is_cpu() && matches!(dtype, DType::F16 | DType::BF16) {
-        let n = q.shape().elem_count();
+    if device.is_cpu() {
         let data = q.data()?;
-        let storage = match q.dtype() {
-            GgmlDType::Q4_1 => from_blocks::<BlockQ4_1>(&data, n, dtype),
-            GgmlDType::Q8_0 => from_blocks::<BlockQ8_0>(&data, n, dtype),
+        let direct = match q.dtype() {
+            GgmlDType::Q4_1 => from_blocks::<BlockQ4_1>(&data, q.shape(), dtype, device),
+            GgmlDType::Q8_0 => from_blocks::<BlockQ8_0>(&data, q.shape(), dtype, device),
             _ => None,
         };
-        match storage {
-            Some(CpuStorage::F16(v)) => return Tensor::from_vec(v, q.shape(), device),
-            Some(CpuStorage::BF16(v)) => return Tensor::from_vec(v, q.shape(), device),
-            _ => {}
+        if let Some(t) = direct {
+            return t;
         }
     }
     q.dequantize(&Device::Cpu)
@@ -38,11 +35,18 @@ pub fn dequantize_to(q: &QTensor, dtype: DType, device: &Device) -> Result<Tenso
         .and_then(|t| t.to_device(device))
 }
 
-/// `n` values stored as blocks of `T` in `bytes`, dequantised and rounded to `dtype` (f16 or
-/// bf16); `None` when the bytes do not hold exactly those blocks.
-fn from_blocks<T: GgmlType>(bytes: &[u8], n: usize, dtype: DType) -> Option<CpuStorage> {
+/// The values stored as blocks of `T` in `bytes`, dequantised and rounded to `dtype`; `None`
+/// when the bytes do not hold exactly `shape`'s blocks or `dtype` is not f16/bf16.
+fn from_blocks<T: GgmlType>(
+    bytes: &[u8],
+    shape: &Shape,
+    dtype: DType,
+    device: &Device,
+) -> Option<Result<Tensor>> {
+    let n = shape.elem_count();
     let count = n / T::BLCK_SIZE;
     if !n.is_multiple_of(T::BLCK_SIZE)
+        || !CHUNK.is_multiple_of(T::BLCK_SIZE)
         || bytes.len() != count * std::mem::size_of::<T>()
         || !bytes.as_ptr().cast::<T>().is_aligned()
     {
@@ -51,68 +55,62 @@ fn from_blocks<T: GgmlType>(bytes: &[u8], n: usize, dtype: DType) -> Option<CpuS
     // SAFETY: the bytes are a CPU QTensor's storage, a `Vec<T>` of `count` blocks (length and
     // alignment checked above), borrowed for as long as `bytes` is.
     let blocks: &[T] = unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<T>(), count) };
-    let per_task = (CHUNK / T::BLCK_SIZE).max(1);
-    fn run<T: GgmlType, H: Send>(blocks: &[T], per_task: usize, out: &mut [H])
-    where
-        [H]: HalfFloatSliceExt,
-    {
-        out.par_chunks_mut(per_task * T::BLCK_SIZE)
-            .zip(blocks.par_chunks(per_task))
-            .for_each(|(o, x)| {
-                let mut f = vec![0f32; o.len()];
-                T::to_float(x, &mut f);
-                o.convert_from_f32_slice(&f);
-            });
-    }
-    match dtype {
-        DType::F16 => {
-            let mut out: Vec<f16> = vec![0u16; n].reinterpret_into();
-            run(blocks, per_task, &mut out);
-            Some(CpuStorage::F16(out))
-        }
-        DType::BF16 => {
-            let mut out: Vec<bf16> = vec![0u16; n].reinterpret_into();
-            run(blocks, per_task, &mut out);
-            Some(CpuStorage::BF16(out))
-        }
-        _ => None,
-    }
+    rounded(shape, dtype, device, |start, f| {
+        let first = start / T::BLCK_SIZE;
+        T::to_float(&blocks[first..first + f.len() / T::BLCK_SIZE], f);
+    })
 }
 
 /// `t` (an f32 tensor on the CPU) in `dtype`; other tensors and dtypes go through `to_dtype`.
 pub fn f32_to(t: &Tensor, dtype: DType) -> Result<Tensor> {
     let converted = {
         let (storage, layout) = t.storage_and_layout();
-        match (&*storage, layout.contiguous_offsets(), dtype) {
-            (Storage::Cpu(CpuStorage::F32(v)), Some((a, b)), DType::F16) => {
-                // Zeroed bits come from the allocator already zero (no fill pass first).
-                let mut out: Vec<f16> = vec![0u16; b - a].reinterpret_into();
-                convert_into(&v[a..b], &mut out);
-                Some(CpuStorage::F16(out))
-            }
-            (Storage::Cpu(CpuStorage::F32(v)), Some((a, b)), DType::BF16) => {
-                let mut out: Vec<bf16> = vec![0u16; b - a].reinterpret_into();
-                convert_into(&v[a..b], &mut out);
-                Some(CpuStorage::BF16(out))
+        match (&*storage, layout.contiguous_offsets()) {
+            (Storage::Cpu(CpuStorage::F32(v)), Some((a, _))) => {
+                rounded(t.shape(), dtype, t.device(), |start, f| {
+                    f.copy_from_slice(&v[a + start..a + start + f.len()]);
+                })
             }
             _ => None,
         }
     };
-    match converted {
-        Some(CpuStorage::F16(v)) => Tensor::from_vec(v, t.shape(), t.device()),
-        Some(CpuStorage::BF16(v)) => Tensor::from_vec(v, t.shape(), t.device()),
-        _ => t.to_dtype(dtype),
-    }
+    converted.unwrap_or_else(|| t.to_dtype(dtype))
 }
 
-/// `src` rounded into `out` (a half type), in parallel chunks.
-fn convert_into<H: Send>(src: &[f32], out: &mut [H])
-where
-    [H]: HalfFloatSliceExt,
-{
-    out.par_chunks_mut(CHUNK)
-        .zip(src.par_chunks(CHUNK))
-        .for_each(|(o, s)| o.convert_from_f32_slice(s));
+/// A `dtype` (f16 or bf16) tensor of `shape` on `device`: each [`CHUNK`] of values, in
+/// parallel, is written in f32 by `fill(index of its first value, buffer)` and rounded from
+/// there. `None` for any other dtype.
+fn rounded(
+    shape: &Shape,
+    dtype: DType,
+    device: &Device,
+    fill: impl Fn(usize, &mut [f32]) + Sync,
+) -> Option<Result<Tensor>> {
+    fn run<H: Send>(out: &mut [H], fill: &(impl Fn(usize, &mut [f32]) + Sync))
+    where
+        [H]: HalfFloatSliceExt,
+    {
+        out.par_chunks_mut(CHUNK).enumerate().for_each(|(i, o)| {
+            let mut f = vec![0f32; o.len()];
+            fill(i * CHUNK, &mut f);
+            o.convert_from_f32_slice(&f);
+        });
+    }
+    let n = shape.elem_count();
+    // Zeroed bits come from the allocator already zero (no fill pass before the conversion).
+    match dtype {
+        DType::F16 => {
+            let mut out: Vec<f16> = vec![0u16; n].reinterpret_into();
+            run(&mut out, &fill);
+            Some(Tensor::from_vec(out, shape, device))
+        }
+        DType::BF16 => {
+            let mut out: Vec<bf16> = vec![0u16; n].reinterpret_into();
+            run(&mut out, &fill);
+            Some(Tensor::from_vec(out, shape, device))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
