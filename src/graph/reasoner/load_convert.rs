@@ -77,6 +77,42 @@ pub fn f32_to(t: &Tensor, dtype: DType) -> Result<Tensor> {
     converted.unwrap_or_else(|| t.to_dtype(dtype))
 }
 
+/// A LoRA merge `w + scale·ba` in `w`'s dtype, value for value as candle's
+/// `(w.to_dtype(F32) + ba * scale).to_dtype(w.dtype())` (its `* scale` is the affine `v·s + 0`,
+/// which keeps the sign of a zero as written here), without the two whole f32 copies and
+/// candle's spinning element-wise pool. `None` unless `w` is f16/bf16 and both are contiguous
+/// CPU tensors of one shape, `ba` in f32.
+pub fn merged_rounded(w: &Tensor, ba: &Tensor, scale: f64) -> Option<Result<Tensor>> {
+    if w.shape() != ba.shape() || !w.device().is_cpu() {
+        return None;
+    }
+    let (ws, wl) = w.storage_and_layout();
+    let (bs, bl) = ba.storage_and_layout();
+    let (Some((w0, _)), Some((b0, _))) = (wl.contiguous_offsets(), bl.contiguous_offsets()) else {
+        return None;
+    };
+    let Storage::Cpu(CpuStorage::F32(d)) = &*bs else {
+        return None;
+    };
+    let s = scale as f32;
+    let add = |start: usize, f: &mut [f32]| {
+        for (x, &b) in f.iter_mut().zip(&d[b0 + start..]) {
+            *x += b * s + 0.0;
+        }
+    };
+    match &*ws {
+        Storage::Cpu(CpuStorage::F16(v)) => rounded(w.shape(), DType::F16, w.device(), |i, f| {
+            v[w0 + i..w0 + i + f.len()].convert_to_f32_slice(f);
+            add(i, f);
+        }),
+        Storage::Cpu(CpuStorage::BF16(v)) => rounded(w.shape(), DType::BF16, w.device(), |i, f| {
+            v[w0 + i..w0 + i + f.len()].convert_to_f32_slice(f);
+            add(i, f);
+        }),
+        _ => None,
+    }
+}
+
 /// A `dtype` (f16 or bf16) tensor of `shape` on `device`: each [`CHUNK`] of values, in
 /// parallel, is written in f32 by `fill(index of its first value, buffer)` and rounded from
 /// there. `None` for any other dtype.
@@ -208,5 +244,38 @@ mod tests {
             ours.to_vec1::<f32>().unwrap(),
             theirs.to_vec1::<f32>().unwrap()
         );
+    }
+
+    #[test]
+    fn merges_like_candle() {
+        let n = 96 * 1024;
+        let mut wv = awkward();
+        wv.truncate(n - 2);
+        wv.extend([-0.0, 0.0]);
+        let mut bv: Vec<f32> = awkward().into_iter().rev().take(n).collect();
+        bv[n - 1] = -0.0; // −0 + (−0·s + 0) is +0: the affine's sign of zero
+        bv[n - 2] = -0.0;
+        let ba = Tensor::from_vec(bv, (96, 1024), &Device::Cpu).unwrap();
+        let w32 = Tensor::from_vec(wv, (96, 1024), &Device::Cpu).unwrap();
+        for dtype in [DType::F16, DType::BF16] {
+            let w = w32.to_dtype(dtype).unwrap();
+            let ours = merged_rounded(&w, &ba, 0.37).unwrap().unwrap();
+            let theirs = (w.to_dtype(DType::F32).unwrap() + (&ba * 0.37).unwrap())
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            assert_eq!(ours.dtype(), dtype);
+            let bits = |t: &Tensor| -> Vec<u32> {
+                let f = t.to_dtype(DType::F32).unwrap().flatten_all().unwrap();
+                f.to_vec1::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.to_bits())
+                    .collect()
+            };
+            assert!(bits(&ours) == bits(&theirs), "{dtype:?}");
+        }
+        // f32 weights are candle's to merge.
+        assert!(merged_rounded(&w32, &ba, 0.37).is_none());
     }
 }

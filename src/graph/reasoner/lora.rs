@@ -202,8 +202,12 @@ impl LoraLinear {
         let Some(p) = &self.lora else {
             return Ok(());
         };
-        let delta = (p.b.as_tensor().matmul(p.a.as_tensor())? * p.scale)?;
-        let w = (self.weight.to_dtype(DType::F32)? + delta)?.to_dtype(self.weight.dtype())?;
+        let ba = p.b.as_tensor().matmul(p.a.as_tensor())?;
+        let w = match super::load_convert::merged_rounded(&self.weight, &ba, p.scale) {
+            Some(w) => w?,
+            None => (self.weight.to_dtype(DType::F32)? + (ba * p.scale)?)?
+                .to_dtype(self.weight.dtype())?,
+        };
         // Keep the kernel's contiguous layout; detached, since A and B are variables and
         // inference through a tracked weight would record a graph (and pass it on to every
         // activation after it).
