@@ -316,13 +316,31 @@ fn mjpeg_decoded_by_region_tracks_exactly_as_whole_frames() {
         aullm::output::video::VideoCodec::Mjpeg,
     )
     .unwrap();
-    let run = |regions: bool| {
+    // `pair`: as the camera driver does on the face thread, each frame still compressed is
+    // decoded together with the next queued one where the tracker allows (counted in `paired`).
+    let mut paired = 0;
+    let mut run = |regions: bool, pair: bool| {
         let mut c = cfg.clone();
         c.ingest.decode_regions = regions;
         let mut tracker = FaceTracker::from_config(&c.face, &c.align, &c.models).unwrap();
         let mut ingest = Ingest::open(&Source::File(video.clone()), &c.ingest).unwrap();
         let (mut out, mut decoded, mut whole) = (Vec::new(), 0u64, 0u64);
         while let Some(mut f) = ingest.next_frame().unwrap() {
+            if pair
+                && let Some(rect) = tracker.pair_hint(f.width as usize, f.height as usize)
+                && let Some(next) = ingest.peek_next()
+            {
+                let seq = next.seq;
+                f.prefetch_pair(next, rect).unwrap();
+                if next.valid[2] > next.valid[0] {
+                    paired += 1;
+                }
+                assert_eq!(
+                    ingest.peek_next().map(|n| n.seq),
+                    Some(seq),
+                    "the same frame waits"
+                );
+            }
             for o in tracker.process_frame(&mut f).unwrap() {
                 out.push((f.seq, o.crop, o.crop_to_frame, o.keypoints));
             }
@@ -331,13 +349,38 @@ fn mjpeg_decoded_by_region_tracks_exactly_as_whole_frames() {
         }
         (out, decoded as f64 / whole as f64)
     };
-    let (by_region, fraction) = run(true);
-    let (by_frame, _) = run(false);
+    let (by_region, fraction) = run(true, false);
+    let (by_frame, _) = run(false, false);
+    let (by_pairs, _) = run(true, true);
     assert_eq!(by_region.len(), 80, "one face on every frame");
     assert!(
         by_region == by_frame,
         "region decoding changed a crop, transform or keypoint"
     );
+    assert!(
+        by_pairs == by_frame,
+        "decoding frames in pairs changed a crop, transform or keypoint"
+    );
+    // Frames next to a detection (every 20th) go alone; most others in pairs.
+    assert!(paired >= 25, "{paired} pairs in 80 frames");
+
+    // The camera driver on the face thread (no decoding ahead) pairs frames the same way.
+    use aullm::stream::camera::{DriveOptions, Flow, drive};
+    let mut tracker = FaceTracker::from_config(&cfg.face, &cfg.align, &cfg.models).unwrap();
+    let mut ingest = Ingest::open(&Source::File(video.clone()), &cfg.ingest).unwrap();
+    let opts = DriveOptions {
+        decode_ahead: false,
+        ..DriveOptions::new()
+    };
+    let mut driven = Vec::new();
+    drive(&mut ingest, &mut tracker, &opts, |f| {
+        for o in f.faces {
+            driven.push((f.seq, o.crop, o.crop_to_frame, o.keypoints));
+        }
+        Ok(Flow::Continue)
+    })
+    .unwrap();
+    assert!(driven == by_frame, "the driver's pairs changed a crop");
     eprintln!("decoded {:.0}% of the pixels", 100.0 * fraction);
     assert!(fraction < 0.8, "decoded {fraction} of the frame area");
 }

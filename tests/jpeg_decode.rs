@@ -1,7 +1,7 @@
 //! The baseline fast path of region decoding gives libjpeg's pixels exactly, on every kind of
 //! JPEG it accepts, and hands everything else (progressive, colour, damaged) back to libjpeg.
 
-use aullm::frame::baseline::{Declined, decode_gray_region};
+use aullm::frame::baseline::{Declined, decode_gray_region, decode_gray_region_pair};
 use aullm::frame::jpeg;
 use aullm::rng::Rng;
 use opencv::core::{Mat, Vector};
@@ -117,6 +117,99 @@ fn baseline_gray_frames_decode_to_libjpegs_pixels_at_every_quality_size_and_regi
             }
         }
     }
+}
+
+/// Two frames decoded together hold libjpeg's pixels of each (the fast path taking them whenever
+/// they share tables and have no restart markers), and a frame that cannot go with the other is
+/// decoded alone with its own answer.
+#[test]
+fn two_frames_decoded_together_hold_each_frames_own_pixels() {
+    let mut rng = Rng::new(9);
+    for (w, h) in [(640usize, 480usize), (203, 157), (17, 9)] {
+        for quality in [50, 95] {
+            for (optimize, restart) in [(0, 0), (1, 0), (0, 2)] {
+                let what = format!("{w}x{h} q{quality} optimize {optimize} restart {restart}");
+                let frames: Vec<Vec<u8>> = (0..2)
+                    .map(|i| gray_jpeg(&image(w, h, 100 + i), w, h, quality, optimize, restart))
+                    .collect();
+                let (w, h) = (w as u32, h as u32);
+                for r in rects(w, h, &mut rng) {
+                    let mut outs = [vec![7u8; (w * h) as usize], vec![7u8; (w * h) as usize]];
+                    let [oa, ob] = &mut outs;
+                    // Shared tables and no restart markers: the pair is decoded together.
+                    if optimize == 0 && restart == 0 {
+                        let got = decode_gray_region_pair(
+                            [&frames[0], &frames[1]],
+                            w,
+                            h,
+                            r,
+                            [&mut oa[..], &mut ob[..]],
+                        )
+                        .unwrap_or_else(|e| panic!("{what}: pair declined: {e:?}"));
+                        assert!(
+                            got[0] <= r[0] && got[1] <= r[1] && got[2] >= r[2] && got[3] >= r[3]
+                        );
+                        assert!(
+                            got.iter()
+                                .zip([w, h, w, h])
+                                .all(|(&g, m)| g % 8 == 0 || g == m)
+                        );
+                    }
+                    let got = jpeg::decode_gray_pair(
+                        [&frames[0], &frames[1]],
+                        w,
+                        h,
+                        r,
+                        [&mut oa[..], &mut ob[..]],
+                    );
+                    for (i, (got, out)) in got.into_iter().zip(&outs).enumerate() {
+                        let got = got.unwrap();
+                        let mut want = vec![0u8; (w * h) as usize];
+                        jpeg::libjpeg_region(&frames[i], w, h, 1, got, &mut want).unwrap();
+                        for y in got[1]..got[3] {
+                            let row = (y * w) as usize;
+                            let (a, b) = (row + got[0] as usize, row + got[2] as usize);
+                            assert!(
+                                out[a..b] == want[a..b],
+                                "{what}: frame {i}, row {y} of {got:?} (asked {r:?})"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // A damaged second frame: the first still decodes, the second gets its own error.
+    let frames: Vec<Vec<u8>> = (0..2)
+        .map(|i| gray_jpeg(&image(64, 48, i), 64, 48, 90, 0, 0))
+        .collect();
+    let cut = &frames[1][..frames[1].len() / 2];
+    let mut outs = [vec![0u8; 64 * 48], vec![0u8; 64 * 48]];
+    let [oa, ob] = &mut outs;
+    assert!(
+        decode_gray_region_pair(
+            [&frames[0], cut],
+            64,
+            48,
+            [0, 0, 64, 48],
+            [&mut oa[..], &mut ob[..]]
+        )
+        .is_err()
+    );
+    let [a, b] = jpeg::decode_gray_pair(
+        [&frames[0], cut],
+        64,
+        48,
+        [0, 0, 64, 48],
+        [&mut oa[..], &mut ob[..]],
+    );
+    assert_eq!(a.unwrap(), [0, 0, 64, 48]);
+    let mut alone = vec![0u8; 64 * 48];
+    let single = jpeg::decode_gray(cut, 64, 48, [0, 0, 64, 48], &mut alone);
+    assert_eq!(
+        b.map_err(|e| e.to_string()),
+        single.map_err(|e| e.to_string())
+    );
 }
 
 #[test]

@@ -146,6 +146,18 @@ impl FaceTracker {
         })
     }
 
+    /// The region to decode for the coming frame and the one after it together: its
+    /// [`read_hint`](Self::read_hint) while neither frame searches for faces (no detection due or
+    /// needed, which reads more), else `None`.
+    pub fn pair_hint(&self, width: usize, height: usize) -> Option<Rect> {
+        let every = self.face.detect_every as u64;
+        let due = |i: u64| i.is_multiple_of(every);
+        let searching = due(self.frame_index)
+            || due(self.frame_index + 1)
+            || self.tracks.iter().any(|t| t.needs_detection);
+        (!self.tracks.is_empty() && !searching).then(|| self.read_hint(width, height))
+    }
+
     /// The region worth decoding for frames still in the ingest queue (ahead of this tracker):
     /// every track's crop and detector neighbourhoods with room for the motion of a queue's worth
     /// of frames, or the whole frame while faces are missing.

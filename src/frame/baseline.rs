@@ -5,7 +5,7 @@
 //! the ones libjpeg gives. Anything else (progressive, colour, 12-bit, damaged data) is declined
 //! and the caller falls back to libjpeg.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 /// Bits the combined Huffman lookup resolves at once.
@@ -203,29 +203,54 @@ fn extend(bits: i32, size: u32) -> i32 {
     }
 }
 
+/// A frame's entropy-coded data and the reader state its hot loops do not touch, read through a
+/// reference: a loop then holds only the bit buffer and the position in registers, which leaves
+/// room for two readers at once ([`decode_gray_region_pair`]).
+struct Src<'a> {
+    data: &'a [u8],
+    /// `pos < lim`: eight bytes can be read at `pos` and no marker was met (0 after one).
+    lim: Cell<usize>,
+    /// Zero bits supplied after a marker, at the tail of the buffer.
+    padding: Cell<u32>,
+    at_marker: Cell<bool>,
+}
+
+impl<'a> Src<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Self {
+            data,
+            lim: Cell::new(data.len().saturating_sub(7)),
+            padding: Cell::new(0),
+            at_marker: Cell::new(false),
+        }
+    }
+
+    /// From here on the reader supplies zero bits (8 more of them).
+    fn zeros(&self) {
+        self.at_marker.set(true);
+        self.lim.set(0);
+        self.padding.set(self.padding.get() + 8);
+    }
+}
+
 /// The entropy-coded bits, read most significant first, with 0xFF00 unstuffed. At a marker the
 /// reader supplies zeros and counts them, so that running past the data is detected afterwards.
 #[derive(Clone, Copy)]
 struct Bits<'a> {
-    data: &'a [u8],
+    src: &'a Src<'a>,
     pos: usize,
     /// Bits left-aligned; `avail` of them are valid.
     buf: u64,
     avail: u32,
-    /// Zero bits supplied after a marker, at the tail of `buf`.
-    padding: u32,
-    at_marker: bool,
 }
 
 impl<'a> Bits<'a> {
-    fn new(data: &'a [u8], pos: usize) -> Self {
+    fn new(src: &'a Src<'a>, pos: usize) -> Self {
         Self {
-            data,
+            src,
             pos,
             buf: 0,
             avail: 0,
-            padding: 0,
-            at_marker: false,
         }
     }
 
@@ -235,10 +260,16 @@ impl<'a> Bits<'a> {
         if self.avail >= 32 {
             return;
         }
-        if !self.at_marker && self.pos + 8 <= self.data.len() {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&self.data[self.pos..self.pos + 8]);
-            let word = u64::from_be_bytes(w);
+        if self.pos < self.src.lim.get() {
+            // SAFETY: `pos < lim <= len - 7`, so the eight bytes at `pos` lie in `data`.
+            let word = u64::from_be_bytes(unsafe {
+                self.src
+                    .data
+                    .as_ptr()
+                    .add(self.pos)
+                    .cast::<[u8; 8]>()
+                    .read_unaligned()
+            });
             let ff = ff_bytes(word);
             let take = (63 - self.avail) / 8;
             // No 0xFF byte among the eight: take whole bytes at once (the bits beyond them are
@@ -268,25 +299,24 @@ impl<'a> Bits<'a> {
     #[cold]
     #[inline(never)]
     fn filled_slow(mut self) -> Self {
+        let (src, d) = (self.src, self.src.data);
         while self.avail <= 56 {
-            let byte = if self.at_marker || self.pos >= self.data.len() {
-                self.at_marker = true;
-                self.padding += 8;
+            let byte = if src.at_marker.get() || self.pos >= d.len() {
+                src.zeros();
                 0
             } else {
-                let b = self.data[self.pos];
+                let b = d[self.pos];
                 if b == 0xFF {
                     // 0xFF00 is a data 0xFF; anything else ends the data here. That includes
                     // 0xFFFF: libjpeg's slow reader takes 0xFF 0xFF.. 0x00 as one data byte,
                     // but its fast one stops there first and keeps the coefficients it had
                     // decoded from zeros, so a block reading past that point is not decoded
                     // alike; this reader then runs out of data and the frame goes to libjpeg.
-                    if self.data.get(self.pos + 1) == Some(&0) {
+                    if d.get(self.pos + 1) == Some(&0) {
                         self.pos += 2;
                         0xFF
                     } else {
-                        self.at_marker = true;
-                        self.padding += 8;
+                        src.zeros();
                         0
                     }
                 } else {
@@ -323,14 +353,14 @@ impl<'a> Bits<'a> {
 
     /// The reader went past the data into the zeros supplied at a marker.
     fn overran(&self) -> bool {
-        self.avail < self.padding
+        self.avail < self.src.padding.get()
     }
 
     /// The first marker after the entropy-coded data is an end of image (or the data ends), as
     /// libjpeg's `jpeg_finish_decompress` needs after the last row: it skips stray bytes and
     /// stuffed 0xFF00 pairs, and any other marker there is libjpeg's to judge.
     fn ends_at_eoi(self) -> bool {
-        let d = self.data;
+        let d = self.src.data;
         let mut i = self.pos;
         loop {
             while i < d.len() && d[i] != 0xFF {
@@ -356,17 +386,17 @@ impl<'a> Bits<'a> {
         if self.overran() {
             return Err(Declined::Damaged);
         }
+        let (src, d) = (self.src, self.src.data);
         // Left-over bits were read ahead of the marker: the fill never reads past one.
         self.buf = 0;
         self.avail = 0;
-        self.padding = 0;
-        self.at_marker = false;
-        while self.data.get(self.pos) == Some(&0xFF) && self.data.get(self.pos + 1) == Some(&0xFF) {
+        src.padding.set(0);
+        src.at_marker.set(false);
+        src.lim.set(d.len().saturating_sub(7));
+        while d.get(self.pos) == Some(&0xFF) && d.get(self.pos + 1) == Some(&0xFF) {
             self.pos += 1; // fill bytes before the marker
         }
-        if self.data.get(self.pos) == Some(&0xFF)
-            && self.data.get(self.pos + 1) == Some(&(0xD0 + (n % 8) as u8))
-        {
+        if d.get(self.pos) == Some(&0xFF) && d.get(self.pos + 1) == Some(&(0xD0 + (n % 8) as u8)) {
             self.pos += 2;
             Ok(self)
         } else {
@@ -604,7 +634,8 @@ pub fn decode_gray_region(
     let blocks_x = width.div_ceil(8);
     let (bx0, bx1) = (cx0 / 8, x1.div_ceil(8));
     let (by0, by1) = (y0 / 8, y1.div_ceil(8));
-    let mut bits = Bits::new(data, h.scan_start);
+    let src = Src::new(data);
+    let mut bits = Bits::new(&src, h.scan_start);
     let mut pred = 0i32;
     let mut coef = [0i16; 64];
     let mut pixels = [0u8; 64];
@@ -655,6 +686,156 @@ pub fn decode_gray_region(
     Ok((cx0, x1))
 }
 
+/// [`decode_gray_region`] for two frames of one stream (byte-identical headers) at once, in lock
+/// step: the Huffman decoding of a frame is one serial chain, and two independent chains let the
+/// core overlap them (~11 % less time than one frame after the other). Writes the region's whole
+/// blocks in both frames and returns the block-aligned rectangle (within the frame) they hold.
+/// Declines (for the caller to decode each frame alone) headers that differ, restart markers,
+/// and whatever [`decode_gray_region`] declines.
+pub fn decode_gray_region_pair(
+    [a, b]: [&[u8]; 2],
+    width: u32,
+    height: u32,
+    [x0, y0, x1, y1]: [u32; 4],
+    [oa, ob]: [&mut [u8]; 2],
+) -> Result<[u32; 4]> {
+    let h = header(a)?;
+    let n = width as usize * height as usize;
+    if h.width != width || h.height != height || oa.len() < n || ob.len() < n {
+        return Err(Declined::Unsupported);
+    }
+    if x0 >= x1 || y0 >= y1 || x1 > width || y1 > height {
+        return Err(Declined::Unsupported);
+    }
+    // The second frame must decode with the first one's tables and give the same rectangle.
+    if h.restart_interval != 0 || b.get(..h.scan_start) != Some(&a[..h.scan_start]) {
+        return Err(Declined::Unsupported);
+    }
+    let blocks_x = width.div_ceil(8);
+    let (bx0, bx1) = (x0 / 8, x1.div_ceil(8));
+    let (by0, by1) = (y0 / 8, y1.div_ceil(8));
+    let (sa, sb) = (Src::new(a), Src::new(b));
+    let mut bits = [Bits::new(&sa, h.scan_start), Bits::new(&sb, h.scan_start)];
+    let mut pred = [0i32; 2];
+    let mut out = [oa, ob];
+    for by in 0..by1 {
+        if by < by0 {
+            bits = skip_run_pair(&h, bits, &mut pred, blocks_x)?;
+        } else {
+            bits = skip_run_pair(&h, bits, &mut pred, bx0)?;
+            bits = region_run_pair(&h, bits, &mut pred, [bx0, bx1, by], &mut out)?;
+            bits = skip_run_pair(&h, bits, &mut pred, blocks_x - bx1)?;
+        }
+        if bits[0].overran() || bits[1].overran() {
+            return Err(Declined::Damaged);
+        }
+    }
+    if by1 == height.div_ceil(8) && !(bits[0].ends_at_eoi() && bits[1].ends_at_eoi()) {
+        return Err(Declined::Damaged);
+    }
+    Ok([
+        bx0 * 8,
+        by0 * 8,
+        (bx1 * 8).min(width),
+        (by1 * 8).min(height),
+    ])
+}
+
+/// Walks over the next `n` blocks of both frames, symbol groups taken in turns. Not inlined:
+/// a small function keeps both readers in registers.
+#[inline(never)]
+fn skip_run_pair<'a>(
+    h: &Header,
+    [mut a, mut b]: [Bits<'a>; 2],
+    pred: &mut [i32; 2],
+    n: u32,
+) -> Result<[Bits<'a>; 2]> {
+    let (dc, ac) = (&h.dc, &h.ac);
+    let [mut pa, mut pb] = *pred;
+    for _ in 0..n {
+        decode_dc(&mut a, dc, &mut pa)?;
+        decode_dc(&mut b, dc, &mut pb)?;
+        let (mut ka, mut kb) = (1u32, 1u32);
+        while ka < 64 && kb < 64 {
+            skip_step(&mut a, ac, &mut ka)?;
+            skip_step(&mut b, ac, &mut kb)?;
+        }
+        while ka < 64 {
+            skip_step(&mut a, ac, &mut ka)?;
+        }
+        while kb < 64 {
+            skip_step(&mut b, ac, &mut kb)?;
+        }
+    }
+    *pred = [pa, pb];
+    Ok([a, b])
+}
+
+/// Decodes blocks `[bx0, bx1)` of block row `by` of both frames (symbols in turns) and writes
+/// their whole 8x8 pixels inside the frame.
+#[inline(never)]
+fn region_run_pair<'a>(
+    h: &Header,
+    [mut a, mut b]: [Bits<'a>; 2],
+    pred: &mut [i32; 2],
+    [bx0, bx1, by]: [u32; 3],
+    out: &mut [&mut [u8]; 2],
+) -> Result<[Bits<'a>; 2]> {
+    let (dc, ac) = (&h.dc, &h.ac);
+    let [mut pa, mut pb] = *pred;
+    let mut pixels = [[0u8; 64]; 2];
+    let width = h.width as usize;
+    let rows = (by * 8) as usize..((by * 8 + 8).min(h.height)) as usize;
+    for bx in bx0..bx1 {
+        let mut coef = [[0i16; 64]; 2];
+        let [ca, cb] = &mut coef;
+        decode_dc(&mut a, dc, &mut pa)?;
+        decode_dc(&mut b, dc, &mut pb)?;
+        (ca[0], cb[0]) = (pa as i16, pb as i16);
+        let (mut ka, mut kb) = (1usize, 1usize);
+        while ka < 64 && kb < 64 {
+            ac_step(&mut a, ac, &mut ka, ca)?;
+            ac_step(&mut b, ac, &mut kb, cb)?;
+        }
+        while ka < 64 {
+            ac_step(&mut a, ac, &mut ka, ca)?;
+        }
+        while kb < 64 {
+            ac_step(&mut b, ac, &mut kb, cb)?;
+        }
+        let cols = (bx * 8) as usize..((bx * 8 + 8) as usize).min(width);
+        idct_ifast(ca, &h.mult, &mut pixels[0]);
+        idct_ifast(cb, &h.mult, &mut pixels[1]);
+        for (px, o) in pixels.iter().zip(out.iter_mut()) {
+            put_block(px, o, width, rows.clone(), cols.clone());
+        }
+    }
+    *pred = [pa, pb];
+    Ok([a, b])
+}
+
+/// Writes rows `rows` and columns `cols` of the frame (`width` wide) from a block's 8x8 `pixels`.
+#[inline(always)]
+fn put_block(
+    pixels: &[u8; 64],
+    out: &mut [u8],
+    width: usize,
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+) {
+    let whole = cols.len() == 8;
+    for (r, y) in rows.enumerate() {
+        let (src, at) = (&pixels[r * 8..r * 8 + 8], y * width + cols.start);
+        if whole {
+            // A fixed 8-byte copy is a move, not a call to memcpy.
+            let dst: &mut [u8; 8] = (&mut out[at..at + 8]).try_into().expect("8 bytes");
+            dst.copy_from_slice(src);
+        } else {
+            out[at..at + cols.len()].copy_from_slice(&src[..cols.len()]);
+        }
+    }
+}
+
 /// The DC difference of the next block, added to the predictor.
 #[inline(always)]
 fn decode_dc(bits: &mut Bits, dc: &Huffman, pred: &mut i32) -> Result<()> {
@@ -689,45 +870,51 @@ fn skip_block(bits: &mut Bits, dc: &Huffman, ac: &Huffman, pred: &mut i32) -> Re
     decode_dc(bits, dc, pred)?;
     let mut k = 1;
     while k < 64 {
+        skip_step(bits, ac, &mut k)?;
+    }
+    Ok(())
+}
+
+/// Walks over the AC codes at coefficient `k` of a block: every whole symbol the next
+/// [`SKIP_BITS`] hold, else one; `k` is 64 or more once the block ends.
+#[inline(always)]
+fn skip_step(bits: &mut Bits, ac: &Huffman, k: &mut u32) -> Result<()> {
+    bits.fill();
+    let s = ac.skip[bits.peek(SKIP_BITS) as usize];
+    // The group is taken whole unless the block ends inside it (a last coefficient at 63
+    // needs no end-of-block code, and the next bits are the next block's).
+    if s != 0 && *k + ((s >> 5) & 127) < 64 {
+        bits.consume(s & E_LEN);
+        *k = if s & S_EOB != 0 {
+            64
+        } else {
+            *k + ((s >> 12) & 255)
+        };
+        return Ok(());
+    }
+    let e = ac.lookup[bits.peek(LOOKUP_BITS) as usize];
+    let len = e & E_LEN;
+    let (run, size);
+    if len == 0 {
+        let (sym, len) = ac.slow(bits.peek(16))?;
+        bits.consume(len);
+        (run, size) = ((sym >> 4) as u32, (sym & 15) as u32);
         bits.fill();
-        let s = ac.skip[bits.peek(SKIP_BITS) as usize];
-        // The group is taken whole unless the block ends inside it (a last coefficient at 63
-        // needs no end-of-block code, and the next bits are the next block's).
-        if s != 0 && k + ((s >> 5) & 127) < 64 {
-            bits.consume(s & E_LEN);
-            if s & S_EOB != 0 {
-                break;
-            }
-            k += (s >> 12) & 255;
-            continue;
-        }
-        let e = ac.lookup[bits.peek(LOOKUP_BITS) as usize];
-        let len = e & E_LEN;
-        let (run, size);
-        if len == 0 {
-            let (sym, len) = ac.slow(bits.peek(16))?;
-            bits.consume(len);
-            (run, size) = ((sym >> 4) as u32, (sym & 15) as u32);
+        bits.consume(size);
+    } else {
+        bits.consume(len);
+        run = (e >> 5) & 15;
+        size = (e >> 9) & 15;
+        if e & E_VALUE == 0 {
             bits.fill();
             bits.consume(size);
-        } else {
-            bits.consume(len);
-            run = (e >> 5) & 15;
-            size = (e >> 9) & 15;
-            if e & E_VALUE == 0 {
-                bits.fill();
-                bits.consume(size);
-            }
-        }
-        if size == 0 {
-            if run != 15 {
-                break; // end of block
-            }
-            k += 16;
-        } else {
-            k += run + 1;
         }
     }
+    *k = match (run, size) {
+        (15, 0) => *k + 16,
+        (_, 0) => 64, // end of block
+        _ => *k + run + 1,
+    };
     Ok(())
 }
 
@@ -744,39 +931,42 @@ fn decode_block(
     coef[0] = *pred as i16;
     let mut k = 1usize;
     while k < 64 {
-        bits.fill();
-        let e = ac.lookup[bits.peek(LOOKUP_BITS) as usize];
-        let len = e & E_LEN;
-        let (run, size, value);
-        if e & E_VALUE != 0 {
-            bits.consume(len);
-            run = ((e >> 5) & 15) as usize;
-            size = 1;
-            value = (e >> 16) as u16 as i16 as i32;
-        } else {
-            let sym = if len == 0 {
-                let (sym, len) = ac.slow(bits.peek(16))?;
-                bits.consume(len);
-                sym as u32
-            } else {
-                bits.consume(len);
-                ((e >> 5) & 15) << 4 | ((e >> 9) & 15)
-            };
-            run = (sym >> 4) as usize;
-            size = sym & 15;
-            bits.fill();
-            value = extend(bits.take(size), size);
-        }
-        if size == 0 {
-            if run != 15 {
-                break;
-            }
-            k += 16;
-        } else {
-            k += run;
-            coef[NATURAL[k]] = value as i16;
-            k += 1;
-        }
+        ac_step(bits, ac, &mut k, coef)?;
+    }
+    Ok(())
+}
+
+/// Decodes the next AC symbol of a block at coefficient `k` into `coef`; `k` is 64 or more once
+/// the block ends.
+#[inline(always)]
+fn ac_step(bits: &mut Bits, ac: &Huffman, k: &mut usize, coef: &mut [i16; 64]) -> Result<()> {
+    bits.fill();
+    let e = ac.lookup[bits.peek(LOOKUP_BITS) as usize];
+    let len = e & E_LEN;
+    if e & E_VALUE != 0 {
+        bits.consume(len);
+        *k += ((e >> 5) & 15) as usize;
+        coef[NATURAL[*k]] = (e >> 16) as u16 as i16;
+        *k += 1;
+        return Ok(());
+    }
+    let sym = if len == 0 {
+        let (sym, len) = ac.slow(bits.peek(16))?;
+        bits.consume(len);
+        sym as u32
+    } else {
+        bits.consume(len);
+        ((e >> 5) & 15) << 4 | ((e >> 9) & 15)
+    };
+    let (run, size) = ((sym >> 4) as usize, sym & 15);
+    bits.fill();
+    let value = extend(bits.take(size), size);
+    if size == 0 {
+        *k = if run != 15 { 64 } else { *k + 16 };
+    } else {
+        *k += run;
+        coef[NATURAL[*k]] = value as i16;
+        *k += 1;
     }
     Ok(())
 }

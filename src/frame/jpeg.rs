@@ -118,6 +118,37 @@ pub fn decode_gray_scaled(
     libjpeg_region(data, width, height, denom, [x0, y0, x1, y1], out)
 }
 
+/// [`decode_gray`] for two frames of one stream at once (see
+/// [`super::baseline::decode_gray_region_pair`]): both get at least `rect`, whole blocks when
+/// decoded together. Frames that cannot go together (different tables, restart markers, damage,
+/// anything libjpeg must read) are decoded one by one, so each result is that frame's own.
+pub fn decode_gray_pair(
+    frames: [&[u8]; 2],
+    width: u32,
+    height: u32,
+    rect: Rect,
+    outs: [&mut [u8]; 2],
+) -> [Result<Rect>; 2] {
+    let r = [
+        rect[0].min(width),
+        rect[1].min(height),
+        rect[2].min(width),
+        rect[3].min(height),
+    ];
+    let [oa, ob] = outs;
+    if r[0] < r[2]
+        && r[1] < r[3]
+        && let Ok(got) =
+            super::baseline::decode_gray_region_pair(frames, width, height, r, [&mut *oa, &mut *ob])
+    {
+        return [Ok(got), Ok(got)];
+    }
+    [
+        decode_gray(frames[0], width, height, rect, oa),
+        decode_gray(frames[1], width, height, rect, ob),
+    ]
+}
+
 /// [`decode_gray_scaled`] by libjpeg alone, for every JPEG libjpeg reads (the fast path in
 /// [`super::baseline`] declines what it does not handle and comes here); `rect` is already clamped
 /// to the scaled frame and non-empty, and `out` holds the scaled frame.

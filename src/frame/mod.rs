@@ -65,6 +65,45 @@ impl Frame {
         self.decode_region(rect, 0).map(|_| ())
     }
 
+    /// Decodes `rect` of this frame and of `next`, the stream's following frame, together
+    /// ([`jpeg::decode_gray_pair`]: ~15 % cheaper than one after the other) when both are still
+    /// wholly compressed frames of one size; otherwise leaves both as they are. An error is this
+    /// frame's; `next` stays compressed after one of its own, which its reader then meets.
+    pub fn prefetch_pair(&mut self, next: &mut Frame, rect: Rect) -> anyhow::Result<()> {
+        let untouched =
+            |f: &Frame| f.jpeg.is_some() && (f.valid[0] >= f.valid[2] || f.valid[1] >= f.valid[3]);
+        if !untouched(self)
+            || !untouched(next)
+            || (self.width, self.height) != (next.width, next.height)
+        {
+            return Ok(());
+        }
+        let (Some(a), Some(b)) = (&self.jpeg, &next.jpeg) else {
+            return Ok(());
+        };
+        let (w, h) = (self.width, self.height);
+        let [ra, rb] =
+            jpeg::decode_gray_pair([a, b], w, h, rect, [&mut self.pixels, &mut next.pixels]);
+        if let Ok(got) = rb {
+            next.decoded(got);
+        }
+        let got = ra.map_err(|e| CorruptFrame {
+            seq: self.seq,
+            message: format!("{e:#}"),
+        })?;
+        self.decoded(got);
+        Ok(())
+    }
+
+    /// Records a decode that left `got` valid.
+    fn decoded(&mut self, got: Rect) {
+        self.decodes += 1;
+        self.valid = got;
+        if got == [0, 0, self.width, self.height] {
+            self.jpeg = None; // nothing left to decode: give the buffer back
+        }
+    }
+
     /// The frame with at least `rect` decoded; a decode that is needed takes `margin` more pixels
     /// on each side.
     fn decode_region(&mut self, rect: Rect, margin: u32) -> anyhow::Result<&[u8]> {
@@ -104,11 +143,7 @@ impl Frame {
                     message: format!("{e:#}"),
                 }
             })?;
-            self.decodes += 1;
-            self.valid = got;
-            if got == [0, 0, w, h] {
-                self.jpeg = None; // nothing left to decode: give the buffer back
-            }
+            self.decoded(got);
         }
         Ok(&self.pixels)
     }

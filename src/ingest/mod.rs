@@ -114,6 +114,8 @@ pub struct Ingest {
     region_hint: Arc<std::sync::atomic::AtomicU64>,
     /// Keep every N-th frame (see [`Ingest::set_stride`]).
     stride: Arc<std::sync::atomic::AtomicU64>,
+    /// A frame taken from the queue by [`Ingest::peek_next`], delivered next.
+    ahead: Option<Frame>,
 }
 
 /// Stops a running source from another thread (Ctrl-C): the stream ends cleanly at the next frame.
@@ -209,6 +211,7 @@ impl Ingest {
             // Until the reader says what it reads, it decodes what it asks for itself.
             region_hint: Arc::new(std::sync::atomic::AtomicU64::new(reader::HINT_NONE)),
             stride: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+            ahead: None,
         };
 
         // PAUSED tells live sources (no preroll) from files; a failure here is a startup error.
@@ -346,6 +349,9 @@ impl Ingest {
     /// The next frame; `Ok(None)` at a clean end of stream. An error comes only after every frame
     /// decoded before it was delivered.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, IngestError> {
+        if let Some(f) = self.ahead.take() {
+            return Ok(Some(self.deliver(f)));
+        }
         if self.ended {
             return Ok(None);
         }
@@ -388,6 +394,16 @@ impl Ingest {
                 }
             }
         }
+    }
+
+    /// The frame [`Ingest::next_frame`] returns next, when it is already queued (never waits):
+    /// the face thread decodes it together with the current one.
+    pub fn peek_next(&mut self) -> Option<&mut Frame> {
+        while self.ahead.is_none() && !self.ended {
+            let f = self.frames.try_recv().ok()?;
+            self.ahead = self.kept(f);
+        }
+        self.ahead.as_mut()
     }
 
     /// The frame, unless a stride set after it was queued passes it over (counted as skipped).

@@ -31,6 +31,11 @@ pub trait FrameSource {
     fn stop(&self);
     /// A label for messages (file name, camera).
     fn label(&self) -> String;
+    /// The frame [`next_frame`](Self::next_frame) returns next, when one is already waiting
+    /// (nothing is waited for); sources without a queue have none.
+    fn peek_next(&mut self) -> Option<&mut Frame> {
+        None
+    }
 }
 
 impl FrameSource for Ingest {
@@ -48,6 +53,9 @@ impl FrameSource for Ingest {
     }
     fn label(&self) -> String {
         Ingest::label(self).to_string()
+    }
+    fn peek_next(&mut self) -> Option<&mut Frame> {
+        Ingest::peek_next(self)
     }
 }
 
@@ -349,6 +357,15 @@ pub fn drive<S: FrameSource + ?Sized>(
         rep.frames += 1;
         let (w, h) = (frame.width, frame.height);
         let t0 = Instant::now();
+        if !opts.decode_ahead
+            && frame.jpeg.is_some()
+            && let Some(rect) = tracker.pair_hint(w as usize, h as usize)
+            && let Some(next) = source.peek_next()
+        {
+            // The next frame is decoded beside this one (its reader finds it done); an error is
+            // met again, and reported, by the tracker's own decode.
+            let _ = frame.prefetch_pair(next, rect);
+        }
         let tracked = tracker.process_frame(&mut frame);
         if opts.decode_ahead {
             source.set_decode_hint(Some(tracker.decode_hint(w as usize, h as usize)));
