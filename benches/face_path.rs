@@ -168,6 +168,28 @@ fn stages(c: &mut Criterion) {
             aullm::frame::jpeg::libjpeg_region(&m.jpegs640[i], 640, 480, 1, rect, &mut out).unwrap()
         })
     });
+    // Two consecutive frames per iteration, decoded together as the face thread does (per frame:
+    // compare with `..._scale_1_1`).
+    let mut out2 = vec![0u8; 640 * 480];
+    g.bench_function("mjpeg_640x480_face_region_pair_per_frame", |b| {
+        let mut i = 0;
+        b.iter_custom(|iters| {
+            let t = std::time::Instant::now();
+            for _ in 0..iters.div_ceil(2) {
+                i = (i + 2) % (m.jpegs640.len() - 1);
+                let pair = [&m.jpegs640[i][..], &m.jpegs640[i + 1][..]];
+                let [a, _] = aullm::frame::jpeg::decode_gray_pair(
+                    pair,
+                    640,
+                    480,
+                    rect,
+                    [&mut out, &mut out2],
+                );
+                a.unwrap();
+            }
+            t.elapsed() * iters as u32 / (iters.div_ceil(2) * 2) as u32
+        })
+    });
     for denom in [1u32, 2, 4, 8] {
         let r = rect.map(|v| v / denom);
         g.bench_function(format!("mjpeg_640x480_face_region_scale_1_{denom}"), |b| {
