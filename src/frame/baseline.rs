@@ -690,8 +690,8 @@ pub fn decode_gray_region(
 /// step: the Huffman decoding of a frame is one serial chain, and two independent chains let the
 /// core overlap them (~11 % less time than one frame after the other). Writes the region's whole
 /// blocks in both frames and returns the block-aligned rectangle (within the frame) they hold.
-/// Declines (for the caller to decode each frame alone) headers that differ, restart markers,
-/// and whatever [`decode_gray_region`] declines.
+/// Declines (for the caller to decode each frame alone) headers that differ and whatever
+/// [`decode_gray_region`] declines.
 pub fn decode_gray_region_pair(
     [a, b]: [&[u8]; 2],
     width: u32,
@@ -707,8 +707,8 @@ pub fn decode_gray_region_pair(
     if x0 >= x1 || y0 >= y1 || x1 > width || y1 > height {
         return Err(Declined::Unsupported);
     }
-    // The second frame must decode with the first one's tables and give the same rectangle.
-    if h.restart_interval != 0 || b.get(..h.scan_start) != Some(&a[..h.scan_start]) {
+    // The second frame must decode with the first one's tables (and restart interval).
+    if b.get(..h.scan_start) != Some(&a[..h.scan_start]) {
         return Err(Declined::Unsupported);
     }
     let blocks_x = width.div_ceil(8);
@@ -718,13 +718,35 @@ pub fn decode_gray_region_pair(
     let mut bits = [Bits::new(&sa, h.scan_start), Bits::new(&sb, h.scan_start)];
     let mut pred = [0i32; 2];
     let mut out = [oa, ob];
+    let ri = h.restart_interval;
+    let mut mcu = 0u32;
     for by in 0..by1 {
-        if by < by0 {
-            bits = skip_run_pair(&h, bits, &mut pred, blocks_x)?;
+        // The row's runs of blocks walked past and decoded: [first, end) and whether decoded.
+        let runs = if by < by0 {
+            [(0, blocks_x, false), (0, 0, false), (0, 0, false)]
         } else {
-            bits = skip_run_pair(&h, bits, &mut pred, bx0)?;
-            bits = region_run_pair(&h, bits, &mut pred, [bx0, bx1, by], &mut out)?;
-            bits = skip_run_pair(&h, bits, &mut pred, blocks_x - bx1)?;
+            [(0, bx0, false), (bx0, bx1, true), (bx1, blocks_x, false)]
+        };
+        for (mut bx, end, inside) in runs {
+            while bx < end {
+                if ri > 0 && mcu > 0 && mcu.is_multiple_of(ri) {
+                    let n = mcu / ri - 1;
+                    bits = [bits[0].restarted(n)?, bits[1].restarted(n)?];
+                    pred = [0; 2];
+                }
+                // Up to the end of the run or the next restart marker, whichever comes first.
+                let n = if ri > 0 {
+                    (end - bx).min(ri - mcu % ri)
+                } else {
+                    end - bx
+                };
+                bits = if inside {
+                    region_run_pair(&h, bits, &mut pred, [bx, bx + n, by], &mut out)?
+                } else {
+                    skip_run_pair(&h, bits, &mut pred, n)?
+                };
+                (bx, mcu) = (bx + n, mcu + n);
+            }
         }
         if bits[0].overran() || bits[1].overran() {
             return Err(Declined::Damaged);

@@ -120,7 +120,7 @@ pub fn decode_gray_scaled(
 
 /// [`decode_gray`] for two frames of one stream at once (see
 /// [`super::baseline::decode_gray_region_pair`]): both get at least `rect`, whole blocks when
-/// decoded together. Frames that cannot go together (different tables, restart markers, damage,
+/// decoded together. Frames that cannot go together (different tables, damage,
 /// anything libjpeg must read) are decoded one by one, so each result is that frame's own.
 pub fn decode_gray_pair(
     frames: [&[u8]; 2],
