@@ -179,6 +179,16 @@ mod tests {
         v
     }
 
+    /// Every value's f32 bits (f16 and bf16 widen exactly).
+    fn bits(t: &Tensor) -> Vec<u32> {
+        let f = t.to_dtype(DType::F32).unwrap().flatten_all().unwrap();
+        f.to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect()
+    }
+
     #[test]
     fn dequantises_like_candle() {
         let v: Vec<f32> = awkward()
@@ -193,14 +203,6 @@ mod tests {
                 let ours = dequantize_to(&q, dtype, &Device::Cpu).unwrap();
                 let theirs = q.dequantize(&Device::Cpu).unwrap().to_dtype(dtype).unwrap();
                 assert_eq!(ours.dims(), theirs.dims());
-                let bits = |t: &Tensor| -> Vec<u32> {
-                    let f = t.to_dtype(DType::F32).unwrap().flatten_all().unwrap();
-                    f.to_vec1::<f32>()
-                        .unwrap()
-                        .iter()
-                        .map(|x| x.to_bits())
-                        .collect()
-                };
                 assert!(bits(&ours) == bits(&theirs), "{g:?} -> {dtype:?}");
             }
         }
@@ -265,14 +267,6 @@ mod tests {
                 .to_dtype(dtype)
                 .unwrap();
             assert_eq!(ours.dtype(), dtype);
-            let bits = |t: &Tensor| -> Vec<u32> {
-                let f = t.to_dtype(DType::F32).unwrap().flatten_all().unwrap();
-                f.to_vec1::<f32>()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.to_bits())
-                    .collect()
-            };
             assert!(bits(&ours) == bits(&theirs), "{dtype:?}");
         }
         // f32 weights are candle's to merge.
