@@ -653,23 +653,14 @@ pub fn decode_gray_region(
                 idct_ifast(&coef, &h.mult, &mut pixels);
                 // Rows [y0, y1) and columns [cx0, x1) of this block's 8×8 pixels.
                 let (px, py) = (bx * 8, by * 8);
-                let cols = px.max(cx0)..(px + 8).min(x1);
-                let whole = cols.start == px && cols.end == px + 8;
-                for y in py.max(y0)..(py + 8).min(y1) {
-                    let src = &pixels[((y - py) * 8) as usize..][..8];
-                    let row = y as usize * width as usize;
-                    if whole {
-                        // A fixed 8-byte copy is a move, not a call to memcpy.
-                        let dst: &mut [u8; 8] = (&mut out[row + px as usize..][..8])
-                            .try_into()
-                            .expect("8 bytes");
-                        dst.copy_from_slice(src);
-                    } else {
-                        out[row + cols.start as usize..row + cols.end as usize].copy_from_slice(
-                            &src[(cols.start - px) as usize..(cols.end - px) as usize],
-                        );
-                    }
-                }
+                put_block(
+                    &pixels,
+                    out,
+                    width as usize,
+                    [px, py],
+                    py.max(y0)..(py + 8).min(y1),
+                    px.max(cx0)..(px + 8).min(x1),
+                );
             } else {
                 skip_block(&mut bits, &h.dc, &h.ac, &mut pred)?;
             }
@@ -807,7 +798,6 @@ fn region_run_pair<'a>(
     let [mut pa, mut pb] = *pred;
     let mut pixels = [[0u8; 64]; 2];
     let width = h.width as usize;
-    let rows = (by * 8) as usize..((by * 8 + 8).min(h.height)) as usize;
     for bx in bx0..bx1 {
         let mut coef = [[0i16; 64]; 2];
         let [ca, cb] = &mut coef;
@@ -825,35 +815,42 @@ fn region_run_pair<'a>(
         while kb < 64 {
             ac_step(&mut b, ac, &mut kb, cb)?;
         }
-        let cols = (bx * 8) as usize..((bx * 8 + 8) as usize).min(width);
         idct_ifast(ca, &h.mult, &mut pixels[0]);
         idct_ifast(cb, &h.mult, &mut pixels[1]);
-        for (px, o) in pixels.iter().zip(out.iter_mut()) {
-            put_block(px, o, width, rows.clone(), cols.clone());
+        let (px, py) = (bx * 8, by * 8);
+        for (p, o) in pixels.iter().zip(out.iter_mut()) {
+            let (rows, cols) = (py..(py + 8).min(h.height), px..(px + 8).min(h.width));
+            put_block(p, o, width, [px, py], rows, cols);
         }
     }
     *pred = [pa, pb];
     Ok([a, b])
 }
 
-/// Writes rows `rows` and columns `cols` of the frame (`width` wide) from a block's 8x8 `pixels`.
+/// Writes frame rows `rows` and columns `cols` (inside the block at `[px, py]`) of a frame
+/// `width` wide from the block's 8x8 `pixels`.
 #[inline(always)]
 fn put_block(
     pixels: &[u8; 64],
     out: &mut [u8],
     width: usize,
-    rows: std::ops::Range<usize>,
-    cols: std::ops::Range<usize>,
+    [px, py]: [u32; 2],
+    rows: std::ops::Range<u32>,
+    cols: std::ops::Range<u32>,
 ) {
-    let whole = cols.len() == 8;
-    for (r, y) in rows.enumerate() {
-        let (src, at) = (&pixels[r * 8..r * 8 + 8], y * width + cols.start);
+    let whole = cols.start == px && cols.end == px + 8;
+    for y in rows {
+        let src = &pixels[((y - py) * 8) as usize..][..8];
+        let row = y as usize * width;
         if whole {
             // A fixed 8-byte copy is a move, not a call to memcpy.
-            let dst: &mut [u8; 8] = (&mut out[at..at + 8]).try_into().expect("8 bytes");
+            let dst: &mut [u8; 8] = (&mut out[row + px as usize..][..8])
+                .try_into()
+                .expect("8 bytes");
             dst.copy_from_slice(src);
         } else {
-            out[at..at + cols.len()].copy_from_slice(&src[..cols.len()]);
+            out[row + cols.start as usize..row + cols.end as usize]
+                .copy_from_slice(&src[(cols.start - px) as usize..(cols.end - px) as usize]);
         }
     }
 }

@@ -32,6 +32,16 @@ unsafe extern "C" {
 /// A pixel rectangle `[x0, y0, x1, y1)` (end exclusive).
 pub type Rect = [u32; 4];
 
+/// `rect` cut to a `width`×`height` frame.
+pub fn clamp(rect: Rect, width: u32, height: u32) -> Rect {
+    [
+        rect[0].min(width),
+        rect[1].min(height),
+        rect[2].min(width),
+        rect[3].min(height),
+    ]
+}
+
 fn message(buf: &[u8]) -> String {
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
@@ -94,12 +104,7 @@ pub fn decode_gray_scaled(
         bail!("JPEG decoding scale 1/{denom}: expected 1/1, 1/2, 1/4 or 1/8");
     }
     let (sw, sh) = scaled_size(width, height, denom);
-    let [x0, y0, x1, y1] = [
-        rect[0].min(sw),
-        rect[1].min(sh),
-        rect[2].min(sw),
-        rect[3].min(sh),
-    ];
+    let [x0, y0, x1, y1] = clamp(rect, sw, sh);
     if x0 >= x1 || y0 >= y1 {
         return Ok([x0, y0, x0, y0]);
     }
@@ -129,12 +134,7 @@ pub fn decode_gray_pair(
     rect: Rect,
     outs: [&mut [u8]; 2],
 ) -> [Result<Rect>; 2] {
-    let r = [
-        rect[0].min(width),
-        rect[1].min(height),
-        rect[2].min(width),
-        rect[3].min(height),
-    ];
+    let r = clamp(rect, width, height);
     let [oa, ob] = outs;
     if r[0] < r[2]
         && r[1] < r[3]

@@ -70,10 +70,8 @@ impl Frame {
     /// wholly compressed frames of one size; otherwise leaves both as they are. An error is this
     /// frame's; `next` stays compressed after one of its own, which its reader then meets.
     pub fn prefetch_pair(&mut self, next: &mut Frame, rect: Rect) -> anyhow::Result<()> {
-        let untouched =
-            |f: &Frame| f.jpeg.is_some() && (f.valid[0] >= f.valid[2] || f.valid[1] >= f.valid[3]);
-        if !untouched(self)
-            || !untouched(next)
+        if !self.undecoded()
+            || !next.undecoded()
             || (self.width, self.height) != (next.width, next.height)
         {
             return Ok(());
@@ -95,6 +93,11 @@ impl Frame {
         Ok(())
     }
 
+    /// Still wholly compressed: nothing of it is decoded yet.
+    pub fn undecoded(&self) -> bool {
+        self.jpeg.is_some() && (self.valid[0] >= self.valid[2] || self.valid[1] >= self.valid[3])
+    }
+
     /// Records a decode that left `got` valid.
     fn decoded(&mut self, got: Rect) {
         self.decodes += 1;
@@ -108,12 +111,7 @@ impl Frame {
     /// on each side.
     fn decode_region(&mut self, rect: Rect, margin: u32) -> anyhow::Result<&[u8]> {
         let (w, h) = (self.width, self.height);
-        let want = [
-            rect[0].min(w),
-            rect[1].min(h),
-            rect[2].min(w),
-            rect[3].min(h),
-        ];
+        let want = jpeg::clamp(rect, w, h);
         if !contains(&self.valid, &want) {
             let Some(jpeg) = &self.jpeg else {
                 anyhow::bail!("frame {}: pixels outside the decoded frame", self.seq);

@@ -358,7 +358,7 @@ pub fn drive<S: FrameSource + ?Sized>(
         let (w, h) = (frame.width, frame.height);
         let t0 = Instant::now();
         if !opts.decode_ahead
-            && frame.jpeg.is_some()
+            && frame.undecoded()
             && let Some(rect) = tracker.pair_hint(w as usize, h as usize)
             && let Some(next) = source.peek_next()
         {
