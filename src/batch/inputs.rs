@@ -188,9 +188,42 @@ pub fn shard(inputs: Vec<Input>, i: usize, n: usize) -> Vec<Input> {
         .collect()
 }
 
+/// Puts the largest files first (a stable sort: equal sizes keep their order). Workers take
+/// inputs in turn, so a long interview taken last would run alone while the other workers sit
+/// idle; started first it overlaps the short ones. Unreadable files count as empty (their own
+/// error comes when they are opened).
+pub fn longest_first(inputs: &mut [Input]) {
+    inputs.sort_by_cached_key(|i| {
+        std::cmp::Reverse(std::fs::metadata(&i.path).map_or(0, |m| m.len()))
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn larger_files_go_first_and_equal_ones_keep_their_order() {
+        let d = tempfile::tempdir().unwrap();
+        let mut inputs: Vec<Input> = [("a", 10), ("b", 300), ("c", 10), ("d", 0), ("e", 40)]
+            .iter()
+            .map(|(n, len)| {
+                let path = d.path().join(format!("{n}.avi"));
+                std::fs::write(&path, vec![0u8; *len]).unwrap();
+                Input {
+                    id: n.to_string(),
+                    path,
+                }
+            })
+            .collect();
+        inputs.push(Input {
+            id: "missing".into(),
+            path: d.path().join("missing.avi"),
+        });
+        longest_first(&mut inputs);
+        let ids: Vec<&str> = inputs.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, ["b", "e", "a", "c", "d", "missing"]);
+    }
 
     #[test]
     fn globs() {

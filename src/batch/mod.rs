@@ -309,10 +309,11 @@ pub fn run(cfg: &Config, o: &BatchOptions) -> Result<BatchSummary> {
         m.name.clone(),
         crate::models::sha256_file(&o.model_dir.join("model.json"))?,
     );
-    let (todo, done): (Vec<Input>, Vec<Input>) = all
+    let (mut todo, done): (Vec<Input>, Vec<Input>) = all
         .iter()
         .cloned()
         .partition(|i| !(o.resume && is_complete(&o.out.join(&i.id), &i.path, &model)));
+    inputs::longest_first(&mut todo);
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(Input, Result<IndexRow, String>)>> = Mutex::new(Vec::new());
     let jobs = o.jobs.clamp(1, todo.len().max(1));
