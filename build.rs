@@ -16,9 +16,36 @@ fn main() {
     }
     b.compile("aullm_jpeg_region");
     println!("cargo:rustc-link-lib=jpeg");
+    compile_imgio_shim();
     if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
         compile_ptx();
     }
+}
+
+/// `src/imgio/shim.cpp` → `$OUT_DIR/libaullm_imgio.so`, a shared object linked against OpenCV's
+/// image codecs that the executable embeds and loads on first use (`imgio`), so that the codecs'
+/// ~115 libraries are not loaded by every aullm process.
+fn compile_imgio_shim() {
+    let src = "src/imgio/shim.cpp";
+    println!("cargo:rerun-if-changed={src}");
+    println!("cargo:rerun-if-env-changed=OPENCV_INCLUDE_PATHS");
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"))
+        .join("libaullm_imgio.so");
+    let include =
+        std::env::var("OPENCV_INCLUDE_PATHS").unwrap_or_else(|_| "/usr/include/opencv4".into());
+    let mut cmd = cc::Build::new().cpp(true).get_compiler().to_command();
+    cmd.args(["-shared", "-fPIC", "-O2", "-std=c++17", "-Wall"]);
+    for dir in include.split(',').filter(|d| !d.is_empty()) {
+        cmd.arg(format!("-I{dir}"));
+    }
+    cmd.arg(src)
+        .arg("-o")
+        .arg(&out)
+        .args(["-lopencv_imgcodecs", "-lopencv_core"]);
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run the C++ compiler for {src}: {e}"));
+    assert!(status.success(), "the C++ compiler failed on {src}");
 }
 
 /// `src/graph/cuda/kernels.cu` → `$OUT_DIR/aullm_kernels.ptx` for `CUDA_COMPUTE_CAP` (default 90,

@@ -63,7 +63,7 @@ impl Photo {
     /// Loads an image file as gray.
     pub fn load(path: &Path, anchor: [f64; 2]) -> Result<Photo> {
         use opencv::prelude::*;
-        let m = opencv::imgcodecs::imread(path, opencv::imgcodecs::IMREAD_GRAYSCALE)
+        let m = crate::imgio::imread(path, crate::imgio::IMREAD_GRAYSCALE)
             .with_context(|| format!("cannot read image {}", path.display()))?;
         if m.empty() {
             bail!("cannot decode image {}", path.display());

@@ -17,6 +17,7 @@ pub mod face;
 pub mod fixtures;
 pub mod frame;
 pub mod graph;
+pub mod imgio;
 pub mod ingest;
 pub mod jobs;
 pub mod models;

@@ -65,7 +65,7 @@ fn astronaut_one_face_with_eyes_in_place() {
     let cfg = cfg();
     aullm::assets::init_onnx(&cfg.models).unwrap();
     let path = aullm::assets::artefact_path(&cfg.models, "astronaut").unwrap();
-    let bgr = opencv::imgcodecs::imread(&path, opencv::imgcodecs::IMREAD_COLOR).unwrap();
+    let bgr = aullm::imgio::imread(&path, aullm::imgio::IMREAD_COLOR).unwrap();
     let mut rgb = opencv::core::Mat::default();
     opencv::imgproc::cvt_color_def(&bgr, &mut rgb, opencv::imgproc::COLOR_BGR2RGB).unwrap();
     let (w, h) = (rgb.cols() as usize, rgb.rows() as usize);

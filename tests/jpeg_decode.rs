@@ -3,12 +3,12 @@
 
 use aullm::frame::baseline::{Declined, decode_gray_region, decode_gray_region_pair};
 use aullm::frame::jpeg;
-use aullm::rng::Rng;
-use opencv::core::{Mat, Vector};
-use opencv::imgcodecs::{
+use aullm::imgio::{
     IMWRITE_JPEG_OPTIMIZE, IMWRITE_JPEG_PROGRESSIVE, IMWRITE_JPEG_QUALITY,
     IMWRITE_JPEG_RST_INTERVAL, imencode,
 };
+use aullm::rng::Rng;
+use opencv::core::Mat;
 use opencv::prelude::*;
 
 /// A textured gray image: gradients, edges and noise, so that blocks carry many coefficients.
@@ -34,9 +34,7 @@ fn encode(px: &[u8], w: usize, h: usize, channels: i32, params: &[i32]) -> Vec<u
     let flat = Mat::from_slice(px).unwrap();
     let m = flat.reshape(channels, h as i32).unwrap();
     assert_eq!(m.cols() as usize, w);
-    let mut buf = Vector::<u8>::new();
-    imencode(".jpg", &m, &mut buf, &Vector::from_slice(params)).unwrap();
-    buf.to_vec()
+    imencode(".jpg", &m, params).unwrap()
 }
 
 /// A gray baseline JPEG at `quality`, with optimised tables or not, restart markers every

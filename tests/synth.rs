@@ -96,8 +96,7 @@ fn generated_faces_are_found_by_our_detector() {
             continue;
         }
         let img =
-            opencv::imgcodecs::imread(dir.path().join(&rel), opencv::imgcodecs::IMREAD_GRAYSCALE)
-                .unwrap();
+            aullm::imgio::imread(dir.path().join(&rel), aullm::imgio::IMREAD_GRAYSCALE).unwrap();
         use opencv::prelude::*;
         let (w, h) = (img.cols() as usize, img.rows() as usize);
         let faces = det.detect(img.data_bytes().unwrap(), w, h).unwrap();

@@ -5,8 +5,7 @@
 use crate::eval::truth::TruthInterval;
 use crate::events::AuEvent;
 use crate::stream::Recording;
-use anyhow::Result;
-use opencv::core::{Mat, Vector};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
@@ -58,10 +57,9 @@ pub fn base64(bytes: &[u8]) -> String {
 
 /// A gray crop as a PNG data URI.
 fn png_uri(crop: &[u8], size: usize) -> Result<String> {
-    let m = Mat::new_rows_cols_with_data(size as i32, size as i32, crop)?;
-    let mut buf = Vector::<u8>::new();
-    opencv::imgcodecs::imencode(".png", &m, &mut buf, &Vector::new())?;
-    Ok(format!("data:image/png;base64,{}", base64(buf.as_slice())))
+    let buf = crate::imgio::png::gray(crop, size, size)
+        .with_context(|| format!("a crop of {} bytes is not {size}x{size}", crop.len()))?;
+    Ok(format!("data:image/png;base64,{}", base64(&buf)))
 }
 
 const STYLE: &str = "body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#f4f4f4}img{image-rendering:pixelated}pre{white-space:pre-wrap;font-size:12px}.micro{fill:#d9534f}.macro{fill:#5b7fb5}";

@@ -82,7 +82,7 @@ pub fn detectability(
             if !p.exists() {
                 continue;
             }
-            let img = opencv::imgcodecs::imread(&p, opencv::imgcodecs::IMREAD_GRAYSCALE)
+            let img = crate::imgio::imread(&p, crate::imgio::IMREAD_GRAYSCALE)
                 .with_context(|| format!("cannot read {}", p.display()))?;
             if img.empty() {
                 anyhow::bail!("cannot decode {}", p.display());

@@ -203,15 +203,12 @@ fn per_face_path(path: &Path, id: u32) -> PathBuf {
 }
 
 fn write_crop_png(dir: &Path, id: u32, frame: u64, crop: &[u8], size: u32) -> Result<()> {
-    use opencv::core::{Mat, Vector};
     let d = dir.join(format!("face{id}"));
     std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
     let p = d.join(format!("{:06}.png", frame + 1));
-    let m = Mat::new_rows_cols_with_data(size as i32, size as i32, crop)?;
-    if !opencv::imgcodecs::imwrite(&p, &m, &Vector::new())? {
-        anyhow::bail!("OpenCV could not write {}", p.display());
-    }
-    Ok(())
+    let png = crate::imgio::png::gray(crop, size as usize, size as usize)
+        .with_context(|| format!("face {id} frame {frame}: a crop that is not {size}x{size}"))?;
+    std::fs::write(&p, &png).with_context(|| format!("cannot write {}", p.display()))
 }
 
 impl FacesSummary {

@@ -237,14 +237,7 @@ fn param<'a>(req: &'a Request, key: &str) -> Option<&'a str> {
 }
 
 fn png(g: &Gray) -> Option<Vec<u8>> {
-    use opencv::core::{Mat, Vector};
-    if g.width == 0 || g.pixels.len() != g.width * g.height {
-        return None;
-    }
-    let m = Mat::new_rows_cols_with_data(g.height as i32, g.width as i32, &g.pixels).ok()?;
-    let mut buf = Vector::<u8>::new();
-    opencv::imgcodecs::imencode(".png", &m, &mut buf, &Vector::new()).ok()?;
-    Some(buf.as_slice().to_vec())
+    crate::imgio::png::gray(&g.pixels, g.width, g.height)
 }
 
 fn respond(stream: &mut TcpStream, code: u16, kind: &str, body: &[u8]) -> io::Result<()> {

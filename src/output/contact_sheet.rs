@@ -56,7 +56,7 @@ impl ContactSheet {
 
     /// Writes the PNG with each tile labelled by its 1-based frame number.
     pub fn write_png(&self, path: &Path) -> Result<()> {
-        use opencv::core::{Mat, Point, Rect, Scalar, Vector};
+        use opencv::core::{Mat, Point, Rect, Scalar};
         use opencv::prelude::*;
         if self.tiles.is_empty() {
             bail!("contact sheet {}: no aligned crops to show", path.display());
@@ -96,7 +96,7 @@ impl ContactSheet {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let ok = opencv::imgcodecs::imwrite(path, &sheet, &Vector::new())
+        let ok = crate::imgio::imwrite(path, &sheet, &[])
             .with_context(|| format!("cannot write contact sheet {}", path.display()))?;
         if !ok {
             bail!("OpenCV could not write contact sheet {}", path.display());

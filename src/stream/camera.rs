@@ -100,11 +100,8 @@ impl FrameSource for ImageFrames {
         let Some(path) = self.paths.next() else {
             return Ok(None);
         };
-        let img = opencv::imgcodecs::imread(
-            path.to_str().unwrap_or_default(),
-            opencv::imgcodecs::IMREAD_GRAYSCALE,
-        )
-        .with_context(|| format!("cannot read {}", path.display()))?;
+        let img = crate::imgio::imread(&path, crate::imgio::IMREAD_GRAYSCALE)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         anyhow::ensure!(!img.empty(), "cannot read frame {}", path.display());
         let (w, h) = (img.cols() as u32, img.rows() as u32);
         let img = if img.is_continuous() {
@@ -503,8 +500,7 @@ mod tests {
                 opencv::core::Scalar::all(f64::from(i * 10)),
             )
             .unwrap();
-            opencv::imgcodecs::imwrite(p.to_str().unwrap(), &img, &opencv::core::Vector::new())
-                .unwrap();
+            crate::imgio::imwrite(&p, &img, &[]).unwrap();
             paths.push(p);
         }
         let mut src = ImageFrames::new("t", paths, 200.0);

@@ -2,7 +2,7 @@
 //! JPEG frames, all written by the tests.
 #![allow(dead_code)]
 
-use opencv::core::{Mat, Scalar, Vector};
+use opencv::core::{Mat, Scalar};
 use std::path::Path;
 
 /// A cell to write.
@@ -52,7 +52,7 @@ pub fn jpg(path: &Path) {
     let m =
         Mat::new_rows_cols_with_default(8, 8, opencv::core::CV_8UC1, Scalar::all(128.0)).unwrap();
     assert!(
-        opencv::imgcodecs::imwrite(path.to_str().unwrap(), &m, &Vector::new()).unwrap(),
+        aullm::imgio::imwrite(path, &m, &[]).unwrap(),
         "cannot write {}",
         path.display()
     );

@@ -294,10 +294,10 @@ fn write_video(cfg: &SynthConfig, ids: &[Identity], v: &VideoPlan, root: &Path) 
 
 /// Writes a gray JPEG (deterministic: same pixels, same bytes).
 pub fn write_jpeg(path: &Path, gray: &[u8], w: u32, h: u32, quality: i32) -> Result<()> {
-    use opencv::core::{Mat, Vector};
+    use opencv::core::Mat;
     let m = Mat::new_rows_cols_with_data(h as i32, w as i32, gray)?;
-    let params = Vector::from_slice(&[opencv::imgcodecs::IMWRITE_JPEG_QUALITY, quality]);
-    if !opencv::imgcodecs::imwrite(path, &m, &params)
+    let params = [crate::imgio::IMWRITE_JPEG_QUALITY, quality];
+    if !crate::imgio::imwrite(path, &m, &params)
         .with_context(|| format!("cannot write {}", path.display()))?
     {
         anyhow::bail!("OpenCV could not write {}", path.display());
