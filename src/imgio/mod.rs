@@ -30,23 +30,43 @@ pub const IMWRITE_JPEG_RST_INTERVAL: i32 = 4;
 /// The shim, as `build.rs` compiled it.
 static SHIM_BYTES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libaullm_imgio.so"));
 
-type ReadFn = unsafe extern "C" fn(
-    *const c_char,
-    c_int,
-    *mut c_int,
-    *mut c_int,
-    *mut c_int,
-    *mut *mut u8,
-    *mut c_char,
-    usize,
-) -> c_int;
+/// An image's pixels as the shim passes them (`aullm_image` in shim.cpp): rows × cols of
+/// OpenCV `typ`, rows `step` bytes apart.
+#[repr(C)]
+struct Image {
+    rows: c_int,
+    cols: c_int,
+    typ: c_int,
+    step: usize,
+    data: *mut u8,
+}
+
+/// The shim's error message buffer.
+struct ErrBuf([c_char; 512]);
+
+impl ErrBuf {
+    fn new() -> ErrBuf {
+        ErrBuf([0; 512])
+    }
+
+    /// (pointer, length) to pass.
+    fn raw(&mut self) -> (*mut c_char, usize) {
+        (self.0.as_mut_ptr(), self.0.len())
+    }
+
+    /// The message the shim wrote.
+    fn message(&self) -> String {
+        // SAFETY: the shim writes a NUL-terminated string into the buffer (all zeros otherwise).
+        unsafe { CStr::from_ptr(self.0.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+type ReadFn = unsafe extern "C" fn(*const c_char, c_int, *mut Image, *mut c_char, usize) -> c_int;
 type WriteFn = unsafe extern "C" fn(
     *const c_char,
-    c_int,
-    c_int,
-    c_int,
-    usize,
-    *const u8,
+    *const Image,
     *const c_int,
     c_int,
     *mut c_int,
@@ -55,11 +75,7 @@ type WriteFn = unsafe extern "C" fn(
 ) -> c_int;
 type EncodeFn = unsafe extern "C" fn(
     *const c_char,
-    c_int,
-    c_int,
-    c_int,
-    usize,
-    *const u8,
+    *const Image,
     *const c_int,
     c_int,
     *mut *mut u8,
@@ -138,14 +154,6 @@ fn load() -> Result<Shim> {
     }
 }
 
-/// The shim's error message.
-fn message(err: &[c_char]) -> String {
-    // SAFETY: the shim writes a NUL-terminated string into the buffer (all zeros otherwise).
-    unsafe { CStr::from_ptr(err.as_ptr()) }
-        .to_string_lossy()
-        .into_owned()
-}
-
 /// A path as the C string OpenCV takes.
 fn c_path(path: &Path) -> Result<CString> {
     let s = path
@@ -166,17 +174,20 @@ impl Drop for Owned<'_> {
     }
 }
 
-/// Calls `f(rows, cols, type, step in bytes, pixels)` on `m`, or on a continuous copy of it.
-fn with_pixels<T>(
-    m: &impl MatTraitConst,
-    f: impl FnOnce(i32, i32, i32, usize, *const u8) -> T,
-) -> Result<T> {
+/// Calls `f` on `m`'s pixels, or on those of a continuous copy of it.
+fn with_image<T>(m: &impl MatTraitConst, f: impl FnOnce(&Image) -> T) -> Result<T> {
     if !m.is_continuous() {
         let copy = m.try_clone()?;
-        return with_pixels(&copy, f);
+        return with_image(&copy, f);
     }
-    let step = m.cols() as usize * m.elem_size()?;
-    Ok(f(m.rows(), m.cols(), m.typ(), step, m.data()))
+    let image = Image {
+        rows: m.rows(),
+        cols: m.cols(),
+        typ: m.typ(),
+        step: m.cols() as usize * m.elem_size()?,
+        data: m.data().cast_mut(),
+    };
+    Ok(f(&image))
 }
 
 /// Reads an image file as `cv::imread(path, flags)` does: an empty Mat when OpenCV cannot read
@@ -185,33 +196,34 @@ pub fn imread(path: impl AsRef<Path>, flags: i32) -> Result<Mat> {
     let path = path.as_ref();
     let c = c_path(path)?;
     let s = shim()?;
-    let (mut rows, mut cols, mut typ, mut data) = (0, 0, 0, std::ptr::null_mut());
-    let mut err = [0 as c_char; 512];
-    // SAFETY: every pointer is valid for the call; the shim fills them on success.
-    let r = unsafe {
-        (s.read)(
-            c.as_ptr(),
-            flags,
-            &mut rows,
-            &mut cols,
-            &mut typ,
-            &mut data,
-            err.as_mut_ptr(),
-            err.len(),
-        )
+    let mut image = Image {
+        rows: 0,
+        cols: 0,
+        typ: 0,
+        step: 0,
+        data: std::ptr::null_mut(),
     };
-    let owned = Owned(s, data);
+    let mut err = ErrBuf::new();
+    let (e, elen) = err.raw();
+    // SAFETY: every pointer is valid for the call; the shim fills `image` on success.
+    let r = unsafe { (s.read)(c.as_ptr(), flags, &mut image, e, elen) };
+    let owned = Owned(s, image.data);
     match r {
         0 => {
-            let mut m = Mat::new_rows_cols_with_default(rows, cols, typ, Scalar::all(0.0))?;
+            let mut m = Mat::new_rows_cols_with_default(
+                image.rows,
+                image.cols,
+                image.typ,
+                Scalar::all(0.0),
+            )?;
             let dst = m.data_bytes_mut()?;
-            // SAFETY: the shim copied exactly rows * cols * elemSize bytes, the Mat's size.
+            // SAFETY: the shim copied exactly rows * step bytes, the Mat's size.
             let src = unsafe { std::slice::from_raw_parts(owned.1, dst.len()) };
             dst.copy_from_slice(src);
             Ok(m)
         }
         1 => Ok(Mat::default()),
-        _ => bail!("OpenCV cannot read {}: {}", path.display(), message(&err)),
+        _ => bail!("OpenCV cannot read {}: {}", path.display(), err.message()),
     }
 }
 
@@ -221,25 +233,22 @@ pub fn imwrite(path: impl AsRef<Path>, m: &impl MatTraitConst, params: &[i32]) -
     let path = path.as_ref();
     let c = c_path(path)?;
     let s = shim()?;
-    let (mut ok, mut err) = (0, [0 as c_char; 512]);
-    // SAFETY: the pixels hold rows * step bytes for the call; `params` is read only.
-    let r = with_pixels(m, |rows, cols, typ, step, data| unsafe {
+    let (mut ok, mut err) = (0, ErrBuf::new());
+    let (e, elen) = err.raw();
+    // SAFETY: the image's pixels live for the call; `params` is read only.
+    let r = with_image(m, |image| unsafe {
         (s.write)(
             c.as_ptr(),
-            rows,
-            cols,
-            typ,
-            step,
-            data,
+            image,
             params.as_ptr(),
             params.len() as c_int,
             &mut ok,
-            err.as_mut_ptr(),
-            err.len(),
+            e,
+            elen,
         )
     })?;
     if r != 0 {
-        bail!("OpenCV cannot write {}: {}", path.display(), message(&err));
+        bail!("OpenCV cannot write {}: {}", path.display(), err.message());
     }
     Ok(ok != 0)
 }
@@ -248,31 +257,31 @@ pub fn imwrite(path: impl AsRef<Path>, m: &impl MatTraitConst, params: &[i32]) -
 pub fn imencode(ext: &str, m: &impl MatTraitConst, params: &[i32]) -> Result<Vec<u8>> {
     let c = CString::new(ext).context("image extension")?;
     let s = shim()?;
-    let (mut out, mut len, mut err) = (std::ptr::null_mut(), 0usize, [0 as c_char; 512]);
-    let (rows, cols) = (m.rows(), m.cols());
+    let (mut out, mut len, mut err) = (std::ptr::null_mut(), 0usize, ErrBuf::new());
+    let (e, elen) = err.raw();
     // SAFETY: as in `imwrite`; the shim fills `out` and `len` on success.
-    let r = with_pixels(m, |rows, cols, typ, step, data| unsafe {
+    let r = with_image(m, |image| unsafe {
         (s.encode)(
             c.as_ptr(),
-            rows,
-            cols,
-            typ,
-            step,
-            data,
+            image,
             params.as_ptr(),
             params.len() as c_int,
             &mut out,
             &mut len,
-            err.as_mut_ptr(),
-            err.len(),
+            e,
+            elen,
         )
     })?;
     let owned = Owned(s, out);
     match r {
         // SAFETY: the shim allocated `len` bytes at `out`.
         0 => Ok(unsafe { std::slice::from_raw_parts(owned.1, len) }.to_vec()),
-        1 => bail!("OpenCV could not encode a {rows}x{cols} image as {ext}"),
-        _ => bail!("OpenCV cannot encode {ext}: {}", message(&err)),
+        1 => bail!(
+            "OpenCV could not encode a {}x{} image as {ext}",
+            m.rows(),
+            m.cols()
+        ),
+        _ => bail!("OpenCV cannot encode {ext}: {}", err.message()),
     }
 }
 

@@ -28,10 +28,18 @@ std::vector<int> params_of(const int* params, int n) {
 
 extern "C" {
 
-// 0: read (rows, cols, type and a malloc'd copy of the pixels, rows * cols * elemSize bytes);
+// An image's pixels as OpenCV holds them: rows x cols of `type`, rows `step` bytes apart.
+struct aullm_image {
+    int rows;
+    int cols;
+    int type;
+    size_t step;
+    unsigned char* data;
+};
+
+// 0: read into `out_image` (its pixels a malloc'd continuous copy, rows * step bytes);
 // 1: OpenCV could not read or decode the file; -1: an exception, its message in `err`.
-int aullm_imread(const char* path, int flags, int* rows, int* cols, int* type,
-                 unsigned char** data, char* err, size_t errlen) {
+int aullm_imread(const char* path, int flags, aullm_image* out_image, char* err, size_t errlen) {
     try {
         cv::Mat m = cv::imread(path, flags);
         if (m.empty()) return 1;
@@ -43,10 +51,11 @@ int aullm_imread(const char* path, int flags, int* rows, int* cols, int* type,
             return -1;
         }
         std::memcpy(out, m.data, n);
-        *rows = m.rows;
-        *cols = m.cols;
-        *type = m.type();
-        *data = out;
+        out_image->rows = m.rows;
+        out_image->cols = m.cols;
+        out_image->type = m.type();
+        out_image->step = m.cols * m.elemSize();
+        out_image->data = out;
         return 0;
     } catch (const std::exception& e) {
         set_error(err, errlen, e.what());
@@ -55,11 +64,10 @@ int aullm_imread(const char* path, int flags, int* rows, int* cols, int* type,
 }
 
 // 0: written (`ok` as cv::imwrite returned it); -1: an exception, its message in `err`.
-int aullm_imwrite(const char* path, int rows, int cols, int type, size_t step,
-                  const unsigned char* data, const int* params, int nparams, int* ok, char* err,
-                  size_t errlen) {
+int aullm_imwrite(const char* path, const aullm_image* img, const int* params, int nparams,
+                  int* ok, char* err, size_t errlen) {
     try {
-        cv::Mat m(rows, cols, type, const_cast<unsigned char*>(data), step);
+        cv::Mat m(img->rows, img->cols, img->type, img->data, img->step);
         *ok = cv::imwrite(path, m, params_of(params, nparams)) ? 1 : 0;
         return 0;
     } catch (const std::exception& e) {
@@ -70,11 +78,10 @@ int aullm_imwrite(const char* path, int rows, int cols, int type, size_t step,
 
 // 0: encoded (a malloc'd copy of the bytes in `out`); 1: cv::imencode returned false; -1: an
 // exception, its message in `err`.
-int aullm_imencode(const char* ext, int rows, int cols, int type, size_t step,
-                   const unsigned char* data, const int* params, int nparams, unsigned char** out,
-                   size_t* outlen, char* err, size_t errlen) {
+int aullm_imencode(const char* ext, const aullm_image* img, const int* params, int nparams,
+                   unsigned char** out, size_t* outlen, char* err, size_t errlen) {
     try {
-        cv::Mat m(rows, cols, type, const_cast<unsigned char*>(data), step);
+        cv::Mat m(img->rows, img->cols, img->type, img->data, img->step);
         std::vector<unsigned char> buf;
         if (!cv::imencode(ext, m, buf, params_of(params, nparams))) return 1;
         unsigned char* o = static_cast<unsigned char*>(std::malloc(buf.size() ? buf.size() : 1));
