@@ -1,5 +1,6 @@
 //! Similarity transforms between frame and canonical crop, and the warp that makes the crop.
 
+use super::bilinear::Gray;
 use anyhow::{Context, Result};
 
 /// A 2D similarity `x' = a·x − b·y + tx, y' = b·x + a·y + ty` (rotation, uniform scale, shift).
@@ -162,22 +163,17 @@ pub fn warp_rect(
     };
     let rect_to_frame = crop_to_frame.compose(&shift);
     let levels = pyramid_levels(crop_to_frame.scale());
-    let src = Mat::new_rows_cols_with_data(height as i32, width as i32, &frame[..width * height])
-        .context("wrapping the frame for alignment")?;
-    let (w, h) = (rect[2] as i32, rect[3] as i32);
-    out.resize((w * h) as usize, 0);
-    // SAFETY: `out` holds exactly w*h bytes and outlives `dst`, which only borrows it here.
-    let mut dst = unsafe {
-        Mat::new_rows_cols_with_data_unsafe_def(
-            h,
-            w,
-            opencv::core::CV_8UC1,
-            out.as_mut_ptr().cast(),
-        )
-    }
-    .context("wrapping the crop buffer")?;
+    let whole = Gray {
+        data: &frame[..width * height],
+        width,
+        height,
+        stride: width,
+    };
+    let (w, h) = (rect[2] as usize, rect[3] as usize);
+    out.resize(w * h, 0);
     if levels == 0 {
-        return warp_into(&src, &rect_to_frame, &mut dst);
+        warp_into(whole, &rect_to_frame, out, w, h);
+        return Ok(());
     }
     // Frame region the rectangle needs, with room for the pyramid kernel.
     let corners = [
@@ -210,8 +206,11 @@ pub fn warp_rect(
         .min(height as f64) as i32;
     if x1 - x0 < 8 || y1 - y0 < 8 {
         // The face left the frame: sample the (replicated) border as before.
-        return warp_into(&src, &rect_to_frame, &mut dst);
+        warp_into(whole, &rect_to_frame, out, w, h);
+        return Ok(());
     }
+    let src = Mat::new_rows_cols_with_data(height as i32, width as i32, whole.data)
+        .context("wrapping the frame for alignment")?;
     let roi = src
         .roi(Rect::new(x0, y0, x1 - x0, y1 - y0))
         .context("face region")?;
@@ -230,8 +229,64 @@ pub fn warp_rect(
         tx: -(x0 as f64) / k,
         ty: -(y0 as f64) / k,
     };
-    warp_into(&level, &to_level.compose(&rect_to_frame), &mut dst)
+    let rect_to_level = to_level.compose(&rect_to_frame);
+    // A face filling the frame puts crop pixels beyond the level's edge; a replicated border
+    // around the level keeps them on the warp's fast path (same values as sampling the edge).
+    let (lw, lh) = (level.cols() as f64, level.rows() as f64);
+    let reach = [
+        [0.0, 0.0],
+        [w as f64, 0.0],
+        [0.0, h as f64],
+        [w as f64, h as f64],
+    ]
+    .map(|c| rect_to_level.apply(c))
+    .iter()
+    .map(|p| {
+        (-p[0])
+            .max(-p[1])
+            .max(p[0] - (lw - 2.0))
+            .max(p[1] - (lh - 2.0))
+    })
+    .fold(0.0f64, f64::max);
+    let pad = if reach > 0.0 {
+        (reach.ceil() as i32 + 2).min(MAX_PAD)
+    } else {
+        0
+    };
+    if pad > 0 {
+        let mut padded = Mat::default();
+        opencv::core::copy_make_border(
+            &level,
+            &mut padded,
+            pad,
+            pad,
+            pad,
+            pad,
+            opencv::core::BORDER_REPLICATE,
+            opencv::core::Scalar::default(),
+        )
+        .context("padding the pyramid level")?;
+        level = padded;
+    }
+    let level_px = Gray {
+        data: level.data_bytes().context("pyramid level pixels")?,
+        width: level.cols() as usize,
+        height: level.rows() as usize,
+        stride: level.step1_def().context("pyramid level step")?,
+    };
+    super::bilinear::warp_affine_padded(
+        level_px,
+        pad as usize,
+        &rect_to_level.to_affine(),
+        out,
+        w,
+        h,
+    );
+    Ok(())
 }
+
+/// Widest replicated border put around a pyramid level (pixels further out take the slow path).
+const MAX_PAD: i32 = 32;
 
 /// The frame pixels [`warp_rect`] reads for `rect` (crop coordinates) under `crop_to_frame`: the
 /// rectangle's image in the frame, plus the bilinear neighbour or, when pyramid levels are used,
@@ -258,29 +313,9 @@ pub fn warp_footprint(
     crate::frame::footprint(&corners, margin, width, height)
 }
 
-/// Bilinear inverse-mapped warp of `src` into `dst` (whose size is the output size).
-fn warp_into(
-    src: &impl opencv::core::ToInputArray,
-    t: &Similarity,
-    dst: &mut opencv::core::Mat,
-) -> Result<()> {
-    use opencv::core::{BORDER_REPLICATE, Mat, Scalar};
-    use opencv::prelude::*;
-    let size = dst.size().context("crop size")?;
-    let m = t.to_affine();
-    let m =
-        Mat::from_slice_2d(&[[m[0], m[1], m[2]], [m[3], m[4], m[5]]]).context("affine matrix")?;
-    opencv::imgproc::warp_affine(
-        src,
-        dst,
-        &m,
-        size,
-        opencv::imgproc::INTER_LINEAR | opencv::imgproc::WARP_INVERSE_MAP,
-        BORDER_REPLICATE,
-        Scalar::all(0.0),
-    )
-    .context("warpAffine to the aligned crop")?;
-    Ok(())
+/// Bilinear inverse-mapped warp of `src` into `out` (`w`×`h`), border replicated.
+fn warp_into(src: Gray, t: &Similarity, out: &mut [u8], w: usize, h: usize) {
+    super::bilinear::warp_affine(src, &t.to_affine(), out, w, h);
 }
 
 /// Pyramid levels that bring a crop→frame scale below 1.5 (one level halves it).

@@ -2,6 +2,7 @@
 //! Owns `[face]` and `[align]` ([`config`]). May import: frame, onnx, assets, models.
 
 pub mod align;
+pub mod bilinear;
 pub mod config;
 pub mod detect;
 pub mod quality;

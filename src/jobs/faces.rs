@@ -252,6 +252,12 @@ impl FacesSummary {
             "detector          {} runs, {} re-anchors, {} tracks lost\n",
             self.tracker.detector_runs, self.tracker.reanchors, self.tracker.tracks_lost
         ));
+        let t = &self.tracker;
+        s.push_str(&format!(
+            "registration      {} crops, {:.2} Gauss-Newton iterations each\n",
+            t.registrations,
+            t.registration_iterations as f64 / t.registrations.max(1) as f64
+        ));
         for o in &self.outputs {
             s.push_str(&format!("wrote             {}\n", o.display()));
         }
