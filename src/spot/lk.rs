@@ -189,9 +189,15 @@ struct Template {
     gx: Vec<f32>,
     gy: Vec<f32>,
     centred: Vec<f32>,
+    /// `gx`, `gy`, `centred` of each whole group of [`LANES`] rows, column by column (the
+    /// group's rows side by side), for the row-parallel sampling pass.
+    lanes: [Vec<f32>; 3],
     mean: f32,
     inverse: [[f64; 4]; 4],
 }
+
+/// Window rows fitted side by side, one per 32-bit lane of a 256-bit vector.
+const LANES: usize = 8;
 
 impl Template {
     /// Gradients by central differences; None for a flat window (no texture, nothing measurable).
@@ -200,19 +206,29 @@ impl Template {
             mut gx,
             mut gy,
             mut centred,
+            mut lanes,
             ..
         } = buf;
-        gx.clear();
-        gy.clear();
-        centred.clear();
+        let (width, rows) = (w[2] - w[0], w[3] - w[1]);
+        for v in [&mut gx, &mut gy, &mut centred] {
+            v.clear();
+            v.resize(width * rows, 0.0);
+        }
+        // Smoothed crops hold multiples of 1/16 below 256: this sum is exact in any order.
         let mut sum = 0f64;
-        for y in w[1]..w[3] {
-            let row = y * n;
-            for x in w[0]..w[2] {
-                let i = row + x;
-                gx.push(0.5 * (reference[i + 1] - reference[i - 1]));
-                gy.push(0.5 * (reference[i + n] - reference[i - n]));
-                centred.push(reference[i]);
+        for (r, y) in (w[1]..w[3]).enumerate() {
+            let i0 = y * n + w[0];
+            let k = r * width;
+            let (gx, gy, c) = (
+                &mut gx[k..k + width],
+                &mut gy[k..k + width],
+                &mut centred[k..k + width],
+            );
+            for x in 0..width {
+                let i = i0 + x;
+                gx[x] = 0.5 * (reference[i + 1] - reference[i - 1]);
+                gy[x] = 0.5 * (reference[i + n] - reference[i - n]);
+                c[x] = reference[i];
                 sum += reference[i] as f64;
             }
         }
@@ -231,6 +247,20 @@ impl Template {
             x1 += a;
             y1 += b;
         }
+        // The row-parallel layout: group g, column x, lane l at ((g·width + x)·LANES + l).
+        let groups = rows / LANES;
+        for (dst, src) in lanes.iter_mut().zip([&gx, &gy, &centred]) {
+            dst.clear();
+            dst.resize(groups * width * LANES, 0.0);
+            for g in 0..groups {
+                for l in 0..LANES {
+                    let row = &src[(g * LANES + l) * width..][..width];
+                    for (x, &v) in row.iter().enumerate() {
+                        dst[(g * width + x) * LANES + l] = v;
+                    }
+                }
+            }
+        }
         let count = centred.len() as f64;
         let h = [
             [xx as f64, xy as f64, xc as f64, x1 as f64],
@@ -243,6 +273,7 @@ impl Template {
             gx,
             gy,
             centred,
+            lanes,
             mean,
         })
     }
@@ -252,6 +283,7 @@ impl Template {
             gx: Vec::new(),
             gy: Vec::new(),
             centred: Vec::new(),
+            lanes: Default::default(),
             mean: 0.0,
             inverse: [[0.0; 4]; 4],
         }
@@ -263,6 +295,22 @@ impl Template {
 /// `start`, the Jacobian taken on the reference (constant, so its normal matrix is inverted once).
 /// `t` is the window's [`Template`] on `reference`.
 fn track(t: &Template, current: &[f32], n: usize, w: [usize; 4], start: [f32; 2]) -> [f32; 2] {
+    #[cfg(target_arch = "x86_64")]
+    let wide = std::arch::is_x86_feature_detected!("avx2");
+    #[cfg(not(target_arch = "x86_64"))]
+    let wide = false;
+    track_rows(t, current, n, w, start, wide)
+}
+
+/// [`track`], with groups of rows side by side in vector lanes when `wide` (the CPU has AVX2).
+fn track_rows(
+    t: &Template,
+    current: &[f32],
+    n: usize,
+    w: [usize; 4],
+    start: [f32; 2],
+    wide: bool,
+) -> [f32; 2] {
     // Shifts that keep the window and its bilinear neighbours inside the crop.
     let lo = [-(w[0] as f32) + 0.01, -(w[1] as f32) + 0.01];
     let hi = [(n - 1 - w[2]) as f32 - 0.01, (n - 1 - w[3]) as f32 - 0.01];
@@ -283,7 +331,36 @@ fn track(t: &Template, current: &[f32], n: usize, w: [usize; 4], start: [f32; 2]
         );
         let (ox, oy) = (fx as isize, fy as isize);
         let mut g = [0f64; 4];
-        for (row, y) in (w[1]..w[3]).enumerate() {
+        let sample = Sample {
+            weights: [w00, w01, w10, w11],
+            mean: t.mean,
+            gain: 1.0 + a,
+            offset: b,
+        };
+        // Whole groups of rows side by side; each row's sums are its own, added to `g` in row
+        // order as below, so the result is the same as row by row.
+        let mut first = 0;
+        #[cfg(target_arch = "x86_64")]
+        if wide {
+            let rows = w[3] - w[1];
+            for group in 0..rows / LANES {
+                let y = w[1] + group * LANES;
+                let src = ((y as isize + oy) as usize) * n + (w[0] as isize + ox) as usize;
+                // The group's last bottom-row sample must lie inside the crop.
+                if src + LANES * n + width >= current.len() {
+                    break;
+                }
+                // SAFETY: the CPU has AVX2; the bound above covers every index read.
+                let sums = unsafe { lanes::group(t, group, current, n, src, width, &sample) };
+                for acc in sums {
+                    for (s, v) in g.iter_mut().zip(acc) {
+                        *s += v as f64;
+                    }
+                }
+                first = (group + 1) * LANES;
+            }
+        }
+        for (row, y) in (w[1]..w[3]).enumerate().skip(first) {
             let src = ((y as isize + oy) as usize) * n + (w[0] as isize + ox) as usize;
             let top = &current[src..src + width + 1];
             let bottom = &current[src + n..src + n + width + 1];
@@ -297,7 +374,7 @@ fn track(t: &Template, current: &[f32], n: usize, w: [usize; 4], start: [f32; 2]
             for x in 0..width {
                 let i1 = w00 * top[x] + w01 * top[x + 1] + w10 * bottom[x] + w11 * bottom[x + 1];
                 // Residual of the model (the reference is mean + centred).
-                let r = i1 - t.mean - (1.0 + a) * c[x] - b;
+                let r = i1 - sample.mean - sample.gain * c[x] - sample.offset;
                 acc[0] += gx[x] * r;
                 acc[1] += gy[x] * r;
                 acc[2] += c[x] * r;
@@ -322,6 +399,95 @@ fn track(t: &Template, current: &[f32], n: usize, w: [usize; 4], start: [f32; 2]
         }
     }
     d
+}
+
+/// What one Gauss–Newton iteration samples with: the bilinear weights of its sub-pixel shift and
+/// the light model's mean, gain (1 + a) and offset b.
+struct Sample {
+    weights: [f32; 4],
+    mean: f32,
+    gain: f32,
+    offset: f32,
+}
+
+#[cfg(target_arch = "x86_64")]
+mod lanes {
+    use super::{LANES, Sample, Template};
+    use std::arch::x86_64::*;
+
+    /// The sums of [`super::track`]'s inner loop for the rows of one group, one row per lane:
+    /// the same operations in the same order per row as the scalar loop (no fused multiply-add),
+    /// so each row's four sums are bit for bit the scalar ones. `src` is the group's first row's
+    /// top-left sample in `current`.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn group(
+        t: &Template,
+        group: usize,
+        current: &[f32],
+        n: usize,
+        src: usize,
+        width: usize,
+        s: &Sample,
+    ) -> [[f32; 4]; LANES] {
+        debug_assert!(src + LANES * n + width < current.len());
+        let base = current.as_ptr();
+        let [w00, w01, w10, w11] = s.weights.map(|v| _mm256_set1_ps(v));
+        let (mean, gain, offset) = (
+            _mm256_set1_ps(s.mean),
+            _mm256_set1_ps(s.gain),
+            _mm256_set1_ps(s.offset),
+        );
+        let rows = _mm256_mullo_epi32(
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+            _mm256_set1_epi32(n as i32),
+        );
+        let top = _mm256_add_epi32(rows, _mm256_set1_epi32(src as i32));
+        let bottom = _mm256_add_epi32(top, _mm256_set1_epi32(n as i32));
+        let at = |idx: __m256i, x: usize| {
+            // SAFETY: the caller checked that every row's samples up to column `width` lie
+            // inside `current`.
+            unsafe {
+                _mm256_i32gather_ps::<4>(base, _mm256_add_epi32(idx, _mm256_set1_epi32(x as i32)))
+            }
+        };
+        let lane = |v: &Vec<f32>, x: usize| {
+            let i = (group * width + x) * LANES;
+            // SAFETY: the template holds `LANES` values per column of every whole group.
+            unsafe { _mm256_loadu_ps(v[i..i + LANES].as_ptr()) }
+        };
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let (mut t0, mut b0) = (at(top, 0), at(bottom, 0));
+        for x in 0..width {
+            let (t1, b1) = (at(top, x + 1), at(bottom, x + 1));
+            let i1 = _mm256_add_ps(
+                _mm256_add_ps(
+                    _mm256_add_ps(_mm256_mul_ps(w00, t0), _mm256_mul_ps(w01, t1)),
+                    _mm256_mul_ps(w10, b0),
+                ),
+                _mm256_mul_ps(w11, b1),
+            );
+            let (gx, gy, c) = (
+                lane(&t.lanes[0], x),
+                lane(&t.lanes[1], x),
+                lane(&t.lanes[2], x),
+            );
+            let r = _mm256_sub_ps(
+                _mm256_sub_ps(_mm256_sub_ps(i1, mean), _mm256_mul_ps(gain, c)),
+                offset,
+            );
+            acc[0] = _mm256_add_ps(acc[0], _mm256_mul_ps(gx, r));
+            acc[1] = _mm256_add_ps(acc[1], _mm256_mul_ps(gy, r));
+            acc[2] = _mm256_add_ps(acc[2], _mm256_mul_ps(c, r));
+            acc[3] = _mm256_add_ps(acc[3], r);
+            (t0, b0) = (t1, b1);
+        }
+        let mut lanes = [[0f32; LANES]; 4];
+        for (out, v) in lanes.iter_mut().zip(acc) {
+            // SAFETY: `out` holds LANES floats.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
+        }
+        std::array::from_fn(|l| std::array::from_fn(|k| lanes[k][l]))
+    }
 }
 
 /// Inverse of a symmetric 4×4 matrix by Gauss–Jordan with partial pivoting; None if singular
@@ -400,6 +566,45 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn rows_side_by_side_fit_bit_for_bit_as_one_by_one() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let n = 64;
+        let reference = crop(n, 0.0, 0.0, 1.0, 0.0);
+        let (mut a, mut tmp) = (vec![0f32; n * n], vec![0f32; n * n]);
+        smooth(&reference, &mut a, &mut tmp, n, [0, 0, n, n]);
+        let mut checked = 0;
+        // Windows of 7 to 26 rows (no whole group, groups and a remainder), shifts that move the
+        // sample across pixel boundaries, and a change of light.
+        for (k, w) in [
+            [8, 8, 30, 15],
+            [6, 9, 40, 17],
+            [10, 5, 25, 31],
+            [12, 12, 50, 38],
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let t = Template::new(&a, n, w, Template::empty()).expect("textured window");
+            for (dx, dy) in [(0.3f32, -0.2f32), (-1.7, 0.45), (2.5, 1.5)] {
+                let f = crop(n, dx, dy, 1.04 + 0.01 * k as f32, 2.0);
+                let mut b = vec![0f32; n * n];
+                smooth(&f, &mut b, &mut tmp, n, [0, 0, n, n]);
+                let wide = track_rows(&t, &b, n, w, [0.1, -0.1], true);
+                let narrow = track_rows(&t, &b, n, w, [0.1, -0.1], false);
+                assert_eq!(
+                    wide.map(f32::to_bits),
+                    narrow.map(f32::to_bits),
+                    "window {w:?}, shift ({dx}, {dy})"
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 12);
     }
 
     #[test]
