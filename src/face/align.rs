@@ -1,7 +1,7 @@
 //! Similarity transforms between frame and canonical crop, and the warp that makes the crop.
 
 use super::bilinear::Gray;
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 /// A 2D similarity `x' = a·x − b·y + tx, y' = b·x + a·y + ty` (rotation, uniform scale, shift).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -153,8 +153,6 @@ pub fn warp_rect(
     rect: [u32; 4],
     out: &mut Vec<u8>,
 ) -> Result<()> {
-    use opencv::core::{Mat, Rect};
-    use opencv::prelude::*;
     let shift = Similarity {
         a: 1.0,
         b: 0.0,
@@ -209,18 +207,6 @@ pub fn warp_rect(
         warp_into(whole, &rect_to_frame, out, w, h);
         return Ok(());
     }
-    let src = Mat::new_rows_cols_with_data(height as i32, width as i32, whole.data)
-        .context("wrapping the frame for alignment")?;
-    let roi = src
-        .roi(Rect::new(x0, y0, x1 - x0, y1 - y0))
-        .context("face region")?;
-    let mut level = Mat::default();
-    opencv::imgproc::pyr_down_def(&roi, &mut level).context("pyrDown")?;
-    for _ in 1..levels {
-        let mut next = Mat::default();
-        opencv::imgproc::pyr_down_def(&level, &mut next).context("pyrDown")?;
-        level = next;
-    }
     // pyrDown keeps pixel centres at even positions: level pixel q sits at frame x0 + 2^L·q.
     let k = (1u32 << levels) as f64;
     let to_level = Similarity {
@@ -230,9 +216,13 @@ pub fn warp_rect(
         ty: -(y0 as f64) / k,
     };
     let rect_to_level = to_level.compose(&rect_to_frame);
+    let (x0, y0, x1, y1) = (x0 as usize, y0 as usize, x1 as usize, y1 as usize);
+    let (mut lw, mut lh) = (x1 - x0, y1 - y0);
+    for _ in 0..levels {
+        (lw, lh) = super::pyramid::level_size(lw, lh);
+    }
     // A face filling the frame puts crop pixels beyond the level's edge; a replicated border
     // around the level keeps them on the warp's fast path (same values as sampling the edge).
-    let (lw, lh) = (level.cols() as f64, level.rows() as f64);
     let reach = [
         [0.0, 0.0],
         [w as f64, 0.0],
@@ -244,49 +234,52 @@ pub fn warp_rect(
     .map(|p| {
         (-p[0])
             .max(-p[1])
-            .max(p[0] - (lw - 2.0))
-            .max(p[1] - (lh - 2.0))
+            .max(p[0] - (lw as f64 - 2.0))
+            .max(p[1] - (lh as f64 - 2.0))
     })
     .fold(0.0f64, f64::max);
     let pad = if reach > 0.0 {
-        (reach.ceil() as i32 + 2).min(MAX_PAD)
+        (reach.ceil() as usize + 2).min(MAX_PAD)
     } else {
         0
     };
-    if pad > 0 {
-        let mut padded = Mat::default();
-        opencv::core::copy_make_border(
-            &level,
-            &mut padded,
-            pad,
-            pad,
-            pad,
-            pad,
-            opencv::core::BORDER_REPLICATE,
-            opencv::core::Scalar::default(),
-        )
-        .context("padding the pyramid level")?;
-        level = padded;
-    }
-    let level_px = Gray {
-        data: level.data_bytes().context("pyramid level pixels")?,
-        width: level.cols() as usize,
-        height: level.rows() as usize,
-        stride: level.step1_def().context("pyramid level step")?,
-    };
-    super::bilinear::warp_affine_padded(
-        level_px,
-        pad as usize,
-        &rect_to_level.to_affine(),
-        out,
-        w,
-        h,
-    );
+    PYRAMID.with_borrow_mut(|(level, spare, rows)| {
+        let mut src = Gray {
+            data: &whole.data[y0 * width + x0..],
+            width: x1 - x0,
+            height: y1 - y0,
+            stride: width,
+        };
+        let mut size = (0, 0);
+        for l in 0..levels {
+            let last = l + 1 == levels;
+            size = super::pyramid::pyr_down(src, if last { pad } else { 0 }, spare, rows);
+            std::mem::swap(level, spare);
+            src = Gray {
+                data: level,
+                width: size.0,
+                height: size.1,
+                stride: size.0,
+            };
+        }
+        let padded = Gray {
+            data: level,
+            width: size.0 + 2 * pad,
+            height: size.1 + 2 * pad,
+            stride: size.0 + 2 * pad,
+        };
+        super::bilinear::warp_affine_padded(padded, pad, &rect_to_level.to_affine(), out, w, h);
+    });
     Ok(())
 }
 
+thread_local! {
+    /// Per-thread pyramid buffers (the level, the one being built, and the row pass's sums).
+    static PYRAMID: std::cell::RefCell<(Vec<u8>, Vec<u8>, Vec<u16>)> = Default::default();
+}
+
 /// Widest replicated border put around a pyramid level (pixels further out take the slow path).
-const MAX_PAD: i32 = 32;
+const MAX_PAD: usize = 32;
 
 /// The frame pixels [`warp_rect`] reads for `rect` (crop coordinates) under `crop_to_frame`: the
 /// rectangle's image in the frame, plus the bilinear neighbour or, when pyramid levels are used,

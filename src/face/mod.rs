@@ -5,6 +5,7 @@ pub mod align;
 pub mod bilinear;
 pub mod config;
 pub mod detect;
+pub mod pyramid;
 pub mod quality;
 pub mod stabilise;
 pub mod track;
