@@ -161,12 +161,7 @@ pub fn warp_rect(
     };
     let rect_to_frame = crop_to_frame.compose(&shift);
     let levels = pyramid_levels(crop_to_frame.scale());
-    let whole = Gray {
-        data: &frame[..width * height],
-        width,
-        height,
-        stride: width,
-    };
+    let whole = Gray::packed(&frame[..width * height], width, height);
     let (w, h) = (rect[2] as usize, rect[3] as usize);
     out.resize(w * h, 0);
     if levels == 0 {
@@ -255,19 +250,9 @@ pub fn warp_rect(
             let last = l + 1 == levels;
             size = super::pyramid::pyr_down(src, if last { pad } else { 0 }, spare, rows);
             std::mem::swap(level, spare);
-            src = Gray {
-                data: level,
-                width: size.0,
-                height: size.1,
-                stride: size.0,
-            };
+            src = Gray::packed(level, size.0, size.1);
         }
-        let padded = Gray {
-            data: level,
-            width: size.0 + 2 * pad,
-            height: size.1 + 2 * pad,
-            stride: size.0 + 2 * pad,
-        };
+        let padded = Gray::packed(level, size.0 + 2 * pad, size.1 + 2 * pad);
         super::bilinear::warp_affine_padded(padded, pad, &rect_to_level.to_affine(), out, w, h);
     });
     Ok(())

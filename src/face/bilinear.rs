@@ -19,6 +19,33 @@ pub struct Gray<'a> {
     pub stride: usize,
 }
 
+impl<'a> Gray<'a> {
+    /// A tightly packed `width`×`height` image.
+    pub fn packed(data: &'a [u8], width: usize, height: usize) -> Gray<'a> {
+        Gray {
+            data,
+            width,
+            height,
+            stride: width,
+        }
+    }
+
+    /// A copy of the pixels as an OpenCV matrix (for tests against OpenCV's functions).
+    #[cfg(test)]
+    pub(crate) fn to_mat(self) -> opencv::core::Mat {
+        use opencv::prelude::*;
+        let rows = opencv::core::Mat::new_rows_cols_with_data(
+            self.height as i32,
+            self.stride as i32,
+            &self.data[..self.height * self.stride],
+        )
+        .expect("rows of the image");
+        rows.col_range(&opencv::core::Range::new(0, self.width as i32).expect("column range"))
+            .expect("columns of the image")
+            .clone_pointee()
+    }
+}
+
 /// Bits of sub-pixel position (OpenCV's `INTER_BITS`).
 const BITS: i32 = 5;
 /// Sub-pixel steps per pixel (OpenCV's `INTER_TAB_SIZE`).
@@ -256,15 +283,7 @@ mod tests {
     fn opencv(src: Gray, m: &[f64; 6], dw: usize, dh: usize) -> Vec<u8> {
         use opencv::core::{BORDER_REPLICATE, Mat, Scalar, Size};
         use opencv::prelude::*;
-        let s = Mat::new_rows_cols_with_data(
-            src.height as i32,
-            src.stride as i32,
-            &src.data[..src.height * src.stride],
-        )
-        .unwrap();
-        let s = s
-            .col_range(&opencv::core::Range::new(0, src.width as i32).unwrap())
-            .unwrap();
+        let s = src.to_mat();
         let mm = Mat::from_slice_2d(&[[m[0], m[1], m[2]], [m[3], m[4], m[5]]]).unwrap();
         let mut d = Mat::default();
         opencv::imgproc::warp_affine(
@@ -304,19 +323,8 @@ mod tests {
             let height = 9 + (rng.next() % 120) as usize;
             let stride = width + (rng.next() % 3) as usize * 7;
             // Textured images with hard edges and flat runs, where rounding shows.
-            let data: Vec<u8> = (0..height * stride)
-                .map(|i| match case % 3 {
-                    0 => (rng.next() & 255) as u8,
-                    1 => ((i % stride) * 255 / width.max(1)) as u8 ^ ((i / stride) as u8 & 0x30),
-                    _ => {
-                        if (i / 7) % 2 == 0 {
-                            255
-                        } else {
-                            0
-                        }
-                    }
-                })
-                .collect();
+            let data =
+                crate::fixtures::gray_pattern(case, width, height, stride, 7, &mut || rng.next());
             let src = Gray {
                 data: &data,
                 width,
@@ -365,19 +373,19 @@ mod tests {
         assert!(checked > 100_000, "only {checked} pixels compared");
     }
 
+    /// A `width`×`height` image of `(i·k) xor (i >> shift)` over pixel indices i.
+    fn textured(width: usize, height: usize, k: usize, shift: u32) -> Vec<u8> {
+        (0..width * height)
+            .map(|i| ((i * k) ^ (i >> shift)) as u8)
+            .collect()
+    }
+
     #[test]
     fn a_replicated_border_changes_nothing() {
         // A 50x40 image warped partly outside itself, from copies padded by 0–9 pixels.
         let (width, height) = (50usize, 40usize);
-        let data: Vec<u8> = (0..width * height)
-            .map(|i| ((i * 53) ^ (i >> 2)) as u8)
-            .collect();
-        let src = Gray {
-            data: &data,
-            width,
-            height,
-            stride: width,
-        };
+        let data = textured(width, height, 53, 2);
+        let src = Gray::packed(&data, width, height);
         let m = [1.1, -0.15, -6.3, 0.15, 1.1, -4.8];
         let (dw, dh) = (61usize, 47usize);
         let want = opencv(src, &m, dw, dh);
@@ -390,12 +398,7 @@ mod tests {
                     data[y * width + x]
                 })
                 .collect();
-            let view = Gray {
-                data: &padded,
-                width: pw,
-                height: ph,
-                stride: pw,
-            };
+            let view = Gray::packed(&padded, pw, ph);
             let mut ours = vec![0u8; dw * dh];
             warp_affine_padded(view, pad, &m, &mut ours, dw, dh);
             assert_eq!(ours, want, "pad {pad}");
@@ -406,15 +409,8 @@ mod tests {
     fn the_scalar_path_alone_matches_too() {
         // Every pixel through `pixel`, as on a CPU without AVX2.
         let (width, height) = (40usize, 31usize);
-        let data: Vec<u8> = (0..width * height)
-            .map(|i| ((i * 37) ^ (i >> 3)) as u8)
-            .collect();
-        let src = Gray {
-            data: &data,
-            width,
-            height,
-            stride: width,
-        };
+        let data = textured(width, height, 37, 3);
+        let src = Gray::packed(&data, width, height);
         let m = [0.93, -0.21, 3.7, 0.21, 0.93, -2.2];
         let (dw, dh) = (48usize, 36usize);
         let scale = 1024.0;

@@ -149,17 +149,19 @@ fn reflect101(x: isize, n: usize) -> usize {
 mod tests {
     use super::*;
 
-    fn opencv(src: Gray) -> (Vec<u8>, usize, usize) {
+    /// OpenCV's `pyrDown` of the `width`×`height` region at (`x`, `y`) inside `parent`
+    /// (`parent_width` wide), as the old registration called it: on an ROI of the whole frame.
+    fn opencv(
+        parent: &[u8],
+        parent_width: usize,
+        [x, y, width, height]: [usize; 4],
+    ) -> (Vec<u8>, usize, usize) {
         use opencv::core::{Mat, Rect};
         use opencv::prelude::*;
-        let whole = Mat::new_rows_cols_with_data(
-            src.height as i32,
-            src.stride as i32,
-            &src.data[..src.height * src.stride],
-        )
-        .unwrap();
+        let rows = parent.len() / parent_width;
+        let whole = Mat::new_rows_cols_with_data(rows as i32, parent_width as i32, parent).unwrap();
         let roi = whole
-            .roi(Rect::new(0, 0, src.width as i32, src.height as i32))
+            .roi(Rect::new(x as i32, y as i32, width as i32, height as i32))
             .unwrap();
         let mut d = Mat::default();
         opencv::imgproc::pyr_down_def(&roi, &mut d).unwrap();
@@ -174,34 +176,26 @@ mod tests {
             state = state
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            (state >> 33) as usize
+            state >> 33
         };
         let (mut out, mut rows) = (Vec::new(), Vec::new());
         for case in 0..120 {
-            // Odd and even sizes from 1 pixel up, and a stride wider than the row (an ROI).
-            let width = 1 + next() % 90;
-            let height = 1 + next() % 70;
-            let stride = width + next() % 9;
-            let data: Vec<u8> = (0..height * stride)
-                .map(|i| match case % 3 {
-                    0 => (next() & 255) as u8,
-                    1 => ((i % stride) * 7 + (i / stride) * 13) as u8,
-                    _ => {
-                        if (i / 3) % 2 == 0 {
-                            250
-                        } else {
-                            3
-                        }
-                    }
-                })
-                .collect();
+            // Odd and even sizes from 1 pixel up, as a region with other pixels on every side
+            // (OpenCV mirrors at the region's edge, not beyond it).
+            let width = 1 + (next() % 90) as usize;
+            let height = 1 + (next() % 70) as usize;
+            let (x, y) = ((next() % 5) as usize, (next() % 5) as usize);
+            let stride = x + width + (next() % 5) as usize;
+            let parent_rows = y + height + (next() % 5) as usize;
+            let data =
+                crate::fixtures::gray_pattern(case, stride, parent_rows, stride, 3, &mut next);
             let src = Gray {
-                data: &data,
+                data: &data[y * stride + x..],
                 width,
                 height,
                 stride,
             };
-            let (want, ww, wh) = opencv(src);
+            let (want, ww, wh) = opencv(&data, stride, [x, y, width, height]);
             for pad in [0usize, 2] {
                 let (dw, dh) = pyr_down(src, pad, &mut out, &mut rows);
                 assert_eq!((dw, dh), (ww, wh), "case {case}: size of {width}x{height}");
