@@ -201,29 +201,3 @@ pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
         .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>())
         .expect("tensors of one shape and dtype f32")
 }
-
-/// A gray test image (`height` rows of `stride` bytes) on which rounding differences show:
-/// noise from `next` (`kind` 0), a ramp crossed by stripes (1), or black and white bars `bar`
-/// pixels long (2).
-pub fn gray_pattern(
-    kind: usize,
-    width: usize,
-    height: usize,
-    stride: usize,
-    bar: usize,
-    next: &mut dyn FnMut() -> u64,
-) -> Vec<u8> {
-    (0..height * stride)
-        .map(|i| match kind % 3 {
-            0 => (next() & 255) as u8,
-            1 => ((i % stride) * 255 / width.max(1)) as u8 ^ ((i / stride) as u8 & 0x30),
-            _ => {
-                if (i / bar.max(1)).is_multiple_of(2) {
-                    255
-                } else {
-                    0
-                }
-            }
-        })
-        .collect()
-}

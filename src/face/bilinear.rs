@@ -161,6 +161,33 @@ fn saturate_i16(v: i32) -> i32 {
     v.clamp(i16::MIN as i32, i16::MAX as i32)
 }
 
+#[cfg(test)]
+/// A gray test image (`height` rows of `stride` bytes) on which rounding differences show:
+/// noise from `next` (`kind` 0), a ramp crossed by stripes (1), or black and white bars `bar`
+/// pixels long (2). For the bit-for-bit tests here and in [`super::pyramid`].
+pub(crate) fn gray_pattern(
+    kind: usize,
+    width: usize,
+    height: usize,
+    stride: usize,
+    bar: usize,
+    next: &mut dyn FnMut() -> u64,
+) -> Vec<u8> {
+    (0..height * stride)
+        .map(|i| match kind % 3 {
+            0 => (next() & 255) as u8,
+            1 => ((i % stride) * 255 / width.max(1)) as u8 ^ ((i / stride) as u8 & 0x30),
+            _ => {
+                if (i / bar.max(1)).is_multiple_of(2) {
+                    255
+                } else {
+                    0
+                }
+            }
+        })
+        .collect()
+}
+
 #[cfg(target_arch = "x86_64")]
 mod wide {
     use super::{AB_BITS, BITS, COEF_BITS, Gray, TAB, pixel};
@@ -323,8 +350,7 @@ mod tests {
             let height = 9 + (rng.next() % 120) as usize;
             let stride = width + (rng.next() % 3) as usize * 7;
             // Textured images with hard edges and flat runs, where rounding shows.
-            let data =
-                crate::fixtures::gray_pattern(case, width, height, stride, 7, &mut || rng.next());
+            let data = gray_pattern(case, width, height, stride, 7, &mut || rng.next());
             let src = Gray {
                 data: &data,
                 width,

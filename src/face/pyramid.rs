@@ -187,8 +187,14 @@ mod tests {
             let (x, y) = ((next() % 5) as usize, (next() % 5) as usize);
             let stride = x + width + (next() % 5) as usize;
             let parent_rows = y + height + (next() % 5) as usize;
-            let data =
-                crate::fixtures::gray_pattern(case, stride, parent_rows, stride, 3, &mut next);
+            let data = crate::face::bilinear::gray_pattern(
+                case,
+                stride,
+                parent_rows,
+                stride,
+                3,
+                &mut next,
+            );
             let src = Gray {
                 data: &data[y * stride + x..],
                 width,
