@@ -1,6 +1,6 @@
 //! Similarity transforms between frame and canonical crop, and the warp that makes the crop.
 
-use super::bilinear::Gray;
+use super::bilinear::GrayView;
 use anyhow::Result;
 
 /// A 2D similarity `x' = a·x − b·y + tx, y' = b·x + a·y + ty` (rotation, uniform scale, shift).
@@ -161,7 +161,7 @@ pub fn warp_rect(
     };
     let rect_to_frame = crop_to_frame.compose(&shift);
     let levels = pyramid_levels(crop_to_frame.scale());
-    let whole = Gray::packed(&frame[..width * height], width, height);
+    let whole = GrayView::packed(&frame[..width * height], width, height);
     let (w, h) = (rect[2] as usize, rect[3] as usize);
     out.resize(w * h, 0);
     if levels == 0 {
@@ -239,7 +239,7 @@ pub fn warp_rect(
         0
     };
     PYRAMID.with_borrow_mut(|(level, spare, rows)| {
-        let mut src = Gray {
+        let mut src = GrayView {
             data: &whole.data[y0 * width + x0..],
             width: x1 - x0,
             height: y1 - y0,
@@ -250,9 +250,9 @@ pub fn warp_rect(
             let last = l + 1 == levels;
             size = super::pyramid::pyr_down(src, if last { pad } else { 0 }, spare, rows);
             std::mem::swap(level, spare);
-            src = Gray::packed(level, size.0, size.1);
+            src = GrayView::packed(level, size.0, size.1);
         }
-        let padded = Gray::packed(level, size.0 + 2 * pad, size.1 + 2 * pad);
+        let padded = GrayView::packed(level, size.0 + 2 * pad, size.1 + 2 * pad);
         super::bilinear::warp_affine_padded(padded, pad, &rect_to_level.to_affine(), out, w, h);
     });
     Ok(())
@@ -292,7 +292,7 @@ pub fn warp_footprint(
 }
 
 /// Bilinear inverse-mapped warp of `src` into `out` (`w`×`h`), border replicated.
-fn warp_into(src: Gray, t: &Similarity, out: &mut [u8], w: usize, h: usize) {
+fn warp_into(src: GrayView, t: &Similarity, out: &mut [u8], w: usize, h: usize) {
     super::bilinear::warp_affine(src, &t.to_affine(), out, w, h);
 }
 

@@ -6,9 +6,10 @@
 //! one keeps OpenCV's fixed-point arithmetic exactly (coordinates in 1/32 pixel, weights in
 //! 1/32768), so crops, and everything computed from them, do not change.
 
-/// A gray image: `height` rows of `width` bytes, `stride` bytes apart.
+/// A borrowed gray image: `height` rows of `width` bytes, `stride` bytes apart (a region of a
+/// larger image; [`crate::frame::Gray`] is a whole packed frame).
 #[derive(Debug, Clone, Copy)]
-pub struct Gray<'a> {
+pub struct GrayView<'a> {
     /// The pixels (at least `(height - 1) * stride + width` bytes).
     pub data: &'a [u8],
     /// Columns.
@@ -19,10 +20,10 @@ pub struct Gray<'a> {
     pub stride: usize,
 }
 
-impl<'a> Gray<'a> {
+impl<'a> GrayView<'a> {
     /// A tightly packed `width`×`height` image.
-    pub fn packed(data: &'a [u8], width: usize, height: usize) -> Gray<'a> {
-        Gray {
+    pub fn packed(data: &'a [u8], width: usize, height: usize) -> GrayView<'a> {
+        GrayView {
             data,
             width,
             height,
@@ -57,7 +58,7 @@ const COEF_BITS: i32 = 15;
 
 /// Samples `dst` (`dw`×`dh`, tightly packed) from `src` at `m·(x, y, 1)` for every destination
 /// pixel, `m` a row-major 2x3 affine map from destination to source.
-pub fn warp_affine(src: Gray, m: &[f64; 6], dst: &mut [u8], dw: usize, dh: usize) {
+pub fn warp_affine(src: GrayView, m: &[f64; 6], dst: &mut [u8], dw: usize, dh: usize) {
     warp_affine_padded(src, 0, m, dst, dw, dh)
 }
 
@@ -65,7 +66,7 @@ pub fn warp_affine(src: Gray, m: &[f64; 6], dst: &mut [u8], dw: usize, dh: usize
 /// (`m` still maps to the unpadded image). Samples that fall within the padding take the fast
 /// path; the result is the same as without it.
 pub fn warp_affine_padded(
-    src: Gray,
+    src: GrayView,
     pad: usize,
     m: &[f64; 6],
     dst: &mut [u8],
@@ -96,7 +97,7 @@ pub fn warp_affine_padded(
 }
 
 /// One destination row, 8 pixels at a time where the CPU has AVX2.
-fn warp_row(src: Gray, x0: i32, y0: i32, adelta: &[i32], bdelta: &[i32], row: &mut [u8]) {
+fn warp_row(src: GrayView, x0: i32, y0: i32, adelta: &[i32], bdelta: &[i32], row: &mut [u8]) {
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
@@ -111,7 +112,7 @@ fn warp_row(src: Gray, x0: i32, y0: i32, adelta: &[i32], bdelta: &[i32], row: &m
 /// One pixel from its accumulated coordinates (before the `AB_BITS - BITS` shift), as OpenCV's
 /// scalar remap computes it, the border replicated.
 #[inline]
-fn pixel(src: Gray, xa: i32, ya: i32) -> u8 {
+fn pixel(src: GrayView, xa: i32, ya: i32) -> u8 {
     let (xf, yf) = (xa >> (AB_BITS - BITS), ya >> (AB_BITS - BITS));
     let sx = saturate_i16(xf >> BITS);
     let sy = saturate_i16(yf >> BITS);
@@ -190,7 +191,7 @@ pub(crate) fn gray_pattern(
 
 #[cfg(target_arch = "x86_64")]
 mod wide {
-    use super::{AB_BITS, BITS, COEF_BITS, Gray, TAB, pixel};
+    use super::{AB_BITS, BITS, COEF_BITS, GrayView, TAB, pixel};
     use std::arch::x86_64::*;
 
     /// Warps a row of at least 8 pixels in groups of 8, the last one overlapping the one before
@@ -198,7 +199,7 @@ mod wide {
     /// how many pixels were written (0 for a shorter row).
     #[target_feature(enable = "avx2")]
     pub(super) fn row(
-        src: Gray,
+        src: GrayView,
         x0: i32,
         y0: i32,
         adelta: &[i32],
@@ -307,7 +308,7 @@ mod tests {
     use super::*;
 
     /// OpenCV's own warp of the same source (the reference this module must match bit for bit).
-    fn opencv(src: Gray, m: &[f64; 6], dw: usize, dh: usize) -> Vec<u8> {
+    fn opencv(src: GrayView, m: &[f64; 6], dw: usize, dh: usize) -> Vec<u8> {
         use opencv::core::{BORDER_REPLICATE, Mat, Scalar, Size};
         use opencv::prelude::*;
         let s = src.to_mat();
@@ -351,7 +352,7 @@ mod tests {
             let stride = width + (rng.next() % 3) as usize * 7;
             // Textured images with hard edges and flat runs, where rounding shows.
             let data = gray_pattern(case, width, height, stride, 7, &mut || rng.next());
-            let src = Gray {
+            let src = GrayView {
                 data: &data,
                 width,
                 height,
@@ -411,7 +412,7 @@ mod tests {
         // A 50x40 image warped partly outside itself, from copies padded by 0–9 pixels.
         let (width, height) = (50usize, 40usize);
         let data = textured(width, height, 53, 2);
-        let src = Gray::packed(&data, width, height);
+        let src = GrayView::packed(&data, width, height);
         let m = [1.1, -0.15, -6.3, 0.15, 1.1, -4.8];
         let (dw, dh) = (61usize, 47usize);
         let want = opencv(src, &m, dw, dh);
@@ -424,7 +425,7 @@ mod tests {
                     data[y * width + x]
                 })
                 .collect();
-            let view = Gray::packed(&padded, pw, ph);
+            let view = GrayView::packed(&padded, pw, ph);
             let mut ours = vec![0u8; dw * dh];
             warp_affine_padded(view, pad, &m, &mut ours, dw, dh);
             assert_eq!(ours, want, "pad {pad}");
@@ -436,7 +437,7 @@ mod tests {
         // Every pixel through `pixel`, as on a CPU without AVX2.
         let (width, height) = (40usize, 31usize);
         let data = textured(width, height, 37, 3);
-        let src = Gray::packed(&data, width, height);
+        let src = GrayView::packed(&data, width, height);
         let m = [0.93, -0.21, 3.7, 0.21, 0.93, -2.2];
         let (dw, dh) = (48usize, 36usize);
         let scale = 1024.0;

@@ -7,7 +7,7 @@
 //! close-up faces. Sums stay in 16 bits (at most 16·16·255 + 128), so the arithmetic is exact
 //! and the result equals OpenCV's whatever the evaluation order.
 
-use super::bilinear::Gray;
+use super::bilinear::GrayView;
 
 /// Size of the level below a `width`×`height` image (OpenCV's default `pyrDown` size).
 pub fn level_size(width: usize, height: usize) -> (usize, usize) {
@@ -17,7 +17,12 @@ pub fn level_size(width: usize, height: usize) -> (usize, usize) {
 /// Reduces `src` by one level into `out`, which becomes `(w + 2·pad)`×`(h + 2·pad)` bytes (rows
 /// tightly packed) for the level size `(w, h)`, with `pad` replicated pixels on every side.
 /// `rows` is scratch. Returns the level size.
-pub fn pyr_down(src: Gray, pad: usize, out: &mut Vec<u8>, rows: &mut Vec<u16>) -> (usize, usize) {
+pub fn pyr_down(
+    src: GrayView,
+    pad: usize,
+    out: &mut Vec<u8>,
+    rows: &mut Vec<u16>,
+) -> (usize, usize) {
     let (w, h) = (src.width, src.height);
     assert!(
         w > 0 && h > 0 && src.stride >= w,
@@ -195,7 +200,7 @@ mod tests {
                 3,
                 &mut next,
             );
-            let src = Gray {
+            let src = GrayView {
                 data: &data[y * stride + x..],
                 width,
                 height,
