@@ -185,6 +185,11 @@ fn bad_input_is_a_clear_error() {
 /// tracker does to the crops from one frame to the next.
 fn jumped(crop: &[u8], size: usize, s: f64, dx: f64) -> Vec<u8> {
     let c = (size as f64 - 1.0) / 2.0;
+    warped(crop, size, |x, y| ((x - c - dx) / s + c, (y - c) / s + c))
+}
+
+/// `crop` (size²) resampled bilinearly: output pixel (x, y) takes the input at `source(x, y)`.
+fn warped(crop: &[u8], size: usize, source: impl Fn(f64, f64) -> (f64, f64)) -> Vec<u8> {
     let at = |x: i64, y: i64| {
         crop[(y.clamp(0, size as i64 - 1) as usize) * size + x.clamp(0, size as i64 - 1) as usize]
             as f64
@@ -192,8 +197,7 @@ fn jumped(crop: &[u8], size: usize, s: f64, dx: f64) -> Vec<u8> {
     let mut out = vec![0u8; size * size];
     for y in 0..size {
         for x in 0..size {
-            let sx = (x as f64 - c - dx) / s + c;
-            let sy = (y as f64 - c) / s + c;
+            let (sx, sy) = source(x as f64, y as f64);
             let (x0, y0) = (sx.floor(), sy.floor());
             let (fx, fy) = (sx - x0, sy - y0);
             let (x0, y0) = (x0 as i64, y0 as i64);
@@ -245,4 +249,59 @@ fn a_jump_of_the_crops_is_not_an_expression() {
     // Without re-basing the jump is seen as a movement for at least the flow lag.
     let (live, off) = spot(0.0);
     assert!(!live.is_empty() && !off.is_empty(), "{live:?} {off:?}");
+}
+
+#[test]
+fn a_large_expression_that_drags_the_crop_stays_one_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::default();
+    let still = face_video(dir.path(), Motion::Still);
+    let t = track_crops(&cfg, &still).unwrap();
+    // A 3 px brow raise over frames 400-640 (rise 80 frames, hold 80, fall 80) that pulls the
+    // stabilised crop 1.3 px the other way with it, gradually, as a large expression inside the
+    // registration area does: the nose "moves" past rebase_px while the brows move twice as far.
+    let truth = (400u64, 640u64);
+    let level = |i: u64| {
+        let r = |a: u64, b: u64| (i.clamp(a, b) - a) as f64 / (b - a) as f64;
+        let s = r(400, 480) - r(560, 640);
+        s * s * (3.0 - 2.0 * s)
+    };
+    // Brow rows of the 128 px crop (brows at y ~ 41 px), tapered over 6 rows.
+    let band = |y: f64| ((6.0 - (y - 39.0).abs() + 11.0).clamp(0.0, 6.0)) / 6.0;
+    let crops: Vec<(u64, Vec<u8>)> = t
+        .crops
+        .iter()
+        .map(|(i, c)| {
+            let s = level(*i);
+            let moved = warped(c, 128, |x, y| (x, y - 1.3 * s + 3.0 * s * band(y)));
+            (*i, moved)
+        })
+        .collect();
+    let spot = |drag_ratio: f64| {
+        let mut c = cfg.spot.clone();
+        c.rebase_drag_ratio = drag_ratio;
+        let mut sp = Spotter::new(&c, t.fps, 128).unwrap();
+        let mut got = Vec::new();
+        for (i, crop) in &crops {
+            got.extend(sp.push(*i, crop).unwrap());
+        }
+        got.extend(sp.finish());
+        (got, sp.stats())
+    };
+    let iou = |on: u64, off: u64| {
+        let inter = (off.min(truth.1) + 1).saturating_sub(on.max(truth.0));
+        inter as f64 / ((off.max(truth.1) - on.min(truth.0) + 1) as f64)
+    };
+    let (got, stats) = spot(cfg.spot.rebase_drag_ratio);
+    assert!(cfg.spot.rebase_drag_ratio > 0.0);
+    assert!(
+        got.iter().any(|iv| iou(iv.onset, iv.offset) >= 0.5) && stats.rebases == 0,
+        "{got:?} {stats:?}"
+    );
+    // Judged a jump instead, the event is dropped when the head passes rebase_px.
+    let (got, stats) = spot(0.0);
+    assert!(
+        stats.rebases >= 1 && !got.iter().any(|iv| iou(iv.onset, iv.offset) >= 0.5),
+        "{got:?} {stats:?}"
+    );
 }

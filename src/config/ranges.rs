@@ -180,6 +180,12 @@ pub const RANGES: &[Range] = &[
         "crop pixels; 0 turns the speech rule off",
     ),
     r("spot.rebase_px", 0.0, 100.0, "crop pixels"),
+    r(
+        "spot.rebase_drag_ratio",
+        0.0,
+        100.0,
+        "region motion / head motion; 0: always restart",
+    ),
     r("spot.dis_finest_scale", 0.0, 6.0, "pyramid level"),
     r("spot.dis_patch_stride", 1.0, 64.0, "pixels"),
     r(
@@ -189,6 +195,13 @@ pub const RANGES: &[Range] = &[
         "frames (0: from the frame rate)",
     ),
     r("spot.confirm_s", 0.0, 1.0, "seconds"),
+    r(
+        "spot.blink_brow_ratio",
+        0.0,
+        10.0,
+        "eyes' downward motion / the brow's",
+    ),
+    r("spot.confirm_window_s", 0.0, 1.0, "seconds"),
     r("spot.lk_margin_px", 0.0, 16.0, "crop pixels"),
     r("spot.lk_reference_margin_px", 0.0, 16.0, "crop pixels"),
 ];

@@ -90,10 +90,17 @@ fn rules(cfg: &SpotConfig, fps: f64) -> Result<SegmentRules> {
         // Strictly shorter than micro_max_s is micro.
         micro_max_frames: ((cfg.micro_max_s * fps).ceil() as u64).saturating_sub(1),
         blink_px: cfg.blink_px as f32,
+        blink_brow_ratio: cfg.blink_brow_ratio as f32,
         jaw_px: cfg.jaw_px as f32,
         emit: cfg.emit_kind()?,
         lag_frames: cfg.lag_frames(fps) as u64,
         confirm_samples: samples(cfg, fps, frames(cfg.confirm_s, fps)) as u64,
+        // At least the samples asked for: a window shorter than confirm_s means consecutive.
+        confirm_window: samples(
+            cfg,
+            fps,
+            frames(cfg.confirm_window_s.max(cfg.confirm_s), fps),
+        ) as u64,
     })
 }
 
@@ -130,6 +137,7 @@ fn builder(cfg: &SpotConfig, fps: f64, crop_size: usize) -> Result<SignalBuilder
         cfg.lag_frames(fps),
         cfg.every(fps) as usize,
         cfg.rebase_px as f32,
+        cfg.rebase_drag_ratio as f32,
     ))
 }
 

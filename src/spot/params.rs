@@ -31,12 +31,18 @@ pub struct SpotConfig {
     pub max_duration_s: f64,
     /// Eye-led downward motion above this (px) is a blink and is not emitted; 0 disables.
     pub blink_px: f64,
+    /// A brow-led event is a blink when both eyes moved down by more than `blink_px` and by at least
+    /// this fraction of the brow's downward motion.
+    pub blink_brow_ratio: f64,
     /// Mouth- or chin-led events with the jaw dropping by more than this (px) are speech and are
     /// not emitted; 0 disables.
     pub jaw_px: f64,
     /// Head (nose) motion above this (px) is a jump of the crops (the tracker re-anchored), not a
     /// movement: the spotter restarts its history and drops an open event; 0 disables.
     pub rebase_px: f64,
+    /// During an event, a region moving this many times as far as the head means the expression
+    /// dragged the crop (no restart); 0 disables.
+    pub rebase_drag_ratio: f64,
     /// "both", "micro" or "macro".
     pub emit: String,
     /// DIS optical flow finest pyramid scale (0 = full resolution).
@@ -55,6 +61,9 @@ pub struct SpotConfig {
     pub motion: String,
     /// The signal must stay over the threshold this long (s) before an event opens.
     pub confirm_s: f64,
+    /// ... counted within the latest confirm_window_s (s; at least confirm_s): samples below the
+    /// threshold in between are allowed; at confirm_s or less, the samples must be consecutive.
+    pub confirm_window_s: f64,
     /// Lucas–Kanade windows: each region grown by this many pixels (brows not downwards).
     pub lk_margin_px: usize,
     /// Lucas–Kanade window of the nose (the head reference): grown by this many pixels.
@@ -208,6 +217,28 @@ impl SpotConfig {
             bail!(
                 "spot.confirm_s = {}: expected 0 <= confirm_s < spot.lag_s ({})",
                 self.confirm_s,
+                self.lag_s
+            );
+        }
+        if !(self.rebase_drag_ratio.is_finite() && self.rebase_drag_ratio >= 0.0) {
+            bail!(
+                "spot.rebase_drag_ratio = {}: expected >= 0",
+                self.rebase_drag_ratio
+            );
+        }
+        if !(self.blink_brow_ratio.is_finite() && self.blink_brow_ratio >= 0.0) {
+            bail!(
+                "spot.blink_brow_ratio = {}: expected >= 0",
+                self.blink_brow_ratio
+            );
+        }
+        if !(self.confirm_window_s.is_finite()
+            && self.confirm_window_s >= 0.0
+            && self.confirm_window_s < self.lag_s)
+        {
+            bail!(
+                "spot.confirm_window_s = {}: expected 0 <= confirm_window_s < spot.lag_s ({})",
+                self.confirm_window_s,
                 self.lag_s
             );
         }

@@ -24,12 +24,17 @@ pub struct SegmentRules {
     pub micro_max_frames: u64,
     /// Downward eye motion (px) above which an eye-led event is a blink; 0 = off.
     pub blink_px: f32,
+    /// A brow-led event is a blink when both eyes moved down by at least this fraction of the
+    /// brow's own downward motion (and by more than `blink_px`).
+    pub blink_brow_ratio: f32,
     /// Downward jaw motion (px) above which a mouth- or chin-led event is speech; 0 = off.
     pub jaw_px: f32,
     /// What is emitted.
     pub emit: Emit,
-    /// Consecutive samples above the threshold before an event opens (1 = the first).
+    /// Samples above the threshold before an event opens (1 = the first) ...
     pub confirm_samples: u64,
+    /// ... among this many latest samples (at least `confirm_samples`; equal: consecutive).
+    pub confirm_window: u64,
     /// Flow lag k: after an event, no new one opens until frame t−k is past its offset (else the
     /// k-lag flow would see the old event again).
     pub lag_frames: u64,
@@ -74,7 +79,7 @@ pub struct Segmenter {
     open: Option<Open>,
     last: Option<u64>,
     quiet_from: u64,
-    /// Consecutive samples above the threshold while no event is open.
+    /// While no event is open: bit i set when the sample i steps back was above the threshold.
     above: u64,
 }
 
@@ -117,10 +122,10 @@ impl Segmenter {
                 // A single sample over the threshold is noise (an estimate that slipped on one
                 // frame); a movement stays over it.
                 let over = level.is_some_and(|l| s.value > l.threshold);
-                self.above = if over { self.above + 1 } else { 0 };
+                self.above = (self.above << 1) | u64::from(over);
                 if let Some(l) = level
                     && over
-                    && self.above >= self.rules.confirm_samples
+                    && self.confirmed()
                     && s.index >= self.quiet_from
                     && self.reference_was_quiet(s.index, l.threshold)
                 {
@@ -165,6 +170,19 @@ impl Segmenter {
                 }
             }
         }
+    }
+
+    /// True when enough of the latest samples were above the threshold: a movement near the
+    /// threshold dips under it for a sample now and then (the estimate's noise), a slip of one
+    /// frame's estimate does not stay.
+    fn confirmed(&self) -> bool {
+        let window = self.rules.confirm_window.clamp(1, 64);
+        let mask = if window == 64 {
+            u64::MAX
+        } else {
+            (1u64 << window) - 1
+        };
+        u64::from((self.above & mask).count_ones()) >= self.rules.confirm_samples
     }
 
     /// True when the frame an event opened now would be measured against (t − k) was itself quiet:
@@ -235,7 +253,7 @@ impl Segmenter {
         if frames < r.min_frames {
             return Some(Decision::Dropped);
         }
-        if r.blink_px > 0.0 && is_blink(&o, r.blink_px) {
+        if r.blink_px > 0.0 && is_blink(&o, r) {
             return Some(Decision::Blink);
         }
         if r.jaw_px > 0.0 && is_speech(&o, r.jaw_px) {
@@ -266,13 +284,14 @@ impl Segmenter {
     }
 }
 
-/// Eye-led downward motion, or a brow-led event during which both eyes moved down by at least half
-/// as much as the brow: closing lids pull the skin under the brows with them, while a brow lowerer
-/// (AU4) moves the brows several times more than the eyes below them.
-fn is_blink(o: &Open, blink_px: f32) -> bool {
+/// Eye-led downward motion, or a brow-led event during which both eyes moved down by at least
+/// `blink_brow_ratio` of the brow's motion: closing lids pull the skin under the brows with them
+/// about as far as the lids go, while a brow lowerer (AU4) moves the brows more than the eyes below
+/// them.
+fn is_blink(o: &Open, r: &SegmentRules) -> bool {
     match o.kind {
-        RoiKind::Eye => o.vector[1] > blink_px,
-        RoiKind::Brow => o.eyes > blink_px && o.eyes >= 0.5 * o.vector[1],
+        RoiKind::Eye => o.vector[1] > r.blink_px,
+        RoiKind::Brow => o.eyes > r.blink_px && o.eyes >= r.blink_brow_ratio * o.vector[1],
         _ => false,
     }
 }
@@ -308,10 +327,12 @@ mod tests {
             max_frames: 400,
             micro_max_frames: 20,
             blink_px: 0.0,
+            blink_brow_ratio: 0.75,
             jaw_px: 0.0,
             emit: Emit::Both,
             lag_frames: 3,
             confirm_samples: 1,
+            confirm_window: 1,
         }
     }
 
@@ -436,11 +457,23 @@ mod tests {
         let with = |kind, eyes| run_moving(blink, &v, kind, 0.0, eyes, [0.0, 1.0]);
         // The brow moves down 1 px and both eyes 0.8: the lids pulled it.
         assert_eq!(with(RoiKind::Brow, 0.8), vec![Decision::Blink]);
-        // A brow lowerer: the eyes below move a fifth as much.
-        assert!(matches!(
-            with(RoiKind::Brow, 0.2)[..],
-            [Decision::Interval(_)]
-        ));
+        // A brow lowerer: the eyes below move a fifth as much, or with the lids following it,
+        // two thirds (below blink_brow_ratio).
+        for eyes in [0.2, 0.65] {
+            assert!(
+                matches!(with(RoiKind::Brow, eyes)[..], [Decision::Interval(_)]),
+                "eyes {eyes}"
+            );
+        }
+        // The ratio is a key: at 0.5 the lids' two thirds are a blink.
+        let half = SegmentRules {
+            blink_brow_ratio: 0.5,
+            ..blink
+        };
+        assert_eq!(
+            run_moving(half, &v, RoiKind::Brow, 0.0, 0.65, [0.0, 1.0]),
+            vec![Decision::Blink]
+        );
         // A mouth-led event is not judged by the eyes.
         assert!(matches!(
             with(RoiKind::Mouth, 0.8)[..],
@@ -452,6 +485,7 @@ mod tests {
     fn a_one_sample_spike_opens_nothing_when_confirmation_is_asked() {
         let confirm = SegmentRules {
             confirm_samples: 3,
+            confirm_window: 3,
             ..rules()
         };
         let decisions = |v: &[f32]| {
@@ -472,6 +506,36 @@ mod tests {
             [Decision::Interval(iv)] => assert_eq!((iv.onset, iv.offset), (20, 31)),
             ref d => panic!("{d:?}"),
         }
+    }
+
+    #[test]
+    fn a_movement_that_dips_under_the_threshold_opens_within_the_confirmation_window() {
+        let rules_with = |window| SegmentRules {
+            confirm_samples: 3,
+            confirm_window: window,
+            // Frame t - k is before the movement when it opens on its fourth sample.
+            lag_frames: 4,
+            ..rules()
+        };
+        let decisions = |r: SegmentRules, v: &[f32]| {
+            let mut s = Segmenter::new(r);
+            run_with(&mut s, v, RoiKind::Brow, 0.0)
+        };
+        // Over the threshold (0.5) on two samples of every three: never three in a row.
+        let mut v = vec![0.1f32; 60];
+        for (i, x) in v[20..32].iter_mut().enumerate() {
+            *x = if i % 3 == 2 { 0.45 } else { 0.9 };
+        }
+        assert!(decisions(rules_with(3), &v).is_empty());
+        match decisions(rules_with(5), &v)[..] {
+            [Decision::Interval(iv)] => assert!(iv.onset <= 21 && iv.offset >= 30, "{iv:?}"),
+            ref d => panic!("{d:?}"),
+        }
+        // Two lone spikes inside the window are still not a movement.
+        let mut w = vec![0.1f32; 60];
+        w[20] = 3.0;
+        w[23] = 3.0;
+        assert!(decisions(rules_with(5), &w).is_empty());
     }
 
     #[test]

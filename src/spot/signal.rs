@@ -52,17 +52,22 @@ pub struct SignalBuilder {
     rebase_px: f32,
     /// Set when the latest crop was a discontinuity; taken by [`SignalBuilder::take_rebase`].
     rebased: bool,
+    /// While pinned, a region moving this many times the head's motion means an expression
+    /// dragged the crop, not a jump (0: never).
+    drag_ratio: f32,
 }
 
 impl SignalBuilder {
     /// `k` = flow lag in frames; flow is measured on every `every`-th frame (by index); a head
-    /// motion above `rebase_px` (0 = never) restarts the history ([`SignalBuilder::take_rebase`]).
+    /// motion above `rebase_px` (0 = never) restarts the history ([`SignalBuilder::take_rebase`])
+    /// unless, during an event, a region moved `drag_ratio` times as far (0 = always restart).
     pub fn new(
         flow: RoiFlow,
         size: usize,
         k: usize,
         every: usize,
         rebase_px: f32,
+        drag_ratio: f32,
     ) -> SignalBuilder {
         let n = flow.layout().rois.len();
         SignalBuilder {
@@ -76,6 +81,7 @@ impl SignalBuilder {
             scratch: vec![[0.0; 2]; n],
             rebase_px,
             rebased: false,
+            drag_ratio,
         }
     }
 
@@ -191,7 +197,8 @@ impl SignalBuilder {
                 self.flow
                     .measure((r.index, &r.crop), (index, &e.crop), &mut self.scratch)?;
                 let [hx, hy] = self.flow.head();
-                if self.rebase_px > 0.0 && (hx * hx + hy * hy).sqrt() > self.rebase_px {
+                let head = (hx * hx + hy * hy).sqrt();
+                if self.rebase_px > 0.0 && head > self.rebase_px && !self.dragged(head) {
                     // The whole crop jumped against its reference (the tracker re-anchored on
                     // the detector): no face moves like that. Start the history again here.
                     self.release();
@@ -228,6 +235,20 @@ impl SignalBuilder {
         };
         self.ring.push_back(e);
         Ok(sample)
+    }
+
+    /// True when, against a pinned reference, some region moved `drag_ratio` times as far as the
+    /// head (`head`, px): a large expression inside the registration area pulled the stabilised
+    /// crop along with it, gradually; a re-anchor of the tracker moves every region with the nose
+    /// (the regions, measured against the nose, stay below it), and talking moves the chin and
+    /// the mouth about as far as it drags the crop.
+    fn dragged(&self, head: f32) -> bool {
+        self.pinned.is_some()
+            && self.drag_ratio > 0.0
+            && self
+                .scratch
+                .iter()
+                .any(|f| (f[0] * f[0] + f[1] * f[1]).sqrt() > self.drag_ratio * head)
     }
 
     /// True once after a crop that was a discontinuity (history restarted; an open event must
