@@ -8,7 +8,7 @@ use aullm::fixtures::{FaceVideoSpec, Motion, Photo, write_face_video_with};
 use aullm::ingest::Source;
 use aullm::jobs::spot::{load_set, spot_source, track_crops};
 use aullm::output::video::VideoCodec;
-use aullm::spot::{IntervalKind, Spotter, spot_offline};
+use aullm::spot::{Interval, IntervalKind, SpotConfig, SpotStats, Spotter, spot_offline};
 use std::path::Path;
 
 /// Two 8 s long videos at 200 fps with default amplitudes and nuisances: 4 micros, 1 macro, blinks.
@@ -211,6 +211,17 @@ fn warped(crop: &[u8], size: usize, source: impl Fn(f64, f64) -> (f64, f64)) -> 
     out
 }
 
+/// A live spotter over 128 px crops to the end: its intervals and counters.
+fn spot_live(cfg: &SpotConfig, fps: f64, crops: &[(u64, Vec<u8>)]) -> (Vec<Interval>, SpotStats) {
+    let mut sp = Spotter::new(cfg, fps, 128).unwrap();
+    let mut got = Vec::new();
+    for (i, crop) in crops {
+        got.extend(sp.push(*i, crop).unwrap());
+    }
+    got.extend(sp.finish());
+    (got, sp.stats())
+}
+
 #[test]
 fn a_jump_of_the_crops_is_not_an_expression() {
     let dir = tempfile::tempdir().unwrap();
@@ -235,12 +246,7 @@ fn a_jump_of_the_crops_is_not_an_expression() {
     let spot = |rebase_px: f64| {
         let mut c = cfg.spot.clone();
         c.rebase_px = rebase_px;
-        let mut sp = Spotter::new(&c, t.fps, 128).unwrap();
-        let mut got = Vec::new();
-        for (i, crop) in &crops {
-            got.extend(sp.push(*i, crop).unwrap());
-        }
-        got.extend(sp.finish());
+        let (got, _) = spot_live(&c, t.fps, &crops);
         let off = spot_offline(&c, t.fps, 128, crops.iter().cloned()).unwrap();
         (got, off.intervals)
     };
@@ -280,13 +286,7 @@ fn a_large_expression_that_drags_the_crop_stays_one_event() {
     let spot = |drag_ratio: f64| {
         let mut c = cfg.spot.clone();
         c.rebase_drag_ratio = drag_ratio;
-        let mut sp = Spotter::new(&c, t.fps, 128).unwrap();
-        let mut got = Vec::new();
-        for (i, crop) in &crops {
-            got.extend(sp.push(*i, crop).unwrap());
-        }
-        got.extend(sp.finish());
-        (got, sp.stats())
+        spot_live(&c, t.fps, &crops)
     };
     let iou = |on: u64, off: u64| {
         let inter = (off.min(truth.1) + 1).saturating_sub(on.max(truth.0));

@@ -213,35 +213,25 @@ impl SpotConfig {
                 self.head_model
             );
         }
-        if !(self.confirm_s.is_finite() && self.confirm_s >= 0.0 && self.confirm_s < self.lag_s) {
-            bail!(
-                "spot.confirm_s = {}: expected 0 <= confirm_s < spot.lag_s ({})",
-                self.confirm_s,
-                self.lag_s
-            );
-        }
-        if !(self.rebase_drag_ratio.is_finite() && self.rebase_drag_ratio >= 0.0) {
-            bail!(
-                "spot.rebase_drag_ratio = {}: expected >= 0",
-                self.rebase_drag_ratio
-            );
-        }
-        if !(self.blink_brow_ratio.is_finite() && self.blink_brow_ratio >= 0.0) {
-            bail!(
-                "spot.blink_brow_ratio = {}: expected >= 0",
-                self.blink_brow_ratio
-            );
-        }
-        if !(self.confirm_window_s.is_finite()
-            && self.confirm_window_s >= 0.0
-            && self.confirm_window_s < self.lag_s)
-        {
-            bail!(
-                "spot.confirm_window_s = {}: expected 0 <= confirm_window_s < spot.lag_s ({})",
-                self.confirm_window_s,
-                self.lag_s
-            );
-        }
+        let within_lag = |name: &str, v: f64| -> Result<()> {
+            if !(v.is_finite() && v >= 0.0 && v < self.lag_s) {
+                bail!(
+                    "spot.{name} = {v}: expected 0 <= {name} < spot.lag_s ({})",
+                    self.lag_s
+                );
+            }
+            Ok(())
+        };
+        within_lag("confirm_s", self.confirm_s)?;
+        let ratio = |name: &str, v: f64| -> Result<()> {
+            if !(v.is_finite() && v >= 0.0) {
+                bail!("spot.{name} = {v}: expected a ratio >= 0");
+            }
+            Ok(())
+        };
+        ratio("rebase_drag_ratio", self.rebase_drag_ratio)?;
+        ratio("blink_brow_ratio", self.blink_brow_ratio)?;
+        within_lag("confirm_window_s", self.confirm_window_s)?;
         if self.lk_margin_px > 16 {
             bail!("spot.lk_margin_px = {}: expected 0..=16", self.lk_margin_px);
         }
