@@ -79,7 +79,9 @@ pub struct Segmenter {
     open: Option<Open>,
     last: Option<u64>,
     quiet_from: u64,
-    /// While no event is open: bit i set when the sample i steps back was above the threshold.
+    /// While no event is open: whether each of the latest `confirm_window` samples was above the
+    /// threshold (newest last), and how many were.
+    recent: VecDeque<bool>,
     above: u64,
 }
 
@@ -94,6 +96,7 @@ impl Segmenter {
             open: None,
             last: None,
             quiet_from: 0,
+            recent: VecDeque::with_capacity(rules.confirm_window.max(1) as usize),
             above: 0,
         }
     }
@@ -122,7 +125,7 @@ impl Segmenter {
                 // A single sample over the threshold is noise (an estimate that slipped on one
                 // frame); a movement stays over it.
                 let over = level.is_some_and(|l| s.value > l.threshold);
-                self.above = (self.above << 1) | u64::from(over);
+                self.remember(over);
                 if let Some(l) = level
                     && over
                     && self.confirmed()
@@ -176,13 +179,18 @@ impl Segmenter {
     /// threshold dips under it for a sample now and then (the estimate's noise), a slip of one
     /// frame's estimate does not stay.
     fn confirmed(&self) -> bool {
-        let window = self.rules.confirm_window.clamp(1, 64);
-        let mask = if window == 64 {
-            u64::MAX
-        } else {
-            (1u64 << window) - 1
-        };
-        u64::from((self.above & mask).count_ones()) >= self.rules.confirm_samples
+        self.above >= self.rules.confirm_samples
+    }
+
+    /// Adds the newest sample to the confirmation window.
+    fn remember(&mut self, over: bool) {
+        if self.recent.len() as u64 >= self.rules.confirm_window.max(1)
+            && self.recent.pop_front() == Some(true)
+        {
+            self.above -= 1;
+        }
+        self.recent.push_back(over);
+        self.above += u64::from(over);
     }
 
     /// True when the frame an event opened now would be measured against (t − k) was itself quiet:
@@ -536,6 +544,28 @@ mod tests {
         w[20] = 3.0;
         w[23] = 3.0;
         assert!(decisions(rules_with(5), &w).is_empty());
+    }
+
+    #[test]
+    fn a_long_confirmation_counts_every_sample_of_its_window() {
+        // 70 of the latest 100 samples (a long lag at a high rate): more than a machine word.
+        let long = SegmentRules {
+            confirm_samples: 70,
+            confirm_window: 100,
+            lag_frames: 100,
+            max_frames: 1000,
+            ..rules()
+        };
+        let mut v = vec![0.1f32; 300];
+        for (i, x) in v[20..200].iter_mut().enumerate() {
+            *x = if i % 10 == 9 { 0.45 } else { 0.9 };
+        }
+        let got = run_with(&mut Segmenter::new(long), &v, RoiKind::Brow, 0.0);
+        assert!(matches!(got[..], [Decision::Interval(_)]), "{got:?}");
+        // 69 samples over within the window are not enough.
+        let mut w = vec![0.1f32; 300];
+        w[20..89].iter_mut().for_each(|x| *x = 0.9);
+        assert!(run_with(&mut Segmenter::new(long), &w, RoiKind::Brow, 0.0).is_empty());
     }
 
     #[test]
