@@ -202,6 +202,7 @@ pub const RANGES: &[Range] = &[
         "eyes' downward motion / the brow's",
     ),
     r("spot.confirm_window_s", 0.0, 1.0, "seconds"),
+    r("spot.blink_max_s", 0.0, 1.0, "seconds"),
     r("spot.lk_margin_px", 0.0, 16.0, "crop pixels"),
     r("spot.lk_reference_margin_px", 0.0, 16.0, "crop pixels"),
 ];

@@ -91,6 +91,7 @@ fn rules(cfg: &SpotConfig, fps: f64) -> Result<SegmentRules> {
         micro_max_frames: ((cfg.micro_max_s * fps).ceil() as u64).saturating_sub(1),
         blink_px: cfg.blink_px as f32,
         blink_brow_ratio: cfg.blink_brow_ratio as f32,
+        blink_max_frames: frames(cfg.blink_max_s, fps) as u64,
         jaw_px: cfg.jaw_px as f32,
         emit: cfg.emit_kind()?,
         lag_frames: cfg.lag_frames(fps) as u64,

@@ -34,6 +34,9 @@ pub struct SpotConfig {
     /// A brow-led event is a blink when both eyes moved down by more than `blink_px` and by at least
     /// this fraction of the brow's downward motion.
     pub blink_brow_ratio: f64,
+    /// A brow-led event no longer than this (s) during which both eyes moved down by more than
+    /// `blink_px` is a blink whatever the brow did (lids close and reopen fast); 0 disables.
+    pub blink_max_s: f64,
     /// Mouth- or chin-led events with the jaw dropping by more than this (px) are speech and are
     /// not emitted; 0 disables.
     pub jaw_px: f64,
@@ -231,6 +234,12 @@ impl SpotConfig {
         };
         ratio("rebase_drag_ratio", self.rebase_drag_ratio)?;
         ratio("blink_brow_ratio", self.blink_brow_ratio)?;
+        if !(self.blink_max_s.is_finite() && (0.0..=1.0).contains(&self.blink_max_s)) {
+            bail!(
+                "spot.blink_max_s = {}: expected 0..=1 (0 disables)",
+                self.blink_max_s
+            );
+        }
         within_lag("confirm_window_s", self.confirm_window_s)?;
         if self.lk_margin_px > 16 {
             bail!("spot.lk_margin_px = {}: expected 0..=16", self.lk_margin_px);

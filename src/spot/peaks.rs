@@ -27,6 +27,9 @@ pub struct SegmentRules {
     /// A brow-led event is a blink when both eyes moved down by at least this fraction of the
     /// brow's own downward motion (and by more than `blink_px`).
     pub blink_brow_ratio: f32,
+    /// A brow-led event at most this many frames long with both eyes down by more than
+    /// `blink_px` is a blink (0: never).
+    pub blink_max_frames: u64,
     /// Downward jaw motion (px) above which a mouth- or chin-led event is speech; 0 = off.
     pub jaw_px: f32,
     /// What is emitted.
@@ -261,7 +264,7 @@ impl Segmenter {
         if frames < r.min_frames {
             return Some(Decision::Dropped);
         }
-        if r.blink_px > 0.0 && is_blink(&o, r) {
+        if r.blink_px > 0.0 && is_blink(&o, r, frames) {
             return Some(Decision::Blink);
         }
         if r.jaw_px > 0.0 && is_speech(&o, r.jaw_px) {
@@ -296,10 +299,13 @@ impl Segmenter {
 /// `blink_brow_ratio` of the brow's motion: closing lids pull the skin under the brows with them
 /// about as far as the lids go, while a brow lowerer (AU4) moves the brows more than the eyes below
 /// them.
-fn is_blink(o: &Open, r: &SegmentRules) -> bool {
+fn is_blink(o: &Open, r: &SegmentRules, frames: u64) -> bool {
     match o.kind {
         RoiKind::Eye => o.vector[1] > r.blink_px,
-        RoiKind::Brow => o.eyes > r.blink_px && o.eyes >= r.blink_brow_ratio * o.vector[1],
+        RoiKind::Brow => {
+            o.eyes > r.blink_px
+                && (o.eyes >= r.blink_brow_ratio * o.vector[1] || frames <= r.blink_max_frames)
+        }
         _ => false,
     }
 }
@@ -336,6 +342,7 @@ mod tests {
             micro_max_frames: 20,
             blink_px: 0.0,
             blink_brow_ratio: 0.75,
+            blink_max_frames: 0,
             jaw_px: 0.0,
             emit: Emit::Both,
             lag_frames: 3,
@@ -487,6 +494,35 @@ mod tests {
             with(RoiKind::Mouth, 0.8)[..],
             [Decision::Interval(_)]
         ));
+    }
+
+    #[test]
+    fn a_short_brow_led_event_with_both_eyes_down_is_a_blink_whatever_the_brow_did() {
+        // The brow moves down 1 px and both eyes 0.4 px (under blink_brow_ratio), for 20 or 40
+        // frames.
+        let event = |len: usize| {
+            let mut v = vec![0.1f32; 100];
+            v[20..20 + len].iter_mut().for_each(|x| *x = 1.0);
+            v
+        };
+        let short = SegmentRules {
+            blink_px: 0.25,
+            blink_max_frames: 30,
+            ..rules()
+        };
+        let with =
+            |rules, len, eyes| run_moving(rules, &event(len), RoiKind::Brow, 0.0, eyes, [0.0, 1.0]);
+        assert_eq!(with(short, 20, 0.4), vec![Decision::Blink]);
+        // Longer than blink_max_frames: an expression whose lids follow the brow.
+        assert!(matches!(with(short, 40, 0.4)[..], [Decision::Interval(_)]));
+        // Eyes under blink_px: not a blink, however short.
+        assert!(matches!(with(short, 20, 0.2)[..], [Decision::Interval(_)]));
+        // Off (0): the ratio alone decides, as before.
+        let off = SegmentRules {
+            blink_max_frames: 0,
+            ..short
+        };
+        assert!(matches!(with(off, 20, 0.4)[..], [Decision::Interval(_)]));
     }
 
     #[test]
