@@ -82,6 +82,9 @@ pub struct Segmenter {
     open: Option<Open>,
     last: Option<u64>,
     quiet_from: u64,
+    /// The frame the previous event was decided (or dropped) at: an onset never reaches back
+    /// past it, since the samples up to it were measured against that event's pinned reference.
+    decided: Option<u64>,
     /// While no event is open: whether each of the latest `confirm_window` samples was above the
     /// threshold (newest last), and how many were.
     recent: VecDeque<bool>,
@@ -99,6 +102,7 @@ impl Segmenter {
             open: None,
             last: None,
             quiet_from: 0,
+            decided: None,
             recent: VecDeque::with_capacity(rules.confirm_window.max(1) as usize),
             above: 0,
         }
@@ -224,6 +228,7 @@ impl Segmenter {
     pub fn cancel(&mut self) -> Option<Decision> {
         self.open.take()?;
         self.quiet_from = self.last.unwrap_or(0) + self.rules.lag_frames + 1;
+        self.decided = self.last;
         Some(Decision::Dropped)
     }
 
@@ -239,8 +244,9 @@ impl Segmenter {
         let edge = edge_level(&o, self.rules.edge_fraction);
         let apex_pos = self.history.iter().position(|h| h.0 == o.apex)?;
         let mut onset = o.apex;
+        let floor = self.decided.replace(now);
         for h in self.history.range(..apex_pos).rev() {
-            if h.1 < edge {
+            if h.1 < edge || floor.is_some_and(|d| h.0 <= d) {
                 break;
             }
             onset = h.0;
@@ -523,6 +529,30 @@ mod tests {
             ..short
         };
         assert!(matches!(with(off, 20, 0.4)[..], [Decision::Interval(_)]));
+    }
+
+    #[test]
+    fn an_onset_never_reaches_back_into_the_previous_event() {
+        // A large event, a tail under its edge but over the next one's, then a smaller event: the
+        // second's onset walks back through the tail and stops after the first's decision.
+        let mut v = vec![0.1f32; 100];
+        v[10..20].iter_mut().for_each(|x| *x = 3.0);
+        v[20..40].iter_mut().for_each(|x| *x = 0.4);
+        v[40..50].iter_mut().for_each(|x| *x = 1.0);
+        let mut s = Segmenter::new(rules());
+        let ivs: Vec<Interval> = run_with(&mut s, &v, RoiKind::Brow, 0.0)
+            .into_iter()
+            .filter_map(|d| match d {
+                Decision::Interval(iv) => Some(iv),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ivs.len(), 2, "{ivs:?}");
+        assert_eq!((ivs[0].onset, ivs[0].offset), (10, 19));
+        assert!(
+            ivs[1].onset > ivs[0].decided_at && ivs[1].onset < 40,
+            "{ivs:?}"
+        );
     }
 
     #[test]
