@@ -81,9 +81,9 @@ pub struct Segmenter {
     capacity: usize,
     open: Option<Open>,
     last: Option<u64>,
-    quiet_from: u64,
-    /// The frame the previous event was decided (or dropped) at: an onset never reaches back
-    /// past it, since the samples up to it were measured against that event's pinned reference.
+    /// The frame the previous event was decided (or dropped) at. The samples up to it were
+    /// measured against that event's pinned reference, so no onset reaches back past it, and the
+    /// next event's reference (t − k) must come after it.
     decided: Option<u64>,
     /// While no event is open: whether each of the latest `confirm_window` samples was above the
     /// threshold (newest last), and how many were.
@@ -101,7 +101,6 @@ impl Segmenter {
             capacity,
             open: None,
             last: None,
-            quiet_from: 0,
             decided: None,
             recent: VecDeque::with_capacity(rules.confirm_window.max(1) as usize),
             above: 0,
@@ -136,7 +135,7 @@ impl Segmenter {
                 if let Some(l) = level
                     && over
                     && self.confirmed()
-                    && s.index >= self.quiet_from
+                    && s.index >= self.quiet_from()
                     && self.reference_was_quiet(s.index, l.threshold)
                 {
                     self.open = Some(Open {
@@ -180,6 +179,11 @@ impl Segmenter {
                 }
             }
         }
+    }
+
+    /// The first frame an event may open at: its reference (t − k) after the previous decision.
+    fn quiet_from(&self) -> u64 {
+        self.decided.map_or(0, |d| d + self.rules.lag_frames + 1)
     }
 
     /// True when enough of the latest samples were above the threshold: a movement near the
@@ -227,8 +231,7 @@ impl Segmenter {
     /// Drops an open event (its reference is gone); the next may open after the lag.
     pub fn cancel(&mut self) -> Option<Decision> {
         self.open.take()?;
-        self.quiet_from = self.last.unwrap_or(0) + self.rules.lag_frames + 1;
-        self.decided = self.last;
+        self.decided = Some(self.last.unwrap_or(0));
         Some(Decision::Dropped)
     }
 
@@ -264,9 +267,6 @@ impl Segmenter {
         }
         let frames = offset - onset + 1;
         let r = &self.rules;
-        // The next reference (t − k) must come after this decision: before it, the signal was
-        // measured against this event's pinned reference.
-        self.quiet_from = now + r.lag_frames + 1;
         if frames < r.min_frames {
             return Some(Decision::Dropped);
         }
@@ -539,14 +539,7 @@ mod tests {
         v[10..20].iter_mut().for_each(|x| *x = 3.0);
         v[20..40].iter_mut().for_each(|x| *x = 0.4);
         v[40..50].iter_mut().for_each(|x| *x = 1.0);
-        let mut s = Segmenter::new(rules());
-        let ivs: Vec<Interval> = run_with(&mut s, &v, RoiKind::Brow, 0.0)
-            .into_iter()
-            .filter_map(|d| match d {
-                Decision::Interval(iv) => Some(iv),
-                _ => None,
-            })
-            .collect();
+        let ivs = run(&v);
         assert_eq!(ivs.len(), 2, "{ivs:?}");
         assert_eq!((ivs[0].onset, ivs[0].offset), (10, 19));
         assert!(
