@@ -211,6 +211,18 @@ fn warped(crop: &[u8], size: usize, source: impl Fn(f64, f64) -> (f64, f64)) -> 
     out
 }
 
+/// A smooth 0 → 1 → 0 profile: up over `rise` (first, last frame), down over `fall`.
+fn bump(i: u64, rise: (u64, u64), fall: (u64, u64)) -> f64 {
+    let r = |a: u64, b: u64| (i.clamp(a, b) - a) as f64 / (b - a) as f64;
+    let s = r(rise.0, rise.1) - r(fall.0, fall.1);
+    s * s * (3.0 - 2.0 * s)
+}
+
+/// Brow rows of the 128 px crop (brows at y ~ 41 px), tapered over 6 rows.
+fn brow_band(y: f64) -> f64 {
+    ((6.0 - (y - 39.0).abs() + 11.0).clamp(0.0, 6.0)) / 6.0
+}
+
 /// A live spotter over 128 px crops to the end: its intervals and counters.
 fn spot_live(cfg: &SpotConfig, fps: f64, crops: &[(u64, Vec<u8>)]) -> (Vec<Interval>, SpotStats) {
     let mut sp = Spotter::new(cfg, fps, 128).unwrap();
@@ -267,13 +279,8 @@ fn a_large_expression_that_drags_the_crop_stays_one_event() {
     // stabilised crop 1.3 px the other way with it, gradually, as a large expression inside the
     // registration area does: the nose "moves" past rebase_px while the brows move twice as far.
     let truth = (400u64, 640u64);
-    let level = |i: u64| {
-        let r = |a: u64, b: u64| (i.clamp(a, b) - a) as f64 / (b - a) as f64;
-        let s = r(400, 480) - r(560, 640);
-        s * s * (3.0 - 2.0 * s)
-    };
-    // Brow rows of the 128 px crop (brows at y ~ 41 px), tapered over 6 rows.
-    let band = |y: f64| ((6.0 - (y - 39.0).abs() + 11.0).clamp(0.0, 6.0)) / 6.0;
+    let level = |i: u64| bump(i, (400, 480), (560, 640));
+    let band = brow_band;
     let crops: Vec<(u64, Vec<u8>)> = t
         .crops
         .iter()
@@ -302,6 +309,47 @@ fn a_large_expression_that_drags_the_crop_stays_one_event() {
     let (got, stats) = spot(0.0);
     assert!(
         stats.rebases >= 1 && !got.iter().any(|iv| iou(iv.onset, iv.offset) >= 0.5),
+        "{got:?} {stats:?}"
+    );
+}
+
+#[test]
+fn an_event_pinned_mid_movement_ends_when_the_face_is_back_at_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::default();
+    let still = face_video(dir.path(), Motion::Still);
+    let t = track_crops(&cfg, &still).unwrap();
+    // A 1.5 px brow lowerer (frames 300-340) whose event a re-anchor of the crops (2 px to the
+    // right from frame 420) cancels; the brows come back up over 450-490. The event that opens on
+    // their return is pinned to a lowered-brow frame, which the face never comes back to.
+    let level = |i: u64| bump(i, (300, 340), (450, 490));
+    let band = brow_band;
+    let crops: Vec<(u64, Vec<u8>)> = t
+        .crops
+        .iter()
+        .map(|(i, c)| {
+            let (s, dx) = (level(*i), if *i >= 420 { 2.0 } else { 0.0 });
+            (*i, warped(c, 128, |x, y| (x - dx, y - 1.5 * s * band(y))))
+        })
+        .collect();
+    let spot = |rest_s: f64| {
+        let mut c = cfg.spot.clone();
+        c.rest_s = rest_s;
+        spot_live(&c, t.fps, &crops)
+    };
+    let (got, stats) = spot(cfg.spot.rest_s);
+    eprintln!("rest frames: {got:?} {stats:?}");
+    assert!(cfg.spot.rest_s > 0.0 && stats.rebases >= 1, "{stats:?}");
+    let late: Vec<_> = got.iter().filter(|iv| iv.onset >= 420).collect();
+    assert!(
+        !late.is_empty() && late.iter().all(|iv| iv.offset < 560),
+        "{got:?} {stats:?}"
+    );
+    // Without rest frames the return's event stays open to the end of the video.
+    let (got, stats) = spot(0.0);
+    eprintln!("without: {got:?} {stats:?}");
+    assert!(
+        got.iter().any(|iv| iv.onset >= 420 && iv.offset >= 900),
         "{got:?} {stats:?}"
     );
 }

@@ -205,6 +205,19 @@ pub const RANGES: &[Range] = &[
     r("spot.blink_max_s", 0.0, 1.0, "seconds"),
     r("spot.lk_margin_px", 0.0, 16.0, "crop pixels"),
     r("spot.lk_reference_margin_px", 0.0, 16.0, "crop pixels"),
+    r(
+        "spot.smile_px",
+        0.0,
+        50.0,
+        "crop pixels; 0 turns the smile exception off",
+    ),
+    r(
+        "spot.uniform_rise",
+        0.0,
+        1.0,
+        "lowest / highest rise of the brows and eyes; 0 turns the rule off",
+    ),
+    r("spot.rest_s", 0.0, 10.0, "seconds; 0 turns rest frames off"),
 ];
 
 /// The row for `key`.

@@ -106,7 +106,7 @@ impl Default for AlignConfig {
             register_region: [0.18, 0.22, 0.82, 0.70],
             refine_iters: 3,
             reference_frames: 4,
-            reanchor_px: 4.0,
+            reanchor_px: 6.0,
             lost_residual: 0.6,
         }
     }

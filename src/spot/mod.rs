@@ -93,6 +93,8 @@ fn rules(cfg: &SpotConfig, fps: f64) -> Result<SegmentRules> {
         blink_brow_ratio: cfg.blink_brow_ratio as f32,
         blink_max_frames: frames(cfg.blink_max_s, fps) as u64,
         jaw_px: cfg.jaw_px as f32,
+        smile_px: cfg.smile_px as f32,
+        uniform_rise: cfg.uniform_rise as f32,
         emit: cfg.emit_kind()?,
         lag_frames: cfg.lag_frames(fps) as u64,
         confirm_samples: samples(cfg, fps, frames(cfg.confirm_s, fps)) as u64,
@@ -118,28 +120,34 @@ fn builder(cfg: &SpotConfig, fps: f64, crop_size: usize) -> Result<SignalBuilder
     if crop_size < 32 {
         bail!("spotting: crop size {crop_size} is below 32 pixels");
     }
-    let layout = roi::RoiLayout::for_crop_size(crop_size);
-    let flow = flow::RoiFlow::new(
-        crop_size,
-        layout,
-        cfg.dis_finest_scale,
-        cfg.dis_patch_stride,
-        cfg.head_model()?,
-    )?
-    .with_motion(
-        cfg.motion()?,
-        cfg.lk_margin_px,
-        cfg.lk_reference_margin_px,
-        cfg.lag_frames(fps),
-    );
-    Ok(SignalBuilder::new(
-        flow,
+    let flow = || -> Result<flow::RoiFlow> {
+        Ok(flow::RoiFlow::new(
+            crop_size,
+            roi::RoiLayout::for_crop_size(crop_size),
+            cfg.dis_finest_scale,
+            cfg.dis_patch_stride,
+            cfg.head_model()?,
+        )?
+        .with_motion(
+            cfg.motion()?,
+            cfg.lk_margin_px,
+            cfg.lk_reference_margin_px,
+            cfg.lag_frames(fps),
+        ))
+    };
+    let b = SignalBuilder::new(
+        flow()?,
         crop_size,
         cfg.lag_frames(fps),
         cfg.every(fps) as usize,
         cfg.rebase_px as f32,
         cfg.rebase_drag_ratio as f32,
-    ))
+    );
+    Ok(if cfg.rest_s > 0.0 {
+        b.with_rest(flow()?)
+    } else {
+        b
+    })
 }
 
 /// Where the noise spreads come from: causal running windows (live) or precomputed per sample
@@ -168,6 +176,11 @@ pub struct Decider {
     /// alone (the largest of all regions' scores has a noise floor that blurs the offset).
     active: Vec<bool>,
     latest: Option<f32>,
+    /// Each region's noise spread in the latest sample.
+    spreads: Vec<Option<Spread>>,
+    /// Quiet samples in a row that make a rest frame (0: rest frames off), and the current run.
+    rest_samples: usize,
+    quiet_run: usize,
     segmenter: Segmenter,
     stats: SpotStats,
 }
@@ -217,6 +230,13 @@ impl Decider {
             mags: Vec::new(),
             active: Vec::new(),
             latest: None,
+            spreads: Vec::new(),
+            rest_samples: if cfg.rest_s > 0.0 {
+                samples(cfg, fps, frames(cfg.rest_s, fps))
+            } else {
+                0
+            },
+            quiet_run: 0,
             segmenter: Segmenter::new(rules(cfg, fps)?),
             stats: SpotStats::default(),
         })
@@ -250,6 +270,7 @@ impl Decider {
         let mut warm = !self.mags.is_empty();
         let following = self.segmenter.in_event();
         self.active.resize(self.mags.len(), false);
+        self.spreads.clear();
         for (r, &m) in self.mags.iter().enumerate() {
             let spread = match &mut self.noise {
                 Noise::Running { regions, .. } => regions.get_mut(r).and_then(|t| t.spread()),
@@ -257,6 +278,7 @@ impl Decider {
                     regions.get(r).and_then(|v| v.get(*next)).copied().flatten()
                 }
             };
+            self.spreads.push(spread);
             let Some(spread) = spread else {
                 warm = false;
                 continue;
@@ -288,6 +310,12 @@ impl Decider {
                 .and_then(|c| disp.get(c))
                 .map_or(0.0, |d| d[1]),
             eyes: signal::eyes_down(signal.layout(), disp),
+            apart: signal::mouth_apart(signal.layout(), disp),
+            uniform: signal::upper_face_rise(signal.layout(), disp),
+            rest: signal
+                .rest_displacements()
+                .filter(|_| following && warm)
+                .and_then(|d| self.rest_score(d)),
         };
         let level = warm.then(|| Level {
             baseline: baseline.map_or(0.0, |b| b.median.min(self.mads)),
@@ -302,6 +330,11 @@ impl Decider {
         if !self.segmenter.in_event() {
             self.active.iter_mut().for_each(|a| *a = false);
         }
+        self.quiet_run = if !self.segmenter.in_event() && warm && value <= self.mads {
+            self.quiet_run + 1
+        } else {
+            0
+        };
         if !self.segmenter.in_event()
             && let Noise::Running {
                 regions,
@@ -318,8 +351,25 @@ impl Decider {
         self.record(d)
     }
 
+    /// True when the latest sample ends a quiet run long enough that its reference is a rest frame.
+    pub fn at_rest(&self) -> bool {
+        self.rest_samples > 0 && self.quiet_run >= self.rest_samples
+    }
+
+    /// The largest score, among the regions the open event follows, of their displacements from
+    /// the rest frame; none when it follows none.
+    fn rest_score(&self, disp: &[[f32; 2]]) -> Option<f32> {
+        disp.iter()
+            .zip(&self.spreads)
+            .zip(&self.active)
+            .filter(|(_, a)| **a)
+            .filter_map(|((d, s), _)| Some(s.as_ref()?.score(d[0].hypot(d[1]), self.min_sigma)))
+            .reduce(f32::max)
+    }
+
     /// The crops jumped: drops the open event, if any (its reference is gone).
     pub fn cancel(&mut self) {
+        self.quiet_run = 0;
         self.stats.rebases += 1;
         let d = self.segmenter.cancel();
         self.record(d);
@@ -427,8 +477,11 @@ fn step(signal: &mut SignalBuilder, decider: &mut Decider, index: u64) -> Result
     let out = decider.step(signal, index);
     if decider.in_event() {
         signal.pin()?;
-    } else if signal.is_pinned() {
+    } else {
         signal.release();
+        if decider.at_rest() {
+            signal.mark_rest()?;
+        }
     }
     Ok(out)
 }

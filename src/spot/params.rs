@@ -71,6 +71,17 @@ pub struct SpotConfig {
     pub lk_margin_px: usize,
     /// Lucas–Kanade window of the nose (the head reference): grown by this many pixels.
     pub lk_reference_margin_px: usize,
+    /// A mouth- or chin-led event whose mouth corners moved apart by more than this (px, the mean
+    /// of both corners' outward motion) is a smile, never speech; 0 disables.
+    pub smile_px: f64,
+    /// A brow- or eye-led event moving up is the nose window moving down (speech drags it), not an
+    /// expression, when at its apex every brow and eye region rose by at least this fraction of
+    /// the highest; 0 disables.
+    pub uniform_rise: f64,
+    /// A frame after this long (s) without motion over the threshold is a rest frame, and an open
+    /// event also ends when the regions it follows are back at the latest rest frame (its own
+    /// reference may have been pinned mid-movement); 0 disables.
+    pub rest_s: f64,
 }
 
 impl Default for SpotConfig {
@@ -241,6 +252,24 @@ impl SpotConfig {
             );
         }
         within_lag("confirm_window_s", self.confirm_window_s)?;
+        if !(self.smile_px.is_finite() && (0.0..=50.0).contains(&self.smile_px)) {
+            bail!(
+                "spot.smile_px = {}: expected 0..=50 crop pixels (0 disables)",
+                self.smile_px
+            );
+        }
+        if !(self.uniform_rise.is_finite() && (0.0..=1.0).contains(&self.uniform_rise)) {
+            bail!(
+                "spot.uniform_rise = {}: expected 0..=1 (0 disables)",
+                self.uniform_rise
+            );
+        }
+        if !(self.rest_s.is_finite() && (0.0..=10.0).contains(&self.rest_s)) {
+            bail!(
+                "spot.rest_s = {}: expected 0..=10 seconds (0 disables)",
+                self.rest_s
+            );
+        }
         if self.lk_margin_px > 16 {
             bail!("spot.lk_margin_px = {}: expected 0..=16", self.lk_margin_px);
         }

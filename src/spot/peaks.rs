@@ -30,6 +30,12 @@ pub struct SegmentRules {
     /// A brow-led event at most this many frames long with both eyes down by more than
     /// `blink_px` is a blink (0: never).
     pub blink_max_frames: u64,
+    /// Mouth corners moving apart (px) beyond which a mouth- or chin-led event is a smile, never
+    /// speech; 0 = off.
+    pub smile_px: f32,
+    /// A brow- or eye-led upward event whose brows and eyes all rose at least this fraction of the
+    /// highest (at its apex) is speech dragging the nose window; 0 = off.
+    pub uniform_rise: f32,
     /// Downward jaw motion (px) above which a mouth- or chin-led event is speech; 0 = off.
     pub jaw_px: f32,
     /// What is emitted.
@@ -57,6 +63,10 @@ struct Open {
     jaw: f32,
     /// Largest downward motion of both eyes seen while open.
     eyes: f32,
+    /// Largest spread of the mouth corners seen while open.
+    apart: f32,
+    /// How evenly the brows and eyes rose at the apex.
+    uniform: f32,
 }
 
 /// What the segmenter decided about an event.
@@ -149,6 +159,8 @@ impl Segmenter {
                         below_since: None,
                         jaw: s.jaw,
                         eyes: s.eyes,
+                        apart: s.apart,
+                        uniform: s.uniform,
                     });
                 }
                 None
@@ -156,15 +168,19 @@ impl Segmenter {
             Some(o) => {
                 o.jaw = o.jaw.max(s.jaw);
                 o.eyes = o.eyes.max(s.eyes);
+                o.apart = o.apart.max(s.apart);
                 if s.value > o.peak {
                     o.peak = s.value;
                     o.apex = s.index;
                     o.kind = kind;
                     o.vector = s.vector;
                     o.region = region;
+                    o.uniform = s.uniform;
                 }
                 let edge = edge_level(o, self.rules.edge_fraction);
-                if s.value >= edge {
+                // Back at the rest frame ends the event as surely as back at its reference.
+                let back = s.rest.is_some_and(|r| r < edge);
+                if s.value >= edge && !back {
                     o.below_since = None;
                 } else if o.below_since.is_none() {
                     o.below_since = Some(s.index);
@@ -273,7 +289,9 @@ impl Segmenter {
         if r.blink_px > 0.0 && is_blink(&o, r, frames) {
             return Some(Decision::Blink);
         }
-        if r.jaw_px > 0.0 && is_speech(&o, r.jaw_px) {
+        if (r.jaw_px > 0.0 && is_speech(&o, r.jaw_px, r.smile_px))
+            || (r.uniform_rise > 0.0 && lifts_upper_face(&o, r.uniform_rise))
+        {
             return Some(Decision::Speech);
         }
         let kind = if frames <= r.micro_max_frames {
@@ -321,14 +339,27 @@ fn is_blink(o: &Open, r: &SegmentRules, frames: u64) -> bool {
 /// (AU12) or dimpler (AU14) raises the cheeks into it: the nose "rises", so the chin and the eyes
 /// both seem to drop. So the jaw's drop counts from the eyes' when they seemed to drop too, and a
 /// mouth-led event is speech only when its corner also moved more down than sideways (a smile
-/// pulls the corners up and out, a dimpler in).
-fn is_speech(o: &Open, jaw_px: f32) -> bool {
+/// pulls the corners up and out, a dimpler in). When the cheeks rise the lids may rise with them,
+/// so the eyes need not seem to drop: an event whose mouth corners moved apart by more than
+/// `smile_px` (0: never) is a smile whatever its jaw did.
+fn is_speech(o: &Open, jaw_px: f32, smile_px: f32) -> bool {
+    if smile_px > 0.0 && o.apart > smile_px {
+        return false;
+    }
     let dropped = o.jaw - o.eyes.max(0.0) > jaw_px;
     match o.kind {
         RoiKind::Chin => dropped,
         RoiKind::Mouth => dropped && o.vector[1] > o.vector[0].abs(),
         _ => false,
     }
+}
+
+/// A brow- or eye-led event moving up during which, at its apex, every brow and eye region rose by
+/// at least `ratio` of the highest: the regions are measured against the nose window, and talking
+/// drags that window down, so the whole upper face seems to rise together. A brow raise (AU1,
+/// AU2) lifts the lids less than the brows.
+fn lifts_upper_face(o: &Open, ratio: f32) -> bool {
+    matches!(o.kind, RoiKind::Brow | RoiKind::Eye) && o.vector[1] < 0.0 && o.uniform >= ratio
 }
 
 fn edge_level(o: &Open, fraction: f32) -> f32 {
@@ -350,6 +381,8 @@ mod tests {
             blink_brow_ratio: 0.75,
             blink_max_frames: 0,
             jaw_px: 0.0,
+            smile_px: 0.0,
+            uniform_rise: 0.0,
             emit: Emit::Both,
             lag_frames: 3,
             confirm_samples: 1,
@@ -405,23 +438,154 @@ mod tests {
         eyes: f32,
         direction: [f32; 2],
     ) -> Vec<Decision> {
+        feed_samples(s, values, kind, |i, v| Sample {
+            jaw,
+            eyes: eyes * v,
+            ..plain(i, v, direction.map(|c| c * v))
+        })
+    }
+
+    /// One decision per event for `values` led by `kind`, each sample made by `make(i, value)`.
+    fn run_samples(
+        rules: SegmentRules,
+        values: &[f32],
+        kind: RoiKind,
+        make: impl Fn(usize, f32) -> Sample,
+    ) -> Vec<Decision> {
+        let mut s = Segmenter::new(rules);
+        let mut out = feed_samples(&mut s, values, kind, make);
+        out.extend(s.finish());
+        out
+    }
+
+    /// Feeds `make(i, value)` for each value at the test level.
+    fn feed_samples(
+        s: &mut Segmenter,
+        values: &[f32],
+        kind: RoiKind,
+        make: impl Fn(usize, f32) -> Sample,
+    ) -> Vec<Decision> {
         let level = Level {
             baseline: 0.1,
             threshold: 0.5,
         };
         let mut out = Vec::new();
         for (i, &v) in values.iter().enumerate() {
-            let smp = Sample {
-                index: i as u64,
-                value: v,
-                region: 0,
-                vector: direction.map(|c| c * v),
-                jaw,
-                eyes: eyes * v,
-            };
-            out.extend(s.step(&smp, Some(level), kind, "region"));
+            out.extend(s.step(&make(i, v), Some(level), kind, "region"));
         }
         out
+    }
+
+    /// A sample of value `v` at `i` moving along `vector`, everything else zero.
+    fn plain(i: usize, v: f32, vector: [f32; 2]) -> Sample {
+        Sample {
+            index: i as u64,
+            value: v,
+            region: 0,
+            vector,
+            jaw: 0.0,
+            eyes: 0.0,
+            apart: 0.0,
+            uniform: 0.0,
+            rest: None,
+        }
+    }
+
+    /// One decision per event for `values` led by `kind`, the jaw dropping by `jaw`, the mouth
+    /// corners apart by `apart` and the regions `rest(i)` spreads from the rest frame at sample i.
+    fn run_full(
+        rules: SegmentRules,
+        values: &[f32],
+        kind: RoiKind,
+        (jaw, apart): (f32, f32),
+        rest: impl Fn(usize) -> Option<f32>,
+    ) -> Vec<Decision> {
+        run_samples(rules, values, kind, |i, v| Sample {
+            jaw,
+            apart,
+            rest: rest(i),
+            ..plain(i, v, [0.0, v])
+        })
+    }
+
+    #[test]
+    fn a_chin_led_event_whose_mouth_corners_spread_is_a_smile_not_speech() {
+        let mut v = vec![0.1f32; 80];
+        v[20..50].iter_mut().for_each(|x| *x = 2.0);
+        let r = SegmentRules {
+            jaw_px: 0.5,
+            smile_px: 0.25,
+            ..rules()
+        };
+        let one = |r, apart| run_full(r, &v, RoiKind::Chin, (0.8, apart), |_| None);
+        assert!(matches!(one(r, 0.4)[..], [Decision::Interval(_)]));
+        // Corners still (talking opens the jaw, not the mouth's width): speech.
+        assert_eq!(one(r, 0.1), vec![Decision::Speech]);
+        // Off at 0.
+        let off = SegmentRules { smile_px: 0.0, ..r };
+        assert_eq!(one(off, 0.4), vec![Decision::Speech]);
+    }
+
+    #[test]
+    fn a_brow_led_rise_of_the_whole_upper_face_is_the_nose_window_moving() {
+        let mut v = vec![0.1f32; 80];
+        v[20..50].iter_mut().for_each(|x| *x = 2.0);
+        let r = SegmentRules {
+            uniform_rise: 0.8,
+            ..rules()
+        };
+        let one = |r: SegmentRules, kind, up: f32, uniform: f32| {
+            run_samples(r, &v, kind, |i, x| Sample {
+                uniform,
+                ..plain(i, x, [0.0, -up * x])
+            })
+        };
+        // Brows and eyes all up by nearly the same amount: speech dragging the reference.
+        assert_eq!(one(r, RoiKind::Brow, 1.0, 0.9), vec![Decision::Speech]);
+        assert_eq!(one(r, RoiKind::Eye, 1.0, 0.85), vec![Decision::Speech]);
+        // A brow raise lifts the lids less; a brow lowerer moves down; a mouth-led event is
+        // judged by the speech rule, not this one; off at 0.
+        assert!(matches!(
+            one(r, RoiKind::Brow, 1.0, 0.5)[..],
+            [Decision::Interval(_)]
+        ));
+        assert!(matches!(
+            one(r, RoiKind::Brow, -1.0, 0.9)[..],
+            [Decision::Interval(_)]
+        ));
+        assert!(matches!(
+            one(r, RoiKind::Mouth, 1.0, 0.9)[..],
+            [Decision::Interval(_)]
+        ));
+        let off = SegmentRules {
+            uniform_rise: 0.0,
+            ..r
+        };
+        assert!(matches!(
+            one(off, RoiKind::Brow, 1.0, 0.9)[..],
+            [Decision::Interval(_)]
+        ));
+    }
+
+    #[test]
+    fn an_event_ends_when_its_regions_are_back_at_the_rest_frame() {
+        // Pinned mid-movement: the signal rises at 20 and never comes back to that reference.
+        let mut v = vec![0.1f32; 200];
+        v[20..].iter_mut().for_each(|x| *x = 2.0);
+        // From the rest frame the regions stand 3 spreads away until 40, then at the noise floor.
+        let rest = |i: usize| Some(if i < 40 { 3.0 } else { 0.05 });
+        let got = run_full(rules(), &v, RoiKind::Brow, (0.0, 0.0), rest);
+        let [Decision::Interval(iv)] = got[..] else {
+            panic!("{got:?}");
+        };
+        assert_eq!((iv.onset, iv.offset), (20, 39), "{iv:?}");
+        assert_eq!(iv.decided_at, 40 + rules().merge_frames, "{iv:?}");
+        // Without a rest frame it stays open to the end.
+        let got = run_full(rules(), &v, RoiKind::Brow, (0.0, 0.0), |_| None);
+        assert!(
+            matches!(got[..], [Decision::Interval(Interval { offset: 199, .. })]),
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -29,6 +29,15 @@ pub struct Sample {
     pub jaw: f32,
     /// Downward motion of the eye that moved down least (px): both lids closing, for the blink rule.
     pub eyes: f32,
+    /// How far the mouth corners moved apart (px, mean outward motion of both): a smile, for
+    /// the speech rule.
+    pub apart: f32,
+    /// How evenly the brows and eyes rose: the smallest upward motion among them over the
+    /// largest (0 when none rose). Near 1, the nose window they are measured from moved down.
+    pub uniform: f32,
+    /// While an event is open: how far (noise spreads) the regions it follows stand from the
+    /// latest rest frame, when that frame is older than the event's reference ([`SignalBuilder::mark_rest`]).
+    pub rest: Option<f32>,
 }
 
 struct Entry {
@@ -55,6 +64,19 @@ pub struct SignalBuilder {
     /// While pinned, a region moving this many times the head's motion means an expression
     /// dragged the crop, not a jump (0: never).
     drag_ratio: f32,
+    /// The latest rest frame and its own flow state (None: rest frames are off).
+    rest: Option<Rest>,
+}
+
+/// A rest frame: the reference of the latest sample taken on a face at rest. An event whose
+/// reference was pinned in the middle of a movement (the return of an expression, the tail of
+/// speech) never sees the face come back to that reference; it does see it come back to rest.
+struct Rest {
+    flow: RoiFlow,
+    frame: Option<Entry>,
+    /// Each region's displacement from the rest frame in the latest sample, when measured.
+    disp: Vec<[f32; 2]>,
+    measured: bool,
 }
 
 impl SignalBuilder {
@@ -82,7 +104,57 @@ impl SignalBuilder {
             rebase_px,
             rebased: false,
             drag_ratio,
+            rest: None,
         }
+    }
+
+    /// Also measures, while an event is open, each region's displacement from the latest rest
+    /// frame (with `flow`, a second instance of the same measurement: it keeps its own templates).
+    pub fn with_rest(mut self, flow: RoiFlow) -> SignalBuilder {
+        let n = self.scratch.len();
+        self.rest = Some(Rest {
+            flow,
+            frame: None,
+            disp: vec![[0.0; 2]; n],
+            measured: false,
+        });
+        self
+    }
+
+    /// Takes the latest sample's reference (t − k) as the rest frame: the decider saw no motion
+    /// over the threshold for a while. Nothing while pinned.
+    pub fn mark_rest(&mut self) -> Result<()> {
+        let Some(index) = self.ring.front().map(|f| f.index) else {
+            return Ok(());
+        };
+        let Some(rest) = self.rest.as_ref() else {
+            return Ok(());
+        };
+        if self.pinned.is_some() || rest.frame.as_ref().is_some_and(|f| f.index == index) {
+            return Ok(());
+        }
+        let mut p = self.spare_entry();
+        p.index = index;
+        if let Some(front) = self.ring.front() {
+            front
+                .crop
+                .copy_to(&mut p.crop)
+                .context("keeping the rest frame")?;
+        }
+        if let Some(old) = self.rest.as_mut().and_then(|r| r.frame.replace(p)) {
+            self.spare.push(old);
+        }
+        Ok(())
+    }
+
+    /// Each region's displacement from the rest frame in the latest sample: only while pinned to
+    /// a reference later than the rest frame by more than the lag (else the two are the same
+    /// neutral face and the event's own reference is the better one).
+    pub fn rest_displacements(&self) -> Option<&[[f32; 2]]> {
+        self.rest
+            .as_ref()
+            .filter(|r| r.measured)
+            .map(|r| r.disp.as_slice())
     }
 
     /// The layout of the regions measured.
@@ -201,6 +273,8 @@ impl SignalBuilder {
                 if self.rebase_px > 0.0 && head > self.rebase_px && !self.dragged(head) {
                     // The whole crop jumped against its reference (the tracker re-anchored on
                     // the detector): no face moves like that. Start the history again here.
+                    // The rest frame stays: measured against the nose, a re-anchor's shift
+                    // cancels, and a face that does not line up with it cannot end an event.
                     self.release();
                     self.spare.extend(self.ring.drain(..));
                     e.disp.iter_mut().for_each(|d| *d = [0.0; 2]);
@@ -219,6 +293,8 @@ impl SignalBuilder {
                 }
                 let jaw = self.flow.layout().chin().map_or(0.0, |c| e.disp[c][1]);
                 let eyes = eyes_down(self.flow.layout(), &e.disp);
+                let pinned_at = self.pinned.as_ref().map(|p| p.index);
+                self.measure_rest(pinned_at, (index, &e.crop))?;
                 Some(Sample {
                     index,
                     value: best.1,
@@ -226,6 +302,9 @@ impl SignalBuilder {
                     vector: best.2,
                     jaw,
                     eyes,
+                    apart: mouth_apart(self.flow.layout(), &e.disp),
+                    uniform: upper_face_rise(self.flow.layout(), &e.disp),
+                    rest: None,
                 })
             }
             None => {
@@ -257,18 +336,43 @@ impl SignalBuilder {
         std::mem::take(&mut self.rebased)
     }
 
-    /// Copies the current reference (front of the ring) into the pinned slot.
-    fn pin_front(&mut self) -> Result<()> {
-        let Some(front) = self.ring.front() else {
+    /// Measures the rest frame against the crop of `current` when pinned (at `pinned_at`) to a
+    /// reference more than the lag after it.
+    fn measure_rest(&mut self, pinned_at: Option<u64>, current: (u64, &Mat)) -> Result<()> {
+        let k = self.k;
+        let Some(r) = self.rest.as_mut() else {
             return Ok(());
         };
-        let mut p = match self.spare.pop() {
+        r.measured = false;
+        let (Some(p), Some(f)) = (pinned_at, r.frame.as_ref()) else {
+            return Ok(());
+        };
+        if p <= f.index + k {
+            return Ok(());
+        }
+        r.flow.measure((f.index, &f.crop), current, &mut r.disp)?;
+        r.measured = true;
+        Ok(())
+    }
+
+    /// A history entry to overwrite (reused when one is spare).
+    fn spare_entry(&mut self) -> Entry {
+        match self.spare.pop() {
             Some(p) => p,
             None => Entry {
                 index: 0,
                 crop: Mat::default(),
                 disp: vec![[0.0; 2]; self.scratch.len()],
             },
+        }
+    }
+
+    /// Copies the current reference (front of the ring) into the pinned slot.
+    fn pin_front(&mut self) -> Result<()> {
+        let mut p = self.spare_entry();
+        let Some(front) = self.ring.front() else {
+            self.spare.push(p);
+            return Ok(());
         };
         p.index = front.index;
         front
@@ -277,6 +381,42 @@ impl SignalBuilder {
             .context("pinning the reference crop")?;
         self.pinned = Some(p);
         Ok(())
+    }
+}
+
+/// How far the mouth corners moved apart: the mean over mouth regions of their motion away from
+/// the nose's vertical (0 without mouth regions). Talking opens the jaw and leaves the corners'
+/// width; a smile (AU12) pulls them out.
+pub fn mouth_apart(layout: &super::roi::RoiLayout, disp: &[[f32; 2]]) -> f32 {
+    let mid = (layout.reference[0] + layout.reference[2]) as f32 / 2.0;
+    let (mut sum, mut n) = (0f32, 0u32);
+    for (r, d) in layout.rois.iter().zip(disp) {
+        if r.kind == RoiKind::Mouth {
+            let centre = (r.rect[0] + r.rect[2]) as f32 / 2.0;
+            sum += if centre < mid { -d[0] } else { d[0] };
+            n += 1;
+        }
+    }
+    if n == 0 { 0.0 } else { sum / n as f32 }
+}
+
+/// How evenly the upper face rose: the smallest upward motion of the brow and eye regions over the
+/// largest, 0 when none rose (or there are none). Speech drags the nose window down, and every
+/// region above it then seems to rise by the same amount; a brow raise lifts the lids less.
+pub fn upper_face_rise(layout: &super::roi::RoiLayout, disp: &[[f32; 2]]) -> f32 {
+    let ups = layout
+        .rois
+        .iter()
+        .zip(disp)
+        .filter(|(r, _)| matches!(r.kind, RoiKind::Brow | RoiKind::Eye))
+        .map(|(_, d)| -d[1]);
+    let (lo, hi) = ups.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), u| {
+        (lo.min(u), hi.max(u))
+    });
+    if hi > 0.0 && lo.is_finite() {
+        lo.max(0.0) / hi
+    } else {
+        0.0
     }
 }
 
@@ -291,5 +431,56 @@ pub fn eyes_down(layout: &super::roi::RoiLayout, disp: &[[f32; 2]]) -> f32 {
     match eyes.next() {
         Some(first) => eyes.fold(first, f32::min),
         None => 0.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spot::roi::RoiLayout;
+
+    #[test]
+    fn mouth_corners_moving_out_are_apart_and_moving_together_sideways_are_not() {
+        let layout = RoiLayout::for_crop_size(128);
+        let with = |r: [f32; 2], l: [f32; 2]| {
+            let disp: Vec<[f32; 2]> = layout
+                .rois
+                .iter()
+                .map(|roi| match roi.name {
+                    "mouth_r" => r,
+                    "mouth_l" => l,
+                    _ => [0.0, 0.0],
+                })
+                .collect();
+            mouth_apart(&layout, &disp)
+        };
+        // Subject's right corner is image left: out is -x there, +x on the other side.
+        assert!((with([-0.4, -0.2], [0.4, -0.2]) - 0.4).abs() < 1e-6);
+        // A residual sideways head motion moves both corners the same way: no spread.
+        assert!(with([0.3, 0.0], [0.3, 0.0]).abs() < 1e-6);
+        // Talking: the corners follow the jaw down and in a little.
+        assert!(with([0.05, 0.4], [-0.05, 0.4]) < 0.0);
+    }
+
+    #[test]
+    fn the_upper_face_rising_evenly_is_told_from_a_brow_raise() {
+        let layout = RoiLayout::for_crop_size(128);
+        let rise = |brow: f32, eye: f32| {
+            let disp: Vec<[f32; 2]> = layout
+                .rois
+                .iter()
+                .map(|roi| match roi.kind {
+                    RoiKind::Brow => [0.0, -brow],
+                    RoiKind::Eye => [0.0, -eye],
+                    _ => [0.0, 0.5],
+                })
+                .collect();
+            upper_face_rise(&layout, &disp)
+        };
+        assert!((rise(0.8, 0.8) - 1.0).abs() < 1e-6);
+        assert!((rise(2.0, 0.5) - 0.25).abs() < 1e-6);
+        // Nothing rose, or the eyes went down: 0.
+        assert_eq!(rise(-0.5, -0.5), 0.0);
+        assert_eq!(rise(1.0, -0.2), 0.0);
     }
 }
