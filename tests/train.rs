@@ -666,3 +666,69 @@ fn concurrent_shards_leave_a_complete_report() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(!md.contains("Partial report"), "{md}");
 }
+
+/// A finished fold leaves `result.json`. With its checkpoint deleted (for disk, or on another
+/// machine), a resumed protocol scores the fold from that file, exactly as before, and trains only
+/// the others; a file written under another configuration, or a damaged one, is an error naming it.
+#[test]
+fn finished_folds_are_scored_from_their_result_files_once_checkpoints_are_gone() {
+    let mut cfg = tiny_config();
+    cfg.train.epochs = 1;
+    cfg.frontend.ablation = aullm::config::Ablation::MlpHead;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("loso");
+    let (a, _) = run_protocol_in_parts(&cfg, "loso", &out, None, true, (Some(1), None)).unwrap();
+    assert_eq!(a.folds.len(), 1);
+    let finished: Vec<std::path::PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("result.json").exists())
+        .collect();
+    assert_eq!(finished.len(), 1, "{finished:?}");
+    let fold_dir = &finished[0];
+    std::fs::remove_dir_all(fold_dir.join("checkpoint")).unwrap();
+
+    let (b, _) = run_protocol_in_parts(&cfg, "loso", &out, None, true, (Some(1), None)).unwrap();
+    assert_eq!(b.folds.len(), 2, "one fold from its file, one trained");
+    assert_eq!(b.folds[0].name, a.folds[0].name);
+    assert!(
+        !fold_dir.join("checkpoint").exists(),
+        "the finished fold was trained again"
+    );
+    // Key, probabilities, decisions and truth of the first fold's held-out clips.
+    let rows = |o: &aullm::train::protocol::ProtocolOutcome| -> Vec<serde_json::Value> {
+        o.predictions
+            .iter()
+            .filter(|p| p.fold == 0)
+            .map(|p| serde_json::to_value(p).unwrap())
+            .collect()
+    };
+    assert!(!rows(&a).is_empty());
+    assert_eq!(rows(&a), rows(&b));
+    assert_eq!(a.folds[0].summary.thresholds, b.folds[0].summary.thresholds);
+    assert_eq!(a.folds[0].counts, b.folds[0].counts);
+    assert!(b.predictions.iter().any(|p| p.fold == 1));
+
+    // Another configuration: the file is refused, not mixed into the report.
+    let mut other = cfg.clone();
+    other.train.lr_visual *= 2.0;
+    let err = run_protocol_in_parts(&other, "loso", &out, None, true, (Some(0), None))
+        .err()
+        .expect("a result of another configuration must be refused");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("result.json") && msg.contains("another configuration"),
+        "{msg}"
+    );
+
+    // A damaged file is named.
+    std::fs::write(fold_dir.join("result.json"), "{").unwrap();
+    let err = run_protocol_in_parts(&cfg, "loso", &out, None, true, (Some(0), None))
+        .err()
+        .expect("a damaged result must be an error");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("result.json") && msg.contains("not a fold result"),
+        "{msg}"
+    );
+}

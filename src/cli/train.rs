@@ -186,6 +186,12 @@ pub(crate) fn train_command(cfg: &mut Config, a: TrainArgs) -> Result<ExitCode> 
         o.out.join("training.json"),
         serde_json::to_string_pretty(&outcome)?,
     )?;
+    if net.is_none() && outcome.protocol_folds == 1 && o.protocol != aullm::train::Protocol::All {
+        anyhow::bail!(
+            "the fold in {} was scored from its saved result.json and its checkpoint is gone, so there is no network to export: run it again without --resume",
+            o.out.display()
+        );
+    }
     if let Some(net) = net {
         let th = &outcome
             .folds

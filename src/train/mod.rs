@@ -6,6 +6,7 @@
 
 pub mod alloc;
 pub mod clips;
+pub mod fold_result;
 pub mod optim;
 pub mod protocol;
 pub mod state;

@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::eval::metrics::{AuColumn, AuReport, au_report};
 use crate::graph::model::Net;
 use crate::train::clips::{AlignedClip, default_cache_dir};
+use crate::train::fold_result;
 use crate::train::trainer::{RunOptions, TrainSummary, predict, train};
 use crate::train::{DatasetArg, Protocol, folds, inner_split, load_clips};
 use anyhow::{Context, Result};
@@ -197,7 +198,9 @@ pub fn run(cfg: &Config, o: &ProtocolOptions) -> Result<(ProtocolOutcome, Option
         }
         let (net, stopped) = run_fold(cfg, o, (fi, fold_list.len()), fold, &set, &mut outcome)?;
         included.push(fi);
-        last_net = Some(net);
+        if net.is_some() {
+            last_net = net;
+        }
         if stopped
             && o.interrupt
                 .as_ref()
@@ -246,15 +249,22 @@ fn fold_dir(o: &ProtocolOptions, fold: &crate::eval::split::Fold) -> PathBuf {
     }
 }
 
-/// Whether the run in `dir` finished (its thresholds are chosen only at the end).
+/// Whether the fold in `dir` finished: its checkpoint's thresholds are chosen only at the end, and
+/// its result file is written only then (the checkpoint may have been deleted since).
 fn is_finished(dir: &std::path::Path) -> Result<bool> {
+    Ok(checkpoint_finished(dir)? || fold_result::exists(dir))
+}
+
+/// Whether `dir` holds a finished checkpoint.
+fn checkpoint_finished(dir: &std::path::Path) -> Result<bool> {
     let ckpt = crate::train::state::checkpoint_dir(dir);
     Ok(ckpt.join("state.json").exists() && crate::train::state::load_thresholds(&ckpt)?.is_some())
 }
 
 /// Trains `fold`, number `fi` of `n_folds` (or resumes it; a finished checkpoint trains nothing),
-/// scores its held-out clips at its training-chosen thresholds and adds both to `outcome`. Returns
-/// the network and whether training stopped early.
+/// scores its held-out clips at its training-chosen thresholds and adds both to `outcome`. Under
+/// `--resume`, a fold whose result file matches is scored from it without loading a network.
+/// Returns the network (None when scored from the file) and whether training stopped early.
 fn run_fold(
     cfg: &Config,
     o: &ProtocolOptions,
@@ -262,13 +272,55 @@ fn run_fold(
     fold: &crate::eval::split::Fold,
     set: &crate::train::clips::ClipSet,
     outcome: &mut ProtocolOutcome,
-) -> Result<(Net, bool)> {
+) -> Result<(Option<Net>, bool)> {
     let clips = &set.clips[..];
     let dir = fold_dir(o, fold);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let (tr, va) = inner_split(&fold.train, clips, &set.groups, &cfg.train);
     let train_clips: Vec<&AlignedClip> = tr.iter().map(|&i| &clips[i]).collect();
     let val_clips: Vec<&AlignedClip> = va.iter().map(|&i| &clips[i]).collect();
+    let test: Vec<&AlignedClip> = fold.test.iter().map(|&i| &clips[i]).collect();
+    let keeps_result = o.protocol != Protocol::All;
+    let fingerprint = fold_result::fingerprint(
+        cfg,
+        &fold_result::FoldClips {
+            train: &train_clips,
+            val: &val_clips,
+            test: &test,
+        },
+    );
+    if keeps_result {
+        // A protocol of one fold returns its network (for export): that needs the checkpoint.
+        let has_checkpoint = crate::train::state::checkpoint_dir(&dir).exists();
+        if o.resume && !(n_folds == 1 && has_checkpoint) {
+            match fold_result::load(&dir, &fingerprint, &test) {
+                Ok(Some(saved)) => {
+                    if !o.quiet {
+                        eprintln!(
+                            "fold {}/{} {}: scored from {}",
+                            fi + 1,
+                            n_folds,
+                            fold.name,
+                            fold_result::path(&dir).display()
+                        );
+                    }
+                    restore(saved, fold, &test, outcome);
+                    return Ok((None, false));
+                }
+                Ok(None) => {}
+                // More epochs than the result had, say: the checkpoint continues.
+                Err(e) if has_checkpoint => {
+                    if !o.quiet {
+                        eprintln!("{e:#}: continuing from the checkpoint instead");
+                    }
+                    fold_result::remove(&dir)?;
+                }
+                Err(e) => return Err(e),
+            }
+        } else if !o.resume {
+            fold_result::remove(&dir)?;
+        }
+    }
     if !o.quiet {
         eprintln!(
             "fold {}/{} {}: {} training clips, {} validation, {} test (on {})",
@@ -291,7 +343,7 @@ fn run_fold(
         }
     }
     let run = RunOptions {
-        out: dir,
+        out: dir.clone(),
         resume,
         max_steps: o.max_steps,
         quiet: o.quiet,
@@ -299,31 +351,74 @@ fn run_fold(
     };
     let summary = train(&mut net, cfg, &train_clips, &val_clips, &run)?;
     let stopped = summary.stopped_early;
-    let test: Vec<&AlignedClip> = fold.test.iter().map(|&i| &clips[i]).collect();
+    let first = outcome.predictions.len();
     if !test.is_empty() {
         let probs = predict(&net, &test, cfg)?;
-        for (c, p) in test.iter().zip(probs) {
-            let decision = p
+        add_predictions(outcome, &test, probs, &summary.thresholds);
+    }
+    let counts = [train_clips.len(), val_clips.len(), test.len()];
+    if keeps_result && !stopped {
+        let saved = fold_result::FoldResult {
+            format: fold_result::FORMAT,
+            fold: fold.name.clone(),
+            fingerprint,
+            counts,
+            summary: summary.clone(),
+            predictions: outcome.predictions[first..]
                 .iter()
-                .zip(&summary.thresholds)
-                .map(|(p, t)| p >= t)
-                .collect();
-            let truth = c.targets(&outcome.aus).iter().map(|&v| v > 0.5).collect();
-            outcome.predictions.push(TestPrediction {
-                key: c.key.clone(),
-                fold: outcome.folds.len(),
-                prob: p,
-                decision,
-                truth,
-            });
-        }
+                .map(|p| fold_result::SavedPrediction {
+                    key: p.key.clone(),
+                    prob: p.prob.clone(),
+                })
+                .collect(),
+        };
+        fold_result::save(&dir, &saved)?;
     }
     outcome.folds.push(FoldOutcome {
         name: fold.name.clone(),
-        counts: [train_clips.len(), val_clips.len(), test.len()],
+        counts,
         summary,
     });
-    Ok((net, stopped))
+    Ok((Some(net), stopped))
+}
+
+/// Adds a fold scored from its result file to `outcome`: decisions at its saved thresholds, truth
+/// from this run's labels (the fingerprint has checked they are the labels it was trained with).
+fn restore(
+    saved: fold_result::FoldResult,
+    fold: &crate::eval::split::Fold,
+    test: &[&AlignedClip],
+    outcome: &mut ProtocolOutcome,
+) {
+    let probs = saved.predictions.into_iter().map(|p| p.prob).collect();
+    add_predictions(outcome, test, probs, &saved.summary.thresholds);
+    outcome.folds.push(FoldOutcome {
+        name: fold.name.clone(),
+        counts: saved.counts,
+        summary: saved.summary,
+    });
+}
+
+/// Adds the held-out predictions of the fold about to be pushed to `outcome`: decisions at its
+/// training-chosen thresholds, truth from the clips' labels.
+fn add_predictions(
+    outcome: &mut ProtocolOutcome,
+    test: &[&AlignedClip],
+    probs: Vec<Vec<f32>>,
+    thresholds: &[f32],
+) {
+    let fold = outcome.folds.len();
+    for (c, prob) in test.iter().zip(probs) {
+        let decision = prob.iter().zip(thresholds).map(|(p, t)| p >= t).collect();
+        let truth = c.targets(&outcome.aus).iter().map(|&v| v > 0.5).collect();
+        outcome.predictions.push(TestPrediction {
+            key: c.key.clone(),
+            fold,
+            prob,
+            decision,
+            truth,
+        });
+    }
 }
 
 /// Takes the exclusive lock on `out`'s report (waiting while another process holds it).

@@ -54,7 +54,7 @@ pub struct EpochRecord {
 }
 
 /// What a finished (or interrupted) run reports.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainSummary {
     /// Epochs completed.
     pub epochs: usize,
