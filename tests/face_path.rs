@@ -23,7 +23,16 @@ fn faces_opts(dir: &Path) -> FacesOptions {
 
 /// Crops of the first track for every frame of `video` (panics if a frame has no face).
 fn track_crops(cfg: &Config, video: &Path) -> Vec<Vec<u8>> {
-    let mut tracker = FaceTracker::from_config(&cfg.face, &cfg.align, &cfg.models).unwrap();
+    track_crops_with(cfg, &cfg.align, video).0
+}
+
+/// [`track_crops`] with the alignment `align`, and the tracker's counters.
+fn track_crops_with(
+    cfg: &Config,
+    align: &aullm::face::AlignConfig,
+    video: &Path,
+) -> (Vec<Vec<u8>>, aullm::face::TrackerStats) {
+    let mut tracker = FaceTracker::from_config(&cfg.face, align, &cfg.models).unwrap();
     let mut ingest = Ingest::open(&Source::File(video.to_path_buf()), &cfg.ingest).unwrap();
     let mut crops = Vec::new();
     while let Some(mut f) = ingest.next_frame().unwrap() {
@@ -48,7 +57,7 @@ fn track_crops(cfg: &Config, video: &Path) -> Vec<Vec<u8>> {
         st.reanchors,
         st.registration_iterations as f64 / st.registrations.max(1) as f64
     );
-    crops
+    (crops, st)
 }
 
 fn eye_errors(f: &aullm::face::Detection) -> (f32, f32) {
@@ -184,6 +193,31 @@ fn still_face_crops_are_stable_to_a_twentieth_of_a_pixel() {
         stable < raw / 2.0,
         "stabilisation must beat raw keypoints ({stable} vs {raw})"
     );
+}
+
+#[test]
+fn clip_alignment_keeps_one_anchor_where_live_alignment_re_anchors() {
+    // A hair-trigger disagreement threshold and a detection on every frame: live alignment follows
+    // the detector's keypoint noise with re-anchors; a dataset clip must keep its first anchor.
+    let mut cfg = cfg();
+    cfg.face.detect_every = 1;
+    cfg.align.reanchor_px = 0.05;
+    let photo = Photo::astronaut(&cfg.models).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let video = dir.path().join("still.mkv");
+    write_face_video(&still_spec(40), &photo, &video).unwrap();
+
+    let (live_crops, live) = track_crops_with(&cfg, &cfg.align, &video);
+    let (clip_crops, clip) = track_crops_with(&cfg, &cfg.align.for_clips(), &video);
+    let live_jitter = jitter_rms(&live_crops, cfg.align.size).unwrap();
+    let clip_jitter = jitter_rms(&clip_crops, cfg.align.size).unwrap();
+    eprintln!(
+        "re-anchors: live {}, clip {}; jitter: live {live_jitter:.4} px, clip {clip_jitter:.4} px",
+        live.reanchors, clip.reanchors
+    );
+    assert!(live.reanchors > 0, "the live tracker never re-anchored");
+    assert_eq!(clip.reanchors, 0, "the clip tracker re-anchored");
+    assert!(clip_jitter < 0.05, "clip crop jitter {clip_jitter} px");
 }
 
 #[test]

@@ -95,6 +95,21 @@ pub struct AlignConfig {
     pub lost_residual: f32,
 }
 
+impl AlignConfig {
+    /// The alignment a dataset clip (one annotated expression) is cut with: this one, without
+    /// re-anchoring on detector disagreement. A clip lasts a few hundred milliseconds, too short for
+    /// registration to drift, and a re-anchor inside it shifts the whole crop by pixels where the
+    /// expression moves it by fractions of one (9 of SynthME's 1080 training clips at
+    /// `reanchor_px` 6, README "Faces, tracking and alignment"). A failed registration still
+    /// re-anchors.
+    pub fn for_clips(&self) -> AlignConfig {
+        AlignConfig {
+            reanchor_px: f32::INFINITY,
+            ..self.clone()
+        }
+    }
+}
+
 impl Default for AlignConfig {
     fn default() -> Self {
         Self {

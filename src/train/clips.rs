@@ -15,7 +15,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 /// Bumped when alignment output changes in a way the cache key cannot see.
-const CACHE_VERSION: u32 = 1;
+const CACHE_VERSION: u32 = 2;
 
 /// One expression's aligned crops (every frame onset..=offset) with its labels.
 #[derive(Debug, Clone)]
@@ -100,7 +100,8 @@ pub fn align_samples(samples: &[Sample], cfg: &Config, threads: usize) -> Result
             .chunks(chunk)
             .map(|part| {
                 s.spawn(move || -> Result<Vec<Result<AlignedClip, String>>> {
-                    let mut tracker = FaceTracker::from_config(&cfg.face, &cfg.align, &cfg.models)?;
+                    let mut tracker =
+                        FaceTracker::from_config(&cfg.face, &cfg.align.for_clips(), &cfg.models)?;
                     Ok(part
                         .iter()
                         .map(|smp| {
@@ -143,8 +144,9 @@ pub fn sample_key(s: &Sample) -> String {
     format!("{}/{}/{}", s.dataset.name(), s.subject, s.clip)
 }
 
-/// Aligns one sample's frames onset..=offset. Frames where the tracker holds no face reuse the
-/// last crop; a sample with no face at all is an error.
+/// Aligns one sample's frames onset..=offset with the clip alignment (`AlignConfig::for_clips`).
+/// Frames where the tracker holds no face reuse the last crop; a sample with no face at all is an
+/// error.
 fn align_one(s: &Sample, tracker: &mut FaceTracker, size: usize) -> Result<AlignedClip> {
     tracker.reset();
     let mut crops: Vec<Option<Vec<u8>>> = Vec::new();
