@@ -8,7 +8,8 @@
 #
 # Every finished fold leaves RUNS_DIR/STAGE/fold-*/result.json (its thresholds and held-out
 # predictions, bound to the configuration and clips). The script copies these and the reports to
-# RESULTS_DIR (default models/default/report/loso, kept in git) after every fold, and copies them
+# RESULTS_DIR (default models/default/report/loso, kept in git) after every fold, with trained-by.txt
+# beside each new result (commit, binary SHA-256, cores, start time), and copies them
 # back before it starts, so the protocol continues on another machine without the checkpoints;
 # `aullm eval --resume` refuses a file written for other clips or another configuration.
 #
@@ -53,6 +54,12 @@ for d in "$runs"/stage1/fold-*/; do
     fi
 done
 
+# What trained the folds of this run, written beside each result it keeps (a LOSO spans machines).
+dirty=$(git diff --quiet HEAD 2>/dev/null || echo " with uncommitted changes")
+provenance="commit $(git rev-parse HEAD 2>/dev/null || echo unknown)$dirty
+binary $aullm sha256 $(sha256sum "$aullm" | cut -d' ' -f1)
+$(nproc) cores, started $(date -u +%Y-%m-%dT%H:%MZ)"
+
 keep() { # copies the finished folds' results and the reports to $results (atomically: workers share it)
     local st f d
     for st in "${stages[@]}"; do
@@ -63,6 +70,7 @@ keep() { # copies the finished folds' results and the reports to $results (atomi
             mkdir -p "$d"
             if ! cmp -s "$f" "$d/result.json"; then
                 cp "$f" "$d/result.json.$$" && mv "$d/result.json.$$" "$d/result.json"
+                printf '%s\n' "$provenance" >"$d/trained-by.txt"
             fi
         done
         if [ -f "$runs/$st/report.md" ]; then
