@@ -280,20 +280,22 @@ fn run_fold(
     let train_clips: Vec<&AlignedClip> = tr.iter().map(|&i| &clips[i]).collect();
     let val_clips: Vec<&AlignedClip> = va.iter().map(|&i| &clips[i]).collect();
     let test: Vec<&AlignedClip> = fold.test.iter().map(|&i| &clips[i]).collect();
-    let keeps_result = o.protocol != Protocol::All;
-    let fingerprint = fold_result::fingerprint(
-        cfg,
-        &fold_result::FoldClips {
-            train: &train_clips,
-            val: &val_clips,
-            test: &test,
-        },
-    );
-    if keeps_result {
+    // Only a protocol with held-out clips keeps a result (hashing every crop costs ~0.3 s).
+    let fingerprint = (o.protocol != Protocol::All).then(|| {
+        fold_result::fingerprint(
+            cfg,
+            &fold_result::FoldClips {
+                train: &train_clips,
+                val: &val_clips,
+                test: &test,
+            },
+        )
+    });
+    if let Some(fingerprint) = &fingerprint {
         // A protocol of one fold returns its network (for export): that needs the checkpoint.
         let has_checkpoint = crate::train::state::checkpoint_dir(&dir).exists();
         if o.resume && !(n_folds == 1 && has_checkpoint) {
-            match fold_result::load(&dir, &fingerprint, &test) {
+            match fold_result::load(&dir, fingerprint, &test) {
                 Ok(Some(saved)) => {
                     if !o.quiet {
                         eprintln!(
@@ -357,7 +359,7 @@ fn run_fold(
         add_predictions(outcome, &test, probs, &summary.thresholds);
     }
     let counts = [train_clips.len(), val_clips.len(), test.len()];
-    if keeps_result && !stopped {
+    if let Some(fingerprint) = fingerprint.filter(|_| !stopped) {
         let saved = fold_result::FoldResult {
             format: fold_result::FORMAT,
             fold: fold.name.clone(),
