@@ -365,6 +365,39 @@ fn zero_epochs_only_choose_thresholds_and_finish_the_run() {
 }
 
 #[test]
+fn fixed_thresholds_are_one_half_where_validation_would_choose_others() {
+    let all = refs(clips());
+    let (tr, va) = (&all[..4], &all[4..]);
+    let run = |rule: &str| {
+        let mut cfg = tiny_config();
+        cfg.train.epochs = 0;
+        cfg.train.thresholds = serde_json::from_str(&format!("\"{rule}\"")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut net = Net::new(&cfg.net_spec(), root()).unwrap();
+        let opts = RunOptions {
+            out: dir.path().to_path_buf(),
+            quiet: true,
+            ..Default::default()
+        };
+        let s = train(&mut net, &cfg, tr, va, &opts).unwrap();
+        let ckpt = aullm::train::state::checkpoint_dir(dir.path());
+        let saved = aullm::train::state::load_thresholds(&ckpt).unwrap();
+        (s.thresholds, saved, cfg.to_toml())
+    };
+    let (chosen, _, default_toml) = run("validation");
+    assert!(chosen.iter().any(|&t| t != 0.5), "{chosen:?}");
+    // The default rule is left out of saved configurations (older runs keep their fingerprints).
+    assert!(!default_toml.contains("thresholds"), "{default_toml}");
+    let (fixed, saved, fixed_toml) = run("fixed");
+    assert_eq!(fixed, vec![0.5; fixed.len()]);
+    assert_eq!(saved, Some(fixed));
+    assert!(
+        fixed_toml.contains("thresholds = \"fixed\""),
+        "{fixed_toml}"
+    );
+}
+
+#[test]
 fn a_gpu_training_device_in_a_cpu_build_is_refused_naming_the_key() {
     if candle_core::utils::cuda_is_available() {
         return; // a CUDA build may well open it

@@ -141,6 +141,26 @@ impl ValBy {
     }
 }
 
+/// `train.thresholds`: how a finished run sets its per-AU decision thresholds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ThresholdRule {
+    /// Each AU's threshold maximises its F1 on the inner validation clips.
+    #[default]
+    Validation,
+    /// 0.5 for every AU: a validation split of a few people is too small to tune 8 cut points on
+    /// (README "The shipped model").
+    Fixed,
+}
+
+impl ThresholdRule {
+    /// serde's skip test: the default is left out of saved configurations, so runs from before
+    /// this key keep their fingerprints.
+    fn is_validation(&self) -> bool {
+        *self == ThresholdRule::Validation
+    }
+}
+
 /// `aullm train`: optimiser, schedule, losses and augmentation (paper defaults where it gives them).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -192,6 +212,10 @@ pub struct TrainConfig {
     /// a photo together).
     #[serde(skip_serializing_if = "ValBy::is_subject")]
     pub val_by: ValBy,
+    /// Per-AU decision thresholds: "validation" (each AU's best F1 on the inner validation clips)
+    /// or "fixed" (0.5 for every AU).
+    #[serde(skip_serializing_if = "ThresholdRule::is_validation")]
+    pub thresholds: ThresholdRule,
     /// Compute threads (0 = all cores).
     pub threads: usize,
     /// Run folder of an earlier `aullm train`/`eval` on the same protocol whose finished front-end
@@ -248,6 +272,7 @@ impl Default for TrainConfig {
             temporal_jitter: 2,
             val_fraction: 0.2,
             val_by: ValBy::Subject,
+            thresholds: ThresholdRule::Validation,
             threads: 0,
             init_frontend: String::new(),
             max_clips: 0,

@@ -369,7 +369,7 @@ fn run_offline(cfg: &Config, det: &mut Detector, source: &Source) -> Result<Vec<
 fn render(o: &ModelEvalOutcome, det: &Detector) -> String {
     let f = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.3}"));
     let mut s = format!(
-        "# Model evaluation: {}\n\nThe model as shipped (no training), AUs {:?} at its thresholds {:?} (chosen on its own training data). Binary F1 of the positive class; macro = mean over AUs.\n\n",
+        "# Model evaluation: {}\n\nThe model as shipped (no training), AUs {:?} at its thresholds {:?} (set when it was trained). Binary F1 of the positive class; macro = mean over AUs.\n\n",
         o.model, det.manifest.aus, det.manifest.thresholds
     );
     if let Some(r) = &o.clips {

@@ -7,7 +7,7 @@ use super::optim::{AdamW, Group, schedule};
 use super::state::{self, TrainState};
 use super::thresholds::choose_thresholds;
 use crate::clip::{CropBox, jitter_positions, sample_positions};
-use crate::config::{Ablation, CcrTargets, Config, Imbalance};
+use crate::config::{Ablation, CcrTargets, Config, Imbalance, ThresholdRule};
 use crate::eval::metrics::{Counts, mean_defined};
 use crate::graph::ccr;
 use crate::graph::model::Net;
@@ -466,6 +466,10 @@ pub fn train(
         state::save(&opts.out, net, &opt, &st, cfg)?;
     }
     let thresholds = if let Some(t) = saved_thresholds {
+        t
+    } else if st.epoch >= cfg.train.epochs && cfg.train.thresholds == ThresholdRule::Fixed {
+        let t = vec![0.5; cfg.frontend.aus.len()];
+        state::save_thresholds(&opts.out, &t)?;
         t
     } else if st.epoch >= cfg.train.epochs {
         let pool = if val.is_empty() { train } else { val };
