@@ -2,7 +2,7 @@
 //! per-AU tables and a per-fold chart (inline SVG, no scripts or external files).
 
 use super::metrics::AuReport;
-use crate::config::Config;
+use crate::config::{Config, ThresholdRule};
 use anyhow::Result;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -48,6 +48,14 @@ pub fn fold_macro(r: &AuReport) -> Vec<Option<f64>> {
         .collect()
 }
 
+/// How the report's decisions were thresholded, as its text says it.
+fn threshold_phrase(cfg: Option<&Config>) -> &'static str {
+    match cfg.map(|c| c.train.thresholds) {
+        Some(ThresholdRule::Fixed) => "at 0.5 for every AU (`train.thresholds = \"fixed\"`)",
+        _ => "at thresholds chosen on each fold's training subjects (inner validation split)",
+    }
+}
+
 /// The Markdown report.
 pub fn render_markdown(o: &RunInfo, r: &AuReport, cfg: Option<&Config>) -> String {
     let mut s = String::new();
@@ -82,11 +90,12 @@ pub fn render_markdown(o: &RunInfo, r: &AuReport, cfg: Option<&Config>) -> Strin
     }
     let _ = writeln!(
         s,
-        "{} folds, {} held-out clips; training {:.0} s (every fold's epochs, summed over resumed runs), this run {:.0} s. Binary F1 of the positive class at thresholds chosen on each fold's training subjects (inner validation split); macro = mean over AUs.\n",
+        "{} folds, {} held-out clips; training {:.0} s (every fold's epochs, summed over resumed runs), this run {:.0} s. Binary F1 of the positive class {}; macro = mean over AUs.\n",
         r.folds.len(),
         r.samples,
         o.training_seconds,
-        o.seconds
+        o.seconds,
+        threshold_phrase(cfg)
     );
     let _ = writeln!(s, "| metric | value |\n|---|---|");
     let _ = writeln!(
@@ -266,7 +275,7 @@ pub fn write(
         "schema": "aullm.eval_report/1",
         "config": cfg,
         "outcome": outcome,
-        "metric_note": "binary F1 of the positive class at thresholds chosen on training subjects; macro = mean over AUs; pooled = counts summed over folds",
+        "metric_note": format!("binary F1 of the positive class {}; macro = mean over AUs; pooled = counts summed over folds", threshold_phrase(Some(cfg))),
     });
     let files = [
         ("report.json", serde_json::to_string_pretty(&json)?),
@@ -283,4 +292,18 @@ pub fn write(
         out.push(p);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_names_the_threshold_rule_the_run_used() {
+        let mut c = Config::default();
+        assert!(threshold_phrase(Some(&c)).contains("chosen on each fold"));
+        assert!(threshold_phrase(None).contains("chosen on each fold"));
+        c.train.thresholds = ThresholdRule::Fixed;
+        assert!(threshold_phrase(Some(&c)).contains("0.5 for every AU"));
+    }
 }
