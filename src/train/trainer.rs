@@ -177,6 +177,27 @@ pub fn classification_loss(
     Ok(per.mean_all()?)
 }
 
+/// Each AU's best-F1 threshold on the inner validation clips (the training clips if there are none).
+fn validation_thresholds(
+    net: &Net,
+    train: &[&AlignedClip],
+    val: &[&AlignedClip],
+    cfg: &Config,
+) -> Result<Vec<f32>> {
+    let pool = if val.is_empty() { train } else { val };
+    let probs = predict(net, pool, cfg)?;
+    let truth: Vec<Vec<bool>> = pool
+        .iter()
+        .map(|c| {
+            c.targets(&cfg.frontend.aus)
+                .iter()
+                .map(|&v| v > 0.5)
+                .collect()
+        })
+        .collect();
+    Ok(choose_thresholds(&truth, &probs, cfg.frontend.aus.len()))
+}
+
 /// Probabilities [clip][AU] for `clips` without augmentation, in batches.
 pub fn predict(net: &Net, clips: &[&AlignedClip], cfg: &Config) -> Result<Vec<Vec<f32>>> {
     let mut out = Vec::with_capacity(clips.len());
@@ -467,23 +488,11 @@ pub fn train(
     }
     let thresholds = if let Some(t) = saved_thresholds {
         t
-    } else if st.epoch >= cfg.train.epochs && cfg.train.thresholds == ThresholdRule::Fixed {
-        let t = vec![0.5; cfg.frontend.aus.len()];
-        state::save_thresholds(&opts.out, &t)?;
-        t
     } else if st.epoch >= cfg.train.epochs {
-        let pool = if val.is_empty() { train } else { val };
-        let probs = predict(net, pool, cfg)?;
-        let truth: Vec<Vec<bool>> = pool
-            .iter()
-            .map(|c| {
-                c.targets(&cfg.frontend.aus)
-                    .iter()
-                    .map(|&v| v > 0.5)
-                    .collect()
-            })
-            .collect();
-        let t = choose_thresholds(&truth, &probs, cfg.frontend.aus.len());
+        let t = match cfg.train.thresholds {
+            ThresholdRule::Fixed => vec![0.5; cfg.frontend.aus.len()],
+            ThresholdRule::Validation => validation_thresholds(net, train, val, cfg)?,
+        };
         state::save_thresholds(&opts.out, &t)?;
         t
     } else {
