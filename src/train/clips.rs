@@ -190,7 +190,10 @@ fn cache_key(loaded: &Loaded, cfg: &Config) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     CACHE_VERSION.hash(&mut h);
     toml::to_string(&cfg.face).unwrap_or_default().hash(&mut h);
-    toml::to_string(&cfg.align).unwrap_or_default().hash(&mut h);
+    // The alignment clips are cut with, not the live one: `align.reanchor_px` does not change them.
+    toml::to_string(&cfg.align.for_clips())
+        .unwrap_or_default()
+        .hash(&mut h);
     for s in &loaded.samples {
         sample_key(s).hash(&mut h);
         (s.onset, s.apex, s.offset).hash(&mut h);
@@ -290,4 +293,34 @@ pub fn default_cache_dir(cfg: &Config) -> PathBuf {
         .map(Path::to_path_buf)
         .unwrap_or(root)
         .join("clips")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty() -> Loaded {
+        Loaded {
+            dataset: Dataset::Casme2,
+            root: PathBuf::from("d"),
+            annotation_file: PathBuf::from("d/coding.xlsx"),
+            frames_root: PathBuf::from("d"),
+            samples: Vec::new(),
+            intervals: Vec::new(),
+            problems: Vec::new(),
+            excluded_rows: 0,
+        }
+    }
+
+    #[test]
+    fn the_cache_key_follows_the_clip_alignment_not_the_live_one() {
+        let loaded = empty();
+        let base = Config::default();
+        let mut live = base.clone();
+        live.align.reanchor_px = 4.0;
+        assert_eq!(cache_key(&loaded, &base), cache_key(&loaded, &live));
+        let mut size = base.clone();
+        size.align.size = 96;
+        assert_ne!(cache_key(&loaded, &base), cache_key(&loaded, &size));
+    }
 }
