@@ -301,21 +301,11 @@ impl Decider {
         let (region, value) = best.filter(|_| warm).unwrap_or((0, 0.0));
         self.latest = warm.then_some(value);
         let s = Sample {
-            index,
-            value,
-            region,
-            vector: disp.get(region).copied().unwrap_or([0.0; 2]),
-            jaw: signal
-                .chin()
-                .and_then(|c| disp.get(c))
-                .map_or(0.0, |d| d[1]),
-            eyes: signal::eyes_down(signal.layout(), disp),
-            apart: signal::mouth_apart(signal.layout(), disp),
-            uniform: signal::upper_face_rise(signal.layout(), disp),
             rest: signal
                 .rest_displacements()
                 .filter(|_| following && warm)
                 .and_then(|d| self.rest_score(d)),
+            ..Sample::measured(index, (region, value), signal.layout(), disp)
         };
         let level = warm.then(|| Level {
             baseline: baseline.map_or(0.0, |b| b.median.min(self.mads)),

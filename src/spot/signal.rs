@@ -8,7 +8,7 @@
 //! motion (crop pixels), nose motion (head) subtracted.
 
 use super::flow::RoiFlow;
-use super::roi::RoiKind;
+use super::roi::{RoiKind, RoiLayout};
 use anyhow::{Context, Result, bail};
 use opencv::core::{CV_8UC1, Mat, Scalar};
 use opencv::prelude::*;
@@ -38,6 +38,34 @@ pub struct Sample {
     /// While an event is open: how far (noise spreads) the regions it follows stand from the
     /// latest rest frame, when that frame is older than the event's reference ([`SignalBuilder::mark_rest`]).
     pub rest: Option<f32>,
+}
+
+impl Sample {
+    /// Frame `index`'s sample from every region's displacement (`disp`, layout order): region
+    /// `driver.0` drives it with value `driver.1`; the whole-face measures come from `disp`. No
+    /// rest distance (only the decider knows whether an event is open).
+    pub fn measured(
+        index: u64,
+        driver: (usize, f32),
+        layout: &RoiLayout,
+        disp: &[[f32; 2]],
+    ) -> Sample {
+        let (region, value) = driver;
+        Sample {
+            index,
+            value,
+            region,
+            vector: disp.get(region).copied().unwrap_or([0.0; 2]),
+            jaw: layout
+                .chin()
+                .and_then(|c| disp.get(c))
+                .map_or(0.0, |d| d[1]),
+            eyes: eyes_down(layout, disp),
+            apart: mouth_apart(layout, disp),
+            uniform: upper_face_rise(layout, disp),
+            rest: None,
+        }
+    }
 }
 
 struct Entry {
@@ -158,7 +186,7 @@ impl SignalBuilder {
     }
 
     /// The layout of the regions measured.
-    pub fn layout(&self) -> &super::roi::RoiLayout {
+    pub fn layout(&self) -> &RoiLayout {
         self.flow.layout()
     }
 
@@ -175,11 +203,6 @@ impl SignalBuilder {
     /// Every region's displacement at the latest frame (crop pixels), in layout order.
     pub fn displacements(&self) -> &[[f32; 2]] {
         self.ring.back().map_or(&[], |e| &e.disp)
-    }
-
-    /// Index of the chin region, if any.
-    pub fn chin(&self) -> Option<usize> {
-        self.flow.layout().chin()
     }
 
     /// The nose region's (head's) motion in the latest sample, crop pixels.
@@ -283,29 +306,22 @@ impl SignalBuilder {
                     self.flow.reset();
                     return Ok(None);
                 }
-                let mut best = (0usize, 0f32, [0f32; 2]);
+                let mut best = (0usize, 0f32);
                 for (i, (d, f)) in e.disp.iter_mut().zip(&self.scratch).enumerate() {
                     *d = *f;
                     let m = (f[0] * f[0] + f[1] * f[1]).sqrt();
                     if m > best.1 {
-                        best = (i, m, *f);
+                        best = (i, m);
                     }
                 }
-                let jaw = self.flow.layout().chin().map_or(0.0, |c| e.disp[c][1]);
-                let eyes = eyes_down(self.flow.layout(), &e.disp);
                 let pinned_at = self.pinned.as_ref().map(|p| p.index);
                 self.measure_rest(pinned_at, (index, &e.crop))?;
-                Some(Sample {
+                Some(Sample::measured(
                     index,
-                    value: best.1,
-                    region: best.0,
-                    vector: best.2,
-                    jaw,
-                    eyes,
-                    apart: mouth_apart(self.flow.layout(), &e.disp),
-                    uniform: upper_face_rise(self.flow.layout(), &e.disp),
-                    rest: None,
-                })
+                    (best.0, best.1),
+                    self.flow.layout(),
+                    &e.disp,
+                ))
             }
             None => {
                 e.disp.iter_mut().for_each(|d| *d = [0.0; 2]);
@@ -387,7 +403,7 @@ impl SignalBuilder {
 /// How far the mouth corners moved apart: the mean over mouth regions of their motion away from
 /// the nose's vertical (0 without mouth regions). Talking opens the jaw and leaves the corners'
 /// width; a smile (AU12) pulls them out.
-pub fn mouth_apart(layout: &super::roi::RoiLayout, disp: &[[f32; 2]]) -> f32 {
+pub fn mouth_apart(layout: &RoiLayout, disp: &[[f32; 2]]) -> f32 {
     let mid = (layout.reference[0] + layout.reference[2]) as f32 / 2.0;
     let (mut sum, mut n) = (0f32, 0u32);
     for (r, d) in layout.rois.iter().zip(disp) {
@@ -403,7 +419,7 @@ pub fn mouth_apart(layout: &super::roi::RoiLayout, disp: &[[f32; 2]]) -> f32 {
 /// How evenly the upper face rose: the smallest upward motion of the brow and eye regions over the
 /// largest, 0 when none rose (or there are none). Speech drags the nose window down, and every
 /// region above it then seems to rise by the same amount; a brow raise lifts the lids less.
-pub fn upper_face_rise(layout: &super::roi::RoiLayout, disp: &[[f32; 2]]) -> f32 {
+pub fn upper_face_rise(layout: &RoiLayout, disp: &[[f32; 2]]) -> f32 {
     let ups = layout
         .rois
         .iter()
@@ -421,7 +437,7 @@ pub fn upper_face_rise(layout: &super::roi::RoiLayout, disp: &[[f32; 2]]) -> f32
 }
 
 /// The smaller downward motion of the two eye regions (0 without eyes): a blink closes both lids.
-pub fn eyes_down(layout: &super::roi::RoiLayout, disp: &[[f32; 2]]) -> f32 {
+pub fn eyes_down(layout: &RoiLayout, disp: &[[f32; 2]]) -> f32 {
     let mut eyes = layout
         .rois
         .iter()
@@ -437,7 +453,6 @@ pub fn eyes_down(layout: &super::roi::RoiLayout, disp: &[[f32; 2]]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spot::roi::RoiLayout;
 
     #[test]
     fn mouth_corners_moving_out_are_apart_and_moving_together_sideways_are_not() {
