@@ -6,9 +6,13 @@ validation subjects, and CASME II-style labels (the coding CSV `aullm synth` wri
 subject in turn, each AU's threshold is chosen on the other subjects' clips (best F1 of the positive
 class, ties to the threshold nearest 0.5, as `aullm train` chooses them) and applied to this
 subject's clips; the decisions are pooled over subjects and scored as binary macro-F1. The line
-"0.5" scores the same clips at 0.5 for every AU. (README "The shipped model".)
+"0.5" scores the same clips at 0.5 for every AU. With --balance TEST_SUBJECTS (comma-separated,
+e.g. sub06,sub12), a third figure: each AU's threshold w/(1+w) from the class balance of the
+training clips (every subject of the coding CSV but the predicted and the test ones), where w is the
+positive weight `aullm train` gives that AU (n_neg/n_pos, clamped to 1..10): the threshold at which
+a model trained with that weight says "unweighted probability 0.5". (README "The shipped model".)
 
-usage: scripts/nested_thresholds.py CODING_CSV PREDICTIONS_CSV [PREDICTIONS_CSV ...]
+usage: scripts/nested_thresholds.py [--balance TEST_SUBJECTS] CODING_CSV PREDICTIONS_CSV [PREDICTIONS_CSV ...]
 """
 import csv
 import re
@@ -47,7 +51,18 @@ def best_threshold(truth, prob):
     return best[1]
 
 
-def score(rows, lab, nested):
+def balance_thresholds(lab, exclude):
+    """AU number -> w/(1+w), w = n_neg/n_pos over the clips of subjects not in `exclude`."""
+    train = [aus for (subject, _), aus in lab.items() if subject not in exclude]
+    out = {}
+    for n in sorted(set().union(*train)) if train else []:
+        pos = sum(1 for aus in train if n in aus)
+        w = min(max((len(train) - pos) / pos, 1.0), 10.0)
+        out[n] = w / (1 + w)
+    return out
+
+
+def score(rows, lab, nested, fixed=None):
     aus = [k[:-2] for k in rows[0] if k.endswith("_p")]
     subjects = sorted({r["subject"] for r in rows})
     counts = {a: [0, 0, 0] for a in aus}
@@ -56,7 +71,7 @@ def score(rows, lab, nested):
         test = [r for r in rows if r["subject"] == s]
         for a in aus:
             n = int(a[2:])
-            th = 0.5
+            th = fixed.get(n, 0.5) if fixed else 0.5
             if nested:
                 th = best_threshold(
                     [n in lab[(r["subject"], r["clip"])] for r in train],
@@ -72,16 +87,26 @@ def score(rows, lab, nested):
 
 
 def main():
-    if len(sys.argv) < 3:
+    args = sys.argv[1:]
+    test = None
+    if args[:1] == ["--balance"] and len(args) > 1:
+        test = set(args[1].split(","))
+        args = args[2:]
+    if len(args) < 2:
         sys.exit(__doc__.strip().splitlines()[-1])
-    lab = labels(sys.argv[1])
-    for path in sys.argv[2:]:
+    lab = labels(args[0])
+    for path in args[1:]:
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
         missing = [(r["subject"], r["clip"]) for r in rows if (r["subject"], r["clip"]) not in lab]
         if missing:
-            sys.exit(f"{path}: clip {missing[0]} has no row in {sys.argv[1]}")
-        print(f"{path}: 0.5 {score(rows, lab, False):.3f}, nested thresholds {score(rows, lab, True):.3f}")
+            sys.exit(f"{path}: clip {missing[0]} has no row in {args[0]}")
+        line = f"{path}: 0.5 {score(rows, lab, False):.3f}, nested thresholds {score(rows, lab, True):.3f}"
+        if test is not None:
+            predicted = {r["subject"] for r in rows}
+            fixed = balance_thresholds(lab, test | predicted)
+            line += f", class-balance thresholds {score(rows, lab, False, fixed):.3f}"
+        print(line)
 
 
 if __name__ == "__main__":
