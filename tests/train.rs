@@ -765,3 +765,57 @@ fn finished_folds_are_scored_from_their_result_files_once_checkpoints_are_gone()
         "{msg}"
     );
 }
+
+#[test]
+fn the_mlp_skip_starts_as_the_mlp_head_learns_and_exports_what_it_trained() {
+    let mut cfg = tiny_config();
+    cfg.reasoner.mlp_skip = true;
+    let all = refs(clips());
+    let mut net = Net::new(&cfg.net_spec(), root()).unwrap();
+    let (x, y) = make_batch(&all, &cfg, None, &net.device).unwrap();
+    // The LLM head starts at zero: the sum is the MLP head's logits, exactly.
+    let (logits, out) = net.forward(&x).unwrap();
+    assert_eq!(
+        flat(&logits),
+        flat(&net.frontend.net.head_logits(&out).unwrap())
+    );
+    let mut opt = optimiser(&net, &cfg).unwrap();
+    let pw = Tensor::new(positive_weights(&all, &cfg.frontend.aus), &Device::Cpu).unwrap();
+    let mut rng = Rng::new(0);
+    for _ in 0..3 {
+        aullm::train::trainer::train_step(&mut net, &mut opt, &x, &y, &pw, &cfg, &mut rng, 1.0)
+            .unwrap();
+    }
+    // Both paths learn: the LLM head is no longer zero and the sum is no longer the MLP head's.
+    let head = flat(net.reasoner.as_ref().unwrap().head().weight.as_tensor());
+    assert!(head.iter().any(|v| *v != 0.0), "the LLM head did not learn");
+    let (logits, out) = net.forward(&x).unwrap();
+    let mlp = flat(&net.frontend.net.head_logits(&out).unwrap());
+    assert!(
+        flat(&logits)
+            .iter()
+            .zip(&mlp)
+            .any(|(a, b)| (a - b).abs() > 1e-4),
+        "the LLM adds nothing after training"
+    );
+    // Exported and loaded as a model, it predicts what the trained network predicts.
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = dir.path().join("model");
+    aullm::export::bundle::export(&net, &cfg, &[0.5; 8], "skip", &model_dir).unwrap();
+    let want = predict(&net, &all, &cfg).unwrap();
+    let mut det = aullm::runtime::detector::Detector::load(
+        &model_dir,
+        &Config::default(),
+        Some(aullm::config::DTypeChoice::F32),
+    )
+    .unwrap();
+    let got = det.predict(&flat(&x), all.len()).unwrap();
+    for (g, w) in got.iter().zip(&want) {
+        for (a, b) in g.iter().zip(w) {
+            assert!(
+                (a - b).abs() < 1e-4,
+                "exported model predicts {a}, training-time {b}"
+            );
+        }
+    }
+}

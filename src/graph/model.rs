@@ -20,6 +20,8 @@ pub struct Net {
     pub reasoner: Option<Reasoner>,
     /// CCR's δ.
     pub ccr: Perturbations,
+    /// Whether the MLP head's logits are added to the LLM's (`reasoner.mlp_skip`).
+    pub mlp_skip: bool,
     /// The device every variable lives on.
     pub device: Device,
 }
@@ -66,6 +68,10 @@ impl Net {
             opts.num_aus = n;
             opts.seed = net.seed;
             let r = Reasoner::load(&WeightsSpec::resolve(net.reasoner, net.models)?, &opts)?;
+            if net.reasoner.mlp_skip {
+                // The sum starts as the MLP head alone: the LLM's first steps cannot undo stage 1.
+                r.head().zero()?;
+            }
             ensure!(
                 r.hidden_size() == net.frontend.width,
                 "frontend.width = {} but the reasoner's hidden size is {}: set frontend.width = {}",
@@ -76,28 +82,36 @@ impl Net {
             Some(r)
         };
         let ccr = Perturbations::new(n, net.frontend.width, net.seed ^ 0xcc, &device)?;
+        let mlp_skip = net.reasoner.mlp_skip && reasoner.is_some();
         Ok(Net {
             frontend,
             reasoner,
             ccr,
+            mlp_skip,
             device,
         })
     }
 
     /// AU logits [B, N] from a front-end output: the LLM reads [E_text ‖ T_v ‖ τ_au] (prompt from the
-    /// prefix cache), or the MLP head reads the tokens.
+    /// prefix cache), or the MLP head reads the tokens, or both are added (`reasoner.mlp_skip`).
     pub fn decide(&self, content: &Tensor, instructions: Option<&Tensor>) -> Result<Tensor> {
+        let mlp = || {
+            self.frontend.net.head_logits(&FrontendOutput {
+                content: content.clone(),
+                instructions: instructions.cloned(),
+            })
+        };
         match &self.reasoner {
-            Some(r) => Ok(r
-                .au_logits_tokens(content, instructions)?
-                .to_dtype(DType::F32)?),
-            None => {
-                let out = FrontendOutput {
-                    content: content.clone(),
-                    instructions: instructions.cloned(),
-                };
-                self.frontend.net.head_logits(&out)
+            Some(r) => {
+                let llm = r
+                    .au_logits_tokens(content, instructions)?
+                    .to_dtype(DType::F32)?;
+                match self.mlp_skip {
+                    true => Ok((llm + mlp()?)?),
+                    false => Ok(llm),
+                }
             }
+            None => mlp(),
         }
     }
 

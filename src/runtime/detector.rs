@@ -203,7 +203,8 @@ impl Detector {
             let mut r = config.reasoner.clone();
             r.adapter = dir.join("adapter.safetensors").display().to_string();
             r.num_aus = manifest.aus.len();
-            let needs = matches!(front, FrontRunner::Candle);
+            // The skip path's MLP head runs on candle beside an ONNX front-end.
+            let needs = matches!(front, FrontRunner::Candle) || config.reasoner.mlp_skip;
             (Some(Reasoner::from_config(&r, &config.models)?), needs)
         } else {
             ensure!(
@@ -301,12 +302,17 @@ impl Detector {
                 (out.content, out.instructions)
             }
         };
+        let tokens = crate::graph::frontend::FrontendOutput {
+            content: tv,
+            instructions: tau,
+        };
         let logits = match (&self.reasoner, &self.frontend) {
-            (Some(r), _) => r.au_logits_tokens(&tv, tau.as_ref())?,
-            (None, Some(m)) => m.head_logits(&crate::graph::frontend::FrontendOutput {
-                content: tv,
-                instructions: tau,
-            })?,
+            (Some(r), Some(m)) if self.config.reasoner.mlp_skip => {
+                let llm = r.au_logits_tokens(&tokens.content, tokens.instructions.as_ref())?;
+                (llm.to_dtype(DType::F32)? + m.head_logits(&tokens)?)?
+            }
+            (Some(r), _) => r.au_logits_tokens(&tokens.content, tokens.instructions.as_ref())?,
+            (None, Some(m)) => m.head_logits(&tokens)?,
             _ => bail!("model has no decider"),
         };
         let p = candle_nn::ops::sigmoid(&logits.to_dtype(DType::F32)?)?;

@@ -50,6 +50,11 @@ pub struct ReasonerConfig {
     pub threads: usize,
     /// Low-rank adaptation of the attention projections.
     pub lora: LoraSection,
+    /// Adds the front-end's MLP head logits to the LLM head's (a skip path around the LLM) and
+    /// starts the LLM head at zero, so a second stage begins where stage 1's decider ends and the
+    /// LLM learns a correction. Not in the paper (README "The shipped model").
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub mlp_skip: bool,
 }
 
 impl Default for ReasonerConfig {
@@ -68,6 +73,7 @@ impl Default for ReasonerConfig {
             seed: 0,
             threads: 0,
             lora: LoraSection::default(),
+            mlp_skip: false,
         }
     }
 }

@@ -40,6 +40,13 @@ impl AuHead {
         })
     }
 
+    /// Sets the weight and bias to zero (the head then adds nothing until trained).
+    pub fn zero(&self) -> Result<()> {
+        self.weight.set(&self.weight.as_tensor().zeros_like()?)?;
+        self.bias.set(&self.bias.as_tensor().zeros_like()?)?;
+        Ok(())
+    }
+
     /// Number of AUs predicted.
     pub fn num_aus(&self) -> usize {
         self.weight.as_tensor().dims()[0]
