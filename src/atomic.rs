@@ -4,9 +4,11 @@ use anyhow::{Context, Result};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A buffered file written under `NAME.PID.partial` and renamed to `NAME` by [`AtomicFile::commit`]
-/// (the process id keeps two processes writing the same file, e.g. LOSO shards' reports, apart).
+/// A buffered file written under `NAME.PID-N.partial` and renamed to `NAME` by [`AtomicFile::commit`]
+/// (the process id and a per-process count keep two writers of the same file apart, e.g. LOSO
+/// shards' reports, whether they are processes or threads of one process).
 /// Dropped without a commit (an error on the way), it removes its temporary file.
 pub struct AtomicFile {
     writer: BufWriter<File>,
@@ -23,7 +25,10 @@ impl AtomicFile {
                 .with_context(|| format!("cannot create folder {}", dir.display()))?;
         }
         let mut tmp = path.as_os_str().to_owned();
-        tmp.push(format!(".{}.partial", std::process::id()));
+        // Threads of one process (shards run in one test, or a library user's pool) share the id.
+        static WRITERS: AtomicU64 = AtomicU64::new(0);
+        let n = WRITERS.fetch_add(1, Ordering::Relaxed);
+        tmp.push(format!(".{}-{n}.partial", std::process::id()));
         let tmp = PathBuf::from(tmp);
         let file =
             File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
@@ -116,5 +121,19 @@ mod tests {
         assert_eq!(sweep_partials(dir.path()), 2);
         assert!(dir.path().join("keep.partial").is_dir());
         assert!(p.exists());
+    }
+
+    #[test]
+    fn two_writers_of_one_file_in_one_process_both_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("result.json");
+        let mut a = AtomicFile::create(&p).unwrap();
+        let mut b = AtomicFile::create(&p).unwrap();
+        a.write_all(b"same").unwrap();
+        b.write_all(b"same").unwrap();
+        a.commit().unwrap();
+        b.commit().unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "same");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
