@@ -493,6 +493,22 @@ fn two_stage_training_starts_from_the_same_folds_frontend_and_refuses_another_sp
     }
     assert!(compared > 0, "the initialised front-end equals a fresh one");
 
+    // CCR's δ starts fresh, unless `train.init_delta` carries stage 1's over as well.
+    let stage1_delta = candle_core::safetensors::load(
+        stage1.join("fold-split/checkpoint/optimiser.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap()["ccr.delta"]
+        .clone();
+    assert_ne!(flat(net.ccr.delta.as_tensor()), flat(&stage1_delta));
+    llm.train.init_delta = true;
+    let (_, net) = run_protocol(&llm, &split, &dir.path().join("stage2d"), Some(0)).unwrap();
+    assert_eq!(
+        flat(net.unwrap().ccr.delta.as_tensor()),
+        flat(&stage1_delta)
+    );
+    llm.train.init_delta = false;
+
     // A stage 1 that held out another subject trained on this fold's test subject: refused.
     let other = dir.path().join("other");
     run_protocol(&mlp, &format!("split:{}", subjects[1]), &other, None).unwrap();
@@ -537,6 +553,17 @@ fn fine_tuning_starts_from_a_model_folder_and_refuses_another_graph() {
         Some(0),
     )
     .unwrap();
+
+    // A model bundle keeps no CCR δ: asking for it is an error naming the file.
+    let mut delta = tune.clone();
+    delta.train.init_delta = true;
+    let err = run_protocol(&delta, "all", &dir.path().join("delta"), Some(0))
+        .err()
+        .expect("a bundle has no δ");
+    assert!(
+        format!("{err:#}").contains("optimiser.safetensors"),
+        "{err:#}"
+    );
 
     // A model whose graph differs (here the input) is refused, naming the key.
     let mut other = tune.clone();

@@ -225,6 +225,12 @@ pub struct TrainConfig {
     /// so runs from before this key keep their fingerprints.)
     #[serde(skip_serializing_if = "String::is_empty")]
     pub init_frontend: String,
+    /// With `init_frontend` a run's checkpoint: start CCR's perturbations δ from that checkpoint's
+    /// too, so that a second stage's CCR loss starts where the first stage's ended rather than at
+    /// a fresh δ's flip loss. A model bundle has no δ (an error). (Left out of the saved
+    /// configuration when false.)
+    #[serde(skip_serializing_if = "is_false")]
+    pub init_delta: bool,
     /// At most this many clips per fold to learn from (training + inner validation), drawn evenly
     /// over the fold's subjects, the same seed giving nested sets (60 ⊂ 120 ⊂ 250): the points of
     /// a learning curve. 0 = every clip. (Left out of the saved configuration when 0.)
@@ -241,6 +247,11 @@ pub struct TrainConfig {
 /// serde's skip test for the default device.
 fn is_cpu(d: &crate::graph::devices::DeviceName) -> bool {
     *d == crate::graph::devices::DeviceName::Cpu
+}
+
+/// serde's skip test for switches whose false is the default.
+fn is_false(v: &bool) -> bool {
+    !*v
 }
 
 /// serde's skip test for counts whose 0 means "off".
@@ -275,6 +286,7 @@ impl Default for TrainConfig {
             thresholds: ThresholdRule::Validation,
             threads: 0,
             init_frontend: String::new(),
+            init_delta: false,
             max_clips: 0,
             device: crate::graph::devices::DeviceName::Cpu,
         }

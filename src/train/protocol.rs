@@ -335,11 +335,18 @@ fn run_fold(
             cfg.train.device
         );
     }
+    anyhow::ensure!(
+        !cfg.train.init_delta || !cfg.train.init_frontend.is_empty(),
+        "train.init_delta = true needs train.init_frontend (the run whose checkpoints hold δ)"
+    );
     let mut net = Net::new(&cfg.net_spec(), &o.root)?;
     let resume = o.resume && crate::train::state::checkpoint_dir(&dir).exists();
     if !cfg.train.init_frontend.is_empty() && !resume {
         let src = init_source(cfg, o, fold, set)?;
         crate::train::state::load_frontend(&src, &mut net)?;
+        if cfg.train.init_delta {
+            crate::train::state::load_delta(&src, &mut net)?;
+        }
         if !o.quiet {
             eprintln!("front-end initialised from {}", src.display());
         }

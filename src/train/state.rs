@@ -208,6 +208,26 @@ pub fn load_frontend(dir: &Path, net: &mut Net) -> Result<()> {
     set_named(&net.visual_vars(), &saved, "frontend.", &front)
 }
 
+/// Sets CCR's δ of `net` from the checkpoint folder `dir` (`train.init_delta`): δ lives with the
+/// optimiser state, which a model bundle does not have.
+pub fn load_delta(dir: &Path, net: &mut Net) -> Result<()> {
+    let file = dir.join("optimiser.safetensors");
+    ensure!(
+        file.exists(),
+        "train.init_delta: {} has no {} (a model bundle keeps no δ; give a run folder, or set train.init_delta = false)",
+        dir.display(),
+        file.display()
+    );
+    let saved = candle_core::safetensors::load(&file, &Device::Cpu)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    set_named(
+        &[("ccr.delta".to_string(), net.ccr.delta.clone())],
+        &saved,
+        "",
+        &file,
+    )
+}
+
 /// The configuration and loop state a checkpoint folder was written with.
 pub fn read_checkpoint_info(dir: &Path) -> Result<(Config, TrainState)> {
     let cfg_file = dir.join("config.toml");
