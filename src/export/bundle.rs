@@ -44,9 +44,11 @@ pub fn export(
         None => (Decider::Mlp, String::new()),
     };
     // The warm-start run is a folder on the training machine: meaningless to whoever loads the
-    // model (the weights already hold what it contributed), so it is not shipped.
+    // model (the weights already hold what it contributed), so it is not shipped, nor is the
+    // switch that reads δ from it.
     let mut shipped = cfg.clone();
     shipped.train.init_frontend.clear();
+    shipped.train.init_delta = false;
     std::fs::write(dir.join("config.toml"), shipped.to_toml())?;
     let mut files = BTreeMap::new();
     for n in names {
