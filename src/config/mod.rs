@@ -229,7 +229,7 @@ pub struct TrainConfig {
     /// too, so that a second stage's CCR loss starts where the first stage's ended rather than at
     /// a fresh δ's flip loss. A model bundle has no δ (an error). (Left out of the saved
     /// configuration when false.)
-    #[serde(skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub init_delta: bool,
     /// At most this many clips per fold to learn from (training + inner validation), drawn evenly
     /// over the fold's subjects, the same seed giving nested sets (60 ⊂ 120 ⊂ 250): the points of
@@ -247,11 +247,6 @@ pub struct TrainConfig {
 /// serde's skip test for the default device.
 fn is_cpu(d: &crate::graph::devices::DeviceName) -> bool {
     *d == crate::graph::devices::DeviceName::Cpu
-}
-
-/// serde's skip test for switches whose false is the default.
-fn is_false(v: &bool) -> bool {
-    !*v
 }
 
 /// serde's skip test for counts whose 0 means "off".
