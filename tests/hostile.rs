@@ -382,7 +382,10 @@ fn serve_reconnects_when_the_source_comes_back_and_numbering_goes_on() {
             .filter(|l| l.starts_with("reconnecting"))
             .count()
     };
-    clients::wait_for("two reconnections", || reconnects() >= 2);
+    // Patience per play of the video, not for both: on a loaded test machine one play can take
+    // tens of seconds.
+    clients::wait_for("the first reconnection", || reconnects() >= 1);
+    clients::wait_for("the second reconnection", || reconnects() >= 2);
     // SAFETY: signalling our own child process.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     let status = child.wait().unwrap();
